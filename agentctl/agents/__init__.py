@@ -1,0 +1,1 @@
+"""Agents that ship with agentctl, used by the bundled agents.yaml."""

@@ -1,0 +1,66 @@
+"""Every magic name and default number of agentctl, in one place."""
+
+from __future__ import annotations
+
+import re
+
+# Agent names become directory names, so they are the first thing validated.
+AGENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+AGENT_NAME_RE = re.compile(AGENT_NAME_PATTERN)
+
+# Message ids become file names: no ':' (Windows, Maildir info), no '/', no leading '.'.
+MESSAGE_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$"
+MESSAGE_ID_RE = re.compile(MESSAGE_ID_PATTERN)
+
+# The pseudo-agent that stands for a person at the command line.
+USER_AGENT = "user"
+# Reserved for later layers (human escalations); refused as roster agent names today.
+RESERVED_AGENT_NAMES = frozenset({USER_AGENT, "human"})
+
+DEFAULT_CONFIG_FILE = "agents.yaml"
+DEFAULT_WORKSPACE_DIR = "workspace"
+ENV_WORKSPACE = "AGENTCTL_WORKSPACE"
+ENV_CONFIG = "AGENTCTL_CONFIG"
+ENV_AGENT = "AGENTCTL_AGENT"
+ENV_INBOX = "AGENTCTL_INBOX"
+
+# Workspace layout.
+CONTROL_DIR = ".agentctl"
+SUPERVISOR_LOCK_FILE = "supervisor.lock"
+SUPERVISOR_PID_FILE = "supervisor.json"
+WORKER_LOCK_FILE = "worker.lock"
+INBOX_DIR = "inbox"
+OUTBOX_DIR = "outbox"
+STATUS_FILE = "status.json"
+LOG_FILE = "agent.log"
+TMP, NEW, PROCESSING, DONE, DEAD = "tmp", "new", "processing", "done", "dead"
+INBOX_SUBDIRS = (TMP, NEW, PROCESSING, DONE, DEAD)
+MESSAGE_SUFFIX = ".json"
+ERROR_SUFFIX = ".error.json"
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+# Defaults of the roster's workspace-level settings and per-agent settings.
+DEFAULT_POLL_INTERVAL_S = 0.5
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_MAX_ATTEMPTS = 3
+
+# Worker tuning.
+HEARTBEAT_INTERVAL_S = 1.0
+STATUS_MIN_INTERVAL_S = 0.05  # coalesce status writes during a burst
+CLAIM_BATCH = 1000  # re-list new/ after this many messages so priorities stay honoured
+STALE_TMP_AGE_S = 3600.0  # a tmp/ file this old belongs to a writer that died
+
+# Supervisor tuning.
+STOP_GRACE_S = 10.0
+RESTART_BACKOFF_INITIAL_S = 0.5
+RESTART_BACKOFF_FACTOR = 2.0
+RESTART_BACKOFF_MAX_S = 30.0
+RESTART_STABLE_S = 10.0
+SUPERVISOR_TICK_S = 0.1
+
+# Reply ids derive from the request id, so a redelivered request cannot yield a second reply.
+REPLY_ID_SUFFIX = "-reply"
+RESTART_MAX_QUICK_FAILURES = 5  # this many short-lived runs in a row and the agent is fatal

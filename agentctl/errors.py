@@ -1,0 +1,55 @@
+"""The errors agentctl raises, all rooted in one class.
+
+AgentctlError                   anything agentctl reports as one clear line
+├── ConfigError                 agents.yaml is missing or invalid
+├── InvalidNameError            an agent name or message id that must not touch a path
+├── WorkspaceError              the workspace is unusable (symlinked inbox, not a directory)
+├── BadMessageError             a message file that cannot be read as an AgentMessage
+├── DeliveryError               a message could not be delivered (e.g. duplicate id)
+├── SupervisorError             a supervisor is already running, or none is
+├── HandlerError                an agent's handler failed on a message
+│   └── HandlerTimeoutError     ... by running past its timeout_s
+└── WaitTimeoutError            no reply arrived in time
+"""
+
+from __future__ import annotations
+
+
+class AgentctlError(Exception):
+    """Base of every error agentctl reports to a user as one line."""
+
+
+class ConfigError(AgentctlError):
+    """The roster file is missing or invalid; the message names file, line and field."""
+
+
+class InvalidNameError(AgentctlError, ValueError):
+    """A name that would be unsafe as a path component."""
+
+
+class WorkspaceError(AgentctlError):
+    """The workspace cannot be used safely."""
+
+
+class BadMessageError(AgentctlError):
+    """A message file that is not a valid AgentMessage."""
+
+
+class DeliveryError(AgentctlError):
+    """A message could not be delivered."""
+
+
+class SupervisorError(AgentctlError):
+    """Supervisor life-cycle problems: already running, not running."""
+
+
+class HandlerError(AgentctlError):
+    """A handler failed on a message; the attempt counts as failed."""
+
+
+class HandlerTimeoutError(HandlerError):
+    """A handler ran past its timeout_s."""
+
+
+class WaitTimeoutError(AgentctlError):
+    """No reply arrived within the wait."""

@@ -1,0 +1,42 @@
+"""Handlers: how an agent's work is done for one message.
+
+A handler takes a message (its `attempt` already counts this attempt) and returns the result's
+content (any JSON value), or raises HandlerError. `command:` agents have no handler: their
+program speaks the file protocol itself and the supervisor only runs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from agentctl.roster import AgentSpec, HandlerKind
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from agentctl.message import AgentMessage
+
+
+class Handler(Protocol):
+    """Does the work for one message."""
+
+    def handle(self, message: AgentMessage, *, timeout_s: float) -> JsonValue:
+        """Return the result content; raise HandlerError (or HandlerTimeoutError) on failure."""
+        ...
+
+    def close(self) -> None:
+        """Release what the handler holds (event loop, child processes)."""
+        ...
+
+
+def build_handler(spec: AgentSpec) -> Handler:
+    """The handler of a `python:` or `exec:` agent."""
+    if spec.handler_kind is HandlerKind.PYTHON:
+        from agentctl.handlers.python import PythonHandler
+
+        return PythonHandler(spec)
+    if spec.handler_kind is HandlerKind.EXEC:
+        from agentctl.handlers.exec import ExecHandler
+
+        return ExecHandler(spec)
+    raise ValueError(f"agent {spec.name!r} is a command agent: it has no in-process handler")

@@ -1,0 +1,101 @@
+"""`python: package.module:ClassName`: a BaseAgent subclass run inside the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+from typing import TYPE_CHECKING, Any
+
+from agentctl.agent import BaseAgent
+from agentctl.errors import ConfigError, HandlerError, HandlerTimeoutError
+from agentctl.roster import AgentSpec
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from agentctl.message import AgentMessage
+
+
+def load_agent(spec: AgentSpec) -> BaseAgent:
+    """Import and construct the agent class a `python:` spec names.
+
+    A class whose constructor takes `name`/`role`/`expertise` gets the roster's values; one
+    that takes no arguments (like the seed's SecurityReviewer) sets its own. The roster's name
+    always wins, and its role and expertise win when given.
+    """
+    assert spec.python is not None
+    module_name, _, class_name = spec.python.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"agent {spec.name!r}: cannot import {module_name!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, BaseAgent)):
+        raise ConfigError(f"agent {spec.name!r}: {spec.python} is not a BaseAgent subclass")
+    params = inspect.signature(cls).parameters
+    offered = {"name": spec.name, "role": spec.role, "expertise": list(spec.expertise)}
+    agent = cls(**{k: v for k, v in offered.items() if k in params})
+    agent.name = spec.name
+    if spec.role:
+        agent.role = spec.role
+    if spec.expertise:
+        agent.expertise = list(spec.expertise)
+    return agent
+
+
+def task_of(message: AgentMessage) -> dict[str, Any]:
+    """The seed's `task` dict: the content's fields (or `{"content": ...}`) plus keywords."""
+    content = message.content
+    task: dict[str, Any] = dict(content) if isinstance(content, dict) else {"content": content}
+    task.setdefault("keywords", list(message.keywords))
+    return task
+
+
+def context_of(message: AgentMessage) -> dict[str, Any]:
+    """The `context` dict handed to `process`: the message, its attempt, its thread."""
+    return {
+        "message": message.model_dump(mode="json"),
+        "attempt": message.attempt,
+        "thread_id": message.thread_id,
+    }
+
+
+class PythonHandler:
+    """Runs `agent.process(task, context)`; coroutines are cancelled at timeout_s."""
+
+    def __init__(self, spec: AgentSpec) -> None:
+        self.agent = load_agent(spec)
+        self._loop = asyncio.new_event_loop()
+
+    def handle(self, message: AgentMessage, *, timeout_s: float) -> JsonValue:
+        """Run the agent on one message."""
+        process = self.agent.process
+        task, context = task_of(message), context_of(message)
+        self.agent.status = "busy"
+        try:
+            if inspect.iscoroutinefunction(process):
+                coro = asyncio.wait_for(process(task, context), timeout_s)
+                result = self._loop.run_until_complete(coro)
+            else:
+                # A synchronous handler cannot be interrupted here; the supervisor's heartbeat
+                # check is what stops one that hangs.
+                result = process(task, context)
+        except TimeoutError:
+            raise HandlerTimeoutError(f"timed out after {timeout_s:g} s") from None
+        except HandlerError:
+            raise
+        except Exception as exc:  # the agent's own bug: report it, the worker goes on
+            raise HandlerError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.agent.status = "idle"
+        try:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise HandlerError(f"result is not JSON: {exc}") from None
+        return result  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close the event loop."""
+        self._loop.close()

@@ -1,0 +1,45 @@
+"""Message ids: ULIDs (time-sortable, unique across processes, no ':')."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from agentctl.constants import REPLY_ID_SUFFIX
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_lock = threading.Lock()
+_last_ms = -1
+_last_rand = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return "".join(reversed(chars))
+
+
+def new_id() -> str:
+    """Return a new 26-character ULID: 48 bits of milliseconds, 80 bits of randomness.
+
+    Ids from one process are strictly increasing even within one millisecond (the random part
+    is incremented), so messages sent in a loop keep their order on disk.
+    """
+    global _last_ms, _last_rand
+    with _lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms <= _last_ms:
+            now_ms = _last_ms
+            rand = (_last_rand + 1) & ((1 << 80) - 1)
+        else:
+            rand = int.from_bytes(os.urandom(10), "big")
+        _last_ms, _last_rand = now_ms, rand
+    return _encode(now_ms, 10) + _encode(rand, 16)
+
+
+def reply_id(request_id: str) -> str:
+    """Return the id of the one reply a request may have."""
+    return request_id + REPLY_ID_SUFFIX

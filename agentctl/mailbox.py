@@ -1,0 +1,239 @@
+"""One agent's inbox on disk, with Maildir semantics.
+
+    inbox/tmp/         being written; never read by consumers
+    inbox/new/         delivered, waiting; file names sort in processing order
+    inbox/processing/  claimed by a worker (exactly one claimer wins)
+    inbox/done/        handled; kept as the audit trail
+    inbox/dead/        given up on, each with `<stem>.error.json` beside it
+
+Every transition is a link into the next directory followed by an unlink from the last, so a
+message is always in at least one directory; a crash between the two leaves it in both, which
+`recover()` settles. The worker decides *what* to do with a message; this module only knows
+how to move it without losing or duplicating it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentctl.constants import (
+    DEAD,
+    DONE,
+    ERROR_SUFFIX,
+    INBOX_SUBDIRS,
+    MESSAGE_SUFFIX,
+    NEW,
+    PROCESSING,
+    TMP,
+)
+from agentctl.errors import DeliveryError
+from agentctl.fsutil import (
+    ensure_dir,
+    fsync_dir,
+    link_noreplace,
+    move_noreplace,
+    move_settle,
+    read_limited,
+    unique_tmp_name,
+    unlink_quietly,
+    write_atomic,
+    write_new_file,
+)
+
+if TYPE_CHECKING:
+    from agentctl.message import AgentMessage
+
+
+@dataclass(frozen=True)
+class Depth:
+    """How many messages wait, are in hand, and were given up on."""
+
+    new: int
+    processing: int
+    dead: int
+
+
+class Mailbox:
+    """The inbox of one agent: deliver, claim, ack, requeue, bury, recover."""
+
+    def __init__(self, inbox_dir: Path, *, fsync: bool, max_message_bytes: int) -> None:
+        self.path = inbox_dir
+        self.fsync = fsync
+        self.max_message_bytes = max_message_bytes
+        self.tmp = inbox_dir / TMP
+        self.new = inbox_dir / NEW
+        self.processing = inbox_dir / PROCESSING
+        self.done = inbox_dir / DONE
+        self.dead = inbox_dir / DEAD
+
+    def ensure(self) -> Mailbox:
+        """Create the directories (0700); refuse symlinks anywhere in the inbox."""
+        ensure_dir(self.path)
+        for sub in INBOX_SUBDIRS:
+            ensure_dir(self.path / sub)
+        return self
+
+    # -- delivering --------------------------------------------------------------------------
+
+    def deliver(
+        self, message: AgentMessage, *, copies: tuple[Path, ...] = (), dedupe: bool = False
+    ) -> Path | None:
+        """Publish `message` into new/ atomically; never replaces an existing file.
+
+        `copies` are extra hard links made before publishing (the sender's outbox), so the copy
+        exists whenever the message does. With `dedupe`, a message whose file is already
+        anywhere in this inbox (waiting, in hand, done or dead) is not delivered again and None
+        is returned; this is how a redelivered request cannot produce a second reply.
+        """
+        name = message.file_name
+        if dedupe and self.locate(name) is not None:
+            return None
+        tmp = self.tmp / unique_tmp_name(name)
+        write_new_file(tmp, message.to_json_bytes(), fsync=self.fsync)
+        try:
+            for copy in copies:
+                link_noreplace(tmp, copy)
+            published = link_noreplace(tmp, self.new / name)
+        finally:
+            unlink_quietly(tmp)
+        if not published:
+            if dedupe:
+                return None
+            raise DeliveryError(f"{self.new / name}: a message with id {message.id} is waiting")
+        if self.fsync:
+            fsync_dir(self.new)
+            for parent in {copy.parent for copy in copies}:
+                fsync_dir(parent)
+        return self.new / name
+
+    def locate(self, name: str) -> str | None:
+        """Which of new/processing/done/dead holds `name`, checked in life-cycle order.
+
+        Files only move forward between these checks (except a requeue), and every move
+        links before it unlinks, so a file that exists is found.
+        """
+        for sub in (NEW, PROCESSING, DONE, DEAD):
+            if os.path.lexists(self.path / sub / name):
+                return sub
+        return None
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def list_new(self) -> list[str]:
+        """Names waiting in new/, in processing order. Dot files and directories are skipped."""
+        names = []
+        with os.scandir(self.new) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
+                    continue
+                names.append(entry.name)
+        names.sort()
+        return names
+
+    def claim(self, name: str) -> Path | None:
+        """Move new/name into processing/. Returns its new path, or None if another claimer won."""
+        dst = self.processing / name
+        if move_noreplace(self.new / name, dst):
+            return dst
+        return None
+
+    def read(self, path: Path) -> bytes:
+        """The bytes of a claimed file (size-limited, symlinks refused: BadMessageError)."""
+        return read_limited(path, self.max_message_bytes)
+
+    def ack(self, name: str) -> None:
+        """processing/ -> done/: handled. done/ is kept: it is the audit trail."""
+        move_settle(self.processing / name, self.done / name)
+
+    def release(self, name: str) -> None:
+        """processing/ -> new/ without counting an attempt (shutdown before the handler ran)."""
+        move_settle(self.processing / name, self.new / name)
+
+    def requeue(self, name: str, message: AgentMessage) -> None:
+        """Put a failed message back in new/ with its updated attempt count."""
+        self._rewrite_into(self.new, name, message.to_json_bytes())
+        unlink_quietly(self.processing / name)
+
+    def bury(self, name: str, error: dict[str, Any], message: AgentMessage | None = None) -> None:
+        """processing/ -> dead/, with `<stem>.error.json` beside it saying why.
+
+        The error file is written first, so a dead message always has its reason; `message`
+        (with its final attempt count) replaces the file's content when given, otherwise the
+        file is moved as it is (a bad file keeps its exact bytes for inspection).
+        """
+        stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
+        error_bytes = json.dumps(error, indent=2, default=str).encode() + b"\n"
+        write_atomic(self.dead / (stem + ERROR_SUFFIX), error_bytes, fsync=self.fsync)
+        if message is None:
+            move_settle(self.processing / name, self.dead / name)
+        else:
+            self._rewrite_into(self.dead, name, message.to_json_bytes())
+            unlink_quietly(self.processing / name)
+
+    def _rewrite_into(self, directory: Path, name: str, data: bytes) -> None:
+        # Replacing is right here: a copy already in `directory` is this same message, left by
+        # an earlier move that crashed half-way.
+        tmp = self.tmp / unique_tmp_name(name)
+        write_new_file(tmp, data, fsync=self.fsync)
+        os.replace(tmp, directory / name)
+        if self.fsync:
+            fsync_dir(directory)
+
+    # -- recovery and inspection --------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Settle what a dead worker left in processing/; return the names it was handling.
+
+        A file also present in new/, done/ or dead/ is the leftover of a move that crashed
+        between link and unlink: the move already happened, so the copy in processing/ goes.
+        The rest were in a handler when the worker died: the caller counts that attempt.
+        """
+        interrupted = []
+        for name in sorted(os.listdir(self.processing)):
+            if any(os.path.lexists(self.path / sub / name) for sub in (NEW, DONE, DEAD)):
+                unlink_quietly(self.processing / name)
+            else:
+                interrupted.append(name)
+        return interrupted
+
+    def clean_tmp(self, max_age_s: float) -> int:
+        """Remove tmp/ files older than max_age_s (their writers died); return how many."""
+        cutoff = time.time() - max_age_s
+        removed = 0
+        with os.scandir(self.tmp) as entries:
+            for entry in entries:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    unlink_quietly(Path(entry.path))
+                    removed += 1
+        return removed
+
+    def depth(self) -> Depth:
+        """Counts of new/, processing/ and dead/ (error files not counted)."""
+        return Depth(
+            new=_count(self.new),
+            processing=_count(self.processing),
+            dead=_count(self.dead, skip_suffix=ERROR_SUFFIX),
+        )
+
+    def dead_names(self) -> list[str]:
+        """Names of the dead messages (without their error files), oldest first."""
+        return sorted(n for n in _names(self.dead) if not n.endswith(ERROR_SUFFIX))
+
+
+def _names(directory: Path) -> list[str]:
+    try:
+        return [n for n in os.listdir(directory) if not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def _count(directory: Path, *, skip_suffix: str = "") -> int:
+    names = _names(directory)
+    if skip_suffix:
+        return sum(1 for n in names if not n.endswith(skip_suffix))
+    return len(names)

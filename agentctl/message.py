@@ -1,0 +1,174 @@
+"""AgentMessage: the one record every agent reads and writes, and its JSON form on disk."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from agentctl.constants import AGENT_NAME_PATTERN, MESSAGE_ID_PATTERN
+from agentctl.errors import BadMessageError
+from agentctl.ids import new_id, reply_id
+
+
+class Priority(StrEnum):
+    """Delivery priority; the value is the string stored on disk."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Sort key: lower ranks are handled first."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
+class MessageKind(StrEnum):
+    """What a message is for; the value is the string stored on disk."""
+
+    TASK = "task"  # asks for work; answered by exactly one result
+    RESULT = "result"  # answers a task (in_reply_to is set)
+    EVENT = "event"  # informs; never answered
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (never the naive `datetime.utcnow()`)."""
+    return datetime.now(UTC)
+
+
+class AgentMessage(BaseModel):
+    """A message between agents, immutable once made.
+
+    The seed article's fields keep their names (`from_agent`, `to_agent`, `content`,
+    `priority`, `timestamp`), so `AgentMessage(from_agent="a", to_agent="b", content="hi")`
+    works as written there. Change a message with `model_copy(update=...)`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Field order is the order people see in the files.
+    id: str = Field(default_factory=new_id, pattern=MESSAGE_ID_PATTERN)
+    thread_id: str = Field(default="", pattern=f"({MESSAGE_ID_PATTERN})|^$")
+    in_reply_to: str | None = Field(default=None, pattern=MESSAGE_ID_PATTERN)
+    kind: MessageKind = MessageKind.TASK
+    from_agent: str = Field(pattern=AGENT_NAME_PATTERN)
+    to_agent: str = Field(pattern=AGENT_NAME_PATTERN)
+    priority: Priority = Priority.NORMAL
+    timestamp: datetime = Field(default_factory=utc_now)
+    attempt: int = Field(default=0, ge=0)  # attempts already spent on this message
+    keywords: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    content: JsonValue = None
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _accept_seed_timestamps(cls, value: Any) -> Any:
+        # The seed passes "" to mean "now"; a naive time is taken to be UTC, as the seed meant.
+        if value in ("", None):
+            return utc_now()
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _thread_defaults_to_id(self) -> AgentMessage:
+        # A message that starts a conversation is its own thread.
+        if not self.thread_id:
+            object.__setattr__(self, "thread_id", self.id)
+        return self
+
+    @field_serializer("timestamp")
+    def _serialize_timestamp(self, value: datetime) -> str:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    @property
+    def file_name(self) -> str:
+        """The file name on disk: sorts by priority, then creation time, and carries the id."""
+        return message_file_name(self.priority, self.id)
+
+    def to_json_bytes(self) -> bytes:
+        """The on-disk form: pretty JSON (people read these files), UTF-8."""
+        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
+
+    def reply(self, content: JsonValue, *, kind: MessageKind = MessageKind.RESULT) -> AgentMessage:
+        """The one reply to this message: its id derives from ours, so it is never sent twice."""
+        return AgentMessage(
+            id=reply_id(self.id),
+            thread_id=self.thread_id,
+            in_reply_to=self.id,
+            from_agent=self.to_agent,
+            to_agent=self.from_agent,
+            kind=kind,
+            content=content,
+            priority=self.priority,
+        )
+
+
+def message_file_name(priority: Priority, message_id: str) -> str:
+    """`<rank>-<id>.json`, e.g. `1-01JD3X...json` for a normal-priority message."""
+    return f"{priority.rank}-{message_id}.json"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows to infinity")
+    return value
+
+
+def parse_json_strict(data: bytes) -> Any:
+    """Parse JSON as RFC 8259 does: UTF-8, no NaN or Infinity, no overflowing numbers."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadMessageError(f"not UTF-8: {exc}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except ValueError as exc:
+        raise BadMessageError(f"invalid JSON: {exc}") from None
+
+
+def parse_message(data: bytes) -> AgentMessage:
+    """Parse and validate the bytes of a message file; raise BadMessageError with a reason."""
+    raw = parse_json_strict(data)
+    if not isinstance(raw, dict):
+        raise BadMessageError(f"a message must be a JSON object, not {type(raw).__name__}")
+    try:
+        return AgentMessage.model_validate(raw)
+    except ValidationError as exc:
+        raise BadMessageError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: `field.path: what is wrong`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

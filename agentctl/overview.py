@@ -1,0 +1,93 @@
+"""What `agentctl status` reports: each agent's recorded status, checked against the kernel.
+
+Standard library only (plus our own modules that are): `status` must start fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agentctl.control import SupervisorInfo, supervisor_info
+from agentctl.proc import ProcessRef
+from agentctl.status import AgentStatus, parse_iso, read_status
+from agentctl.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    """One line of `agentctl status`."""
+
+    name: str
+    state: str  # as the agent last wrote it, or "absent" if it never ran
+    pid: int | None
+    alive: bool  # checked by pid and start time, not trusted from the file
+    heartbeat_age_s: float | None
+    started_at: str | None
+    current_message_id: str | None
+    new: int
+    processing: int
+    dead_letters: int
+    handled: int
+    failed: int
+    last_error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `status --json` form of an agent."""
+        data = asdict(self)
+        data["inbox"] = {
+            "new": data.pop("new"),
+            "processing": data.pop("processing"),
+            "dead": data.pop("dead_letters"),
+        }
+        return data
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The workspace, its supervisor and its agents."""
+
+    workspace: str
+    supervisor: SupervisorInfo
+    agents: list[AgentRow]
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `status --json` document."""
+        return {
+            "workspace": self.workspace,
+            "supervisor": asdict(self.supervisor),
+            "agents": [row.to_json() for row in self.agents],
+        }
+
+
+def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
+    """Read every agent's status and inbox depth."""
+    now = datetime.now(UTC)
+    return Overview(
+        workspace=str(workspace.root),
+        supervisor=supervisor_info(workspace),
+        agents=[_row(workspace, name, now) for name in names],
+    )
+
+
+def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:
+    status = read_status(workspace.status_path(name)) or AgentStatus(agent=name)
+    recorded = status.pid > 0 and bool(status.started_at)
+    depth = workspace.mailbox(name).depth()
+    heartbeat = parse_iso(status.heartbeat_at)
+    return AgentRow(
+        name=name,
+        state=status.state.value if recorded else "absent",
+        pid=status.pid or None,
+        alive=recorded and ProcessRef(status.pid, status.pid_start_ticks, status.pid).is_alive(),
+        heartbeat_age_s=round((now - heartbeat).total_seconds(), 3) if heartbeat else None,
+        started_at=status.started_at or None,
+        current_message_id=status.current_message_id,
+        new=depth.new,
+        processing=depth.processing,
+        dead_letters=depth.dead,
+        handled=status.handled,
+        failed=status.failed,
+        last_error=status.last_error,
+    )

@@ -1,0 +1,99 @@
+"""StatusReporter: keeps status.json current from a thread, off the message hot path.
+
+The worker changes the in-memory status freely; the reporter writes it when it changed (at most
+every STATUS_MIN_INTERVAL_S, so a burst costs a few writes, not one per message) and at least
+every HEARTBEAT_INTERVAL_S, which is the heartbeat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from agentctl.constants import HEARTBEAT_INTERVAL_S, STATUS_MIN_INTERVAL_S
+from agentctl.status import AgentState, AgentStatus, iso_now, write_status
+
+log = logging.getLogger(__name__)
+
+
+class StatusReporter:
+    """Writes an AgentStatus to disk periodically and on change."""
+
+    def __init__(
+        self,
+        path: Path,
+        status: AgentStatus,
+        *,
+        heartbeat_s: float = HEARTBEAT_INTERVAL_S,
+        min_interval_s: float = STATUS_MIN_INTERVAL_S,
+    ) -> None:
+        self.path = path
+        self._status = status
+        self._heartbeat_s = heartbeat_s
+        self._min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status", daemon=True)
+
+    def start(self) -> None:
+        """Write the first status and start the heartbeat thread."""
+        self._write()
+        self._thread.start()
+
+    def update(self, **changes: Any) -> None:
+        """Set fields (state, current_message_id, ...); written soon, not now."""
+        with self._lock:
+            for key, value in changes.items():
+                if getattr(self._status, key) != value:
+                    setattr(self._status, key, value)
+                    self._changed.set()
+
+    def count(
+        self, *, handled: int = 0, failed: int = 0, dead: int = 0, last_error: str | None = None
+    ) -> None:
+        """Add to the counters (and record the last error)."""
+        with self._lock:
+            self._status.handled += handled
+            self._status.failed += failed
+            self._status.dead += dead
+            if last_error is not None:
+                self._status.last_error = last_error
+        self._changed.set()
+
+    def snapshot(self) -> AgentStatus:
+        """A copy of the current status."""
+        with self._lock:
+            return dataclasses.replace(self._status)
+
+    def close(self, final_state: AgentState) -> None:
+        """Stop the thread and write the final state synchronously."""
+        self._closed.set()
+        self._changed.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        with self._lock:
+            self._status.state = final_state
+            self._status.current_message_id = None
+        self._write()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._changed.wait(self._heartbeat_s)
+            self._changed.clear()
+            if self._closed.is_set():
+                return
+            self._write()
+            self._closed.wait(self._min_interval_s)  # coalesce a burst of changes
+
+    def _write(self) -> None:
+        with self._lock:
+            self._status.heartbeat_at = iso_now()
+            data = dataclasses.replace(self._status)
+        try:
+            write_status(self.path, data)
+        except OSError as exc:  # a full disk must not kill the agent; say so in the log
+            log.error("cannot write %s: %s", self.path, exc)

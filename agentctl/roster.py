@@ -1,0 +1,193 @@
+"""The roster (agents.yaml) as validated, immutable settings; errors name file, line, field."""
+
+from __future__ import annotations
+
+import shlex
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agentctl.constants import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_POLL_INTERVAL_S,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_WORKSPACE_DIR,
+    RESERVED_AGENT_NAMES,
+)
+from agentctl.errors import ConfigError
+from agentctl.names import validate_agent_name
+from agentctl.rosterfile import RosterSource, read_roster_file, workspace_of
+
+
+class RestartPolicy(StrEnum):
+    """When the supervisor restarts an agent whose process exited."""
+
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+class Durability(StrEnum):
+    """Whether deliveries are fsynced (file and directory) before they count as sent."""
+
+    FSYNC = "fsync"
+    NONE = "none"
+
+
+class HandlerKind(StrEnum):
+    """How an agent's work is done."""
+
+    PYTHON = "python"  # a BaseAgent subclass, run by agentctl's worker
+    EXEC = "exec"  # a program run once per message: JSON on stdin, JSON on stdout
+    COMMAND = "command"  # a long-running program that speaks the file protocol itself
+
+
+def _argv(value: Any) -> Any:
+    # A string is split like a shell would split words, but no shell ever runs it.
+    if isinstance(value, str):
+        return shlex.split(value)
+    return value
+
+
+class AgentSpec(BaseModel):
+    """One agent of the roster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    role: str = ""
+    expertise: list[str] = Field(default_factory=list)
+    python: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    exec: list[str] | None = Field(default=None, min_length=1)
+    command: list[str] | None = Field(default=None, min_length=1)
+    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
+    restart: RestartPolicy = RestartPolicy.ON_FAILURE
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        validate_agent_name(value)
+        if value in RESERVED_AGENT_NAMES:
+            raise ValueError(f"{value!r} is reserved for agentctl's own use")
+        return value
+
+    @field_validator("exec", "command", mode="before")
+    @classmethod
+    def _split_strings(cls, value: Any) -> Any:
+        return _argv(value)
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> AgentSpec:
+        given = [kind.value for kind in HandlerKind if getattr(self, kind.value) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(f"give exactly one of python, exec, command (found: {found})")
+        return self
+
+    @property
+    def handler_kind(self) -> HandlerKind:
+        """Which of python / exec / command this agent uses."""
+        for kind in HandlerKind:
+            if getattr(self, kind.value) is not None:
+                return kind
+        raise AssertionError("validated to have one handler")
+
+
+class Roster(BaseModel):
+    """The whole roster: workspace settings and agents."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workspace: str = DEFAULT_WORKSPACE_DIR
+    durability: Durability = Durability.FSYNC
+    poll_interval_s: float = Field(default=DEFAULT_POLL_INTERVAL_S, gt=0, le=60)
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+    agents: list[AgentSpec] = Field(min_length=1)
+
+    _path: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Roster:
+        seen: set[str] = set()
+        for agent in self.agents:
+            if agent.name in seen:
+                raise ValueError(f"agent name {agent.name!r} is used twice")
+            seen.add(agent.name)
+        return self
+
+    @property
+    def path(self) -> Path | None:
+        """The file this roster was loaded from."""
+        return self._path
+
+    @property
+    def workspace_path(self) -> Path:
+        """The workspace directory, relative to the roster file's directory."""
+        base = self._path if self._path is not None else Path.cwd() / "agents.yaml"
+        return workspace_of(base, self.workspace)
+
+    @property
+    def names(self) -> list[str]:
+        """Agent names in roster order."""
+        return [agent.name for agent in self.agents]
+
+    def agent(self, name: str) -> AgentSpec:
+        """The spec of agent `name`; ConfigError naming the known agents if there is none."""
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        where = self._path or "the roster"
+        known = ", ".join(self.names)
+        raise ConfigError(f"{where}: no agent named {name!r} (agents: {known})")
+
+
+def load_roster(path: Path) -> Roster:
+    """Load and validate a roster file; ConfigError names the file, line and field."""
+    source = read_roster_file(path)
+    return validate_roster(source)
+
+
+def validate_roster(source: RosterSource) -> Roster:
+    """Validate parsed roster data; errors carry `file:line: field: problem`."""
+    if not isinstance(source.data, dict):
+        raise ConfigError(f"{source.path}:1: the roster must be a mapping with an `agents:` list")
+    try:
+        roster = Roster.model_validate(source.data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    roster._path = source.path.absolute()
+    return roster
+
+
+def _describe(exc: ValidationError, source: RosterSource) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        line = source.line_of(loc)
+        where = f"{source.path}:{line}" if line else str(source.path)
+        field = _field_path(loc) or "(roster)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see docs/ROSTER.md)"
+        problems.append(f"{where}: {field}: {msg}")
+    # One line per problem; the first is what a person fixes first.
+    return "\n".join(problems)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,104 @@
+"""WorkspaceRouter: the seed article's file router, on top of the safe mailbox protocol.
+
+The seed's version wrote straight into the inbox (a reader could see half a file), named files
+by timestamp and sender (two sends in one microsecond overwrote each other) and deleted what it
+read (a crash lost it). This one publishes atomically, never overwrites, and moves what it
+reads to done/.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agentctl.constants import DEFAULT_MAX_MESSAGE_BYTES, USER_AGENT
+from agentctl.errors import BadMessageError, WaitTimeoutError
+from agentctl.ids import reply_id
+from agentctl.message import AgentMessage, message_file_name, parse_message
+from agentctl.workspace import Workspace
+
+
+class WorkspaceRouter:
+    """Send and receive AgentMessages through a workspace directory.
+
+    router = WorkspaceRouter("workspace")
+    router.send(AgentMessage(from_agent="user", to_agent="echo", content="hi"))
+    for message in router.receive("user"):
+        print(message.content)
+    """
+
+    def __init__(
+        self,
+        base_path: str | Path = "workspace",
+        *,
+        fsync: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.base = Path(base_path)
+        self.workspace = Workspace(self.base, fsync=fsync, max_message_bytes=max_message_bytes)
+
+    def send(self, message: AgentMessage) -> Path:
+        """Deliver `message` to its recipient's inbox (and the sender's outbox); its path."""
+        inbox = self.workspace.ensure_agent(message.to_agent)
+        self.workspace.ensure_agent(message.from_agent)
+        copy = self.workspace.outbox(message.from_agent) / message.file_name
+        path = inbox.deliver(message, copies=(copy,))
+        assert path is not None  # deliver without dedupe raises instead of returning None
+        return path
+
+    def receive(self, agent_name: str) -> list[AgentMessage]:
+        """Claim and return every waiting message of `agent_name`, in processing order.
+
+        Each is moved to done/ (not deleted). A file that is not a valid message goes to dead/
+        with its reason. Messages another process is still writing are not visible yet (they
+        are in tmp/), so none is lost.
+        """
+        inbox = self.workspace.ensure_agent(agent_name)
+        messages = []
+        for name in inbox.list_new():
+            path = inbox.claim(name)
+            if path is None:
+                continue  # another receiver took it
+            try:
+                messages.append(parse_message(inbox.read(path)))
+            except BadMessageError as exc:
+                inbox.bury(
+                    name,
+                    {
+                        "message_id": None,
+                        "error": f"{name}: {exc}",
+                        "error_kind": "bad_message",
+                        "attempts": 0,
+                    },
+                )
+                continue
+            inbox.ack(name)
+        return messages
+
+    def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
+        """Wait for the one reply to `request` in its sender's inbox; claim, ack and return it."""
+        from agentctl.watcher import DirectoryWatcher  # only waiting pays for watchdog
+
+        inbox = self.workspace.ensure_agent(request.from_agent)
+        name = message_file_name(request.priority, reply_id(request.id))
+        deadline = time.monotonic() + timeout_s
+        with DirectoryWatcher(inbox.new) as watcher:
+            while True:
+                watcher.clear()
+                path = inbox.claim(name)
+                if path is not None:
+                    reply = parse_message(inbox.read(path))
+                    inbox.ack(name)
+                    return reply
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeoutError(
+                        f"no reply to {request.id} within {timeout_s:g} s "
+                        f"(the request is still queued for {request.to_agent})"
+                    )
+                watcher.wait(min(remaining, 0.5))
+
+
+def user_message(to_agent: str, content: object, **fields: object) -> AgentMessage:
+    """A message from the command-line pseudo-agent `user`."""
+    return AgentMessage(from_agent=USER_AGENT, to_agent=to_agent, content=content, **fields)  # type: ignore[arg-type]

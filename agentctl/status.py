@@ -1,0 +1,97 @@
+"""status.json: what a worker says about itself, written atomically, read without pydantic.
+
+This module stays on the standard library because `agentctl status` must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agentctl.fsutil import write_atomic
+
+
+class AgentState(StrEnum):
+    """A worker's life-cycle state; the value is the string stored on disk."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+@dataclass
+class AgentStatus:
+    """The content of `<agent>/status.json`. Times are ISO 8601 UTC strings."""
+
+    agent: str
+    state: AgentState = AgentState.STARTING
+    pid: int = 0
+    pid_start_ticks: int = 0  # with pid, identifies the process (pids get reused)
+    started_at: str = ""
+    heartbeat_at: str = ""
+    current_message_id: str | None = None
+    handled: int = 0
+    failed: int = 0
+    dead: int = 0
+    last_error: str | None = None
+    exit_code: int | None = None
+
+    def to_json_bytes(self) -> bytes:
+        """The on-disk form."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        return json.dumps(data, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentStatus:
+        """Build from a parsed status.json, ignoring unknown keys (newer writers)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["state"] = AgentState(values.get("state", AgentState.STARTING.value))
+        return cls(**values)
+
+
+def iso_now() -> str:
+    """Now as ISO 8601 UTC with a Z, the form used in every agentctl file."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(value: str) -> datetime | None:
+    """Parse an agentctl ISO timestamp; None for an empty or bad value."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def write_status(path: Path, status: AgentStatus) -> None:
+    """Replace status.json atomically (readers never see half a file)."""
+    write_atomic(path, status.to_json_bytes())
+
+
+def read_status(path: Path) -> AgentStatus | None:
+    """The status in `path`, or None if there is none or it cannot be read."""
+    try:
+        data = json.loads(path.read_bytes())
+        return AgentStatus.from_dict(data)
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def status_json_schema() -> dict[str, Any]:
+    """JSON Schema of status.json, for programs in other languages."""
+    from pydantic import TypeAdapter  # only `agentctl schema` pays for pydantic here
+
+    schema: dict[str, Any] = TypeAdapter(AgentStatus).json_schema()
+    schema["title"] = "AgentStatus"
+    return schema

@@ -1,0 +1,330 @@
+"""The supervisor behind `agentctl run`: starts each agent as a process, restarts, stops.
+
+One supervisor per workspace, enforced with the lock in `control.py`. Each agent runs in a
+process group of its own; stopping sends SIGTERM to every group, then SIGKILL after a grace
+period, and reaps every child. Children ask the kernel for SIGTERM when the supervisor dies, and a new
+supervisor also stops any agent a dead one left running (checked by pid *and* start time).
+
+The clock and the process factory are parameters, so restart timing is testable without
+sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import IO
+
+from agentctl.constants import (
+    ENV_AGENT,
+    ENV_CONFIG,
+    ENV_INBOX,
+    ENV_WORKSPACE,
+    RESTART_BACKOFF_FACTOR,
+    RESTART_BACKOFF_INITIAL_S,
+    RESTART_BACKOFF_MAX_S,
+    RESTART_MAX_QUICK_FAILURES,
+    RESTART_STABLE_S,
+    STOP_GRACE_S,
+)
+from agentctl.control import release_supervisor_lock, take_supervisor_lock
+from agentctl.proc import ProcessRef, die_with_parent, prepare_die_with_parent
+from agentctl.roster import AgentSpec, HandlerKind, RestartPolicy, Roster
+from agentctl.status import AgentState, AgentStatus, iso_now, read_status, write_status
+from agentctl.workspace import Workspace
+
+Spawn = Callable[..., "subprocess.Popen[bytes]"]
+
+
+class ProcState(StrEnum):
+    """The supervisor's view of one agent process."""
+
+    RUNNING = "running"
+    BACKOFF = "backoff"  # exited; waiting to restart
+    EXITED = "exited"  # exited; the restart policy says stay down
+    FATAL = "fatal"  # failed quickly too many times in a row; stays down
+    STOPPED = "stopped"
+
+
+@dataclass
+class AgentProcess:
+    """One agent as the supervisor tracks it."""
+
+    spec: AgentSpec
+    state: ProcState = ProcState.STOPPED
+    popen: subprocess.Popen[bytes] | None = None
+    ref: ProcessRef | None = None
+    started_at: float = 0.0
+    restart_at: float = 0.0
+    backoff_s: float = RESTART_BACKOFF_INITIAL_S
+    quick_failures: int = 0
+    restarts: int = 0
+    last_exit: int | None = None
+    log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid, if any."""
+        return (
+            self.popen.pid if self.popen is not None and self.state is ProcState.RUNNING else None
+        )
+
+
+def describe_exit(returncode: int) -> str:
+    """`exit 1` or `signal SIGKILL`."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit {returncode}"
+
+
+class Supervisor:
+    """Runs the agents of a roster as child processes."""
+
+    def __init__(
+        self,
+        roster: Roster,
+        workspace: Workspace,
+        *,
+        agents: Sequence[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        spawn: Spawn = subprocess.Popen,
+        grace_s: float = STOP_GRACE_S,
+    ) -> None:
+        self.roster = roster
+        self.workspace = workspace
+        names = list(agents) if agents else roster.names
+        self.agents = {name: AgentProcess(spec=roster.agent(name)) for name in names}
+        self.clock = clock
+        self.spawn = spawn
+        self.grace_s = grace_s
+        self._lock_fd: int | None = None
+        self.events: list[str] = []  # human-readable happenings since the last drain
+
+    # -- start ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the workspace lock, stop leftovers of a dead supervisor, start every agent."""
+        self._take_lock()
+        try:
+            self._stop_leftovers()
+            prepare_die_with_parent()
+            for proc in self.agents.values():
+                self._spawn(proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _take_lock(self) -> None:
+        self._lock_fd = take_supervisor_lock(self.workspace, str(self.roster.path))
+
+    def _stop_leftovers(self) -> None:
+        # We hold the lock, so no live supervisor owns these: a killed one left them behind.
+        leftovers = []
+        for name in self.roster.names:
+            status = read_status(self.workspace.status_path(name))
+            if status is None or not status.pid:
+                continue
+            ref = ProcessRef(status.pid, status.pid_start_ticks, status.pid)
+            if ref.is_alive() and ref.signal_group(signal.SIGTERM):
+                self.events.append(f"{name}: stopped a leftover process (pid {status.pid})")
+                leftovers.append(ref)
+        deadline = self.clock() + self.grace_s
+        while any(ref.is_alive() for ref in leftovers) and self.clock() < deadline:
+            time.sleep(0.05)
+        for ref in leftovers:
+            ref.signal_group(signal.SIGKILL)
+
+    def _spawn(self, proc: AgentProcess) -> None:
+        spec = proc.spec
+        self.workspace.ensure_agent(spec.name)
+        log_path = self.workspace.log_path(spec.name)
+        if proc.log_file is None:
+            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            proc.log_file = os.fdopen(fd, "ab", buffering=0)
+        argv, extra_env = self._command_of(spec)
+        env = {**os.environ, **extra_env}
+        try:
+            popen = self.spawn(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=proc.log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self._cwd(),
+                env=env,
+                process_group=0,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - a single prctl call
+            )
+        except OSError as exc:
+            proc.state = ProcState.BACKOFF
+            proc.last_exit = None
+            self._schedule_restart(proc, quick=True)
+            self.events.append(f"{spec.name}: cannot start {argv[0]!r}: {exc.strerror}")
+            return
+        proc.popen = popen
+        proc.ref = ProcessRef.of(popen.pid)
+        proc.state = ProcState.RUNNING
+        proc.started_at = self.clock()
+        if spec.handler_kind is HandlerKind.COMMAND:
+            # A command agent may not write status.json itself; record what we know.
+            self._write_command_status(proc, AgentState.IDLE)
+        self.events.append(f"{spec.name}: started (pid {popen.pid})")
+
+    def _command_of(self, spec: AgentSpec) -> tuple[list[str], dict[str, str]]:
+        env = {
+            ENV_AGENT: spec.name,
+            ENV_WORKSPACE: str(self.workspace.root),
+            ENV_INBOX: str(self.workspace.mailbox(spec.name).path),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.roster.path is not None:
+            env[ENV_CONFIG] = str(self.roster.path)
+        if spec.handler_kind is HandlerKind.COMMAND:
+            assert spec.command is not None
+            return list(spec.command), env
+        argv = [
+            sys.executable,
+            "-m",
+            "agentctl.worker",
+            "--config",
+            str(self.roster.path),
+            "--workspace",
+            str(self.workspace.root),
+            "--agent",
+            spec.name,
+        ]
+        return argv, env
+
+    def _cwd(self) -> str:
+        # Relative paths in a roster (exec scripts, python modules) mean the roster's directory.
+        return str(self.roster.path.parent) if self.roster.path is not None else os.getcwd()
+
+    # -- supervise --------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Reap exited children and restart them when their policy and backoff say so."""
+        now = self.clock()
+        for proc in self.agents.values():
+            if proc.state is ProcState.RUNNING and proc.popen is not None:
+                returncode = proc.popen.poll()
+                if returncode is not None:
+                    self._on_exit(proc, returncode, now)
+            elif proc.state is ProcState.BACKOFF and now >= proc.restart_at:
+                proc.restarts += 1
+                self._spawn(proc)
+
+    def _on_exit(self, proc: AgentProcess, returncode: int, now: float) -> None:
+        name = proc.spec.name
+        proc.last_exit = returncode
+        ran_s = now - proc.started_at
+        failed = returncode != 0
+        self._record_exit(proc, returncode)
+        policy = proc.spec.restart
+        restart = policy is RestartPolicy.ALWAYS or (failed and policy is RestartPolicy.ON_FAILURE)
+        if not restart:
+            proc.state = ProcState.EXITED
+            self.events.append(
+                f"{name}: {describe_exit(returncode)}; not restarted ({policy.value})"
+            )
+            return
+        self._schedule_restart(proc, quick=ran_s < RESTART_STABLE_S)
+        if proc.quick_failures >= RESTART_MAX_QUICK_FAILURES:
+            proc.state = ProcState.FATAL
+            self.events.append(
+                f"{name}: {describe_exit(returncode)}; fatal after {proc.quick_failures} quick "
+                "failures in a row, not restarted (see its agent.log)"
+            )
+            return
+        proc.state = ProcState.BACKOFF
+        self.events.append(
+            f"{name}: {describe_exit(returncode)}; restarting in {proc.backoff_s:g} s"
+        )
+
+    def _schedule_restart(self, proc: AgentProcess, *, quick: bool) -> None:
+        if quick:
+            proc.quick_failures += 1
+            if proc.quick_failures > 1:
+                proc.backoff_s = min(proc.backoff_s * RESTART_BACKOFF_FACTOR, RESTART_BACKOFF_MAX_S)
+        else:  # it stayed up: start the count and the backoff afresh
+            proc.quick_failures = 0
+            proc.backoff_s = RESTART_BACKOFF_INITIAL_S
+        proc.restart_at = self.clock() + proc.backoff_s
+
+    def _record_exit(self, proc: AgentProcess, returncode: int) -> None:
+        path = self.workspace.status_path(proc.spec.name)
+        status = read_status(path) or AgentStatus(agent=proc.spec.name)
+        if returncode != 0 or status.state not in (AgentState.STOPPED,):
+            status.state = AgentState.CRASHED if returncode != 0 else AgentState.STOPPED
+            status.current_message_id = None
+        status.exit_code = returncode
+        if returncode != 0:
+            status.last_error = f"process {describe_exit(returncode)}"
+        write_status(path, status)
+
+    def _write_command_status(self, proc: AgentProcess, state: AgentState) -> None:
+        assert proc.popen is not None
+        ref = proc.ref
+        write_status(
+            self.workspace.status_path(proc.spec.name),
+            AgentStatus(
+                agent=proc.spec.name,
+                state=state,
+                pid=proc.popen.pid,
+                pid_start_ticks=ref.start_ticks if ref else 0,
+                started_at=iso_now(),
+                heartbeat_at=iso_now(),
+            ),
+        )
+
+    def drain_events(self) -> list[str]:
+        """Return and forget the events recorded since the last call."""
+        events, self.events = self.events, []
+        return events
+
+    # -- stop -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """SIGTERM every agent's group, SIGKILL what is left after the grace period, reap all."""
+        running = [p for p in self.agents.values() if p.state is ProcState.RUNNING and p.popen]
+        for proc in running:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = self.clock() + self.grace_s
+        for proc in running:
+            assert proc.popen is not None
+            remaining = max(0.0, deadline - self.clock())
+            try:
+                proc.popen.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                self.events.append(
+                    f"{proc.spec.name}: still running after {self.grace_s:g} s; killed"
+                )
+                _signal_group(proc, signal.SIGKILL)
+                proc.popen.wait()
+            _signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
+            self._record_exit(proc, proc.popen.returncode)
+            proc.state = ProcState.STOPPED
+        for proc in self.agents.values():
+            if proc.log_file is not None:
+                proc.log_file.close()
+                proc.log_file = None
+            if proc.state is ProcState.BACKOFF:
+                proc.state = ProcState.STOPPED
+        if self._lock_fd is not None:
+            release_supervisor_lock(self.workspace, self._lock_fd)
+            self._lock_fd = None
+
+
+def _signal_group(proc: AgentProcess, signum: int) -> None:
+    assert proc.popen is not None
+    try:
+        os.killpg(proc.popen.pid, signum)  # process_group=0 made the pid the group id
+    except (ProcessLookupError, PermissionError):
+        pass

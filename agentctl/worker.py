@@ -1,0 +1,283 @@
+"""The agent runtime: one worker process per agent, claiming and handling its messages.
+
+    python -m agentctl.worker --config agents.yaml --workspace workspace --agent NAME
+
+The loop: clear the wake-up, list new/, claim and handle each message in order, then wait for a
+watchdog wake-up or the poll interval, whichever comes first (events can be lost; the rescan
+cannot). One worker per agent is enforced with a lock file; a worker that starts settles what a
+dead one left in processing/, counting the interrupted attempt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from agentctl.constants import CLAIM_BATCH, STALE_TMP_AGE_S, WORKER_LOCK_FILE
+from agentctl.errors import AgentctlError, BadMessageError, HandlerError, HandlerTimeoutError
+from agentctl.message import AgentMessage, MessageKind, parse_message
+from agentctl.proc import ProcessRef, die_with_parent
+from agentctl.reporter import StatusReporter
+from agentctl.roster import AgentSpec, Durability, load_roster
+from agentctl.status import AgentState, AgentStatus, iso_now, read_status
+from agentctl.watcher import DirectoryWatcher
+from agentctl.workspace import Workspace
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from agentctl.handlers import Handler
+
+log = logging.getLogger("agentctl.worker")
+
+
+class Worker:
+    """Claims, handles, replies to and acks the messages of one agent."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        spec: AgentSpec,
+        handler: Handler,
+        *,
+        poll_interval_s: float,
+    ) -> None:
+        self.workspace = workspace
+        self.spec = spec
+        self.handler = handler
+        self.poll_interval_s = poll_interval_s
+        self.mailbox = workspace.ensure_agent(spec.name)
+        self.outbox = workspace.outbox(spec.name)
+        self.stopping = threading.Event()
+        self.watcher = DirectoryWatcher(self.mailbox.new)
+        self.reporter = StatusReporter(
+            workspace.status_path(spec.name), _initial_status(workspace, spec)
+        )
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stop() or SIGTERM/SIGINT; return the exit code."""
+        lock_fd = _acquire_worker_lock(self.workspace.agent_dir(self.spec.name))
+        try:
+            self.reporter.start()
+            self.mailbox.clean_tmp(STALE_TMP_AGE_S)
+            self.recover()
+            self.watcher.start()
+            if not self.watcher.native:
+                log.warning(
+                    "watching %s by polling every %s s", self.mailbox.new, self.poll_interval_s
+                )
+            self.reporter.update(state=AgentState.IDLE)
+            log.info("agent %s ready (pid %d)", self.spec.name, os.getpid())
+            self._loop()
+            self.reporter.update(state=AgentState.STOPPING)
+            return 0
+        finally:
+            self.watcher.stop()
+            self.handler.close()
+            self.reporter.close(AgentState.STOPPED)
+            os.close(lock_fd)
+
+    def stop(self) -> None:
+        """Finish the message in hand, claim no more, and return from run()."""
+        self.stopping.set()
+        self.watcher.wake.set()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            self.watcher.clear()
+            names = self.mailbox.list_new()
+            for name in names[:CLAIM_BATCH]:
+                if self.stopping.is_set():
+                    return
+                self.process(name)
+            if not names:
+                self.reporter.update(state=AgentState.IDLE, current_message_id=None)
+                self.watcher.wait(self.poll_interval_s)
+
+    def recover(self) -> None:
+        """Settle processing/ after a crash: each interrupted message has spent an attempt."""
+        for name in self.mailbox.recover():
+            log.warning("recovering %s, interrupted when its worker died", name)
+            path = self.mailbox.processing / name
+            self._handle_claimed(name, path, interrupted=True)
+
+    # -- one message ---------------------------------------------------------------------
+
+    def process(self, name: str) -> None:
+        """Claim `name` from new/ and handle it; another claimer winning is not an error."""
+        path = self.mailbox.claim(name)
+        if path is not None:
+            self._handle_claimed(name, path, interrupted=False)
+
+    def _handle_claimed(self, name: str, path: Path, *, interrupted: bool) -> None:
+        try:
+            message = parse_message(self.mailbox.read(path))
+            if message.to_agent != self.spec.name:
+                raise BadMessageError(f"addressed to {message.to_agent!r}, not {self.spec.name!r}")
+        except (BadMessageError, OSError) as exc:
+            self._bury_bad_file(name, str(exc))
+            return
+        # The attempt is counted here, at claim time: whatever happens next, it was spent.
+        message = message.model_copy(update={"attempt": message.attempt + 1})
+        if interrupted:
+            self._fail(name, message, "worker died while handling it", "interrupted")
+            return
+        self.reporter.update(state=AgentState.BUSY, current_message_id=message.id)
+        try:
+            result = self.handler.handle(message, timeout_s=self._timeout_s(message))
+        except HandlerTimeoutError as exc:
+            self._fail(name, message, str(exc), "timeout")
+        except HandlerError as exc:
+            self._fail(name, message, str(exc), "error")
+        except Exception as exc:  # a bug must not stop the agent: count it as a failed attempt
+            log.error("handler crashed on %s:\n%s", message.id, traceback.format_exc())
+            self._fail(name, message, f"{type(exc).__name__}: {exc}", "error")
+        else:
+            self._succeed(name, message, result)
+
+    def _timeout_s(self, message: AgentMessage) -> float:
+        override = message.headers.get("timeout_s")
+        try:
+            return float(override) if override else self.spec.timeout_s
+        except ValueError:
+            return self.spec.timeout_s
+
+    def _succeed(self, name: str, message: AgentMessage, result: JsonValue) -> None:
+        # Reply before ack: a crash in between redelivers the request, and the reply's derived
+        # id makes the second delivery a no-op.
+        if message.kind is MessageKind.TASK:
+            self._reply(message, result)
+        self.mailbox.ack(name)
+        self.reporter.count(handled=1)
+
+    def _fail(self, name: str, message: AgentMessage, error: str, error_kind: str) -> None:
+        log.warning(
+            "%s attempt %d/%d failed: %s",
+            message.id,
+            message.attempt,
+            self.spec.max_attempts,
+            error,
+        )
+        self.reporter.count(failed=1, last_error=f"{message.id}: {error}")
+        if message.attempt < self.spec.max_attempts:
+            self.mailbox.requeue(name, message)
+            return
+        if message.kind is MessageKind.TASK:
+            # The seed's escalation result, so requesters (and `send --wait`) hear of it.
+            self._reply(
+                message,
+                {
+                    "agent": self.spec.name,
+                    "verdict": "escalate",
+                    "error": error,
+                    "attempts": message.attempt,
+                },
+            )
+        record = _error_record(message.id, error, error_kind, message.attempt)
+        self.mailbox.bury(name, record, message)
+        self.reporter.count(dead=1)
+
+    def _bury_bad_file(self, name: str, reason: str) -> None:
+        log.warning("bad message file %s: %s", name, reason)
+        self.mailbox.bury(name, _error_record(None, f"{name}: {reason}", "bad_message", 0))
+        self.reporter.count(failed=1, dead=1, last_error=f"{name}: {reason}")
+
+    def _reply(self, request: AgentMessage, content: JsonValue) -> None:
+        reply = request.reply(content)
+        sender = self.workspace.ensure_agent(request.from_agent)
+        sender.deliver(reply, copies=(self.outbox / reply.file_name,), dedupe=True)
+
+
+def _error_record(message_id: str | None, error: str, kind: str, attempts: int) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "error": error,
+        "error_kind": kind,
+        "attempts": attempts,
+        "dead_at": iso_now(),
+    }
+
+
+def _initial_status(workspace: Workspace, spec: AgentSpec) -> AgentStatus:
+    # Counters carry over from the previous worker, so `status` shows lifetime totals.
+    previous = read_status(workspace.status_path(spec.name))
+    me = ProcessRef.of(os.getpid())
+    return AgentStatus(
+        agent=spec.name,
+        state=AgentState.STARTING,
+        pid=os.getpid(),
+        pid_start_ticks=me.start_ticks if me else 0,
+        started_at=iso_now(),
+        handled=previous.handled if previous else 0,
+        failed=previous.failed if previous else 0,
+        dead=previous.dead if previous else 0,
+    )
+
+
+def _acquire_worker_lock(agent_dir: Path) -> int:
+    fd = os.open(agent_dir / WORKER_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AgentctlError(
+            f"{agent_dir.name}: another worker is already running for this agent"
+        ) from None
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of a worker process (started by `agentctl run`)."""
+    parser = argparse.ArgumentParser(prog="agentctl-worker")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--workspace", required=True, type=Path)
+    parser.add_argument("--agent", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {args.agent}[%(process)d] %(levelname)s %(message)s",
+    )
+    die_with_parent(signal.SIGTERM)
+    try:
+        roster = load_roster(args.config)
+        spec = roster.agent(args.agent)
+        from agentctl.handlers import build_handler
+
+        workspace = Workspace(
+            args.workspace,
+            fsync=roster.durability is Durability.FSYNC,
+            max_message_bytes=roster.max_message_bytes,
+        )
+        handler = build_handler(spec)
+        worker = Worker(workspace, spec, handler, poll_interval_s=roster.poll_interval_s)
+    except AgentctlError as exc:
+        log.error("%s", exc)
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the message in hand", signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return worker.run()
+    except AgentctlError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
