@@ -22,22 +22,7 @@ from pydantic import (
 from agentctl.constants import AGENT_NAME_PATTERN, MESSAGE_ID_PATTERN
 from agentctl.errors import BadMessageError
 from agentctl.ids import new_id, reply_id
-
-
-class Priority(StrEnum):
-    """Delivery priority; the value is the string stored on disk."""
-
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        """Sort key: lower ranks are handled first."""
-        return _PRIORITY_RANK[self]
-
-
-_PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+from agentctl.priority import Priority
 
 
 class MessageKind(StrEnum):

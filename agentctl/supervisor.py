@@ -2,8 +2,8 @@
 
 One supervisor per workspace, enforced with the lock in `control.py`. Each agent runs in a
 process group of its own; stopping sends SIGTERM to every group, then SIGKILL after a grace
-period, and reaps every child. Children ask the kernel for SIGTERM when the supervisor dies, and a new
-supervisor also stops any agent a dead one left running (checked by pid *and* start time).
+period, and reaps every child. Children ask the kernel for SIGTERM when the supervisor dies,
+and a new supervisor also stops any agent a dead one left running (checked by pid *and* start time).
 
 The clock and the process factory are parameters, so restart timing is testable without
 sleeping.

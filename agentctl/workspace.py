@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from agentctl.constants import (
+    AGENT_NAME_RE,
     CONTROL_DIR,
     DEFAULT_MAX_MESSAGE_BYTES,
     INBOX_DIR,
@@ -95,3 +96,15 @@ class Workspace:
             return False
         check_real_dir(path)
         return True
+
+    def agent_names(self) -> list[str]:
+        """Agents that have an inbox in this workspace (including the `user` pseudo-agent)."""
+        try:
+            entries = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        return [
+            n
+            for n in entries
+            if AGENT_NAME_RE.fullmatch(n) and os.path.isdir(self.root / n / INBOX_DIR)
+        ]

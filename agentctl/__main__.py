@@ -1,0 +1,5 @@
+"""`python -m agentctl` is the `agentctl` command."""
+
+from agentctl.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""Options every command shares, and the two ways a command finds its roster and workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from agentctl.constants import DEFAULT_WORKSPACE_DIR, ENV_CONFIG, ENV_WORKSPACE, USER_AGENT
+from agentctl.errors import ConfigError
+from agentctl.rosterfile import find_config, peek_roster
+
+if TYPE_CHECKING:
+    from agentctl.roster import Roster
+    from agentctl.workspace import Workspace
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar=ENV_WORKSPACE,
+        show_default=False,
+        help="Workspace directory [default: the roster's `workspace`, else ./workspace].",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar=ENV_CONFIG,
+        show_default=False,
+        help="Roster file [default: ./agents.yaml].",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable, documented).")]
+
+
+def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, list[str]]:
+    """Workspace and agent names without pydantic (fast commands: status, stop)."""
+    from agentctl.workspace import Workspace
+
+    config_path = find_config(config)
+    if config_path is not None:
+        peek = peek_roster(config_path)
+        return Workspace(workspace or peek.workspace), peek.agent_names
+    ws = Workspace(workspace or Path(DEFAULT_WORKSPACE_DIR))
+    return ws, [n for n in ws.agent_names() if n != USER_AGENT]
+
+
+def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Workspace]:
+    """The validated roster and its workspace (run, validate, send)."""
+    from agentctl.roster import Durability, load_roster
+    from agentctl.workspace import Workspace
+
+    config_path = find_config(config)
+    if config_path is None:
+        raise ConfigError(
+            f"no roster: ./agents.yaml does not exist; pass --config or set {ENV_CONFIG}, "
+            "or create one with `agentctl init`"
+        )
+    roster = load_roster(config_path)
+    ws = Workspace(
+        workspace or roster.workspace_path,
+        fsync=roster.durability is Durability.FSYNC,
+        max_message_bytes=roster.max_message_bytes,
+    )
+    return roster, ws

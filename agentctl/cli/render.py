@@ -1,0 +1,187 @@
+"""Everything agentctl prints for people: the only module that formats with rich."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from agentctl.overview import Overview
+    from agentctl.roster import Roster
+    from agentctl.supervisor import Supervisor
+
+_STATE_STYLE = {
+    "idle": "green",
+    "busy": "cyan",
+    "starting": "yellow",
+    "stopping": "yellow",
+    "stopped": "dim",
+    "crashed": "red",
+    "absent": "dim",
+    "running": "green",
+    "backoff": "yellow",
+    "exited": "dim",
+    "fatal": "bold red",
+}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console (colour only on a terminal)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    """Each line of `message` as `error: ...` in red on stderr."""
+    out = console(stderr=True)
+    for line in message.splitlines() or [message]:
+        out.print(f"[bold red]error:[/] {_escape(line)}")
+
+
+def print_note(message: str) -> None:
+    """A yellow note on stderr (does not change the exit code)."""
+    console(stderr=True).print(f"[yellow]note:[/] {_escape(message)}")
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, indented, for people and jq alike."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _styled(state: str) -> str:
+    style = _STATE_STYLE.get(state, "")
+    return f"[{style}]{state}[/]" if style else state
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def status_table(overview: Overview) -> Table:
+    """The `agentctl status` table."""
+    from rich.table import Table
+
+    sup = overview.supervisor
+    caption = f"supervisor: running (pid {sup.pid})" if sup.running else "supervisor: not running"
+    table = Table(title=f"workspace {overview.workspace}", caption=caption, title_justify="left")
+    for column in (
+        "agent",
+        "state",
+        "pid",
+        "alive",
+        "heartbeat",
+        "new",
+        "processing",
+        "dead",
+        "handled",
+        "failed",
+        "last error",
+    ):
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("pid", "new", "processing", "dead", "handled", "failed")
+            else "left",
+            overflow="fold",
+        )
+    for row in overview.agents:
+        table.add_row(
+            row.name,
+            _styled(row.state),
+            str(row.pid or "-"),
+            "[green]yes[/]" if row.alive else "[red]no[/]" if row.pid else "-",
+            _age(row.heartbeat_age_s),
+            str(row.new),
+            str(row.processing),
+            f"[red]{row.dead_letters}[/]" if row.dead_letters else "0",
+            str(row.handled),
+            str(row.failed),
+            _escape(row.last_error or ""),
+        )
+    return table
+
+
+def roster_table(roster: Roster) -> Table:
+    """The `agentctl validate` table."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{roster.path}: {len(roster.agents)} agents, workspace "
+        f"{roster.workspace_path}, durability {roster.durability.value}",
+        title_justify="left",
+    )
+    for column in ("agent", "kind", "handler", "timeout", "attempts", "restart", "expertise"):
+        table.add_column(column, overflow="fold")
+    for agent in roster.agents:
+        kind = agent.handler_kind.value
+        handler = getattr(agent, kind)
+        shown = " ".join(handler) if isinstance(handler, list) else str(handler)
+        table.add_row(
+            agent.name,
+            kind,
+            _escape(shown),
+            f"{agent.timeout_s:g}s",
+            str(agent.max_attempts),
+            agent.restart.value,
+            ", ".join(agent.expertise),
+        )
+    return table
+
+
+def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
+    """The live view of `agentctl run`: process state beside what each agent reports."""
+    from rich.table import Table
+
+    rows = {row.name: row for row in overview.agents}
+    table = Table(
+        title=f"agentctl run: {overview.workspace}",
+        title_justify="left",
+        caption="Ctrl-C stops every agent cleanly",
+    )
+    for column in (
+        "agent",
+        "process",
+        "pid",
+        "restarts",
+        "state",
+        "new",
+        "processing",
+        "dead",
+        "handled",
+        "failed",
+        "last error",
+    ):
+        table.add_column(column, overflow="fold")
+    for name, proc in supervisor.agents.items():
+        row = rows[name]
+        table.add_row(
+            name,
+            _styled(proc.state.value),
+            str(proc.pid or "-"),
+            str(proc.restarts),
+            _styled(row.state),
+            str(row.new),
+            str(row.processing),
+            f"[red]{row.dead_letters}[/]" if row.dead_letters else "0",
+            str(row.handled),
+            str(row.failed),
+            _escape(row.last_error or ""),
+        )
+    return table

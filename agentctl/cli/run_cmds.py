@@ -1,0 +1,102 @@
+"""`agentctl run` and `agentctl stop`: the supervisor in the foreground, and stopping it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from agentctl.cli.options import ConfigOpt, WorkspaceOpt
+
+_REFRESH_S = 0.5
+
+
+def run(
+    agent: Annotated[
+        list[str] | None, typer.Option("--agent", "-a", help="Run only this agent (repeatable).")
+    ] = None,
+    grace_s: Annotated[
+        float, typer.Option("--grace-s", help="On stop, how long agents may finish their message.")
+    ] = 10.0,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Start the roster's agents and supervise them until Ctrl-C or SIGTERM."""
+    from agentctl.cli.options import open_full
+    from agentctl.cli.render import console
+    from agentctl.constants import SUPERVISOR_TICK_S
+    from agentctl.overview import collect_overview
+    from agentctl.supervisor import Supervisor
+
+    roster, ws = open_full(config, workspace)
+    for name in agent or []:
+        roster.agent(name)  # unknown names fail before anything starts
+    supervisor = Supervisor(roster, ws, agents=agent, grace_s=grace_s)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    out = console()
+    supervisor.start()
+    names = list(supervisor.agents)
+    live = None
+    if out.is_terminal:
+        from rich.live import Live
+
+        from agentctl.cli.render import supervisor_table
+
+        # No auto-refresh thread: the supervisor forks children, and forking is only safe
+        # from a single-threaded process.
+        live = Live(console=out, auto_refresh=False, transient=False)
+        live.start()
+    try:
+        next_refresh = 0.0
+        ticks = 0
+        while not stop.is_set():
+            supervisor.tick()
+            for event in supervisor.drain_events():
+                out.print(f"[dim]{_clock()}[/] {event}")
+            ticks += 1
+            if live is not None and ticks * SUPERVISOR_TICK_S >= next_refresh:
+                next_refresh = ticks * SUPERVISOR_TICK_S + _REFRESH_S
+                live.update(supervisor_table(supervisor, collect_overview(ws, names)), refresh=True)
+            stop.wait(SUPERVISOR_TICK_S)
+        out.print(f"[dim]{_clock()}[/] stopping {len(names)} agents (grace {grace_s:g} s)")
+    finally:
+        supervisor.stop()
+        for event in supervisor.drain_events():
+            out.print(f"[dim]{_clock()}[/] {event}")
+        if live is not None:
+            live.update(supervisor_table(supervisor, collect_overview(ws, names)), refresh=True)
+            live.stop()
+    out.print(f"[dim]{_clock()}[/] stopped")
+    sys.exit(0)
+
+
+def stop(
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", help="How long to wait for the supervisor to exit.")
+    ] = 60.0,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Stop the supervisor running on this workspace (its agents finish their message)."""
+    from agentctl.cli.options import open_light
+    from agentctl.cli.render import console
+    from agentctl.control import stop_supervisor
+
+    ws, _ = open_light(config, workspace)
+    pid = stop_supervisor(ws, timeout_s=timeout_s)
+    console().print(f"stopped supervisor (pid {pid}) of {ws.root}")
+
+
+def _clock() -> str:
+    import time
+
+    return time.strftime("%H:%M:%S")

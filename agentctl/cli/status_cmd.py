@@ -1,0 +1,24 @@
+"""`agentctl status`: one row per agent, liveness checked against the kernel."""
+
+from __future__ import annotations
+
+from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
+
+
+def status(
+    json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
+) -> None:
+    """Show each agent's state, pid, liveness, heartbeat age, inbox depth and counters."""
+    from agentctl.cli.options import open_light
+    from agentctl.overview import collect_overview
+
+    ws, names = open_light(config, workspace)
+    overview = collect_overview(ws, names)
+    if json_out:
+        from agentctl.cli.render import print_json
+
+        print_json(overview.to_json())
+        return
+    from agentctl.cli.render import console, status_table
+
+    console().print(status_table(overview))

@@ -1,0 +1,42 @@
+"""Checks `agentctl validate` makes beyond the schema: can each handler actually start?"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from agentctl.errors import ConfigError
+from agentctl.roster import HandlerKind, Roster
+
+
+def check_handlers(roster: Roster) -> None:
+    """Raise ConfigError (one line per problem) if a python class cannot be imported or an
+    exec/command program cannot be found."""
+    problems = []
+    base = roster.path.parent if roster.path else None
+    for agent in roster.agents:
+        kind = agent.handler_kind
+        if kind is HandlerKind.PYTHON:
+            from agentctl.handlers.python import load_agent
+
+            try:
+                load_agent(agent)
+            except ConfigError as exc:
+                problems.append(f"{roster.path}: {exc}")
+            except Exception as exc:  # the agent's own constructor failed
+                problems.append(
+                    f"{roster.path}: agent {agent.name!r}: {agent.python}() raised "
+                    f"{type(exc).__name__}: {exc}"
+                )
+        else:
+            argv = agent.exec if kind is HandlerKind.EXEC else agent.command
+            assert argv is not None
+            program = argv[0]
+            local = base / program if base is not None and os.sep in program else None
+            if shutil.which(program) is None and not (local is not None and local.is_file()):
+                problems.append(
+                    f"{roster.path}: agent {agent.name!r}: {kind.value} program "
+                    f"{program!r} not found"
+                )
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -1,0 +1,102 @@
+"""Shared fixtures: real files in tmp_path, real processes, no fakes but clocks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+AGENTCTL = [sys.executable, "-m", "agentctl"]
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 15.0, interval_s: float = 0.02):
+    """Poll `predicate` until it is truthy; fail the test with a clear message on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
+        time.sleep(interval_s)
+
+
+def write_roster(directory: Path, agents_yaml: str, **settings: object) -> Path:
+    """Write agents.yaml into `directory` (durability none, fast polling unless given)."""
+    settings = {"workspace": "workspace", "durability": "none", "poll_interval_s": 0.2, **settings}
+    head = "".join(f"{k}: {v}\n" for k, v in settings.items())
+    path = directory / "agents.yaml"
+    path.write_text(head + "agents:\n" + textwrap.indent(textwrap.dedent(agents_yaml), "  "))
+    return path
+
+
+def run_cli(*args: str, cwd: Path, input: str | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `agentctl ARGS` as a real subprocess in `cwd`."""
+    return subprocess.run(
+        [*AGENTCTL, *args], cwd=cwd, input=input, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+class Supervised:
+    """`agentctl run` started in the background for a test, stopped afterwards."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.cwd = cwd
+        self.log = cwd / "run.log"
+        self.proc = subprocess.Popen(
+            [*AGENTCTL, "run", "--grace-s", "5", *args], cwd=cwd,
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, names: list[str], workspace: Path | None = None) -> None:
+        """Wait until every named agent reports idle in its status.json."""
+        import json
+
+        ws = workspace or self.cwd / "workspace"
+
+        def ready() -> bool:
+            for name in names:
+                try:
+                    if json.loads((ws / name / "status.json").read_text())["state"] != "idle":
+                        return False
+                except (FileNotFoundError, ValueError):
+                    return False
+            return True
+
+        wait_until(ready, timeout_s=30)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def supervised() -> Iterator[Callable[..., Supervised]]:
+    """Start `agentctl run` in the background; everything started is stopped at the end."""
+    started: list[Supervised] = []
+
+    def start(cwd: Path, *args: str) -> Supervised:
+        sup = Supervised(cwd, *args)
+        started.append(sup)
+        return sup
+
+    yield start
+    for sup in started:
+        sup.stop()
