@@ -35,7 +35,17 @@ if TYPE_CHECKING:
     from agentctl.router import WorkspaceRouter
     from agentctl.workspace import Workspace
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AgentMessage",
+    "AgentctlError",
+    "BaseAgent",
+    "Mailbox",
+    "MessageKind",
+    "Priority",
+    "Workspace",
+    "WorkspaceRouter",
+    "load_roster",
+]
 
 
 def __getattr__(name: str) -> Any:
