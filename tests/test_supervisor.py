@@ -1,0 +1,210 @@
+"""The supervisor with real child processes and a fake clock for restart timing."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from agentctl.constants import RESTART_BACKOFF_INITIAL_S, RESTART_MAX_QUICK_FAILURES
+from agentctl.roster import load_roster
+from agentctl.supervisor import ProcState, Supervisor
+from agentctl.workspace import Workspace
+from tests.conftest import wait_until, write_roster
+
+
+class FakeClock:
+    """Monotonic time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _supervisor(tmp_path: Path, command: str, restart: str, clock: FakeClock,
+                grace_s: float = 2.0) -> Supervisor:
+    write_roster(tmp_path, f"""\
+        - name: proc
+          command: [sh, -c, {command!r}]
+          restart: {restart}
+    """)
+    roster = load_roster(tmp_path / "agents.yaml")
+    return Supervisor(roster, Workspace(tmp_path / "workspace", fsync=False), clock=clock,
+                      grace_s=grace_s)
+
+
+def _wait_exit(sup: Supervisor) -> None:
+    proc = sup.agents["proc"]
+    assert proc.popen is not None
+    proc.popen.wait(timeout=10)
+    sup.tick()
+
+
+@pytest.mark.parametrize(
+    ("command", "restart", "expected"),
+    [
+        ("exit 0", "on-failure", ProcState.EXITED),
+        ("exit 1", "on-failure", ProcState.BACKOFF),
+        ("kill -9 $$", "on-failure", ProcState.BACKOFF),
+        ("exit 0", "always", ProcState.BACKOFF),
+        ("exit 1", "always", ProcState.BACKOFF),
+        ("kill -9 $$", "always", ProcState.BACKOFF),
+        ("exit 0", "never", ProcState.EXITED),
+        ("exit 1", "never", ProcState.EXITED),
+        ("kill -9 $$", "never", ProcState.EXITED),
+    ],
+)
+def test_restart_policy(tmp_path: Path, command: str, restart: str, expected: ProcState) -> None:
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, command, restart, clock)
+    sup.start()
+    try:
+        _wait_exit(sup)
+        assert sup.agents["proc"].state is expected
+        if expected is ProcState.BACKOFF:
+            clock.advance(RESTART_BACKOFF_INITIAL_S)
+            sup.tick()
+            assert sup.agents["proc"].state is ProcState.RUNNING
+            assert sup.agents["proc"].restarts == 1
+    finally:
+        sup.stop()
+
+
+def test_backoff_grows_then_the_agent_is_fatal(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, "exit 1", "on-failure", clock)
+    sup.start()
+    delays = []
+    try:
+        while sup.agents["proc"].state is not ProcState.FATAL:
+            _wait_exit(sup)
+            proc = sup.agents["proc"]
+            if proc.state is ProcState.BACKOFF:
+                delays.append(proc.restart_at - clock.now)
+                clock.advance(proc.restart_at - clock.now)
+                sup.tick()
+        assert delays == [0.5, 1.0, 2.0, 4.0]
+        assert sup.agents["proc"].quick_failures == RESTART_MAX_QUICK_FAILURES
+        clock.advance(3600)
+        sup.tick()
+        assert sup.agents["proc"].state is ProcState.FATAL  # stays down
+        assert any("fatal" in e for e in sup.drain_events())
+    finally:
+        sup.stop()
+
+
+def test_a_stable_run_resets_the_backoff(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, "read line", "on-failure", clock)  # runs until signalled
+    sup.start()
+    try:
+        for _ in range(3):  # three quick crashes
+            os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
+            _wait_exit(sup)
+            clock.advance(sup.agents["proc"].restart_at - clock.now)
+            sup.tick()
+        assert sup.agents["proc"].backoff_s == 2.0
+        clock.advance(60)  # then it stays up a long time
+        os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
+        _wait_exit(sup)
+        assert sup.agents["proc"].backoff_s == RESTART_BACKOFF_INITIAL_S
+        assert sup.agents["proc"].quick_failures == 0
+    finally:
+        sup.stop()
+
+
+def _proc_stats() -> list[tuple[int, str, int, int]]:
+    """(pid, state, ppid, pgid) of every process."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            out.append((int(entry), fields[0], int(fields[1]), int(fields[2])))
+    return out
+
+
+def _live_members(pgid: int) -> list[int]:
+    return [pid for pid, state, _, group in _proc_stats() if group == pgid and state != "Z"]
+
+
+def _zombie_children() -> list[int]:
+    return [pid for pid, state, ppid, _ in _proc_stats() if state == "Z" and ppid == os.getpid()]
+
+
+def test_many_crashes_leave_no_zombies(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, "exit 1", "always", clock)
+    sup.start()
+    try:
+        for _ in range(100):
+            _wait_exit(sup)  # the tick reaps the exited child
+            proc = sup.agents["proc"]
+            proc.quick_failures = 0  # keep it from turning fatal: we count zombies, not policy
+            clock.advance(proc.restart_at - clock.now)
+            sup.tick()
+        _wait_exit(sup)
+        assert sup.agents["proc"].restarts == 100
+        assert _zombie_children() == []
+    finally:
+        sup.stop()
+    assert _zombie_children() == []
+
+
+def test_stop_kills_what_ignores_sigterm_after_the_grace_period(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path, "trap '' TERM; sleep 300 & echo $! > child.pid; wait",
+                      "always", FakeClock(), grace_s=0.3)
+    import time
+
+    sup.clock = time.monotonic  # the grace period is real time here
+    sup.start()
+    wait_until(lambda: (tmp_path / "child.pid").exists() and
+               (tmp_path / "child.pid").read_text().strip())
+    child = int((tmp_path / "child.pid").read_text())
+    group = sup.agents["proc"].popen.pid
+
+    sup.stop()
+
+    assert sup.agents["proc"].state is ProcState.STOPPED
+    assert any("killed" in e for e in sup.drain_events())
+    # Nothing of the group is alive any more, the background `sleep` included (a killed
+    # orphan may linger as a zombie until init reaps it: that is not alive).
+    wait_until(lambda: _live_members(group) == [])
+    assert child not in _live_members(group)
+
+
+def test_a_program_that_cannot_start_is_retried_not_fatal_at_once(tmp_path: Path) -> None:
+    write_roster(tmp_path, "- name: proc\n  command: [/nonexistent/program]\n")
+    clock = FakeClock()
+    sup = Supervisor(load_roster(tmp_path / "agents.yaml"),
+                     Workspace(tmp_path / "workspace", fsync=False), clock=clock)
+    sup.start()
+    try:
+        assert sup.agents["proc"].state is ProcState.BACKOFF
+        assert any("cannot start" in e for e in sup.drain_events())
+    finally:
+        sup.stop()
+
+
+def test_the_supervisor_lock_is_exclusive(tmp_path: Path) -> None:
+    from agentctl.errors import SupervisorError
+
+    first = _supervisor(tmp_path, "read line", "never", FakeClock())
+    first.start()
+    try:
+        second = Supervisor(first.roster, Workspace(tmp_path / "workspace"), clock=FakeClock())
+        with pytest.raises(SupervisorError, match="already running"):
+            second.start()
+        assert first.agents["proc"].state is ProcState.RUNNING  # untouched by the attempt
+    finally:
+        first.stop()

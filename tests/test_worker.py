@@ -1,0 +1,210 @@
+"""The agent runtime under crashes, timeouts and shutdown: real worker processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from agentctl.message import AgentMessage
+from agentctl.router import WorkspaceRouter
+from tests.conftest import run_cli, wait_until, write_roster
+
+# An agent that records each attempt and stalls on its first one, so a test can kill it there.
+SLOW_AGENT = textwrap.dedent("""
+    import asyncio, os
+    from pathlib import Path
+    from agentctl.agent import BaseAgent
+
+    class SlowFirst(BaseAgent):
+        def __init__(self, name, role, expertise):
+            super().__init__(name, role, expertise)
+
+        async def process(self, task, context):
+            mark = Path(os.environ["MARKS"]) / f"{context['message']['id']}.{context['attempt']}"
+            mark.write_text(str(os.getpid()))
+            if context["attempt"] == 1 and task["content"] == "stall":
+                await asyncio.sleep(60)
+            return {"done": task["content"], "attempt": context["attempt"]}
+""")
+
+
+def _worker(cwd: Path, agent: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentctl.worker", "--config", str(cwd / "agents.yaml"),
+         "--workspace", str(cwd / "workspace"), "--agent", agent],
+        cwd=cwd, env={**os.environ, **(env or {})},
+        stdout=open(cwd / f"{agent}.log", "ab"), stderr=subprocess.STDOUT,
+    )
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def _inbox(cwd: Path, agent: str, sub: str) -> list[str]:
+    return [n for n in _files(cwd / "workspace" / agent / "inbox" / sub)
+            if not n.endswith(".error.json")]
+
+
+def test_kill_9_mid_message_is_handled_once_after_restart(tmp_path: Path, supervised) -> None:
+    (tmp_path / "slow_agent.py").write_text(SLOW_AGENT)
+    (tmp_path / "marks").mkdir()
+    write_roster(tmp_path, """\
+        - name: slow
+          python: slow_agent:SlowFirst
+          max_attempts: 3
+    """)
+    os.environ["MARKS"] = str(tmp_path / "marks")  # inherited by `agentctl run` and its workers
+    try:
+        sup = supervised(tmp_path)
+        sup.wait_ready(["slow"])
+        router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+        request = AgentMessage(from_agent="user", to_agent="slow", content="stall")
+        router.send(request)
+        first = wait_until(lambda: list((tmp_path / "marks").glob(f"{request.id}.1")))[0]
+
+        os.kill(int(first.read_text()), signal.SIGKILL)  # the worker, mid-handler
+
+        reply = router.wait_for_reply(request, timeout_s=30)
+    finally:
+        del os.environ["MARKS"]
+    assert reply.content == {"done": "stall", "attempt": 2}
+    assert _inbox(tmp_path, "slow", "done") == [request.file_name]
+    assert _inbox(tmp_path, "slow", "processing") == [] and _inbox(tmp_path, "slow", "dead") == []
+    # Exactly one reply ever reached the requester.
+    assert _files(tmp_path / "workspace" / "user" / "inbox" / "done") == [reply.file_name]
+    assert _files(tmp_path / "workspace" / "user" / "inbox" / "new") == []
+
+
+def test_kill_9_on_the_last_attempt_dead_letters(tmp_path: Path) -> None:
+    (tmp_path / "slow_agent.py").write_text(SLOW_AGENT)
+    (tmp_path / "marks").mkdir()
+    write_roster(tmp_path, """\
+        - name: slow
+          python: slow_agent:SlowFirst
+          max_attempts: 1
+    """)
+    env = {"MARKS": str(tmp_path / "marks")}
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="slow", content="stall")
+    router.send(request)
+    worker = _worker(tmp_path, "slow", env)
+    wait_until(lambda: list((tmp_path / "marks").glob(f"{request.id}.1")))
+    worker.kill()
+    worker.wait()
+
+    restarted = _worker(tmp_path, "slow", env)  # recovery counts the interrupted attempt
+    reply = router.wait_for_reply(request, timeout_s=30)
+    restarted.terminate()
+    assert restarted.wait(timeout=10) == 0
+
+    assert reply.content["verdict"] == "escalate"
+    assert "worker died" in reply.content["error"]
+    assert _inbox(tmp_path, "slow", "dead") == [request.file_name]
+    error = json.loads((tmp_path / "workspace" / "slow" / "inbox" / "dead" /
+                        request.file_name.replace(".json", ".error.json")).read_text())
+    assert error["error_kind"] == "interrupted" and error["attempts"] == 1
+    assert len(list((tmp_path / "marks").iterdir())) == 1  # never handled a second time
+
+
+def test_a_crash_between_reply_and_ack_does_not_reply_twice(tmp_path: Path) -> None:
+    # Given: the state a worker leaves when it dies after replying but before acking.
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="echo", content="once")
+    router.send(request)
+    inbox = tmp_path / "workspace" / "echo" / "inbox"
+    os.link(inbox / "new" / request.file_name, inbox / "processing" / request.file_name)
+    os.unlink(inbox / "new" / request.file_name)
+    first_reply = request.reply({"first": True})
+    router.send(first_reply)
+    assert [m.id for m in router.receive("user")] == [first_reply.id]  # the user already read it
+
+    # When: the worker restarts, recovers the request and handles it again.
+    worker = _worker(tmp_path, "echo")
+    wait_until(lambda: _inbox(tmp_path, "echo", "done") == [request.file_name])
+    worker.terminate()
+    assert worker.wait(timeout=10) == 0
+
+    # Then: the second reply was suppressed; the user has exactly the one it read.
+    assert _files(tmp_path / "workspace" / "user" / "inbox" / "new") == []
+    assert _files(tmp_path / "workspace" / "user" / "inbox" / "done") == [first_reply.file_name]
+
+
+def test_exec_timeout_kills_the_program_and_its_children(tmp_path: Path, supervised) -> None:
+    write_roster(tmp_path, """\
+        - name: sleepy
+          exec: [sh, -c, "sleep 300 & echo $! > child.pid; wait"]
+          timeout_s: 0.5
+          max_attempts: 1
+    """)
+    supervised(tmp_path).wait_ready(["sleepy"])
+
+    result = run_cli("send", "sleepy", "x", "--wait", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert "timed out after 0.5 s" in json.loads(result.stdout)["error"]
+    child = int((tmp_path / "child.pid").read_text())
+    wait_until(lambda: not Path(f"/proc/{child}").exists() or
+               Path(f"/proc/{child}/stat").read_text().split(") ")[1].startswith("Z"))
+    error_file = next((tmp_path / "workspace" / "sleepy" / "inbox" / "dead").glob("*.error.json"))
+    assert json.loads(error_file.read_text())["error_kind"] == "timeout"
+
+
+def test_python_async_timeout_is_cancelled_and_retried(tmp_path: Path, supervised) -> None:
+    (tmp_path / "slow_agent.py").write_text(SLOW_AGENT)
+    (tmp_path / "marks").mkdir()
+    write_roster(tmp_path, """\
+        - name: slow
+          python: slow_agent:SlowFirst
+          timeout_s: 0.5
+          max_attempts: 2
+    """)
+    os.environ["MARKS"] = str(tmp_path / "marks")
+    try:
+        supervised(tmp_path).wait_ready(["slow"])
+        result = run_cli("send", "slow", "stall", "--wait", cwd=tmp_path)
+    finally:
+        del os.environ["MARKS"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {"done": "stall", "attempt": 2}
+    status = json.loads((tmp_path / "workspace" / "slow" / "status.json").read_text())
+    assert status["failed"] == 1 and "timed out" in status["last_error"]
+
+
+def test_sigterm_lets_the_message_in_hand_finish(tmp_path: Path) -> None:
+    write_roster(tmp_path, """\
+        - name: napper
+          exec: [sh, -c, "touch started; sleep 1; echo '\\"rested\\"'"]
+    """)
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="napper", content="x")
+    router.send(request)
+    worker = _worker(tmp_path, "napper")
+    wait_until(lambda: (tmp_path / "started").exists())
+
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=30) == 0
+    assert _inbox(tmp_path, "napper", "done") == [request.file_name]
+    assert router.wait_for_reply(request, timeout_s=1).content == "rested"
+    status = json.loads((tmp_path / "workspace" / "napper" / "status.json").read_text())
+    assert status["state"] == "stopped"
+
+
+def test_a_second_worker_for_the_same_agent_is_refused(tmp_path: Path) -> None:
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    first = _worker(tmp_path, "echo")
+    wait_until(lambda: (tmp_path / "workspace" / "echo" / "status.json").exists()
+               and json.loads((tmp_path / "workspace" / "echo" / "status.json").read_text())
+               ["state"] == "idle")
+    second = _worker(tmp_path, "echo")
+    assert second.wait(timeout=30) == 2
+    assert "another worker is already running" in (tmp_path / "echo.log").read_text()
+    first.terminate()
+    assert first.wait(timeout=10) == 0
