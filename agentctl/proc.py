@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import signal
@@ -63,6 +62,8 @@ class ProcessRef:
 
 @functools.cache
 def _prctl() -> Any:
+    import ctypes  # only processes that start children pay for ctypes
+
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):

@@ -7,6 +7,7 @@ for commands that must start fast (`status`).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,20 @@ Location = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class RosterSource:
-    """The parsed YAML of a roster and the 1-based line of each key or list item."""
+    """The parsed YAML of a roster; `line_of` finds the 1-based line of a key or list item."""
 
     path: Path
+    text: str
     data: Any
-    lines: dict[Location, int]
+
+    @functools.cached_property
+    def lines(self) -> dict[Location, int]:
+        """Line of every key and item; built on first use, since only errors need it."""
+        lines: dict[Location, int] = {}
+        root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+        if root is not None:
+            _index_lines(root, (), lines)
+        return lines
 
     def line_of(self, loc: Location) -> int | None:
         """The line of `loc`, or of its nearest parent that has one."""
@@ -53,16 +63,12 @@ def read_roster_file(path: Path) -> RosterSource:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
         data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    lines: dict[Location, int] = {}
-    if root is not None:
-        _index_lines(root, (), lines)
-    return RosterSource(path=path, data=data, lines=lines)
+    return RosterSource(path=path, text=text, data=data)
 
 
 def _index_lines(node: yaml.Node, loc: Location, lines: dict[Location, int]) -> None:

@@ -7,11 +7,12 @@ import sys
 
 def main() -> None:
     """Entry point: run the app; an AgentctlError becomes one red line and exit code 1."""
-    from agentctl.cli.app import app
+    from agentctl.cli.app import COMMANDS, make_app
     from agentctl.errors import AgentctlError
 
+    command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     try:
-        app()
+        make_app(only=command)()
     except AgentctlError as exc:
         from agentctl.cli.render import print_error
 

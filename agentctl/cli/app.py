@@ -1,26 +1,43 @@
-"""The typer app: registers each command group. Command modules import only typer at the top;
-the core is imported inside each command, so `agentctl --help` stays fast."""
+"""The typer app. Commands are registered by name and imported only when needed: a typer app
+builds every registered command on each start, so `agentctl status` builds just `status`,
+while `agentctl --help` builds them all (their modules import only typer at the top)."""
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
-from agentctl.cli import project_cmds, run_cmds, send_cmd, status_cmd
+# name -> (module, function); the order is the order of `agentctl --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("agentctl.cli.project_cmds", "init"),
+    "validate": ("agentctl.cli.project_cmds", "validate"),
+    "schema": ("agentctl.cli.project_cmds", "schema"),
+    "run": ("agentctl.cli.run_cmds", "run"),
+    "stop": ("agentctl.cli.run_cmds", "stop"),
+    "send": ("agentctl.cli.send_cmd", "send"),
+    "status": ("agentctl.cli.status_cmd", "status"),
+}
 
-app = typer.Typer(
-    name="agentctl",
-    help="Run a team of agents over a file-based workspace you can read, trust and replay.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,  # plain help: rich costs ~25 ms of start-up for nothing here
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
-app.command("init")(project_cmds.init)
-app.command("validate")(project_cmds.validate)
-app.command("schema")(project_cmds.schema)
-app.command("run")(run_cmds.run)
-app.command("stop")(run_cmds.stop)
-app.command("send")(send_cmd.send)
-app.command("status")(status_cmd.status)
+def make_app(only: str | None = None) -> typer.Typer:
+    """The app with every command, or with just `only` (same usage text and behaviour)."""
+    app = typer.Typer(
+        name="agentctl",
+        help="Run a team of agents over a file-based workspace you can read, trust and replay.",
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,  # plain help: rich costs ~25 ms of start-up for nothing here
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _root() -> None:
+        # A callback keeps typer in multi-command mode even when one command is registered.
+        pass
+
+    for name, (module, function) in COMMANDS.items():
+        if only is None or name == only:
+            app.command(name)(getattr(importlib.import_module(module), function))
+    return app

@@ -9,7 +9,6 @@ import typer
 
 from agentctl.constants import DEFAULT_WORKSPACE_DIR, ENV_CONFIG, ENV_WORKSPACE, USER_AGENT
 from agentctl.errors import ConfigError
-from agentctl.rosterfile import find_config, peek_roster
 
 if TYPE_CHECKING:
     from agentctl.roster import Roster
@@ -40,6 +39,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable, docum
 
 def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, list[str]]:
     """Workspace and agent names without pydantic (fast commands: status, stop)."""
+    from agentctl.rosterfile import find_config, peek_roster
     from agentctl.workspace import Workspace
 
     config_path = find_config(config)
@@ -53,6 +53,7 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
 def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Workspace]:
     """The validated roster and its workspace (run, validate, send)."""
     from agentctl.roster import Durability, load_roster
+    from agentctl.rosterfile import find_config
     from agentctl.workspace import Workspace
 
     config_path = find_config(config)
