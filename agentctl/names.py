@@ -6,7 +6,7 @@ from agentctl.constants import AGENT_NAME_PATTERN, AGENT_NAME_RE, MESSAGE_ID_RE
 from agentctl.errors import InvalidNameError
 
 
-def validate_agent_name(name: str, *, where: str = "") -> str:
+def validate_agent_name(name: object, *, where: str = "") -> str:
     """Return `name` if it is a safe agent name, else raise InvalidNameError."""
     if not isinstance(name, str) or not AGENT_NAME_RE.fullmatch(name):
         prefix = f"{where}: " if where else ""
@@ -17,7 +17,7 @@ def validate_agent_name(name: str, *, where: str = "") -> str:
     return name
 
 
-def validate_message_id(message_id: str) -> str:
+def validate_message_id(message_id: object) -> str:
     """Return `message_id` if it is safe as part of a file name, else raise InvalidNameError."""
     if not isinstance(message_id, str) or not MESSAGE_ID_RE.fullmatch(message_id):
         raise InvalidNameError(

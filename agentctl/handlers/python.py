@@ -35,7 +35,11 @@ def load_agent(spec: AgentSpec) -> BaseAgent:
     if not (inspect.isclass(cls) and issubclass(cls, BaseAgent)):
         raise ConfigError(f"agent {spec.name!r}: {spec.python} is not a BaseAgent subclass")
     params = inspect.signature(cls).parameters
-    offered = {"name": spec.name, "role": spec.role, "expertise": list(spec.expertise)}
+    offered: dict[str, Any] = {
+        "name": spec.name,
+        "role": spec.role,
+        "expertise": list(spec.expertise),
+    }
     agent = cls(**{k: v for k, v in offered.items() if k in params})
     agent.name = spec.name
     if spec.role:
@@ -73,14 +77,15 @@ class PythonHandler:
         """Run the agent on one message."""
         process = self.agent.process
         task, context = task_of(message), context_of(message)
+        result: Any
         self.agent.status = "busy"
         try:
             if inspect.iscoroutinefunction(process):
                 coro = asyncio.wait_for(process(task, context), timeout_s)
                 result = self._loop.run_until_complete(coro)
             else:
-                # A synchronous handler cannot be interrupted here; the supervisor's heartbeat
-                # check is what stops one that hangs.
+                # A synchronous handler cannot be interrupted from inside its process: it
+                # runs to completion however long it takes (prefer `async def process`).
                 result = process(task, context)
         except TimeoutError:
             raise HandlerTimeoutError(f"timed out after {timeout_s:g} s") from None
