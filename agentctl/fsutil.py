@@ -97,21 +97,6 @@ def link_noreplace(src: Path, dst: Path) -> bool:
         return False
 
 
-def move_noreplace(src: Path, dst: Path) -> bool:
-    """Move src to dst unless dst exists. True if this call moved it.
-
-    False when src is gone (another mover won) or dst exists (another mover is half-way; it
-    will remove src itself).
-    """
-    try:
-        if not link_noreplace(src, dst):
-            return False
-    except FileNotFoundError:
-        return False
-    _unlink_quietly(src)
-    return True
-
-
 def move_settle(src: Path, dst: Path) -> None:
     """Move src to dst; if dst already exists the move was done before (a crash in between
     left src behind), so src is simply removed."""

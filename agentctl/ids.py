@@ -14,6 +14,16 @@ _last_ms = -1
 _last_rand = 0
 
 
+def _forget_after_fork() -> None:
+    # A forked child must not continue its parent's sequence: both would make the same ids.
+    global _last_ms, _last_rand, _lock
+    _lock = threading.Lock()
+    _last_ms, _last_rand = -1, 0
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _encode(value: int, length: int) -> str:
     chars = []
     for _ in range(length):

@@ -36,7 +36,6 @@ from agentctl.fsutil import (
     ensure_dir,
     fsync_dir,
     link_noreplace,
-    move_noreplace,
     move_settle,
     read_limited,
     unique_tmp_name,
@@ -136,11 +135,25 @@ class Mailbox:
         return names
 
     def claim(self, name: str) -> Path | None:
-        """Move new/name into processing/. Returns its new path, or None if another claimer won."""
-        dst = self.processing / name
-        if move_noreplace(self.new / name, dst):
-            return dst
-        return None
+        """Move new/name into processing/. Returns its new path, or None if another claimer won.
+
+        The winner is the claimer whose unlink of new/name succeeds, not whose link does:
+        link() resolves its source before it creates the target, so a claimer that paused in
+        between can create processing/name after the real winner has already acked the file.
+        Such a loser removes the link it made.
+        """
+        src, dst = self.new / name, self.processing / name
+        try:
+            if not link_noreplace(src, dst):
+                return None  # in processing/ already: someone else is half-way through
+        except FileNotFoundError:
+            return None
+        try:
+            os.unlink(src)
+        except FileNotFoundError:
+            unlink_quietly(dst)
+            return None
+        return dst
 
     def read(self, path: Path) -> bytes:
         """The bytes of a claimed file (size-limited, symlinks refused: BadMessageError)."""
@@ -207,9 +220,14 @@ class Mailbox:
         removed = 0
         with os.scandir(self.tmp) as entries:
             for entry in entries:
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    unlink_quietly(Path(entry.path))
-                    removed += 1
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        continue  # not ours to remove
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        unlink_quietly(Path(entry.path))
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # published (linked to new/ and unlinked) while we looked
         return removed
 
     def depth(self) -> Depth:

@@ -78,6 +78,18 @@ class AgentMessage(BaseModel):
         return value.astimezone(UTC)
 
     @model_validator(mode="after")
+    def _representable_as_json(self) -> AgentMessage:
+        # NaN, infinities and lone surrogates pass pydantic's JsonValue but cannot be written
+        # as standard UTF-8 JSON (pydantic would silently write NaN as null).
+        try:
+            json.dumps(
+                [self.content, self.keywords, self.headers], allow_nan=False, ensure_ascii=False
+            ).encode("utf-8")
+        except ValueError as exc:  # UnicodeEncodeError is a ValueError
+            raise ValueError(f"content cannot be written as UTF-8 JSON: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _thread_defaults_to_id(self) -> AgentMessage:
         # A message that starts a conversation is its own thread.
         if not self.thread_id:
@@ -86,12 +98,13 @@ class AgentMessage(BaseModel):
 
     @field_serializer("timestamp")
     def _serialize_timestamp(self, value: datetime) -> str:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
     @property
     def file_name(self) -> str:
         """The file name on disk: sorts by priority, then creation time, and carries the id."""
-        return message_file_name(self.priority, self.id)
+        # Priority(...) because model_copy(update={"priority": "high"}) does not validate.
+        return message_file_name(Priority(self.priority), self.id)
 
     def to_json_bytes(self) -> bytes:
         """The on-disk form: pretty JSON (people read these files), UTF-8."""
@@ -107,8 +120,16 @@ class AgentMessage(BaseModel):
             to_agent=self.from_agent,
             kind=kind,
             content=content,
-            priority=self.priority,
+            priority=Priority(self.priority),
         )
+
+
+def new_message(**fields: Any) -> AgentMessage:
+    """Build a message from untrusted values; BadMessageError says which field is wrong."""
+    try:
+        return AgentMessage(**fields)
+    except ValidationError as exc:
+        raise BadMessageError(describe_validation_error(exc)) from None
 
 
 def message_file_name(priority: Priority, message_id: str) -> str:
@@ -137,6 +158,8 @@ def parse_json_strict(data: bytes) -> Any:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise BadMessageError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise BadMessageError("invalid JSON: nested too deeply") from None
 
 
 def parse_message(data: bytes) -> AgentMessage:

@@ -163,12 +163,32 @@ def validate_roster(source: RosterSource) -> Roster:
     """Validate parsed roster data; errors carry `file:line: field: problem`."""
     if not isinstance(source.data, dict):
         raise ConfigError(f"{source.path}:1: the roster must be a mapping with an `agents:` list")
+    _check_unique_names(source)
     try:
         roster = Roster.model_validate(source.data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
     roster._path = source.path.absolute()
     return roster
+
+
+def _check_unique_names(source: RosterSource) -> None:
+    # Checked here as well as in the model so the error points at the second name's line.
+    agents = source.data.get("agents")
+    if not isinstance(agents, list):
+        return
+    first_index: dict[str, int] = {}
+    for index, agent in enumerate(agents):
+        name = agent.get("name") if isinstance(agent, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first_index:
+            line = source.line_of(("agents", index, "name"))
+            raise ConfigError(
+                f"{source.path}:{line}: agents[{index}].name: {name!r} is already the name of "
+                f"agents[{first_index[name]}]"
+            )
+        first_index[name] = index
 
 
 def _describe(exc: ValidationError, source: RosterSource) -> str:

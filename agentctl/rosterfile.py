@@ -7,7 +7,6 @@ for commands that must start fast (`status`).
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,20 +26,11 @@ Location = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class RosterSource:
-    """The parsed YAML of a roster; `line_of` finds the 1-based line of a key or list item."""
+    """The parsed YAML of a roster and the 1-based line of each key or list item."""
 
     path: Path
-    text: str
     data: Any
-
-    @functools.cached_property
-    def lines(self) -> dict[Location, int]:
-        """Line of every key and item; built on first use, since only errors need it."""
-        lines: dict[Location, int] = {}
-        root = yaml.compose(self.text, Loader=yaml.SafeLoader)
-        if root is not None:
-            _index_lines(root, (), lines)
-        return lines
+    lines: dict[Location, int]
 
     def line_of(self, loc: Location) -> int | None:
         """The line of `loc`, or of its nearest parent that has one."""
@@ -63,25 +53,43 @@ def read_roster_file(path: Path) -> RosterSource:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
         data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # for line numbers (~1 ms)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    return RosterSource(path=path, text=text, data=data)
+    lines: dict[Location, int] = {}
+    if root is not None:
+        duplicate = _index_lines(root, (), lines)
+        if duplicate is not None:
+            key, line = duplicate
+            # YAML keeps the last of two equal keys silently; a roster must not lose a list.
+            raise ConfigError(f"{path}:{line}: duplicate key {key!r}")
+    return RosterSource(path=path, data=data, lines=lines)
 
 
-def _index_lines(node: yaml.Node, loc: Location, lines: dict[Location, int]) -> None:
+def _index_lines(
+    node: yaml.Node, loc: Location, lines: dict[Location, int]
+) -> tuple[str, int] | None:
+    """Record the line of every key and item under `node`; return the first duplicate key."""
+    duplicate: tuple[str, int] | None = None
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[loc + (key,)] = key_node.start_mark.line + 1
-            _index_lines(value_node, loc + (key,), lines)
+            line = key_node.start_mark.line + 1
+            if key in seen and duplicate is None:
+                duplicate = (key, line)
+            seen.add(key)
+            lines[loc + (key,)] = line
+            duplicate = _index_lines(value_node, loc + (key,), lines) or duplicate
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[loc + (index,)] = item.start_mark.line + 1
-            _index_lines(item, loc + (index,), lines)
+            duplicate = _index_lines(item, loc + (index,), lines) or duplicate
+    return duplicate
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from agentctl.constants import DEFAULT_MAX_MESSAGE_BYTES, USER_AGENT
 from agentctl.errors import BadMessageError, WaitTimeoutError
 from agentctl.ids import reply_id
-from agentctl.message import AgentMessage, message_file_name, parse_message
+from agentctl.message import AgentMessage, message_file_name, new_message, parse_message
 from agentctl.workspace import Workspace
 
 
@@ -100,5 +100,5 @@ class WorkspaceRouter:
 
 
 def user_message(to_agent: str, content: object, **fields: object) -> AgentMessage:
-    """A message from the command-line pseudo-agent `user`."""
-    return AgentMessage(from_agent=USER_AGENT, to_agent=to_agent, content=content, **fields)  # type: ignore[arg-type]
+    """A message from the command-line pseudo-agent `user`; BadMessageError if a field is bad."""
+    return new_message(from_agent=USER_AGENT, to_agent=to_agent, content=content, **fields)

@@ -128,6 +128,9 @@ class Worker:
         except (BadMessageError, OSError) as exc:
             self._bury_bad_file(name, str(exc))
             return
+        except Exception as exc:  # a parser bug must not crash-loop the agent on one file
+            self._bury_bad_file(name, f"unreadable: {type(exc).__name__}: {exc}")
+            return
         # The attempt is counted here, at claim time: whatever happens next, it was spent.
         message = message.model_copy(update={"attempt": message.attempt + 1})
         if interrupted:

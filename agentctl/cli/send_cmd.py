@@ -88,6 +88,10 @@ def _read_content(content: str, *, as_text: bool) -> Any:
             content = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise AgentctlError(f"{path}: cannot read: {exc}") from None
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AgentctlError("CONTENT is not valid UTF-8") from None
     if as_text or not content.lstrip().startswith(("{", "[")):
         return content
     from agentctl.errors import BadMessageError

@@ -96,7 +96,7 @@ class PythonHandler:
         finally:
             self.agent.status = "idle"
         try:
-            json.dumps(result, allow_nan=False)
+            json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise HandlerError(f"result is not JSON: {exc}") from None
         return result  # type: ignore[no-any-return]

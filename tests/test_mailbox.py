@@ -1,0 +1,487 @@
+"""Mailbox: Maildir moves that never lose, duplicate or overwrite a message."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agentctl.errors import DeliveryError, WorkspaceError
+from agentctl.mailbox import Depth, Mailbox
+from agentctl.message import AgentMessage, parse_message
+from agentctl.workspace import Workspace
+
+
+def make(tmp_path: Path, *, max_message_bytes: int = 1 << 20) -> Mailbox:
+    return Mailbox(
+        tmp_path / "agent" / "inbox", fsync=False, max_message_bytes=max_message_bytes
+    ).ensure()
+
+
+def msg(**fields: object) -> AgentMessage:
+    return AgentMessage(**{"from_agent": "user", "to_agent": "agent", **fields})  # type: ignore[arg-type]
+
+
+def ls(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+# -- layout ---------------------------------------------------------------------------------
+
+
+def test_ensure_creates_the_maildir_with_private_modes(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    assert ls(mb.path) == ["dead", "done", "new", "processing", "tmp"]
+    for d in (mb.path, mb.tmp, mb.new, mb.processing, mb.done, mb.dead):
+        assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700
+    mb.ensure()  # idempotent
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    path = mb.deliver(msg(), copies=(outbox / "copy.json",))
+    assert path is not None
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(outbox / "copy.json").st_mode) == 0o600
+    mb.claim(path.name)
+    mb.bury(path.name, {"error": "x"})
+    for name in ls(mb.dead):
+        assert stat.S_IMODE(os.stat(mb.dead / name).st_mode) == 0o600
+
+
+def test_ensure_refuses_new_replaced_by_a_symlink(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.rmdir(mb.new)
+    os.symlink(elsewhere, mb.new)
+    with pytest.raises(WorkspaceError, match=rf"^{mb.new}: is a symlink"):
+        mb.ensure()
+    assert ls(elsewhere) == []
+
+
+def test_ensure_refuses_a_symlinked_inbox(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    Mailbox(elsewhere, fsync=False, max_message_bytes=4096).ensure()
+    (tmp_path / "agent").mkdir()
+    os.symlink(elsewhere, tmp_path / "agent" / "inbox")
+    mb = Mailbox(tmp_path / "agent" / "inbox", fsync=False, max_message_bytes=4096)
+    with pytest.raises(WorkspaceError, match="is a symlink"):
+        mb.ensure()
+
+
+def test_ensure_refuses_a_file_where_a_directory_belongs(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    os.rmdir(mb.dead)
+    mb.dead.write_text("not a dir")
+    with pytest.raises(WorkspaceError, match=rf"^{mb.dead}: exists and is not a directory"):
+        mb.ensure()
+
+
+def test_workspace_refuses_an_agent_dir_that_is_a_symlink(tmp_path: Path) -> None:
+    ws_root = tmp_path / "workspace"
+    ws_root.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, ws_root / "echo")
+    ws = Workspace(ws_root, fsync=False)
+    with pytest.raises(WorkspaceError, match=rf"^{ws_root / 'echo'}: is a symlink"):
+        ws.ensure_agent("echo")
+    assert ls(elsewhere) == []
+
+
+# -- delivering -----------------------------------------------------------------------------
+
+
+def test_deliver_publishes_complete_file_and_leaves_tmp_empty(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg(content={"a": 1})
+    path = mb.deliver(m)
+    assert path == mb.new / m.file_name
+    assert parse_message(path.read_bytes()) == m
+    assert ls(mb.tmp) == []
+
+
+def test_deliver_never_overwrites(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    first = msg(id="same", content="first")
+    path = mb.deliver(first)
+    original = path.read_bytes()
+    second = first.model_copy(update={"content": "second"})
+    with pytest.raises(DeliveryError, match="a message with id same is waiting"):
+        mb.deliver(second)
+    assert path.read_bytes() == original
+    assert ls(mb.new) == [first.file_name]
+    assert ls(mb.tmp) == []
+
+
+def test_deliver_makes_the_outbox_copy_as_a_hard_link(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    m = msg()
+    path = mb.deliver(m, copies=(outbox / m.file_name,))
+    assert path is not None
+    assert os.path.samefile(path, outbox / m.file_name)
+    # The copy survives the message moving on.
+    mb.claim(m.file_name)
+    mb.ack(m.file_name)
+    assert parse_message((outbox / m.file_name).read_bytes()) == m
+
+
+@pytest.mark.parametrize("where", ["new", "processing", "done", "dead"])
+def test_dedupe_skips_a_message_already_anywhere_in_the_inbox(tmp_path: Path, where: str) -> None:
+    mb = make(tmp_path)
+    m = msg(id="req-reply", content="first")
+    mb.deliver(m)
+    if where != "new":
+        mb.claim(m.file_name)
+    if where == "done":
+        mb.ack(m.file_name)
+    if where == "dead":
+        mb.bury(m.file_name, {"error": "x"})
+    assert mb.locate(m.file_name) == where
+    before = (mb.path / where / m.file_name).read_bytes()
+
+    again = m.model_copy(update={"content": "second"})
+    assert mb.deliver(again, dedupe=True) is None
+
+    assert (mb.path / where / m.file_name).read_bytes() == before
+    total = sum(len(ls(mb.path / d)) for d in ("new", "processing", "done"))
+    total += len(mb.dead_names())
+    assert total == 1
+    assert ls(mb.tmp) == []
+
+
+def test_dedupe_delivers_a_new_message(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg()
+    assert mb.deliver(m, dedupe=True) == mb.new / m.file_name
+
+
+# -- consuming ------------------------------------------------------------------------------
+
+
+def test_list_new_sorts_and_skips_dot_files_and_directories(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    low, normal, high = msg(priority="low"), msg(), msg(priority="high")
+    for m in (low, normal, high):
+        mb.deliver(m)
+    (mb.new / ".hidden").write_text("x")
+    (mb.new / "subdir").mkdir()
+    assert mb.list_new() == [high.file_name, normal.file_name, low.file_name]
+
+
+def test_claim_moves_to_processing_once(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg()
+    mb.deliver(m)
+    path = mb.claim(m.file_name)
+    assert path == mb.processing / m.file_name
+    assert ls(mb.new) == [] and ls(mb.processing) == [m.file_name]
+    assert mb.claim(m.file_name) is None
+    assert mb.claim("1-never-existed.json") is None
+    assert mb.read(path) == m.to_json_bytes()
+
+
+def test_claim_has_exactly_one_winner_among_threads(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    names = [mb.deliver(msg(content=i)).name for i in range(300)]  # type: ignore[union-attr]
+    wins: list[list[str]] = [[] for _ in range(12)]
+    barrier = threading.Barrier(12)
+
+    def claimer(out: list[str]) -> None:
+        barrier.wait()
+        for name in names:
+            if mb.claim(name) is not None:
+                out.append(name)
+
+    threads = [threading.Thread(target=claimer, args=(out,)) for out in wins]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [n for out in wins for n in out]
+    assert sorted(claimed) == sorted(names)  # each exactly once
+    assert ls(mb.new) == [] and ls(mb.processing) == sorted(names)
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from agentctl.mailbox import Mailbox
+    mb = Mailbox(Path(sys.argv[1]), fsync=False, max_message_bytes=1 << 20)
+    go, out = Path(sys.argv[2]), Path(sys.argv[3])
+    Path(str(out) + ".ready").touch()
+    while not go.exists():
+        time.sleep(0.001)
+    won = []
+    while True:
+        names = mb.list_new()
+        if not names:
+            break
+        for name in names:
+            path = mb.claim(name)
+            if path is not None:
+                mb.read(path)
+                mb.ack(name)
+                won.append(name)
+    out.write_text(json.dumps(won))
+    """
+)
+
+
+def race_claimers(base: Path, n_messages: int, n_procs: int) -> tuple[list[str], list[str]]:
+    """Fill a shared new/, let n_procs processes claim+ack from it at once.
+
+    Returns (names delivered, names each process says it won, concatenated)."""
+    from tests.conftest import wait_until
+
+    mb = Mailbox(base / "inbox", fsync=False, max_message_bytes=1 << 20).ensure()
+    names = [mb.deliver(msg(content=i)).name for i in range(n_messages)]  # type: ignore[union-attr]
+    go = base / "go"
+    outs = [base / f"won{n}.json" for n in range(n_procs)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CLAIMER, str(mb.path), str(go), str(out)])
+        for out in outs
+    ]
+    wait_until(lambda: all(Path(str(o) + ".ready").exists() for o in outs), timeout_s=30)
+    go.touch()
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0
+    won = [n for out in outs for n in json.loads(out.read_text())]
+    # Whatever else happens, nothing is lost and nothing is left behind.
+    assert set(won) == set(names)
+    assert ls(mb.new) == [] and ls(mb.processing) == []
+    assert ls(mb.done) == sorted(names)
+    return names, won
+
+
+def test_claim_among_processes_loses_nothing(tmp_path: Path) -> None:
+    names, won = race_claimers(tmp_path, 2000, 4)
+    assert len(set(won)) == 2000
+
+
+def test_claim_has_exactly_one_winner_among_processes(tmp_path: Path) -> None:
+    # The race is rare per message; run rounds until it shows (or 10 clean rounds).
+    for round_ in range(10):
+        names, won = race_claimers(tmp_path / f"round{round_}", 2000, 4)
+        duplicated = sorted({n for n in won if won.count(n) > 1})
+        assert duplicated == [], f"round {round_}: claimed twice: {duplicated}"
+        assert len(won) == len(names)
+
+
+def test_ack_moves_to_done_and_keeps_it(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg()
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    mb.ack(m.file_name)
+    assert ls(mb.processing) == [] and ls(mb.done) == [m.file_name]
+    assert parse_message((mb.done / m.file_name).read_bytes()) == m
+    mb.ack(m.file_name)  # a second ack (crash-retry) is harmless
+    assert ls(mb.done) == [m.file_name]
+
+
+def test_requeue_puts_the_new_attempt_back_in_new(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg(content="x")
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    mb.requeue(m.file_name, m.model_copy(update={"attempt": 1}))
+    assert ls(mb.processing) == [] and ls(mb.new) == [m.file_name]
+    back = parse_message((mb.new / m.file_name).read_bytes())
+    assert back.attempt == 1 and back.id == m.id and back.content == "x"
+    assert ls(mb.tmp) == []
+
+
+def test_release_puts_it_back_unchanged(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg()
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    mb.release(m.file_name)
+    assert ls(mb.processing) == [] and mb.list_new() == [m.file_name]
+    assert parse_message((mb.new / m.file_name).read_bytes()) == m
+
+
+def test_bury_a_bad_file_keeps_its_bytes_and_writes_the_reason(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    (mb.new / "garbage.json").write_bytes(b"\xff not json")
+    mb.claim("garbage.json")
+    mb.bury("garbage.json", {"error": "garbage.json: not UTF-8", "error_kind": "bad_message"})
+    assert ls(mb.processing) == []
+    assert ls(mb.dead) == ["garbage.error.json", "garbage.json"]
+    assert (mb.dead / "garbage.json").read_bytes() == b"\xff not json"
+    error = json.loads((mb.dead / "garbage.error.json").read_text())
+    assert error == {"error": "garbage.json: not UTF-8", "error_kind": "bad_message"}
+    assert mb.dead_names() == ["garbage.json"]
+
+
+def test_bury_with_the_final_message_rewrites_it(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg(content="x")
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    final = m.model_copy(update={"attempt": 3})
+    mb.bury(m.file_name, {"error": "boom"}, final)
+    stem = m.file_name.removesuffix(".json")
+    assert ls(mb.dead) == sorted([m.file_name, stem + ".error.json"])
+    assert parse_message((mb.dead / m.file_name).read_bytes()).attempt == 3
+    assert ls(mb.processing) == [] and ls(mb.tmp) == []
+
+
+def test_bury_of_a_name_without_json_suffix(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    (mb.new / "README").write_text("hello")
+    mb.claim("README")
+    mb.bury("README", {"error": "nope"})
+    assert ls(mb.dead) == ["README", "README.error.json"]
+
+
+def test_read_is_size_limited(tmp_path: Path) -> None:
+    from agentctl.errors import BadMessageError
+
+    mb = make(tmp_path, max_message_bytes=1024)
+    m = msg(content="x" * 2000)
+    mb.deliver(m)
+    path = mb.claim(m.file_name)
+    assert path is not None
+    size = path.stat().st_size
+    with pytest.raises(BadMessageError, match=f"is {size} bytes, over the limit of 1024"):
+        mb.read(path)
+
+
+def test_read_refuses_a_symlink_and_never_touches_its_target(tmp_path: Path) -> None:
+    from agentctl.errors import BadMessageError
+
+    mb = make(tmp_path)
+    secret = tmp_path / "secret.json"
+    content = msg().to_json_bytes()
+    secret.write_bytes(content)
+    os.symlink(secret, mb.new / "1-link.json")
+    path = mb.claim("1-link.json")
+    assert path is not None and path.is_symlink()
+    with pytest.raises(BadMessageError, match="symlink"):
+        mb.read(path)
+    mb.bury("1-link.json", {"error": "symlink"})
+    assert (mb.dead / "1-link.json").is_symlink()
+    assert secret.read_bytes() == content
+    assert not secret.is_symlink() and ls(tmp_path) == ["agent", "secret.json"]
+
+
+# -- recovery -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("other", ["new", "done", "dead"])
+def test_recover_settles_a_move_that_crashed_between_link_and_unlink(
+    tmp_path: Path, other: str
+) -> None:
+    mb = make(tmp_path)
+    m = msg()
+    mb.deliver(m)
+    if other != "new":
+        mb.claim(m.file_name)
+        os.link(mb.processing / m.file_name, mb.path / other / m.file_name)
+    else:
+        os.link(mb.new / m.file_name, mb.processing / m.file_name)
+    assert os.path.samefile(mb.processing / m.file_name, mb.path / other / m.file_name)
+
+    assert mb.recover() == []
+
+    assert ls(mb.processing) == []
+    assert ls(mb.path / other) == [m.file_name]
+    assert parse_message((mb.path / other / m.file_name).read_bytes()) == m
+
+
+def test_recover_reports_files_only_in_processing_as_interrupted(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    a, b, c = msg(priority="low"), msg(priority="high"), msg()
+    for m in (a, b, c):
+        mb.deliver(m)
+        mb.claim(m.file_name)
+    leftover = msg()
+    mb.deliver(leftover)
+    mb.claim(leftover.file_name)
+    os.link(mb.processing / leftover.file_name, mb.done / leftover.file_name)
+
+    assert mb.recover() == [b.file_name, c.file_name, a.file_name]
+
+    # The interrupted ones stay in processing/ for the caller to count and settle.
+    assert ls(mb.processing) == sorted([a.file_name, b.file_name, c.file_name])
+
+
+# -- tmp/ and depth -------------------------------------------------------------------------
+
+
+def test_clean_tmp_removes_only_old_files(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    old, fresh = mb.tmp / "old.tmp", mb.tmp / "fresh.tmp"
+    old.write_text("dead writer")
+    fresh.write_text("live writer")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+
+    assert mb.clean_tmp(3600) == 1
+
+    assert ls(mb.tmp) == ["fresh.tmp"]
+    assert mb.clean_tmp(3600) == 0
+
+
+def test_clean_tmp_survives_an_old_directory_in_tmp(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    (mb.tmp / "stray").mkdir()
+    os.utime(mb.tmp / "stray", (0, 0))
+    mb.clean_tmp(3600)
+
+
+SENDER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from agentctl.mailbox import Mailbox
+    from agentctl.message import AgentMessage
+    mb = Mailbox(Path(sys.argv[1]), fsync=False, max_message_bytes=1 << 20)
+    for i in range(int(sys.argv[2])):
+        mb.deliver(AgentMessage(from_agent="user", to_agent="agent", content=i))
+    """
+)
+
+
+def test_clean_tmp_while_senders_deliver(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, str(mb.path), "4000"])
+    errors = []
+    try:
+        while sender.poll() is None:
+            try:
+                mb.clean_tmp(3600)
+            except OSError as exc:
+                errors.append(exc)
+    finally:
+        sender.wait(timeout=60)
+    assert sender.returncode == 0
+    assert len(ls(mb.new)) == 4000
+    assert errors == []
+
+
+def test_depth_counts_new_processing_and_dead(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    assert mb.depth() == Depth(new=0, processing=0, dead=0)
+    ms = [msg(content=i) for i in range(5)]
+    for m in ms:
+        mb.deliver(m)
+    mb.claim(ms[0].file_name)
+    mb.claim(ms[1].file_name)
+    mb.claim(ms[2].file_name)
+    mb.ack(ms[2].file_name)
+    mb.bury(ms[1].file_name, {"error": "x"})
+    assert mb.depth() == Depth(new=2, processing=1, dead=1)  # error file not counted
+    assert mb.dead_names() == [ms[1].file_name]
