@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from agentctl.overview import Overview
+    from agentctl.overview import AgentRow, Overview
     from agentctl.roster import Roster
     from agentctl.supervisor import Supervisor
 
@@ -74,6 +74,18 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _activity_cells(row: AgentRow) -> list[str]:
+    """new, processing, dead, handled, failed, last error: the columns both tables share."""
+    return [
+        str(row.new),
+        str(row.processing),
+        f"[red]{row.dead_letters}[/]" if row.dead_letters else "0",
+        str(row.handled),
+        str(row.failed),
+        _escape(row.last_error or ""),
+    ]
+
+
 def status_table(overview: Overview) -> Table:
     """The `agentctl status` table."""
     from rich.table import Table
@@ -108,12 +120,7 @@ def status_table(overview: Overview) -> Table:
             str(row.pid or "-"),
             "[green]yes[/]" if row.alive else "[red]no[/]" if row.pid else "-",
             _age(row.heartbeat_age_s),
-            str(row.new),
-            str(row.processing),
-            f"[red]{row.dead_letters}[/]" if row.dead_letters else "0",
-            str(row.handled),
-            str(row.failed),
-            _escape(row.last_error or ""),
+            *_activity_cells(row),
         )
     return table
 
@@ -177,11 +184,6 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
             str(proc.pid or "-"),
             str(proc.restarts),
             _styled(row.state),
-            str(row.new),
-            str(row.processing),
-            f"[red]{row.dead_letters}[/]" if row.dead_letters else "0",
-            str(row.handled),
-            str(row.failed),
-            _escape(row.last_error or ""),
+            *_activity_cells(row),
         )
     return table
