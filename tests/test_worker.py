@@ -71,10 +71,11 @@ def test_kill_9_mid_message_is_handled_once_after_restart(tmp_path: Path, superv
         os.kill(int(first.read_text()), signal.SIGKILL)  # the worker, mid-handler
 
         reply = router.wait_for_reply(request, timeout_s=30)
+        # The reply is published before the ack (so a crash between them cannot lose it).
+        wait_until(lambda: _inbox(tmp_path, "slow", "done") == [request.file_name])
     finally:
         del os.environ["MARKS"]
     assert reply.content == {"done": "stall", "attempt": 2}
-    assert _inbox(tmp_path, "slow", "done") == [request.file_name]
     assert _inbox(tmp_path, "slow", "processing") == [] and _inbox(tmp_path, "slow", "dead") == []
     # Exactly one reply ever reached the requester.
     assert _files(tmp_path / "workspace" / "user" / "inbox" / "done") == [reply.file_name]
