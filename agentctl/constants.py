@@ -36,6 +36,7 @@ LOG_FILE = "agent.log"
 TMP, NEW, PROCESSING, DONE, DEAD = "tmp", "new", "processing", "done", "dead"
 INBOX_SUBDIRS = (TMP, NEW, PROCESSING, DONE, DEAD)
 MESSAGE_SUFFIX = ".json"
+JOURNAL_DIR = "journal"  # under CONTROL_DIR
 ERROR_SUFFIX = ".error.json"
 
 DIR_MODE = 0o700
@@ -46,6 +47,7 @@ DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024  # rotate the journal at this size
 
 # Worker tuning.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -63,4 +65,5 @@ SUPERVISOR_TICK_S = 0.1
 
 # Reply ids derive from the request id, so a redelivered request cannot yield a second reply.
 REPLY_ID_SUFFIX = "-reply"
+REQUEUED_HEADER = "requeued"  # how many times a dead letter was brought back
 RESTART_MAX_QUICK_FAILURES = 5  # this many short-lived runs in a row and the agent is fatal

@@ -50,6 +50,12 @@ def new_id() -> str:
     return _encode(now_ms, 10) + _encode(rand, 16)
 
 
-def reply_id(request_id: str) -> str:
-    """Return the id of the one reply a request may have."""
-    return request_id + REPLY_ID_SUFFIX
+def reply_id(request_id: str, requeued: int = 0) -> str:
+    """Return the id of the one reply a request may have.
+
+    A dead letter brought back by `dead requeue` lives again and may answer again: each
+    requeue gets its own reply id (`<id>-reply.r1`, ...), so its new answer is not mistaken for
+    the reply its first life already sent.
+    """
+    suffix = f".r{requeued}" if requeued > 0 else ""
+    return request_id + REPLY_ID_SUFFIX + suffix

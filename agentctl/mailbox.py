@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,23 +81,33 @@ class Mailbox:
     # -- delivering --------------------------------------------------------------------------
 
     def deliver(
-        self, message: AgentMessage, *, copies: tuple[Path, ...] = (), dedupe: bool = False
+        self,
+        message: AgentMessage,
+        *,
+        data: bytes | None = None,
+        copies: tuple[Path, ...] = (),
+        dedupe: bool = False,
+        announce: Callable[[], object] | None = None,
     ) -> Path | None:
         """Publish `message` into new/ atomically; never replaces an existing file.
 
         `copies` are extra hard links made before publishing (the sender's outbox), so the copy
         exists whenever the message does. With `dedupe`, a message whose file is already
         anywhere in this inbox (waiting, in hand, done or dead) is not delivered again and None
-        is returned; this is how a redelivered request cannot produce a second reply.
+        is returned; this is how a redelivered request cannot produce a second reply. `data` is
+        the message's serialised form when the caller already has it. `announce` runs just
+        before the message becomes visible (the journal's `sent`, so it precedes any `claimed`).
         """
         name = message.file_name
         if dedupe and self.locate(name) is not None:
             return None
         tmp = self.tmp / unique_tmp_name(name)
-        write_new_file(tmp, message.to_json_bytes(), fsync=self.fsync)
+        write_new_file(tmp, data or message.to_json_bytes(), fsync=self.fsync)
         try:
             for copy in copies:
                 link_noreplace(tmp, copy)
+            if announce is not None:
+                announce()
             published = link_noreplace(tmp, self.new / name)
         finally:
             unlink_quietly(tmp)
@@ -167,26 +178,51 @@ class Mailbox:
         """processing/ -> new/ without counting an attempt (shutdown before the handler ran)."""
         move_settle(self.processing / name, self.new / name)
 
-    def requeue(self, name: str, message: AgentMessage) -> None:
-        """Put a failed message back in new/ with its updated attempt count."""
-        self._rewrite_into(self.new, name, message.to_json_bytes())
+    def requeue(self, name: str, message: AgentMessage) -> bytes:
+        """Put a failed message back in new/ with its updated attempt count; the bytes written."""
+        data = message.to_json_bytes()
+        self._rewrite_into(self.new, name, data)
         unlink_quietly(self.processing / name)
+        return data
 
-    def bury(self, name: str, error: dict[str, Any], message: AgentMessage | None = None) -> None:
+    def bury(
+        self, name: str, error: dict[str, Any], message: AgentMessage | None = None
+    ) -> bytes | None:
         """processing/ -> dead/, with `<stem>.error.json` beside it saying why.
 
         The error file is written first, so a dead message always has its reason; `message`
         (with its final attempt count) replaces the file's content when given, otherwise the
-        file is moved as it is (a bad file keeps its exact bytes for inspection).
+        file is moved as it is (a bad file keeps its exact bytes for inspection). Returns the
+        bytes written when `message` is given.
         """
         stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
         error_bytes = json.dumps(error, indent=2, default=str).encode() + b"\n"
         write_atomic(self.dead / (stem + ERROR_SUFFIX), error_bytes, fsync=self.fsync)
         if message is None:
             move_settle(self.processing / name, self.dead / name)
-        else:
-            self._rewrite_into(self.dead, name, message.to_json_bytes())
-            unlink_quietly(self.processing / name)
+            return None
+        data = message.to_json_bytes()
+        self._rewrite_into(self.dead, name, data)
+        unlink_quietly(self.processing / name)
+        return data
+
+    def revive(self, name: str, message: AgentMessage) -> bytes:
+        """dead/ -> new/ with `message` (its attempts reset), dropping the error file.
+
+        new/ gets the message before dead/ loses it; a crash in between leaves both, and the
+        next `recover()` drops the dead copy.
+        """
+        data = message.to_json_bytes()
+        self._rewrite_into(self.new, name, data)
+        self._drop_dead(name)
+        return data
+
+    def _drop_dead(self, name: str) -> None:
+        stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
+        unlink_quietly(self.dead / name)
+        unlink_quietly(self.dead / (stem + ERROR_SUFFIX))
+        if self.fsync:
+            fsync_dir(self.dead)
 
     def _rewrite_into(self, directory: Path, name: str, data: bytes) -> None:
         # Replacing is right here: a copy already in `directory` is this same message, left by
@@ -206,6 +242,9 @@ class Mailbox:
         between link and unlink: the move already happened, so the copy in processing/ goes.
         The rest were in a handler when the worker died: the caller counts that attempt.
         """
+        for name in _names(self.new):
+            if os.path.lexists(self.dead / name):
+                self._drop_dead(name)  # a revive that crashed half-way: new/ has it
         interrupted = []
         for name in sorted(os.listdir(self.processing)):
             if any(os.path.lexists(self.path / sub / name) for sub in (NEW, DONE, DEAD)):

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from agentctl.constants import AGENT_NAME_PATTERN, MESSAGE_ID_PATTERN
+from agentctl.constants import AGENT_NAME_PATTERN, MESSAGE_ID_PATTERN, REQUEUED_HEADER
 from agentctl.errors import BadMessageError
 from agentctl.ids import new_id, reply_id
 from agentctl.priority import Priority
@@ -110,10 +110,16 @@ class AgentMessage(BaseModel):
         """The on-disk form: pretty JSON (people read these files), UTF-8."""
         return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
 
+    @property
+    def requeued(self) -> int:
+        """How many times `dead requeue` brought this message back (its `requeued` header)."""
+        value = self.headers.get(REQUEUED_HEADER, "0")
+        return int(value) if value.isdigit() else 0
+
     def reply(self, content: JsonValue, *, kind: MessageKind = MessageKind.RESULT) -> AgentMessage:
         """The one reply to this message: its id derives from ours, so it is never sent twice."""
         return AgentMessage(
-            id=reply_id(self.id),
+            id=reply_id(self.id, self.requeued),
             thread_id=self.thread_id,
             in_reply_to=self.id,
             from_agent=self.to_agent,

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from agentctl.constants import (
+    DEFAULT_JOURNAL_MAX_BYTES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_POLL_INTERVAL_S,
@@ -28,6 +29,7 @@ from agentctl.constants import (
 from agentctl.errors import ConfigError
 from agentctl.names import validate_agent_name
 from agentctl.rosterfile import RosterSource, read_roster_file, workspace_of
+from agentctl.workspace import Workspace
 
 
 class RestartPolicy(StrEnum):
@@ -114,6 +116,7 @@ class Roster(BaseModel):
     durability: Durability = Durability.FSYNC
     poll_interval_s: float = Field(default=DEFAULT_POLL_INTERVAL_S, gt=0, le=60)
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+    journal_max_bytes: int = Field(default=DEFAULT_JOURNAL_MAX_BYTES, ge=4096)
     agents: list[AgentSpec] = Field(min_length=1)
 
     _path: Path | None = PrivateAttr(default=None)
@@ -137,6 +140,15 @@ class Roster(BaseModel):
         """The workspace directory, relative to the roster file's directory."""
         base = self._path if self._path is not None else Path.cwd() / "agents.yaml"
         return workspace_of(base, self.workspace)
+
+    def open_workspace(self, override: Path | None = None) -> Workspace:
+        """The workspace this roster describes (or `override`), with its settings."""
+        return Workspace(
+            override or self.workspace_path,
+            fsync=self.durability is Durability.FSYNC,
+            max_message_bytes=self.max_message_bytes,
+            journal_max_bytes=self.journal_max_bytes,
+        )
 
     @property
     def names(self) -> list[str]:

@@ -14,7 +14,9 @@ from pathlib import Path
 from agentctl.constants import DEFAULT_MAX_MESSAGE_BYTES, USER_AGENT
 from agentctl.errors import BadMessageError, WaitTimeoutError
 from agentctl.ids import reply_id
+from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, message_file_name, new_message, parse_message
+from agentctl.status import error_record
 from agentctl.workspace import Workspace
 
 
@@ -37,12 +39,17 @@ class WorkspaceRouter:
         self.base = Path(base_path)
         self.workspace = Workspace(self.base, fsync=fsync, max_message_bytes=max_message_bytes)
 
+    @classmethod
+    def of(cls, workspace: Workspace) -> WorkspaceRouter:
+        """A router over an already configured workspace (the CLI's)."""
+        router = cls.__new__(cls)
+        router.base = workspace.root
+        router.workspace = workspace
+        return router
+
     def send(self, message: AgentMessage) -> Path:
         """Deliver `message` to its recipient's inbox (and the sender's outbox); its path."""
-        inbox = self.workspace.ensure_agent(message.to_agent)
-        self.workspace.ensure_agent(message.from_agent)
-        copy = self.workspace.outbox(message.from_agent) / message.file_name
-        path = inbox.deliver(message, copies=(copy,))
+        path = self.workspace.deliver(message)
         assert path is not None  # deliver without dedupe raises instead of returning None
         return path
 
@@ -60,20 +67,25 @@ class WorkspaceRouter:
             if path is None:
                 continue  # another receiver took it
             try:
-                messages.append(parse_message(inbox.read(path)))
+                messages.append(self._take(agent_name, name, path))
             except BadMessageError as exc:
-                inbox.bury(
-                    name,
-                    {
-                        "message_id": None,
-                        "error": f"{name}: {exc}",
-                        "error_kind": "bad_message",
-                        "attempts": 0,
-                    },
+                error = f"{name}: {exc}"
+                inbox.bury(name, error_record(None, error, "bad_message", 0))
+                self.workspace.record(
+                    "dead", None, agent_name, file=name, error=error, error_kind="bad_message"
                 )
-                continue
-            inbox.ack(name)
         return messages
+
+    def _take(self, agent_name: str, name: str, path: Path) -> AgentMessage:
+        # Claimed by us: read, ack into done/, and journal what was received.
+        inbox = self.workspace.mailbox(agent_name)
+        data = inbox.read(path)
+        message = parse_message(data)
+        inbox.ack(name)
+        self.workspace.record(
+            "received", message, agent_name, file=name, sha256=content_digest(data)
+        )
+        return message
 
     def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
         """Wait for the one reply to `request` in its sender's inbox; claim, ack and return it."""
@@ -87,9 +99,7 @@ class WorkspaceRouter:
                 watcher.clear()
                 path = inbox.claim(name)
                 if path is not None:
-                    reply = parse_message(inbox.read(path))
-                    inbox.ack(name)
-                    return reply
+                    return self._take(request.from_agent, name, path)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WaitTimeoutError(

@@ -95,3 +95,14 @@ def status_json_schema() -> dict[str, Any]:
     schema: dict[str, Any] = TypeAdapter(AgentStatus).json_schema()
     schema["title"] = "AgentStatus"
     return schema
+
+
+def error_record(message_id: str | None, error: str, kind: str, attempts: int) -> dict[str, Any]:
+    """The content of a dead message's `<stem>.error.json`."""
+    return {
+        "message_id": message_id,
+        "error": error,
+        "error_kind": kind,
+        "attempts": attempts,
+        "dead_at": iso_now(),
+    }

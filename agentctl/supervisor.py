@@ -167,7 +167,8 @@ class Supervisor:
             proc.state = ProcState.BACKOFF
             proc.last_exit = None
             self._schedule_restart(proc, quick=True)
-            self.events.append(f"{spec.name}: cannot start {argv[0]!r}: {exc.strerror}")
+            error = f"cannot start {argv[0]!r}: {exc.strerror}"
+            self._note(spec.name, "crashed", error, error=error)
             return
         proc.popen = popen
         proc.ref = ProcessRef.of(popen.pid)
@@ -176,7 +177,19 @@ class Supervisor:
         if spec.handler_kind is HandlerKind.COMMAND:
             # A command agent may not write status.json itself; record what we know.
             self._write_command_status(proc, AgentState.IDLE)
-        self.events.append(f"{spec.name}: started (pid {popen.pid})")
+        event = "restarted" if proc.restarts else "started"
+        self._note(
+            spec.name,
+            event,
+            f"{event} (pid {popen.pid})",
+            pid=popen.pid,
+            restarts=proc.restarts or None,
+        )
+
+    def _note(self, agent: str, event: str, text: str, **fields: object) -> None:
+        # One happening, for the live view and for the journal.
+        self.events.append(f"{agent}: {text}")
+        self.workspace.record(event, None, agent, **fields)
 
     def _command_of(self, spec: AgentSpec) -> tuple[list[str], dict[str, str]]:
         env = {
@@ -229,23 +242,32 @@ class Supervisor:
         self._record_exit(proc, returncode)
         policy = proc.spec.restart
         restart = policy is RestartPolicy.ALWAYS or (failed and policy is RestartPolicy.ON_FAILURE)
+        exit_text = describe_exit(returncode)
+        event = "crashed" if failed else "exited"
         if not restart:
             proc.state = ProcState.EXITED
-            self.events.append(
-                f"{name}: {describe_exit(returncode)}; not restarted ({policy.value})"
+            self._note(
+                name,
+                event,
+                f"{exit_text}; not restarted ({policy.value})",
+                exit=exit_text,
+                restart=False,
             )
             return
         self._schedule_restart(proc, quick=ran_s < RESTART_STABLE_S)
         if proc.quick_failures >= RESTART_MAX_QUICK_FAILURES:
             proc.state = ProcState.FATAL
-            self.events.append(
-                f"{name}: {describe_exit(returncode)}; fatal after {proc.quick_failures} quick "
-                "failures in a row, not restarted (see its agent.log)"
-            )
+            reason = f"{exit_text}; fatal after {proc.quick_failures} quick failures in a row"
+            self._note(name, event, exit_text, exit=exit_text, restart=False)
+            self._note(name, "fatal", f"{reason}, not restarted (see its agent.log)", error=reason)
             return
         proc.state = ProcState.BACKOFF
-        self.events.append(
-            f"{name}: {describe_exit(returncode)}; restarting in {proc.backoff_s:g} s"
+        self._note(
+            name,
+            event,
+            f"{exit_text}; restarting in {proc.backoff_s:g} s",
+            exit=exit_text,
+            restart_in_s=proc.backoff_s,
         )
 
     def _schedule_restart(self, proc: AgentProcess, *, quick: bool) -> None:
@@ -303,14 +325,17 @@ class Supervisor:
             try:
                 proc.popen.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
-                self.events.append(
-                    f"{proc.spec.name}: still running after {self.grace_s:g} s; killed"
+                self._note(
+                    proc.spec.name, "killed", f"still running after {self.grace_s:g} s; killed"
                 )
                 _signal_group(proc, signal.SIGKILL)
                 proc.popen.wait()
             _signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
             self._record_exit(proc, proc.popen.returncode)
             proc.state = ProcState.STOPPED
+            self.workspace.record(
+                "stopped", None, proc.spec.name, exit=describe_exit(proc.popen.returncode)
+            )
         for proc in self.agents.values():
             if proc.log_file is not None:
                 proc.log_file.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from watchdog.events import (
     FileCreatedEvent,
+    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -32,10 +33,16 @@ class _Wake(FileSystemEventHandler):
 
 
 class DirectoryWatcher:
-    """Sets an event when a file is created in (or moved into) a directory."""
+    """Sets an event when a file is created in (or moved into) a directory.
 
-    def __init__(self, path: Path, *, wake: threading.Event | None = None) -> None:
+    With `modifications`, writes to a file in it wake too (for following an appended file).
+    """
+
+    def __init__(
+        self, path: Path, *, wake: threading.Event | None = None, modifications: bool = False
+    ) -> None:
         self.path = path
+        self.modifications = modifications
         self.wake = wake if wake is not None else threading.Event()
         self.native = False
         self._observer: object | None = None
@@ -46,12 +53,10 @@ class DirectoryWatcher:
         try:
             # Only creations wake us: our own claims unlink files from the directory and would
             # otherwise wake us once per message for nothing.
-            observer.schedule(
-                _Wake(self.wake),
-                str(self.path),
-                recursive=False,
-                event_filter=[FileCreatedEvent, FileMovedEvent],
-            )
+            kinds: list[type[FileSystemEvent]] = [FileCreatedEvent, FileMovedEvent]
+            if self.modifications:
+                kinds.append(FileModifiedEvent)
+            observer.schedule(_Wake(self.wake), str(self.path), recursive=False, event_filter=kinds)
             observer.daemon = True
             observer.start()
         except OSError as exc:

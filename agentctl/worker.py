@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from types import FrameType
@@ -24,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl.constants import CLAIM_BATCH, STALE_TMP_AGE_S, WORKER_LOCK_FILE
 from agentctl.errors import AgentctlError, BadMessageError, HandlerError, HandlerTimeoutError
+from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, MessageKind, parse_message
 from agentctl.proc import ProcessRef, die_with_parent
 from agentctl.reporter import StatusReporter
-from agentctl.roster import AgentSpec, Durability, load_roster
-from agentctl.status import AgentState, AgentStatus, iso_now, read_status
+from agentctl.roster import AgentSpec, load_roster
+from agentctl.status import AgentState, AgentStatus, error_record, iso_now, read_status
 from agentctl.watcher import DirectoryWatcher
 from agentctl.workspace import Workspace
 
@@ -121,33 +123,43 @@ class Worker:
             self._handle_claimed(name, path, interrupted=False)
 
     def _handle_claimed(self, name: str, path: Path, *, interrupted: bool) -> None:
+        data: bytes | None = None
         try:
-            message = parse_message(self.mailbox.read(path))
+            data = self.mailbox.read(path)
+            message = parse_message(data)
             if message.to_agent != self.spec.name:
                 raise BadMessageError(f"addressed to {message.to_agent!r}, not {self.spec.name!r}")
         except (BadMessageError, OSError) as exc:
-            self._bury_bad_file(name, str(exc))
+            self._bury_bad_file(name, str(exc), data)
             return
         except Exception as exc:  # a parser bug must not crash-loop the agent on one file
-            self._bury_bad_file(name, f"unreadable: {type(exc).__name__}: {exc}")
+            self._bury_bad_file(name, f"unreadable: {type(exc).__name__}: {exc}", data)
             return
         # The attempt is counted here, at claim time: whatever happens next, it was spent.
         message = message.model_copy(update={"attempt": message.attempt + 1})
+        self._record(
+            "claimed", message, attempt=message.attempt, file=name, sha256=content_digest(data)
+        )
         if interrupted:
             self._fail(name, message, "worker died while handling it", "interrupted")
             return
         self.reporter.update(state=AgentState.BUSY, current_message_id=message.id)
+        started = time.monotonic()
         try:
             result = self.handler.handle(message, timeout_s=self._timeout_s(message))
         except HandlerTimeoutError as exc:
-            self._fail(name, message, str(exc), "timeout")
+            self._fail(name, message, str(exc), "timeout", _ms_since(started))
         except HandlerError as exc:
-            self._fail(name, message, str(exc), "error")
+            self._fail(name, message, str(exc), "error", _ms_since(started))
         except Exception as exc:  # a bug must not stop the agent: count it as a failed attempt
             log.error("handler crashed on %s:\n%s", message.id, traceback.format_exc())
-            self._fail(name, message, f"{type(exc).__name__}: {exc}", "error")
+            error = f"{type(exc).__name__}: {exc}"
+            self._fail(name, message, error, "error", _ms_since(started))
         else:
-            self._succeed(name, message, result)
+            self._succeed(name, message, result, _ms_since(started))
+
+    def _record(self, event: str, message: AgentMessage | None, **fields: Any) -> None:
+        self.workspace.record(event, message, self.spec.name, **fields)
 
     def _timeout_s(self, message: AgentMessage) -> float:
         override = message.headers.get("timeout_s")
@@ -156,15 +168,32 @@ class Worker:
         except ValueError:
             return self.spec.timeout_s
 
-    def _succeed(self, name: str, message: AgentMessage, result: JsonValue) -> None:
+    def _succeed(
+        self, name: str, message: AgentMessage, result: JsonValue, duration_ms: float
+    ) -> None:
         # Reply before ack: a crash in between redelivers the request, and the reply's derived
         # id makes the second delivery a no-op.
-        if message.kind is MessageKind.TASK:
-            self._reply(message, result)
+        reply_id = self._reply(message, result) if message.kind is MessageKind.TASK else None
         self.mailbox.ack(name)
+        self._record(
+            "handled",
+            message,
+            attempt=message.attempt,
+            file=name,
+            duration_ms=duration_ms,
+            result_id=reply_id,
+            verdict=verdict_of(result),
+        )
         self.reporter.count(handled=1)
 
-    def _fail(self, name: str, message: AgentMessage, error: str, error_kind: str) -> None:
+    def _fail(
+        self,
+        name: str,
+        message: AgentMessage,
+        error: str,
+        error_kind: str,
+        duration_ms: float | None = None,
+    ) -> None:
         log.warning(
             "%s attempt %d/%d failed: %s",
             message.id,
@@ -173,8 +202,20 @@ class Worker:
             error,
         )
         self.reporter.count(failed=1, last_error=f"{message.id}: {error}")
+        self._record(
+            "failed",
+            message,
+            attempt=message.attempt,
+            max_attempts=self.spec.max_attempts,
+            error=error,
+            error_kind=error_kind,
+            duration_ms=duration_ms,
+        )
         if message.attempt < self.spec.max_attempts:
-            self.mailbox.requeue(name, message)
+            data = self.mailbox.requeue(name, message)
+            self._record(
+                "retried", message, attempt=message.attempt, file=name, sha256=content_digest(data)
+            )
             return
         if message.kind is MessageKind.TASK:
             # The seed's escalation result, so requesters (and `send --wait`) hear of it.
@@ -187,29 +228,54 @@ class Worker:
                     "attempts": message.attempt,
                 },
             )
-        record = _error_record(message.id, error, error_kind, message.attempt)
-        self.mailbox.bury(name, record, message)
+        record = error_record(message.id, error, error_kind, message.attempt)
+        buried = self.mailbox.bury(name, record, message)
+        self._record(
+            "dead",
+            message,
+            attempt=message.attempt,
+            file=name,
+            error=error,
+            error_kind=error_kind,
+            sha256=content_digest(buried) if buried else None,
+        )
         self.reporter.count(dead=1)
 
-    def _bury_bad_file(self, name: str, reason: str) -> None:
+    def _bury_bad_file(self, name: str, reason: str, data: bytes | None) -> None:
         log.warning("bad message file %s: %s", name, reason)
-        self.mailbox.bury(name, _error_record(None, f"{name}: {reason}", "bad_message", 0))
-        self.reporter.count(failed=1, dead=1, last_error=f"{name}: {reason}")
+        error = f"{name}: {reason}"
+        self.mailbox.bury(name, error_record(None, error, "bad_message", 0))
+        self._record(
+            "dead",
+            None,
+            file=name,
+            error=error,
+            error_kind="bad_message",
+            sha256=content_digest(data) if data is not None else None,
+        )
+        self.reporter.count(failed=1, dead=1, last_error=error)
 
-    def _reply(self, request: AgentMessage, content: JsonValue) -> None:
+    def _reply(self, request: AgentMessage, content: JsonValue) -> str:
         reply = request.reply(content)
-        sender = self.workspace.ensure_agent(request.from_agent)
-        sender.deliver(reply, copies=(self.outbox / reply.file_name,), dedupe=True)
+        self.workspace.deliver(reply, dedupe=True)
+        return reply.id
 
 
-def _error_record(message_id: str | None, error: str, kind: str, attempts: int) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "error": error,
-        "error_kind": kind,
-        "attempts": attempts,
-        "dead_at": iso_now(),
-    }
+def verdict_of(result: object) -> str | None:
+    """The verdict a handler's result carries, if any (`verdict`, or the seed's `passed`)."""
+    if not isinstance(result, dict):
+        return None
+    verdict = result.get("verdict")
+    if isinstance(verdict, str):
+        return verdict.lower()
+    passed = result.get("passed")
+    if isinstance(passed, bool):
+        return "pass" if passed else "block"
+    return None
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
 
 
 def _initial_status(workspace: Workspace, spec: AgentSpec) -> AgentStatus:
@@ -258,11 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = roster.agent(args.agent)
         from agentctl.handlers import build_handler
 
-        workspace = Workspace(
-            args.workspace,
-            fsync=roster.durability is Durability.FSYNC,
-            max_message_bytes=roster.max_message_bytes,
-        )
+        workspace = roster.open_workspace(args.workspace)
         handler = build_handler(spec)
         worker = Worker(workspace, spec, handler, poll_interval_s=roster.poll_interval_s)
     except AgentctlError as exc:

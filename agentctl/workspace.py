@@ -5,27 +5,38 @@
     <root>/<agent>/status.json    written atomically by the agent's worker
     <root>/<agent>/agent.log      the worker's stdout and stderr
     <root>/.agentctl/             the supervisor's lock and pid file
+    <root>/.agentctl/journal/     the journal of every event (see journal.py)
 
 Every path is built from a validated agent name, so nothing lands outside the root.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agentctl.constants import (
     AGENT_NAME_RE,
     CONTROL_DIR,
+    DEFAULT_JOURNAL_MAX_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
     INBOX_DIR,
+    JOURNAL_DIR,
     LOG_FILE,
     OUTBOX_DIR,
     STATUS_FILE,
 )
 from agentctl.fsutil import check_real_dir, ensure_dir
+from agentctl.journal import Journal, content_digest
 from agentctl.mailbox import Mailbox
 from agentctl.names import validate_agent_name
+
+if TYPE_CHECKING:
+    from agentctl.message import AgentMessage
+
+SUMMARY_CHARS = 80
 
 
 class Workspace:
@@ -37,16 +48,81 @@ class Workspace:
         *,
         fsync: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        journal_max_bytes: int = DEFAULT_JOURNAL_MAX_BYTES,
     ) -> None:
         self.root = Path(root).absolute()
         self.fsync = fsync
         self.max_message_bytes = max_message_bytes
+        self.journal_max_bytes = journal_max_bytes
         self._ensured: dict[str, Mailbox] = {}
+        self._journal: Journal | None = None
 
     @property
     def control_dir(self) -> Path:
         """`.agentctl/`: supervisor lock and pid file."""
         return self.root / CONTROL_DIR
+
+    @property
+    def journal_dir(self) -> Path:
+        """`.agentctl/journal/`: the journal's segments."""
+        return self.control_dir / JOURNAL_DIR
+
+    @property
+    def journal(self) -> Journal:
+        """The journal appender (opened on first use)."""
+        if self._journal is None:
+            self._journal = Journal(self.journal_dir, max_bytes=self.journal_max_bytes)
+        return self._journal
+
+    def record(self, event: str, message: AgentMessage | None, agent: str, **fields: Any) -> None:
+        """Journal `event` by `agent` about `message` (ids taken from it)."""
+        self.journal.append(
+            event,
+            agent=agent,
+            message_id=message.id if message else None,
+            thread_id=message.thread_id if message else None,
+            **fields,
+        )
+
+    def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> Path | None:
+        """Send `message`: into its recipient's inbox and its sender's outbox, then journal it.
+
+        With `dedupe`, a message already anywhere in the recipient's inbox is not delivered
+        again (None is returned); replies use this, so a redelivered request cannot yield two.
+        """
+        inbox = self.ensure_agent(message.to_agent)
+        self.ensure_agent(message.from_agent)
+        data = message.to_json_bytes()
+        copy = self.outbox(message.from_agent) / message.file_name
+
+        def announce() -> None:
+            self.record(
+                "sent",
+                message,
+                message.from_agent,
+                to=message.to_agent,
+                kind=message.kind.value,
+                priority=message.priority.value,
+                in_reply_to=message.in_reply_to or None,
+                resent_from=message.headers.get("resent_from"),
+                file=message.file_name,
+                sha256=content_digest(data),
+                summary=summarize(message.content),
+            )
+
+        try:
+            path = inbox.deliver(
+                message, data=data, copies=(copy,), dedupe=dedupe, announce=announce
+            )
+        except Exception as exc:
+            self.record(
+                "discarded", message, message.from_agent, to=message.to_agent, error=str(exc)
+            )
+            raise
+        if path is None:
+            reason = "already in the recipient's inbox"
+            self.record("discarded", message, message.from_agent, to=message.to_agent, error=reason)
+        return path
 
     def agent_dir(self, name: str) -> Path:
         """The directory of agent `name` (validated first)."""
@@ -108,3 +184,10 @@ class Workspace:
             for n in entries
             if AGENT_NAME_RE.fullmatch(n) and os.path.isdir(self.root / n / INBOX_DIR)
         ]
+
+
+def summarize(content: object) -> str:
+    """A one-line preview of a message's content for the journal and `tail`."""
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"

@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("agentctl.cli.run_cmds", "stop"),
     "send": ("agentctl.cli.send_cmd", "send"),
     "status": ("agentctl.cli.status_cmd", "status"),
+    "tail": ("agentctl.cli.journal_cmds", "tail"),
+    "replay": ("agentctl.cli.journal_cmds", "replay"),
+    "verify": ("agentctl.cli.journal_cmds", "verify"),
+    "dead": ("agentctl.cli.dead_cmds", "app"),
 }
 
 
@@ -37,7 +41,11 @@ def make_app(only: str | None = None) -> typer.Typer:
         # A callback keeps typer in multi-command mode even when one command is registered.
         pass
 
-    for name, (module, function) in COMMANDS.items():
+    for name, (module, attribute) in COMMANDS.items():
         if only is None or name == only:
-            app.command(name)(getattr(importlib.import_module(module), function))
+            target = getattr(importlib.import_module(module), attribute)
+            if isinstance(target, typer.Typer):
+                app.add_typer(target, name=name)  # a command with subcommands
+            else:
+                app.command(name)(target)
     return app

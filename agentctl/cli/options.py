@@ -52,9 +52,8 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
 
 def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Workspace]:
     """The validated roster and its workspace (run, validate, send)."""
-    from agentctl.roster import Durability, load_roster
+    from agentctl.roster import load_roster
     from agentctl.rosterfile import find_config
-    from agentctl.workspace import Workspace
 
     config_path = find_config(config)
     if config_path is None:
@@ -63,9 +62,4 @@ def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Work
             "or create one with `agentctl init`"
         )
     roster = load_roster(config_path)
-    ws = Workspace(
-        workspace or roster.workspace_path,
-        fsync=roster.durability is Durability.FSYNC,
-        max_message_bytes=roster.max_message_bytes,
-    )
-    return roster, ws
+    return roster, roster.open_workspace(workspace)

@@ -52,7 +52,7 @@ def send(
         ws, names = open_light(config, workspace)
         if to not in names:
             raise AgentctlError(f"{ws.root}: no agent named {to!r} (and no roster to say so)")
-    router = WorkspaceRouter(ws.root, fsync=ws.fsync, max_message_bytes=ws.max_message_bytes)
+    router = WorkspaceRouter.of(ws)
     message = user_message(
         to,
         _read_content(content, as_text=text),

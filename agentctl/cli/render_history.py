@@ -1,0 +1,216 @@
+"""How the audit trail is shown to people: event lines, thread trees, Mermaid, dead letters."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from agentctl.cli.render import _escape
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.tree import Tree
+
+    from agentctl.deadletters import DeadLetter
+    from agentctl.history import MessageTrace, Thread
+
+Record = dict[str, Any]
+
+_EVENT_STYLE = {
+    "sent": "cyan",
+    "claimed": "blue",
+    "handled": "green",
+    "received": "green",
+    "failed": "yellow",
+    "retried": "yellow",
+    "requeued": "magenta",
+    "dead": "bold red",
+    "discarded": "red",
+    "started": "dim",
+    "restarted": "yellow",
+    "stopped": "dim",
+    "exited": "dim",
+    "crashed": "red",
+    "killed": "red",
+    "fatal": "bold red",
+}
+_VERDICT_STYLE = {
+    "pass": "green",
+    "flag": "yellow",
+    "block": "red",
+    "escalate": "magenta",
+    "halt": "bold red",
+}
+
+
+def describe(record: Record) -> str:
+    """A short plain-text summary of what an event says."""
+    event = record.get("event")
+    get = record.get
+    if event == "sent":
+        return f"-> {get('to')} {get('kind')}: {get('summary', '')}"
+    if event == "claimed":
+        return f"attempt {get('attempt')}"
+    if event == "handled":
+        text = f"in {get('duration_ms')} ms"
+        if get("result_id"):
+            text += f" -> {get('result_id')}"
+        if get("verdict"):
+            text += f" verdict {get('verdict')}"
+        return text
+    if event == "failed":
+        return (
+            f"attempt {get('attempt')}/{get('max_attempts')}: {get('error_kind')}: {get('error')}"
+        )
+    if event == "retried":
+        return f"back to new/ after attempt {get('attempt')}"
+    if event == "dead":
+        return f"{get('error_kind')}: {get('error')}"
+    if event == "requeued":
+        return f"from dead/ to new/ (was: {get('previous_error')})"
+    if event in ("started", "restarted"):
+        return f"pid {get('pid')}"
+    if event in ("crashed", "exited", "stopped"):
+        return str(get("exit") or get("error") or "")
+    return str(get("error") or "")
+
+
+def event_line(record: Record) -> str:
+    """One journal event as one coloured line: time, agent, event, message id, summary."""
+    ts = str(record.get("ts", ""))
+    clock = ts[11:23] if len(ts) >= 23 else ts
+    event = str(record.get("event", "?"))
+    style = _EVENT_STYLE.get(event, "")
+    shown_event = f"[{style}]{event:<9}[/]" if style else f"{event:<9}"
+    agent = str(record.get("agent") or "-")
+    message_id = str(record.get("message_id") or "-")
+    return f"[dim]{clock}[/] {agent:<12} {shown_event} {message_id:<32} {_escape(describe(record))}"
+
+
+def _content_text(content: Any, limit: int = 100) -> str:
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _offset(thread: Thread, record: Record) -> str:
+    from agentctl.history import event_time
+
+    start, when = thread.started, event_time(record)
+    if start is None or when is None:
+        return "?"
+    return f"+{(when - start).total_seconds():.3f}s"
+
+
+def thread_tree(thread: Thread) -> Tree:
+    """`replay`'s view: each message with its events, replies nested under their request."""
+    from rich.tree import Tree
+
+    started = thread.events[0]["ts"] if thread.events else "?"
+    dead = sum(1 for m in thread.messages.values() if m.state == "dead")
+    title = (
+        f"[bold]thread {thread.thread_id}[/]  {len(thread.messages)} message(s)"
+        + (f", [red]{dead} dead[/]" if dead else "")
+        + f"  started {started}"
+    )
+    tree = Tree(title)
+    shown: set[str] = set()
+    for root in thread.roots():
+        _add_message(tree, thread, root, shown)
+    return tree
+
+
+def _add_message(parent: Tree, thread: Thread, message: MessageTrace, shown: set[str]) -> None:
+    if message.id in shown:
+        return
+    shown.add(message.id)
+    first = message.events[0] if message.events else {}
+    state_style = {"done": "green", "dead": "bold red"}.get(message.state, "yellow")
+    label = (
+        f"{_offset(thread, first)} [bold]{message.from_agent or '?'} -> "
+        f"{message.to_agent or '?'}[/] {message.kind or ''} {message.id} "
+        f"[{state_style}]{message.state}[/]"
+    )
+    if message.verdict:
+        label += f" verdict [{_VERDICT_STYLE.get(message.verdict, '')}]{message.verdict}[/]"
+    node = parent.add(label)
+    if message.content_found:
+        node.add(f"[dim]content:[/] {_escape(_content_text(message.content))}")
+    for record in message.events:
+        if record.get("event") == "sent":
+            continue
+        event = str(record.get("event"))
+        style = _EVENT_STYLE.get(event, "")
+        node.add(
+            f"{_offset(thread, record)} [{style}]{event}[/] by {record.get('agent')}: "
+            f"{_escape(describe(record))}"
+        )
+    for reply in thread.replies_to(message.id):
+        _add_message(node, thread, reply, shown)
+
+
+def mermaid(thread: Thread) -> str:
+    """A Mermaid sequence diagram of the thread."""
+    participants: list[str] = []
+    lines: list[str] = []
+
+    def who(name: str | None) -> str:
+        name = name or "unknown"
+        if name not in participants:
+            participants.append(name)
+        return name
+
+    for record in thread.events:
+        event = record.get("event")
+        agent = who(record.get("agent"))
+        if event == "sent":
+            arrow = "-->>" if record.get("kind") == "result" else "->>"
+            text = f"{record.get('kind')} {record.get('message_id')}: {record.get('summary', '')}"
+            lines.append(f"    {agent}{arrow}{who(record.get('to'))}: {_mermaid_text(text)}")
+        elif event in ("failed", "dead", "handled", "requeued", "discarded"):
+            lines.append(f"    Note over {agent}: {_mermaid_text(f'{event}: {describe(record)}')}")
+    head = ["sequenceDiagram"] + [f"    participant {p}" for p in participants]
+    return "\n".join(head + lines) + "\n"
+
+
+def _mermaid_text(text: str, limit: int = 120) -> str:
+    # Mermaid ends a message at ';' or a newline, and '#' starts an entity.
+    text = " ".join(text.split()).replace(";", ",").replace("#", "no. ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def dead_table(letters: list[DeadLetter]) -> Table:
+    """`agentctl dead list`."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
+    for column in ("agent", "message id", "attempts", "kind", "dead at", "error"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            letter.agent,
+            letter.message_id or letter.file,
+            str(letter.attempts if letter.attempts is not None else "-"),
+            letter.error_kind or "-",
+            letter.dead_at or "-",
+            _escape(letter.error or ""),
+        )
+    return table
+
+
+def compare_table(original_id: str, recorded: Any, resent_id: str, result: Any) -> Table:
+    """`replay --resend --wait`: the recorded result beside the new one."""
+    from rich.table import Table
+
+    table = Table(title="recorded run vs. now", title_justify="left", show_lines=True)
+    table.add_column(f"recorded ({original_id})", overflow="fold")
+    table.add_column(f"now ({resent_id})", overflow="fold")
+
+    def pretty(value: Any) -> str:
+        if value is None:
+            return "[dim](no recorded result)[/]"
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+        return _escape(text)
+
+    table.add_row(pretty(recorded), pretty(result))
+    return table

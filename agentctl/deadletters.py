@@ -1,0 +1,120 @@
+"""Dead letters: list what was given up on, and bring it back (`agentctl dead`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agentctl.constants import ERROR_SUFFIX, MESSAGE_SUFFIX, REQUEUED_HEADER
+from agentctl.errors import AgentctlError, BadMessageError
+from agentctl.journal import content_digest
+from agentctl.message import parse_message
+from agentctl.workspace import Workspace
+
+
+class DeadLetterError(AgentctlError):
+    """A dead letter that cannot be found or requeued."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message in an agent's dead/, with the reason beside it."""
+
+    agent: str
+    file: str
+    message_id: str | None
+    attempts: int | None
+    error_kind: str | None
+    error: str | None
+    dead_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form of `dead list --json`."""
+        return {
+            "agent": self.agent,
+            "file": self.file,
+            "message_id": self.message_id,
+            "attempts": self.attempts,
+            "error_kind": self.error_kind,
+            "error": self.error,
+            "dead_at": self.dead_at,
+        }
+
+
+def list_dead(ws: Workspace, agents: list[str]) -> list[DeadLetter]:
+    """Every dead letter of `agents`, by agent, oldest first."""
+    letters = []
+    for agent in agents:
+        if not ws.has_agent(agent):
+            continue
+        mailbox = ws.mailbox(agent)
+        for name in mailbox.dead_names():
+            letters.append(_letter(ws, agent, name))
+    return letters
+
+
+def _letter(ws: Workspace, agent: str, name: str) -> DeadLetter:
+    stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
+    error: dict[str, Any] = {}
+    try:
+        loaded = json.loads((ws.mailbox(agent).dead / (stem + ERROR_SUFFIX)).read_text())
+        if isinstance(loaded, dict):
+            error = loaded
+    except (OSError, ValueError):
+        pass
+    message_id = error.get("message_id")
+    if message_id is None and "-" in stem:
+        message_id = stem.split("-", 1)[1]  # `<rank>-<id>`
+    return DeadLetter(
+        agent=agent,
+        file=name,
+        message_id=message_id,
+        attempts=error.get("attempts"),
+        error_kind=error.get("error_kind"),
+        error=error.get("error"),
+        dead_at=error.get("dead_at"),
+    )
+
+
+def find_dead(ws: Workspace, agents: list[str], ident: str) -> DeadLetter:
+    """The dead letter whose message id or file name is `ident`."""
+    matches = [
+        letter for letter in list_dead(ws, agents) if ident in (letter.message_id, letter.file)
+    ]
+    if not matches:
+        raise DeadLetterError(f"{ident}: no dead letter with this id (see `agentctl dead list`)")
+    if len(matches) > 1:
+        where = ", ".join(m.agent for m in matches)
+        raise DeadLetterError(f"{ident}: dead in several inboxes ({where}); pass --agent")
+    return matches[0]
+
+
+def requeue(ws: Workspace, letter: DeadLetter) -> str:
+    """Put a dead letter back in its inbox's new/ with its attempts reset; its message id.
+
+    A file that is not a valid message cannot be requeued: it would only die again.
+    """
+    mailbox = ws.mailbox(letter.agent)
+    try:
+        message = parse_message(mailbox.read(mailbox.dead / letter.file))
+    except FileNotFoundError:
+        raise DeadLetterError(f"{letter.agent}/{letter.file}: no longer in dead/") from None
+    except BadMessageError as exc:
+        raise DeadLetterError(
+            f"{letter.agent}/{letter.file}: not a valid message, cannot requeue ({exc}); "
+            "fix it or remove it by hand"
+        ) from None
+    headers = {**message.headers, REQUEUED_HEADER: str(message.requeued + 1)}
+    revived = message.model_copy(update={"attempt": 0, "headers": headers})
+    data = mailbox.revive(letter.file, revived)
+    ws.record(
+        "requeued",
+        revived,
+        letter.agent,
+        file=letter.file,
+        sha256=content_digest(data),
+        previous_error=letter.error,
+        previous_attempts=letter.attempts,
+    )
+    return revived.id

@@ -1,0 +1,281 @@
+"""Reading the audit trail back: event filters, times, and the reconstruction of one thread.
+
+`load_thread` scans the journal for one id (a thread's or a message's) without loading the whole
+journal, then joins each message's events with the message file on disk, so `replay` can show
+who sent what to whom, in order, with attempts, results, verdicts and errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agentctl.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
+from agentctl.errors import AgentctlError
+from agentctl.journal import read_all
+from agentctl.names import validate_agent_name, validate_message_id
+from agentctl.workspace import Workspace
+
+Record = dict[str, Any]
+
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+# What each event says about where the message file now is (for replay and verify).
+STATE_AFTER = {
+    "sent": "waiting",
+    "retried": "waiting",
+    "requeued": "waiting",
+    "claimed": "in hand",
+    "handled": "done",
+    "received": "done",
+    "dead": "dead",
+}
+MESSAGE_EVENTS = frozenset(STATE_AFTER) | {"failed", "discarded"}
+
+
+class HistoryError(AgentctlError):
+    """A replay or tail request that cannot be answered (unknown id, bad time)."""
+
+
+def parse_when(text: str, *, now: datetime | None = None, option: str = "--since") -> datetime:
+    """An ISO time (UTC if it has no zone) or a duration ago like 10m, 2h, 1d."""
+    now = now or datetime.now(UTC)
+    match = _DURATION_RE.fullmatch(text.strip())
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise HistoryError(
+            f"{option}: {text!r} is neither an ISO time (2026-11-25T10:00:00Z) "
+            "nor a duration like 30s, 10m, 2h, 1d"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def event_time(record: Record) -> datetime | None:
+    """The timestamp of a journal record."""
+    try:
+        return datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+
+
+def event_filter(
+    *,
+    agent: str | None = None,
+    thread: str | None = None,
+    kinds: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Callable[[Record], bool]:
+    """A predicate over journal records; `agent` matches the actor or the recipient."""
+    if agent is not None:
+        validate_agent_name(agent)
+    wanted = set(kinds or ())
+
+    def keep(record: Record) -> bool:
+        if agent is not None and agent not in (record.get("agent"), record.get("to")):
+            return False
+        if thread is not None and record.get("thread_id") != thread:
+            return False
+        if wanted and record.get("event") not in wanted:
+            return False
+        if since is not None or until is not None:
+            when = event_time(record)
+            if when is None:
+                return False
+            if since is not None and when < since:
+                return False
+            if until is not None and when > until:
+                return False
+        return True
+
+    return keep
+
+
+# -- one thread -------------------------------------------------------------------------------
+
+
+@dataclass
+class MessageTrace:
+    """One message of a thread: its envelope, its file's content, and what happened to it."""
+
+    id: str
+    from_agent: str | None = None
+    to_agent: str | None = None
+    kind: str | None = None
+    in_reply_to: str | None = None
+    file: str | None = None
+    content: Any = None
+    content_found: bool = False
+    state: str = "unknown"
+    attempts: int = 0
+    verdict: str | None = None
+    error: str | None = None
+    result_id: str | None = None
+    events: list[Record] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form used by `replay --json`."""
+        return {
+            "id": self.id,
+            "from": self.from_agent,
+            "to": self.to_agent,
+            "kind": self.kind,
+            "in_reply_to": self.in_reply_to,
+            "file": self.file,
+            "content": self.content,
+            "state": self.state,
+            "attempts": self.attempts,
+            "verdict": self.verdict,
+            "error": self.error,
+            "result_id": self.result_id,
+            "events": self.events,
+        }
+
+
+@dataclass
+class Thread:
+    """Everything the journal and the files say about one thread."""
+
+    thread_id: str
+    events: list[Record]
+    messages: dict[str, MessageTrace]
+    torn_lines: int = 0
+
+    @property
+    def started(self) -> datetime | None:
+        """When the thread's first event happened."""
+        return event_time(self.events[0]) if self.events else None
+
+    def roots(self) -> list[MessageTrace]:
+        """Messages that answer nothing in this thread, in the order they were first seen."""
+        return [
+            m
+            for m in self.messages.values()
+            if not m.in_reply_to or m.in_reply_to not in self.messages
+        ]
+
+    def replies_to(self, message_id: str) -> list[MessageTrace]:
+        """Messages answering `message_id`."""
+        return [m for m in self.messages.values() if m.in_reply_to == message_id]
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form used by `replay --json`."""
+        return {
+            "thread_id": self.thread_id,
+            "started": self.events[0]["ts"] if self.events else None,
+            "messages": [m.to_json() for m in self.messages.values()],
+            "events": self.events,
+        }
+
+
+def find_events(ws: Workspace, ident: str) -> tuple[list[Record], int]:
+    """Records whose thread or message id is `ident`, and the count of torn lines seen."""
+    needle = f'"{ident}"'.encode()
+    found: list[Record] = []
+    torn = 0
+    for entry in read_all(ws.journal_dir, needle=needle):
+        if entry.record is None:
+            torn += 1
+            continue
+        record = entry.record
+        if ident in (record.get("thread_id"), record.get("message_id")):
+            found.append(record)
+    return found, torn
+
+
+def load_thread(
+    ws: Workspace, ident: str, *, keep: Callable[[Record], bool] | None = None
+) -> Thread:
+    """The thread `ident` names, or the thread of the message `ident` names."""
+    validate_message_id(ident)
+    records, torn = find_events(ws, ident)
+    if not records:
+        raise HistoryError(f"{ident}: no thread or message with this id in {ws.journal_dir}")
+    thread_id = next(
+        (r["thread_id"] for r in records if r.get("thread_id") == ident),
+        records[0].get("thread_id") or ident,
+    )
+    if thread_id != ident:
+        records, torn = find_events(ws, thread_id)
+        records = [r for r in records if r.get("thread_id") == thread_id]
+    events = [r for r in records if keep is None or keep(r)]
+    messages: dict[str, MessageTrace] = {}
+    for record in events:
+        message_id = record.get("message_id")
+        if not message_id or record.get("event") not in MESSAGE_EVENTS:
+            continue
+        trace = messages.setdefault(message_id, MessageTrace(id=message_id))
+        _apply(trace, record)
+    for trace in messages.values():
+        _load_content(ws, trace)
+    return Thread(thread_id=thread_id, events=events, messages=messages, torn_lines=torn)
+
+
+def _apply(trace: MessageTrace, record: Record) -> None:
+    event = record["event"]
+    trace.events.append(record)
+    trace.state = STATE_AFTER.get(event, trace.state)
+    if event == "sent":
+        trace.from_agent = record.get("agent")
+        trace.to_agent = record.get("to")
+        trace.kind = record.get("kind")
+        trace.in_reply_to = record.get("in_reply_to")
+        trace.file = record.get("file")
+    elif event == "claimed":
+        trace.attempts = max(trace.attempts, int(record.get("attempt") or 0))
+        trace.to_agent = trace.to_agent or record.get("agent")
+        trace.file = trace.file or record.get("file")
+    elif event == "handled":
+        trace.verdict = record.get("verdict")
+        trace.result_id = record.get("result_id")
+        trace.error = None
+    elif event in ("failed", "dead", "discarded"):
+        trace.error = record.get("error")
+        trace.file = trace.file or record.get("file")
+
+
+def _load_content(ws: Workspace, trace: MessageTrace) -> None:
+    data = message_envelope(ws, trace)
+    if data is not None:
+        trace.content = data.get("content")
+        trace.content_found = True
+        trace.from_agent = trace.from_agent or data.get("from_agent")
+        trace.kind = trace.kind or data.get("kind")
+        trace.in_reply_to = trace.in_reply_to or data.get("in_reply_to")
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def message_envelope(ws: Workspace, trace: MessageTrace) -> dict[str, Any] | None:
+    """The JSON of a traced message's file, or None if it is gone.
+
+    The file is wherever its life cycle left it; the sender's outbox keeps a copy.
+    """
+    if not trace.file:
+        return None
+    paths = []
+    if trace.to_agent:
+        inbox = ws.agent_dir(trace.to_agent) / INBOX_DIR
+        paths += [inbox / sub / trace.file for sub in (DONE, DEAD, NEW, PROCESSING)]
+    if trace.from_agent:
+        paths.append(ws.agent_dir(trace.from_agent) / OUTBOX_DIR / trace.file)
+    for path in paths:
+        try:
+            with open(path, "rb", opener=_nofollow) as f:
+                data = json.loads(f.read(ws.max_message_bytes + 1))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
