@@ -89,6 +89,7 @@ class Journal:
         self.directory = directory
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._active_path = str(directory / ACTIVE_NAME)  # a str: stat() on it is hot
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._ino = 0
@@ -132,19 +133,14 @@ class Journal:
         if size >= self.max_bytes:
             fd = self._rotate()
             size, torn = 0, False
-        record["seq"] = head.seq + 1
         record["ts"] = iso_now()  # taken under the lock, so time order matches seq order
-        record["prev"] = head.hash
-        body = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
-        body_bytes = body[:-1].encode()
-        digest = line_hash(body_bytes)
-        line = body_bytes + _HASH_MARK + digest.encode() + b'"}\n'
+        line, new_head = format_line(record, head)
         if torn:
             line = b"\n" + line  # end the torn fragment a crashed writer left
         _write_all(fd, line)
         self._cached_size = size + len(line)
-        self._cached_head = Head(head.seq + 1, digest)
-        return head.seq + 1
+        self._cached_head = new_head
+        return new_head.seq
 
     def _open_lock(self) -> int:
         if self._lock_fd is None:
@@ -156,7 +152,7 @@ class Journal:
 
     def _open_active(self) -> int:
         # Another process may have rotated the active file since we opened it.
-        path = self.directory / ACTIVE_NAME
+        path = self._active_path
         try:
             current_ino = os.stat(path).st_ino
         except FileNotFoundError:
@@ -179,7 +175,7 @@ class Journal:
             segments = segment_paths(self.directory)
             rotated = [p for p in segments if p.name != ACTIVE_NAME]
             return (last_head(rotated[-1]) if rotated else Head()), False
-        with open(self.directory / ACTIVE_NAME, "rb") as f:
+        with open(self._active_path, "rb") as f:
             tail = _read_tail(f, size)
         return _head_of_tail(tail), not tail.endswith(b"\n")
 
@@ -202,6 +198,16 @@ class Journal:
                     os.close(fd)
             self._fd = self._lock_fd = None
             self._cached_size = -1
+
+
+def format_line(record: dict[str, Any], head: Head) -> tuple[bytes, Head]:
+    """The journal line for `record` after `head` (sets its seq and prev), and the new head."""
+    record["seq"] = head.seq + 1
+    record["prev"] = head.hash
+    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    body_bytes = body[:-1].encode()  # without the closing brace: the hash goes before it
+    digest = line_hash(body_bytes)
+    return body_bytes + _HASH_MARK + digest.encode() + b'"}\n', Head(head.seq + 1, digest)
 
 
 def _clip(value: Any) -> Any:
@@ -325,16 +331,28 @@ def read_all(directory: Path, *, needle: bytes | None = None) -> Iterator[Entry]
 
 
 def read_last(
-    directory: Path, count: int, keep: Callable[[dict[str, Any]], bool] | None = None
+    directory: Path,
+    count: int,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+    *,
+    on_damaged: Callable[[Path, bytes], object] | None = None,
 ) -> list[dict[str, Any]]:
-    """The last `count` records (that `keep` accepts), oldest first, reading from the end."""
+    """The last `count` records (that `keep` accepts), oldest first, reading from the end.
+
+    Damaged lines (a torn last line, an edited line that no longer parses) are skipped and
+    passed to `on_damaged`, so the caller can say so.
+    """
     found: list[dict[str, Any]] = []
     if count <= 0:
         return found
     for path in reversed(segment_paths(directory)):
         for raw in _lines_backwards(path):
             record = parse_line(raw)
-            if record is not None and (keep is None or keep(record)):
+            if record is None:
+                if raw.strip() and on_damaged is not None:
+                    on_damaged(path, raw)
+                continue
+            if keep is None or keep(record):
                 found.append(record)
                 if len(found) >= count:
                     return found[::-1]

@@ -60,7 +60,8 @@ class AgentStatus:
 
 def iso_now() -> str:
     """Now as ISO 8601 UTC with a Z, the form used in every agentctl file."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime, and this runs for every journal event.
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(value: str) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -50,7 +51,15 @@ def tail(
     kinds = [k for value in kind or [] for k in value.split(",") if k]
     keep = event_filter(agent=agent, thread=thread, kinds=kinds)
     show = _printer(json_out)
-    for record in read_last(ws.journal_dir, lines, keep):
+
+    def damaged(path: Path, raw: bytes) -> None:
+        print(
+            f"tail: {path.name}: skipped a damaged line (torn by a crash, or edited; "
+            f"see `agentctl verify`): {raw[:60]!r}",
+            file=sys.stderr,
+        )
+
+    for record in read_last(ws.journal_dir, lines, keep, on_damaged=damaged):
         show(record, None)
     if not follow:
         return

@@ -1,0 +1,205 @@
+"""Benchmark of the journal: append rate, and replay / tail on a one-million-event journal.
+
+    .venv/bin/python bench/bench_journal.py [--events N] [--quick]
+
+Each figure is printed beside a baseline measured in the same run, because this machine is
+noisy and only ratios mean anything:
+- append: Journal.append (flock, chain head, hash, one O_APPEND write) vs a bare os.write of a
+  line of the same size to an O_APPEND file (no lock, no hash);
+- replay of one thread and `tail -n 20` on a journal of N events (default one million), each in
+  a fresh process so its peak RSS is its own: vs `grep -F ID` over the same files and
+  coreutils `tail -n 20`. The journal is written with the journal's own line format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agentctl.journal import ACTIVE_NAME, Head, Journal, format_line, segment_paths
+
+AGENTS = ("researcher", "architect", "implementer", "reviewer", "qa")
+SEGMENT_BYTES = 64 * 1024 * 1024  # the default rotation size
+
+
+def bench_append(directory: Path, count: int) -> tuple[float, float]:
+    """Events/s through Journal.append, and bare O_APPEND writes/s of same-size lines."""
+    journal = Journal(directory / "journal", max_bytes=SEGMENT_BYTES)
+    started = time.perf_counter()
+    for i in range(count):
+        journal.append(
+            "handled",
+            agent="reviewer",
+            message_id=f"01M8A2P731H1W1HHAZ{i:08d}",
+            thread_id="01M8A2P731H1W1HHAZ2NB5QN6J",
+            attempt=1,
+            duration_ms=1.234,
+        )
+    journal_rate = count / (time.perf_counter() - started)
+    journal.close()
+    line_bytes = (directory / "journal" / ACTIVE_NAME).stat().st_size // count
+    line = b"x" * (line_bytes - 1) + b"\n"
+    fd = os.open(directory / "bare.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    started = time.perf_counter()
+    for _ in range(count):
+        os.write(fd, line)
+    bare_rate = count / (time.perf_counter() - started)
+    os.close(fd)
+    return journal_rate, bare_rate
+
+
+def generate(directory: Path, events: int) -> str:
+    """Write a chained journal of `events` lines in 64 MiB segments; return one thread's id.
+
+    Threads of ten events each (a task through five agents), so one thread is a needle in a
+    million-line haystack, as in real use.
+    """
+    directory.mkdir(parents=True)
+    head = Head()
+    segment = 1
+    out = open(directory / f"journal.{segment:06d}.jsonl", "wb")
+    written = 0
+    target = ""
+    for i in range(events):
+        thread = f"01M8TH{i // 10:020d}"
+        if i == events // 2:
+            target = thread
+        minute, second, milli = (i // 60000) % 60, (i // 1000) % 60, i % 1000
+        record = {
+            "seq": 0,
+            "ts": f"2026-11-25T12:{minute:02d}:{second:02d}.{milli:03d}000Z",
+            "event": ("sent", "claimed", "handled")[i % 3],
+            "agent": AGENTS[i % 5],
+            "message_id": f"01M8MS{i // 2:020d}",
+            "thread_id": thread,
+            "attempt": 1,
+            "summary": "review the authentication module for injection risks",
+        }
+        line, head = format_line(record, head)
+        out.write(line)
+        written += len(line)
+        if written >= SEGMENT_BYTES and i < events - 1:
+            out.close()
+            segment += 1
+            out = open(directory / f"journal.{segment:06d}.jsonl", "wb")
+            written = 0
+    out.close()
+    last = directory / f"journal.{segment:06d}.jsonl"
+    last.rename(directory / ACTIVE_NAME)
+    return target
+
+
+_CHILD = """
+import resource, sys, time
+from pathlib import Path
+from agentctl.history import load_thread
+from agentctl.journal import read_last
+from agentctl.workspace import Workspace
+what, workspace, ident = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+started = time.perf_counter()
+if what == "replay":
+    found = len(load_thread(Workspace(workspace), ident).events)
+else:
+    found = len(read_last(workspace / ".agentctl" / "journal", 20))
+elapsed = time.perf_counter() - started
+print(found, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def run_child(what: str, workspace: Path, ident: str) -> tuple[int, float, float, float]:
+    """Events found, seconds in the call, seconds of the whole process (interpreter start and
+    imports included), and peak RSS (MiB) of one replay/tail in a fresh process."""
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, what, str(workspace), ident],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    whole_s = time.perf_counter() - started
+    return int(out[0]), float(out[1]), whole_s, int(out[2]) / 1024
+
+
+def timed_baseline(argv: list[str]) -> tuple[float, float]:
+    """Seconds and peak RSS (MiB) of a command-line tool doing the raw equivalent."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run(argv, check=False, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(after, before) / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--appends", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="100k events, 5k appends")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.appends = 100_000, 5_000
+    with tempfile.TemporaryDirectory(prefix="agentctl-bench-journal-") as tmp:
+        root = Path(tmp)
+        journal_rate, bare_rate = bench_append(root / "append", args.appends)
+        workspace = root / "ws"
+        started = time.perf_counter()
+        ident = generate(workspace / ".agentctl" / "journal", args.events)
+        generate_s = time.perf_counter() - started
+        segments = segment_paths(workspace / ".agentctl" / "journal")
+        size_mib = sum(p.stat().st_size for p in segments) / 2**20
+        run_child("tail", workspace, ident)  # warm the page cache and the imports once
+        found, replay_s, replay_whole_s, replay_mib = run_child("replay", workspace, ident)
+        _, tail_s, tail_whole_s, tail_mib = run_child("tail", workspace, ident)
+        grep = shutil.which("grep") or "grep"
+        grep_s, _ = timed_baseline([grep, "-F", "-c", ident, *map(str, segments)])
+        coreutils_tail = shutil.which("tail") or "tail"
+        ctail_s, _ = timed_baseline([coreutils_tail, "-n", "20", str(segments[-1])])
+        rows = [
+            (
+                "journal append (events/s)",
+                f"{journal_rate:,.0f}",
+                f"{bare_rate:,.0f} bare write",
+                f"{journal_rate / bare_rate:.2f}x",
+            ),
+            (
+                f"replay one thread of {args.events:,} events",
+                f"{replay_s * 1000:.0f} ms",
+                f"{grep_s * 1000:.0f} ms grep -F",
+                f"{replay_s / grep_s:.1f}x",
+            ),
+            ("  whole process, imports included", f"{replay_whole_s * 1000:.0f} ms", "-", ""),
+            ("  peak memory of replay", f"{replay_mib:.0f} MiB", "-", ""),
+            (
+                "tail -n 20",
+                f"{tail_s * 1000:.1f} ms",
+                f"{ctail_s * 1000:.1f} ms coreutils tail",
+                f"{tail_s / ctail_s:.1f}x",
+            ),
+            ("  whole process, imports included", f"{tail_whole_s * 1000:.0f} ms", "-", ""),
+            ("  peak memory of tail", f"{tail_mib:.0f} MiB", "-", ""),
+        ]
+        print(
+            f"journal of {args.events:,} events, {len(segments)} segments, {size_mib:.0f} MiB "
+            f"(generated in {generate_s:.1f} s); replay found {found} events of thread {ident}"
+        )
+        widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+        header = ("measurement", "agentctl", "baseline (same run)", "ratio")
+        widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+        for row in (header, *rows):
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        print(
+            "\nreplay and tail each run in a fresh process; the first row is the call, the "
+            "second the whole process; peak memory is its whole RSS."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
