@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from agentctl.constants import DEFAULT_CONFIG_FILE, DEFAULT_WORKSPACE_DIR
@@ -10,7 +12,7 @@ from agentctl.fsutil import ensure_dir
 
 STARTER_ROSTER = """\
 # agentctl roster: see docs/ROSTER.md for every key.
-workspace: workspace        # relative to this file
+workspace: {workspace}        # relative to this file
 durability: fsync           # fsync every delivery; `none` for tmpfs and tests
 poll_interval_s: 0.5        # rescan inboxes this often even without file events
 
@@ -36,22 +38,30 @@ WORKSPACE_README = """\
 # workspace
 
 Created by `agentctl init`. One folder per agent: `inbox/{tmp,new,processing,done,dead}`,
-`outbox/`, `status.json`, `agent.log`. See docs/PROTOCOL.md in the agentctl repository.
+`outbox/`, `status.json`, `agent.log`; the journal of every event is in
+`.agentctl/journal/`. See docs/PROTOCOL.md in the agentctl repository.
 """
 
 
-def init_project(directory: Path) -> list[Path]:
-    """Write agents.yaml and workspace/ into `directory`; refuse to overwrite. Paths written."""
-    roster = directory / DEFAULT_CONFIG_FILE
+def init_project(
+    directory: Path, *, config: Path | None = None, workspace: Path | None = None
+) -> list[Path]:
+    """Write a roster and its workspace; refuse to overwrite. Returns the paths written.
+
+    The roster is `config` (default `directory/agents.yaml`); the workspace is `workspace`
+    (default `workspace/` beside the roster), recorded in the roster relative to it.
+    """
+    roster = config if config is not None else directory / DEFAULT_CONFIG_FILE
     if roster.exists():
         raise ConfigError(f"{roster}: already exists; not overwriting it")
-    ensure_dir(directory)
-    workspace = directory / DEFAULT_WORKSPACE_DIR
-    ensure_dir(workspace)
+    ensure_dir(roster.parent.absolute())
+    workspace = workspace if workspace is not None else roster.parent / DEFAULT_WORKSPACE_DIR
+    ensure_dir(workspace.absolute())
+    relative = os.path.relpath(workspace.absolute(), roster.parent.absolute())
     readme = workspace / "README.md"
     written = [roster]
     with open(roster, "x", encoding="utf-8") as f:
-        f.write(STARTER_ROSTER)
+        f.write(STARTER_ROSTER.replace("{workspace}", json.dumps(relative)))
     if not readme.exists():
         readme.write_text(WORKSPACE_README, encoding="utf-8")
         written.append(readme)

@@ -15,12 +15,18 @@ def init(
     directory: Annotated[
         Path, typer.Argument(help="Where to create agents.yaml and workspace/.")
     ] = Path("."),
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
 ) -> None:
-    """Write a starter agents.yaml and workspace/; never overwrites."""
+    """Write a starter agents.yaml and workspace/; never overwrites.
+
+    --config names the roster file to write (default DIR/agents.yaml), --workspace the
+    workspace directory it points at (default workspace/ beside the roster).
+    """
     from agentctl.cli.render import console
     from agentctl.scaffold import init_project
 
-    for path in init_project(directory):
+    for path in init_project(directory, config=config, workspace=workspace):
         console().print(f"created {path}")
     console().print(
         "next: [bold]agentctl run[/] here, then [bold]agentctl send echo hello --wait[/]"
