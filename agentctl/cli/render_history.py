@@ -141,9 +141,10 @@ def _add_message(parent: Tree, thread: Thread, message: MessageTrace, shown: set
             continue
         event = str(record.get("event"))
         style = _EVENT_STYLE.get(event, "")
+        summary = describe(record)
         node.add(
-            f"{_offset(thread, record)} [{style}]{event}[/] by {record.get('agent')}: "
-            f"{_escape(describe(record))}"
+            f"{_offset(thread, record)} [{style}]{event}[/] by {record.get('agent')}"
+            + (f": {_escape(summary)}" if summary else "")
         )
     for reply in thread.replies_to(message.id):
         _add_message(node, thread, reply, shown)
