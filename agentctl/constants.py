@@ -9,6 +9,7 @@ AGENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 AGENT_NAME_RE = re.compile(AGENT_NAME_PATTERN)
 
 # Message ids become file names: no ':' (Windows, Maildir info), no '/', no leading '.'.
+MAX_MESSAGE_ID_CHARS = 128
 MESSAGE_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$"
 MESSAGE_ID_RE = re.compile(MESSAGE_ID_PATTERN)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from agentctl.constants import SUPERVISOR_LOCK_FILE, SUPERVISOR_PID_FILE
 from agentctl.errors import SupervisorError
+from agentctl.fsutil import write_atomic
 from agentctl.proc import ProcessRef
 from agentctl.status import iso_now
 from agentctl.workspace import Workspace
@@ -52,7 +53,7 @@ def take_supervisor_lock(workspace: Workspace, config: str) -> int:
         "started_at": iso_now(),
         "config": config,
     }
-    (control / SUPERVISOR_PID_FILE).write_text(json.dumps(record) + "\n")
+    write_atomic(control / SUPERVISOR_PID_FILE, (json.dumps(record) + "\n").encode(), fsync=False)
     return fd
 
 

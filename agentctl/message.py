@@ -19,7 +19,13 @@ from pydantic import (
     model_validator,
 )
 
-from agentctl.constants import AGENT_NAME_PATTERN, MESSAGE_ID_PATTERN, REQUEUED_HEADER
+from agentctl.constants import (
+    AGENT_NAME_PATTERN,
+    MAX_MESSAGE_ID_CHARS,
+    MESSAGE_ID_PATTERN,
+    MESSAGE_ID_RE,
+    REQUEUED_HEADER,
+)
 from agentctl.errors import BadMessageError
 from agentctl.ids import new_id, reply_id
 from agentctl.priority import Priority
@@ -90,6 +96,20 @@ class AgentMessage(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _reply_id_fits(self) -> AgentMessage:
+        # A task must be answerable: its reply id (`<id>-reply`, `.rN` after a requeue) is a
+        # message id too, so an id that leaves no room for the suffix is refused up front
+        # rather than crashing the worker that tries to reply.
+        if self.kind is MessageKind.TASK and not MESSAGE_ID_RE.fullmatch(
+            reply_id(self.id, self.requeued)
+        ):
+            raise ValueError(
+                f"id is too long to be answered: its reply id would be over "
+                f"{MAX_MESSAGE_ID_CHARS} characters"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _thread_defaults_to_id(self) -> AgentMessage:
         # A message that starts a conversation is its own thread.
         if not self.thread_id:
@@ -114,7 +134,8 @@ class AgentMessage(BaseModel):
     def requeued(self) -> int:
         """How many times `dead requeue` brought this message back (its `requeued` header)."""
         value = self.headers.get(REQUEUED_HEADER, "0")
-        return int(value) if value.isdigit() else 0
+        # isdigit() alone accepts "²", which int() refuses.
+        return int(value) if value.isascii() and value.isdigit() else 0
 
     def reply(self, content: JsonValue, *, kind: MessageKind = MessageKind.RESULT) -> AgentMessage:
         """The one reply to this message: its id derives from ours, so it is never sent twice."""

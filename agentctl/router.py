@@ -68,19 +68,24 @@ class WorkspaceRouter:
                 continue  # another receiver took it
             try:
                 messages.append(self._take(agent_name, name, path))
-            except BadMessageError as exc:
-                error = f"{name}: {exc}"
-                inbox.bury(name, error_record(None, error, "bad_message", 0))
-                self.workspace.record(
-                    "dead", None, agent_name, file=name, error=error, error_kind="bad_message"
-                )
+            except BadMessageError:
+                continue  # buried in dead/ with its reason
         return messages
 
     def _take(self, agent_name: str, name: str, path: Path) -> AgentMessage:
-        # Claimed by us: read, ack into done/, and journal what was received.
+        # Claimed by us: read, ack into done/, and journal what was received. A bad file goes
+        # to dead/ with its reason (never left claimed), and BadMessageError names it.
         inbox = self.workspace.mailbox(agent_name)
-        data = inbox.read(path)
-        message = parse_message(data)
+        try:
+            data = inbox.read(path)
+            message = parse_message(data)
+        except BadMessageError as exc:
+            error = f"{name}: {exc}"
+            inbox.bury(name, error_record(None, error, "bad_message", 0))
+            self.workspace.record(
+                "dead", None, agent_name, file=name, error=error, error_kind="bad_message"
+            )
+            raise BadMessageError(f"{inbox.dead / name}: {exc}") from None
         inbox.ack(name)
         self.workspace.record(
             "received", message, agent_name, file=name, sha256=content_digest(data)

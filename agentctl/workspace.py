@@ -28,6 +28,7 @@ from agentctl.constants import (
     OUTBOX_DIR,
     STATUS_FILE,
 )
+from agentctl.errors import BadMessageError
 from agentctl.fsutil import check_real_dir, ensure_dir
 from agentctl.journal import Journal, content_digest
 from agentctl.mailbox import Mailbox
@@ -93,6 +94,12 @@ class Workspace:
         inbox = self.ensure_agent(message.to_agent)
         self.ensure_agent(message.from_agent)
         data = message.to_json_bytes()
+        if len(data) > self.max_message_bytes:
+            # Its reader would refuse it: say so to the sender instead.
+            raise BadMessageError(
+                f"message {message.id} to {message.to_agent} is {len(data)} bytes, over the "
+                f"limit of {self.max_message_bytes} (max_message_bytes)"
+            )
         copy = self.outbox(message.from_agent) / message.file_name
 
         def announce() -> None:

@@ -44,6 +44,11 @@ def good(**fields: object) -> bytes:
     ).to_json_bytes()
 
 
+def edited(**fields: object) -> bytes:
+    """A good message's JSON with fields overwritten, bypassing validation."""
+    return json.dumps({**json.loads(good()), **fields}).encode()
+
+
 def start_echo(tmp_path: Path, supervised, **settings: object) -> tuple[Path, int]:
     write_roster(tmp_path, ECHO, **settings)
     sup = supervised(tmp_path)
@@ -79,6 +84,8 @@ def test_bad_files_go_to_dead_and_the_agent_keeps_running(tmp_path: Path, superv
         "1-symlink": (None, "symlink"),
         "1-fifo": (None, "not a regular file"),
         "1-misaddressed": (good(to_agent="other"), "addressed to 'other', not 'echo'"),
+        # Valid as an id, but its reply id would not be: refused, not a crash-looping worker.
+        "1-long-id": (edited(id="A" * 125), "too long to be answered"),
     }  # fmt: skip
     assert len(good(content="x" * 4000)) > 4000
     os.symlink(outside, staging / "1-symlink.json")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.errors import DeliveryError, InvalidNameError, WorkspaceError
+from agentctl.errors import BadMessageError, DeliveryError, InvalidNameError, WorkspaceError
 from agentctl.message import AgentMessage, parse_message
 from agentctl.router import WorkspaceRouter, user_message
 from tests.conftest import wait_until
@@ -105,10 +105,14 @@ def test_receive_buries_a_bad_file_and_returns_the_good_ones(tmp_path: Path) -> 
 def test_receive_respects_max_message_bytes(tmp_path: Path) -> None:
     router = WorkspaceRouter(tmp_path / "workspace", fsync=False, max_message_bytes=1024)
     big = seed_message(content="x" * 2000)
-    router.send(big)
+    with pytest.raises(BadMessageError, match="over the limit of 1024"):
+        router.send(big)  # its reader would refuse it, so the sender is told
+    inbox = tmp_path / "workspace" / "reviewer" / "inbox"
+    assert ls(inbox / "new") == [] and ls(inbox / "tmp") == []
+    # One written by another program is refused by the reader, into dead/.
+    (inbox / "new" / big.file_name).write_bytes(big.to_json_bytes())
     assert router.receive("reviewer") == []
-    dead = tmp_path / "workspace" / "reviewer" / "inbox" / "dead"
-    error = json.loads((dead / big.file_name.replace(".json", ".error.json")).read_text())
+    error = json.loads((inbox / "dead" / big.file_name.replace(".json", ".error.json")).read_text())
     assert "over the limit of 1024" in error["error"]
 
 

@@ -335,9 +335,6 @@ def test_examples_roster_validates(tmp_path: Path) -> None:
 # -- a protocol rule the examples rely on ----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="agentctl bug: ids of 123-128 characters are valid, but "
-                   "their reply id (<id>-reply) is not, so AgentMessage.reply raises and the "
-                   "worker crashes on such a message (docs/PROTOCOL.md, Known gaps)")
 def test_every_valid_request_id_has_a_valid_reply_id() -> None:
     from pydantic import ValidationError
 
@@ -350,9 +347,6 @@ def test_every_valid_request_id_has_a_valid_reply_id() -> None:
     assert request.reply("ok").id == "A" * 128 + "-reply"
 
 
-@pytest.mark.xfail(strict=True, reason="agentctl bug: AgentMessage.requeued accepts any "
-                   "str.isdigit() header, and int('²') raises, so the reply cannot be made and "
-                   "the worker crashes (docs/PROTOCOL.md, Known gaps)")
 def test_a_requeued_header_never_breaks_the_reply() -> None:
     from agentctl.message import AgentMessage
 
