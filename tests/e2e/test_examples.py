@@ -232,12 +232,39 @@ def test_shell_agent(tmp_path: Path, supervised) -> None:
     _check_clean_stop(sup, project, "listener")
 
 
-def test_shell_agent_in_protocol_md_is_examples_shell_agent_sh() -> None:
-    script = (EXAMPLES / "shell_agent.sh").read_text()
+def test_the_sh_agents_in_protocol_md_are_the_example_files() -> None:
     blocks = re.findall(r"^```sh\n(.*?)^```$", PROTOCOL.read_text(), re.MULTILINE | re.DOTALL)
     agents = [b for b in blocks if b.startswith("#!/bin/sh\n")]
-    assert len(agents) == 1, "docs/PROTOCOL.md should embed exactly one complete sh agent"
-    assert agents[0] == script, "docs/PROTOCOL.md and examples/shell_agent.sh have drifted"
+    scripts = [(EXAMPLES / name).read_text() for name in ("mini_agent.sh", "shell_agent.sh")]
+    assert agents == scripts, "docs/PROTOCOL.md and examples/*_agent.sh have drifted"
+
+
+@needs_jq
+def test_the_smallest_agent(tmp_path: Path, supervised) -> None:
+    project = _project(tmp_path)
+    sup = _start(supervised, project, "shouter")
+
+    result = _send(project, "shouter", "make it loud")
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["content"] == "MAKE IT LOUD"
+    _check_handled(project, "shouter", reply)
+
+    result = _send(project, "shouter", '{"not": "text"}')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["content"] == {"not": "text"}
+
+    error = _bad_file_goes_to_dead(project, "shouter")
+    assert error["error_kind"] == "bad_message"
+    # An event is acked without a reply.
+    _deliver_by_hand(project, "shouter", {
+        "id": "01EVENT0000000000000000000", "kind": "event", "from_agent": "user",
+        "to_agent": "shouter", "content": "fyi",
+    })
+    done = _inbox(project, "shouter", "done") / "1-01EVENT0000000000000000000.json"
+    wait_until(done.exists)
+    assert not list((project / "workspace" / "user" / "inbox").glob("*/*01EVENT*"))
+    assert sup.stop() == 0, sup.log.read_text()
 
 
 # -- the jq exec agent -----------------------------------------------------------------------
@@ -328,7 +355,8 @@ def test_examples_roster_validates(tmp_path: Path) -> None:
     roster = json.loads(result.stdout)
     kinds = {a["name"]: [k for k in ("python", "exec", "command") if a[k]][0]
              for a in roster["agents"]}
-    assert kinds == {"listener": "command", "words": "exec", "reverser": "command"}
+    assert kinds == {"listener": "command", "shouter": "command", "words": "exec",
+                     "reverser": "command"}
     assert roster["workspace_path"] == str(EXAMPLES / "workspace")
 
 
