@@ -99,8 +99,9 @@ def test_bad_files_go_to_dead_and_the_agent_keeps_running(tmp_path: Path, superv
     assert json.loads(reply.stdout) == {
         "agent": "echo", "echo": {"content": "hi", "keywords": []}, "attempt": 1,
     }  # fmt: skip
-    wait_until(lambda: len(ls(inbox / "dead")) == 2 * len(expected))
-    assert ls(inbox / "new") == [] and ls(inbox / "processing") == []
+    # The reply precedes the ack of "hi", and every move links before it unlinks: wait for all.
+    wait_until(lambda: len(ls(inbox / "dead")) == 2 * len(expected)
+               and ls(inbox / "new") == [] and ls(inbox / "processing") == [])
     for stem, (data, reason) in expected.items():
         record = json.loads((inbox / "dead" / f"{stem}.error.json").read_text())
         assert record["error"].startswith(f"{stem}.json: "), record

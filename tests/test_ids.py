@@ -104,10 +104,15 @@ def test_ids_are_unique_across_four_processes(tmp_path: Path) -> None:
 
 FORKER = textwrap.dedent(
     """
-    import json, os
+    import json, os, time
+    import agentctl.ids
     from agentctl.ids import new_id
+    # Freeze the clock: only same-millisecond trials can collide, and on a loaded machine a
+    # fork rarely fits in one real millisecond (5000 trials then found none, or hit the timeout).
+    FROZEN_NS = time.time_ns()
+    agentctl.ids.time = type("FrozenTime", (), {"time_ns": staticmethod(lambda: FROZEN_NS)})
     same_ms = collisions = trials = 0
-    while same_ms < 5 and trials < 5000:  # only same-millisecond trials can collide
+    while same_ms < 5 and trials < 50:
         trials += 1
         r, w = os.pipe()
         before = new_id()

@@ -72,7 +72,9 @@ def test_kill_9_mid_message_is_handled_once_after_restart(tmp_path: Path, superv
 
         reply = router.wait_for_reply(request, timeout_s=30)
         # The reply is published before the ack (so a crash between them cannot lose it).
-        wait_until(lambda: _inbox(tmp_path, "slow", "done") == [request.file_name])
+        # ack = link into done/ then unlink from processing/: wait for both halves.
+        wait_until(lambda: _inbox(tmp_path, "slow", "done") == [request.file_name]
+                   and _inbox(tmp_path, "slow", "processing") == [])
     finally:
         del os.environ["MARKS"]
     assert reply.content == {"done": "stall", "attempt": 2}
@@ -141,7 +143,7 @@ def test_exec_timeout_kills_the_program_and_its_children(tmp_path: Path, supervi
     write_roster(tmp_path, """\
         - name: sleepy
           exec: [sh, -c, "sleep 300 & echo $! > child.pid; wait"]
-          timeout_s: 0.5
+          timeout_s: 2
           max_attempts: 1
     """)
     supervised(tmp_path).wait_ready(["sleepy"])
@@ -149,11 +151,12 @@ def test_exec_timeout_kills_the_program_and_its_children(tmp_path: Path, supervi
     result = run_cli("send", "sleepy", "x", "--wait", cwd=tmp_path)
 
     assert result.returncode == 1
-    assert "timed out after 0.5 s" in json.loads(result.stdout)["error"]
+    assert "timed out after 2 s" in json.loads(result.stdout)["error"]
     child = int((tmp_path / "child.pid").read_text())
     wait_until(lambda: not Path(f"/proc/{child}").exists() or
                Path(f"/proc/{child}/stat").read_text().split(") ")[1].startswith("Z"))
-    error_file = next((tmp_path / "workspace" / "sleepy" / "inbox" / "dead").glob("*.error.json"))
+    dead = tmp_path / "workspace" / "sleepy" / "inbox" / "dead"
+    error_file = wait_until(lambda: list(dead.glob("*.error.json")))[0]  # buried after the reply
     assert json.loads(error_file.read_text())["error_kind"] == "timeout"
 
 
@@ -174,7 +177,8 @@ def test_python_async_timeout_is_cancelled_and_retried(tmp_path: Path, supervise
         del os.environ["MARKS"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout) == {"done": "stall", "attempt": 2}
-    status = json.loads((tmp_path / "workspace" / "slow" / "status.json").read_text())
+    status_path = tmp_path / "workspace" / "slow" / "status.json"
+    status = wait_until(lambda: (s := json.loads(status_path.read_text()))["handled"] == 1 and s)
     assert status["failed"] == 1 and "timed out" in status["last_error"]
 
 

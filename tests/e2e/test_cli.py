@@ -55,7 +55,10 @@ def test_run_send_wait_status_stop(tmp_path: Path, supervised) -> None:
     assert reply["echo"] == {"question": 42, "keywords": ["a", "b"]}
     assert reply["attempt"] == 1
 
-    status = _status(tmp_path)
+    # Reply first, then ack, count and (coalesced, threaded) status write: wait for them.
+    status = wait_until(lambda: (s := _status(tmp_path)) and _agent(s, "echo")["handled"] == 1
+                        and _agent(s, "echo")["state"] == "idle"
+                        and _agent(s, "echo")["inbox"]["processing"] == 0 and s)
     assert status["supervisor"]["running"] is True
     echo = _agent(status, "echo")
     assert echo["alive"] is True and echo["state"] == "idle"
@@ -125,6 +128,8 @@ def test_a_failing_agent_escalates_and_dead_letters(tmp_path: Path, supervised) 
     assert reply["verdict"] == "escalate" and reply["attempts"] == 2
     assert "exited with status 3: boom" in reply["error"]
     dead = tmp_path / "workspace" / "failing" / "inbox" / "dead"
+    # The escalation reply is published before the message is buried: wait for dead/.
+    wait_until(lambda: len(list(dead.glob("*.json"))) == 2)
     errors = list(dead.glob("*.error.json"))
     assert len(errors) == 1
     assert json.loads(errors[0].read_text())["attempts"] == 2
