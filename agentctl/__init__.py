@@ -23,16 +23,21 @@ _EXPORTS = {
     "Mailbox": "agentctl.mailbox",
     "load_roster": "agentctl.roster",
     "AgentctlError": "agentctl.errors",
+    "NonRetryableError": "agentctl.errors",
+    "Verdict": "agentctl.verdict",
+    "ResilientOrchestrator": "agentctl.orchestrator",
 }
 
 if TYPE_CHECKING:
     from agentctl.agent import BaseAgent
-    from agentctl.errors import AgentctlError
+    from agentctl.errors import AgentctlError, NonRetryableError
     from agentctl.mailbox import Mailbox
     from agentctl.message import AgentMessage, MessageKind
+    from agentctl.orchestrator import ResilientOrchestrator
     from agentctl.priority import Priority
     from agentctl.roster import load_roster
     from agentctl.router import WorkspaceRouter
+    from agentctl.verdict import Verdict
     from agentctl.workspace import Workspace
 
 __all__ = [
@@ -41,7 +46,10 @@ __all__ = [
     "BaseAgent",
     "Mailbox",
     "MessageKind",
+    "NonRetryableError",
     "Priority",
+    "ResilientOrchestrator",
+    "Verdict",
     "Workspace",
     "WorkspaceRouter",
     "load_roster",

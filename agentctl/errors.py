@@ -8,7 +8,8 @@ AgentctlError                   anything agentctl reports as one clear line
 ├── DeliveryError               a message could not be delivered (e.g. duplicate id)
 ├── SupervisorError             a supervisor is already running, or none is
 ├── HandlerError                an agent's handler failed on a message
-│   └── HandlerTimeoutError     ... by running past its timeout_s
+│   ├── HandlerTimeoutError     ... by running past its timeout_s
+│   └── NonRetryableError       ... in a way retrying cannot fix (raise it from a handler)
 └── WaitTimeoutError            no reply arrived in time
 """
 
@@ -49,6 +50,14 @@ class HandlerError(AgentctlError):
 
 class HandlerTimeoutError(HandlerError):
     """A handler ran past its timeout_s."""
+
+
+class NonRetryableError(HandlerError):
+    """Raise from a handler when retrying cannot help (bad input, a refused request).
+
+    The message skips its remaining attempts: it goes to dead/ at once, and the requester gets
+    the escalation reply. Any other exception counts as one failed attempt.
+    """
 
 
 class WaitTimeoutError(AgentctlError):
