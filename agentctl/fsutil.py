@@ -19,6 +19,9 @@ from agentctl.errors import BadMessageError, WorkspaceError
 
 _tmp_counter = itertools.count()
 
+# Hot paths pass plain strings (cheaper than pathlib joins); everything else passes Paths.
+StrPath = str | os.PathLike[str]
+
 
 def ensure_dir(path: Path) -> None:
     """Create `path` (mode 0700) if missing; refuse a symlink or a non-directory in its place."""
@@ -48,7 +51,7 @@ def check_real_dir(path: Path) -> None:
         raise WorkspaceError(f"{path}: exists and is not a directory")
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: StrPath) -> None:
     """Make a directory's entries (a new link, an unlink) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -62,7 +65,7 @@ def unique_tmp_name(base: str) -> str:
     return f"{base}.{os.getpid()}.{next(_tmp_counter)}.tmp"
 
 
-def write_new_file(path: Path, data: bytes, *, fsync: bool) -> None:
+def write_new_file(path: StrPath, data: bytes, *, fsync: bool) -> None:
     """Create `path` (0600, must not exist) with `data`; fsync the file if asked."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     try:
@@ -88,7 +91,7 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
         fsync_dir(path.parent)
 
 
-def link_noreplace(src: Path, dst: Path) -> bool:
+def link_noreplace(src: StrPath, dst: StrPath) -> bool:
     """Hard-link src to dst. False if dst already exists; FileNotFoundError if src is gone."""
     try:
         os.link(src, dst, follow_symlinks=False)
@@ -97,7 +100,7 @@ def link_noreplace(src: Path, dst: Path) -> bool:
         return False
 
 
-def move_settle(src: Path, dst: Path) -> None:
+def move_settle(src: StrPath, dst: StrPath) -> None:
     """Move src to dst; if dst already exists the move was done before (a crash in between
     left src behind), so src is simply removed."""
     try:
@@ -107,19 +110,19 @@ def move_settle(src: Path, dst: Path) -> None:
     _unlink_quietly(src)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: StrPath) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
 
 
-def unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: StrPath) -> None:
     """Remove a file; a file already gone is fine."""
     _unlink_quietly(path)
 
 
-def read_limited(path: Path, max_bytes: int) -> bytes:
+def read_limited(path: StrPath, max_bytes: int) -> bytes:
     """Read a regular file of at most max_bytes, never following a symlink."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

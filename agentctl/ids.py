@@ -32,6 +32,31 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+# Every pair of Crockford digits (10 bits), indexed by its value: a ULID is 13 table look-ups.
+_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
+
+
+def _encode_ulid(now_ms: int, rand: int) -> str:
+    """`_encode(now_ms, 10) + _encode(rand, 16)`, the 128 bits as 13 pairs of digits."""
+    v = (now_ms << 80) | rand
+    p = _PAIRS
+    return (
+        p[(v >> 120) & 1023]
+        + p[(v >> 110) & 1023]
+        + p[(v >> 100) & 1023]
+        + p[(v >> 90) & 1023]
+        + p[(v >> 80) & 1023]
+        + p[(v >> 70) & 1023]
+        + p[(v >> 60) & 1023]
+        + p[(v >> 50) & 1023]
+        + p[(v >> 40) & 1023]
+        + p[(v >> 30) & 1023]
+        + p[(v >> 20) & 1023]
+        + p[(v >> 10) & 1023]
+        + p[v & 1023]
+    )
+
+
 def new_id() -> str:
     """Return a new 26-character ULID: 48 bits of milliseconds, 80 bits of randomness.
 
@@ -47,7 +72,7 @@ def new_id() -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big")
         _last_ms, _last_rand = now_ms, rand
-    return _encode(now_ms, 10) + _encode(rand, 16)
+    return _encode_ulid(now_ms, rand)
 
 
 def reply_id(request_id: str, requeued: int = 0) -> str:

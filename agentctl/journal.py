@@ -49,6 +49,9 @@ _TAIL_WINDOW_BYTES = 64 * 1024
 _CHUNK_BYTES = 4 * 1024 * 1024
 # Long free text (errors, summaries) is cut so one event stays one modest line.
 MAX_TEXT_CHARS = 2000
+# json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str), without building
+# a new encoder for every line.
+_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def line_hash(body: bytes) -> str:
@@ -127,8 +130,7 @@ class Journal:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
     def _append_locked(self, record: dict[str, Any]) -> int:
-        fd = self._open_active()
-        size = os.fstat(fd).st_size
+        fd, size = self._open_active()
         head, torn = self._head(fd, size)
         if size >= self.max_bytes:
             fd = self._rotate()
@@ -150,22 +152,25 @@ class Journal:
             )
         return self._lock_fd
 
-    def _open_active(self) -> int:
-        # Another process may have rotated the active file since we opened it.
+    def _open_active(self) -> tuple[int, int]:
+        """The descriptor of the active file and its size (called under the lock)."""
+        # Another process may have rotated the active file since we opened it. When the path
+        # still names the file we have open, its stat is that file's: no fstat is needed.
         path = self._active_path
         try:
-            current_ino = os.stat(path).st_ino
+            st = os.stat(path)
         except FileNotFoundError:
-            current_ino = -1
-        if self._fd is not None and current_ino == self._ino:
-            return self._fd
+            st = None
+        if self._fd is not None and st is not None and st.st_ino == self._ino:
+            return self._fd, st.st_size
         if self._fd is not None:
             os.close(self._fd)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         self._fd = os.open(path, flags, FILE_MODE)
-        self._ino = os.fstat(self._fd).st_ino
+        st = os.fstat(self._fd)
+        self._ino = st.st_ino
         self._cached_size = -1
-        return self._fd
+        return self._fd, st.st_size
 
     def _head(self, fd: int, size: int) -> tuple[Head, bool]:
         """The chain's head and whether the active file ends in a torn line."""
@@ -186,7 +191,7 @@ class Journal:
         number = int(_SEGMENT_RE.match(existing[-1].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
         os.rename(self.directory / ACTIVE_NAME, self.directory / f"journal.{number:06d}.jsonl")
         head = self._cached_head
-        fd = self._open_active()
+        fd, _ = self._open_active()
         self._cached_size, self._cached_head = 0, head
         return fd
 
@@ -204,7 +209,7 @@ def format_line(record: dict[str, Any], head: Head) -> tuple[bytes, Head]:
     """The journal line for `record` after `head` (sets its seq and prev), and the new head."""
     record["seq"] = head.seq + 1
     record["prev"] = head.hash
-    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    body = _LINE_ENCODER.encode(record)
     body_bytes = body[:-1].encode()  # without the closing brace: the hash goes before it
     digest = line_hash(body_bytes)
     return body_bytes + _HASH_MARK + digest.encode() + b'"}\n', Head(head.seq + 1, digest)

@@ -70,6 +70,21 @@ class Mailbox:
         self.processing = inbox_dir / PROCESSING
         self.done = inbox_dir / DONE
         self.dead = inbox_dir / DEAD
+        # The same directories as strings with a trailing "/": per-message paths are built by
+        # concatenation (a pathlib join costs several microseconds, and there are many).
+        base = os.fspath(inbox_dir)
+        self._tmp_s = os.path.join(base, TMP, "")
+        self._new_s = os.path.join(base, NEW, "")
+        self._processing_s = os.path.join(base, PROCESSING, "")
+        self._done_s = os.path.join(base, DONE, "")
+        self._dead_s = os.path.join(base, DEAD, "")
+        # locate() checks these in life-cycle order.
+        self._located = (
+            (NEW, self._new_s),
+            (PROCESSING, self._processing_s),
+            (DONE, self._done_s),
+            (DEAD, self._dead_s),
+        )
 
     def ensure(self) -> Mailbox:
         """Create the directories (0700); refuse symlinks anywhere in the inbox."""
@@ -101,20 +116,21 @@ class Mailbox:
         name = message.file_name
         if dedupe and self.locate(name) is not None:
             return None
-        tmp = self.tmp / unique_tmp_name(name)
+        tmp = self._tmp_s + unique_tmp_name(name)
+        target = self._new_s + name
         write_new_file(tmp, data or message.to_json_bytes(), fsync=self.fsync)
         try:
             for copy in copies:
                 link_noreplace(tmp, copy)
             if announce is not None:
                 announce()
-            published = link_noreplace(tmp, self.new / name)
+            published = link_noreplace(tmp, target)
         finally:
             unlink_quietly(tmp)
         if not published:
             if dedupe:
                 return None
-            raise DeliveryError(f"{self.new / name}: a message with id {message.id} is waiting")
+            raise DeliveryError(f"{target}: a message with id {message.id} is waiting")
         if self.fsync:
             fsync_dir(self.new)
             for parent in {copy.parent for copy in copies}:
@@ -127,9 +143,12 @@ class Mailbox:
         Files only move forward between these checks (except a requeue), and every move
         links before it unlinks, so a file that exists is found.
         """
-        for sub in (NEW, PROCESSING, DONE, DEAD):
-            if os.path.lexists(self.path / sub / name):
-                return sub
+        for sub, directory in self._located:
+            try:
+                os.lstat(directory + name)
+            except (OSError, ValueError):  # as os.path.lexists: any failure is "not there"
+                continue
+            return sub
         return None
 
     # -- consuming ---------------------------------------------------------------------------
@@ -153,7 +172,7 @@ class Mailbox:
         between can create processing/name after the real winner has already acked the file.
         Such a loser removes the link it made.
         """
-        src, dst = self.new / name, self.processing / name
+        src, dst = self._new_s + name, self._processing_s + name
         try:
             if not link_noreplace(src, dst):
                 return None  # in processing/ already: someone else is half-way through
@@ -164,7 +183,7 @@ class Mailbox:
         except FileNotFoundError:
             unlink_quietly(dst)
             return None
-        return dst
+        return self.processing / name
 
     def read(self, path: Path) -> bytes:
         """The bytes of a claimed file (size-limited, symlinks refused: BadMessageError)."""
@@ -172,17 +191,17 @@ class Mailbox:
 
     def ack(self, name: str) -> None:
         """processing/ -> done/: handled. done/ is kept: it is the audit trail."""
-        move_settle(self.processing / name, self.done / name)
+        move_settle(self._processing_s + name, self._done_s + name)
 
     def release(self, name: str) -> None:
         """processing/ -> new/ without counting an attempt (shutdown before the handler ran)."""
-        move_settle(self.processing / name, self.new / name)
+        move_settle(self._processing_s + name, self._new_s + name)
 
     def requeue(self, name: str, message: AgentMessage) -> bytes:
         """Put a failed message back in new/ with its updated attempt count; the bytes written."""
         data = message.to_json_bytes()
         self._rewrite_into(self.new, name, data)
-        unlink_quietly(self.processing / name)
+        unlink_quietly(self._processing_s + name)
         return data
 
     def bury(
@@ -227,9 +246,9 @@ class Mailbox:
     def _rewrite_into(self, directory: Path, name: str, data: bytes) -> None:
         # Replacing is right here: a copy already in `directory` is this same message, left by
         # an earlier move that crashed half-way.
-        tmp = self.tmp / unique_tmp_name(name)
+        tmp = self._tmp_s + unique_tmp_name(name)
         write_new_file(tmp, data, fsync=self.fsync)
-        os.replace(tmp, directory / name)
+        os.replace(tmp, os.path.join(directory, name))
         if self.fsync:
             fsync_dir(directory)
 

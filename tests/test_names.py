@@ -100,7 +100,13 @@ def test_workspace_refuses_to_build_a_path_from_a_bad_name(tmp_path: Path, name:
 def test_valid_message_ids(message_id: str) -> None:
     assert validate_message_id(new_id())
     assert validate_message_id(message_id) == message_id
-    assert AgentMessage(id=message_id, from_agent="a", to_agent="b").id == message_id
+    # A result may use all 128 characters; a task must leave room for its reply id.
+    assert AgentMessage(id=message_id, from_agent="a", to_agent="b", kind="result").id == message_id
+    if len(message_id) <= 128 - len("-reply"):
+        assert AgentMessage(id=message_id, from_agent="a", to_agent="b").id == message_id
+    else:
+        with pytest.raises(ValueError, match="too long to be answered"):
+            AgentMessage(id=message_id, from_agent="a", to_agent="b")
 
 
 @pytest.mark.parametrize(

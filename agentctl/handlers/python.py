@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import inspect
 import json
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from agentctl.agent import BaseAgent
@@ -66,6 +67,19 @@ def context_of(message: AgentMessage) -> dict[str, Any]:
     }
 
 
+async def _bounded(coro: Coroutine[Any, Any, Any], timeout_s: float) -> Any:
+    """`await asyncio.wait_for(coro, timeout_s)` in one task and two loop iterations, not five.
+
+    Like wait_for, a coroutine that runs past `timeout_s` is cancelled and TimeoutError raised,
+    and with a timeout of zero or less it never starts.
+    """
+    if timeout_s <= 0:
+        coro.close()
+        raise TimeoutError
+    async with asyncio.timeout(timeout_s):
+        return await coro
+
+
 class PythonHandler:
     """Runs `agent.process(task, context)`; coroutines are cancelled at timeout_s."""
 
@@ -81,8 +95,7 @@ class PythonHandler:
         self.agent.status = "busy"
         try:
             if inspect.iscoroutinefunction(process):
-                coro = asyncio.wait_for(process(task, context), timeout_s)
-                result = self._loop.run_until_complete(coro)
+                result = self._loop.run_until_complete(_bounded(process(task, context), timeout_s))
             else:
                 # A synchronous handler cannot be interrupted from inside its process: it
                 # runs to completion however long it takes (prefer `async def process`).
