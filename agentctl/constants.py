@@ -48,6 +48,11 @@ DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
+# Between attempts of a failed message: 0.5 s, 1 s, 2 s, ... up to 30 s.
+DEFAULT_RETRY_BACKOFF_S = 0.5
+DEFAULT_RETRY_FACTOR = 2.0
+DEFAULT_RETRY_MAX_S = 30.0
+NOT_BEFORE_HEADER = "not_before"  # a retried message waits in new/ until this ISO time
 DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024  # rotate the journal at this size
 
 # Worker tuning.

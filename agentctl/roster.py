@@ -22,9 +22,17 @@ from agentctl.constants import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_POLL_INTERVAL_S,
+    DEFAULT_RETRY_BACKOFF_S,
+    DEFAULT_RETRY_FACTOR,
+    DEFAULT_RETRY_MAX_S,
     DEFAULT_TIMEOUT_S,
     DEFAULT_WORKSPACE_DIR,
     RESERVED_AGENT_NAMES,
+    RESTART_BACKOFF_FACTOR,
+    RESTART_BACKOFF_INITIAL_S,
+    RESTART_BACKOFF_MAX_S,
+    RESTART_MAX_QUICK_FAILURES,
+    RESTART_STABLE_S,
 )
 from agentctl.errors import ConfigError
 from agentctl.names import validate_agent_name
@@ -62,6 +70,32 @@ def _argv(value: Any) -> Any:
     return value
 
 
+class RetryPolicy(BaseModel):
+    """Delays between a failed attempt and the next: backoff_s, then x factor, up to max_s."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backoff_s: float = Field(default=DEFAULT_RETRY_BACKOFF_S, ge=0)
+    factor: float = Field(default=DEFAULT_RETRY_FACTOR, ge=1)
+    max_s: float = Field(default=DEFAULT_RETRY_MAX_S, ge=0)
+
+    def delay_s(self, attempt: int) -> float:
+        """How long to wait after failed attempt number `attempt` (1-based)."""
+        return min(self.backoff_s * self.factor ** (attempt - 1), self.max_s)
+
+
+class RestartBackoff(BaseModel):
+    """How `agentctl run` restarts a crashed agent, and when it gives up (`fatal`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_s: float = Field(default=RESTART_BACKOFF_INITIAL_S, ge=0)
+    factor: float = Field(default=RESTART_BACKOFF_FACTOR, ge=1)
+    max_s: float = Field(default=RESTART_BACKOFF_MAX_S, ge=0)
+    stable_s: float = Field(default=RESTART_STABLE_S, gt=0)
+    max_quick_failures: int = Field(default=RESTART_MAX_QUICK_FAILURES, ge=1)
+
+
 class AgentSpec(BaseModel):
     """One agent of the roster."""
 
@@ -75,7 +109,9 @@ class AgentSpec(BaseModel):
     command: list[str] | None = Field(default=None, min_length=1)
     timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
+    restart_backoff: RestartBackoff = Field(default_factory=RestartBackoff)
 
     @field_validator("name")
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,12 @@ def iso_now() -> str:
     """Now as ISO 8601 UTC with a Z, the form used in every agentctl file."""
     # isoformat is several times faster than strftime, and this runs for every journal event.
     return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def iso_after(seconds: float) -> str:
+    """The time `seconds` from now, in the same form as iso_now()."""
+    when = datetime.now(UTC) + timedelta(seconds=seconds)
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(value: str) -> datetime | None:

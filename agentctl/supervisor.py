@@ -26,11 +26,6 @@ from agentctl.constants import (
     ENV_CONFIG,
     ENV_INBOX,
     ENV_WORKSPACE,
-    RESTART_BACKOFF_FACTOR,
-    RESTART_BACKOFF_INITIAL_S,
-    RESTART_BACKOFF_MAX_S,
-    RESTART_MAX_QUICK_FAILURES,
-    RESTART_STABLE_S,
     STOP_GRACE_S,
 )
 from agentctl.control import release_supervisor_lock, take_supervisor_lock
@@ -62,7 +57,7 @@ class AgentProcess:
     ref: ProcessRef | None = None
     started_at: float = 0.0
     restart_at: float = 0.0
-    backoff_s: float = RESTART_BACKOFF_INITIAL_S
+    backoff_s: float = -1.0  # set from the spec's restart_backoff on the first restart
     quick_failures: int = 0
     restarts: int = 0
     last_exit: int | None = None
@@ -254,8 +249,9 @@ class Supervisor:
                 restart=False,
             )
             return
-        self._schedule_restart(proc, quick=ran_s < RESTART_STABLE_S)
-        if proc.quick_failures >= RESTART_MAX_QUICK_FAILURES:
+        policy_s = proc.spec.restart_backoff
+        self._schedule_restart(proc, quick=ran_s < policy_s.stable_s)
+        if proc.quick_failures >= policy_s.max_quick_failures:
             proc.state = ProcState.FATAL
             reason = f"{exit_text}; fatal after {proc.quick_failures} quick failures in a row"
             self._note(name, event, exit_text, exit=exit_text, restart=False)
@@ -271,13 +267,16 @@ class Supervisor:
         )
 
     def _schedule_restart(self, proc: AgentProcess, *, quick: bool) -> None:
+        policy = proc.spec.restart_backoff
+        if proc.backoff_s < 0:
+            proc.backoff_s = policy.initial_s
         if quick:
             proc.quick_failures += 1
             if proc.quick_failures > 1:
-                proc.backoff_s = min(proc.backoff_s * RESTART_BACKOFF_FACTOR, RESTART_BACKOFF_MAX_S)
+                proc.backoff_s = min(proc.backoff_s * policy.factor, policy.max_s)
         else:  # it stayed up: start the count and the backoff afresh
             proc.quick_failures = 0
-            proc.backoff_s = RESTART_BACKOFF_INITIAL_S
+            proc.backoff_s = policy.initial_s
         proc.restart_at = self.clock() + proc.backoff_s
 
     def _record_exit(self, proc: AgentProcess, returncode: int) -> None:

@@ -19,18 +19,33 @@ import sys
 import threading
 import time
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import CLAIM_BATCH, STALE_TMP_AGE_S, WORKER_LOCK_FILE
-from agentctl.errors import AgentctlError, BadMessageError, HandlerError, HandlerTimeoutError
+from agentctl.constants import CLAIM_BATCH, NOT_BEFORE_HEADER, STALE_TMP_AGE_S, WORKER_LOCK_FILE
+from agentctl.errors import (
+    AgentctlError,
+    BadMessageError,
+    HandlerError,
+    HandlerTimeoutError,
+    NonRetryableError,
+)
 from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, MessageKind, parse_message
 from agentctl.proc import ProcessRef, die_with_parent
 from agentctl.reporter import StatusReporter
 from agentctl.roster import AgentSpec, load_roster
-from agentctl.status import AgentState, AgentStatus, error_record, iso_now, read_status
+from agentctl.status import (
+    AgentState,
+    AgentStatus,
+    error_record,
+    iso_after,
+    iso_now,
+    parse_iso,
+    read_status,
+)
 from agentctl.watcher import DirectoryWatcher
 from agentctl.workspace import Workspace
 
@@ -60,6 +75,8 @@ class Worker:
         self.mailbox = workspace.ensure_agent(spec.name)
         self.outbox = workspace.outbox(spec.name)
         self.stopping = threading.Event()
+        # name -> time.monotonic() before which a retried message is not claimed again.
+        self._delayed: dict[str, float] = {}
         self.watcher = DirectoryWatcher(self.mailbox.new)
         self.reporter = StatusReporter(
             workspace.status_path(spec.name), _initial_status(workspace, spec)
@@ -98,14 +115,30 @@ class Worker:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             self.watcher.clear()
-            names = self.mailbox.list_new()
+            names = self._due(self.mailbox.list_new())
             for name in names[:CLAIM_BATCH]:
                 if self.stopping.is_set():
                     return
                 self.process(name)
             if not names:
                 self.reporter.update(state=AgentState.IDLE, current_message_id=None)
-                self.watcher.wait(self.poll_interval_s)
+                self.watcher.wait(self._idle_wait_s())
+
+    def _due(self, names: list[str]) -> list[str]:
+        # Messages waiting out a retry delay stay in new/ (visible, in order) but are skipped.
+        if not self._delayed:
+            return names
+        now = time.monotonic()
+        present = set(names)
+        for name in [n for n in self._delayed if n not in present]:
+            del self._delayed[name]  # claimed by someone else, or requeued by hand
+        return [n for n in names if self._delayed.get(n, 0.0) <= now]
+
+    def _idle_wait_s(self) -> float:
+        if not self._delayed:
+            return self.poll_interval_s
+        until_due_s = min(self._delayed.values()) - time.monotonic()
+        return max(0.0, min(self.poll_interval_s, until_due_s))
 
     def recover(self) -> None:
         """Settle processing/ after a crash: each interrupted message has spent an attempt."""
@@ -135,6 +168,13 @@ class Worker:
         except Exception as exc:  # a parser bug must not crash-loop the agent on one file
             self._bury_bad_file(name, f"unreadable: {type(exc).__name__}: {exc}", data)
             return
+        wait_s = _seconds_until(message.headers.get(NOT_BEFORE_HEADER))
+        if wait_s > 0 and not interrupted:
+            # A retry whose delay is not over (we restarted since we scheduled it): put it back
+            # untouched, without counting an attempt, and come back when it is due.
+            self.mailbox.release(name)
+            self._delayed[name] = time.monotonic() + wait_s
+            return
         # The attempt is counted here, at claim time: whatever happens next, it was spent.
         message = message.model_copy(update={"attempt": message.attempt + 1})
         self._record(
@@ -149,6 +189,8 @@ class Worker:
             result = self.handler.handle(message, timeout_s=self._timeout_s(message))
         except HandlerTimeoutError as exc:
             self._fail(name, message, str(exc), "timeout", _ms_since(started))
+        except NonRetryableError as exc:
+            self._fail(name, message, str(exc), "non_retryable", _ms_since(started), final=True)
         except HandlerError as exc:
             self._fail(name, message, str(exc), "error", _ms_since(started))
         except Exception as exc:  # a bug must not stop the agent: count it as a failed attempt
@@ -173,7 +215,11 @@ class Worker:
     ) -> None:
         # Reply before ack: a crash in between redelivers the request, and the reply's derived
         # id makes the second delivery a no-op.
-        reply_id = self._reply(message, result) if message.kind is MessageKind.TASK else None
+        try:
+            reply_id = self._reply(message, result) if message.kind is MessageKind.TASK else None
+        except (AgentctlError, OSError) as exc:  # e.g. a result over max_message_bytes
+            self._fail(name, message, f"cannot deliver the result: {exc}", "error", duration_ms)
+            return
         self.mailbox.ack(name)
         self._record(
             "handled",
@@ -193,6 +239,8 @@ class Worker:
         error: str,
         error_kind: str,
         duration_ms: float | None = None,
+        *,
+        final: bool = False,
     ) -> None:
         log.warning(
             "%s attempt %d/%d failed: %s",
@@ -211,10 +259,22 @@ class Worker:
             error_kind=error_kind,
             duration_ms=duration_ms,
         )
-        if message.attempt < self.spec.max_attempts:
+        if message.attempt < self.spec.max_attempts and not final:
+            delay_s = self.spec.retry.delay_s(message.attempt)
+            if delay_s > 0:
+                not_before = iso_after(delay_s)
+                message = message.model_copy(
+                    update={"headers": {**message.headers, NOT_BEFORE_HEADER: not_before}}
+                )
+                self._delayed[name] = time.monotonic() + delay_s
             data = self.mailbox.requeue(name, message)
             self._record(
-                "retried", message, attempt=message.attempt, file=name, sha256=content_digest(data)
+                "retried",
+                message,
+                attempt=message.attempt,
+                file=name,
+                sha256=content_digest(data),
+                retry_in_s=delay_s,
             )
             return
         if message.kind is MessageKind.TASK:
@@ -272,6 +332,16 @@ def verdict_of(result: object) -> str | None:
     if isinstance(passed, bool):
         return "pass" if passed else "block"
     return None
+
+
+def _seconds_until(when: str | None) -> float:
+    """Seconds from now until the ISO time `when` (0 when absent, past or unreadable)."""
+    if not when:
+        return 0.0
+    moment = parse_iso(when)
+    if moment is None:
+        return 0.0
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _ms_since(started: float) -> float:
