@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agentctl.constants import ERROR_SUFFIX, MESSAGE_SUFFIX, REQUEUED_HEADER
+from agentctl.constants import ERROR_SUFFIX, MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
 from agentctl.errors import AgentctlError, BadMessageError
 from agentctl.journal import content_digest
 from agentctl.message import parse_message
@@ -105,16 +105,18 @@ def requeue(ws: Workspace, letter: DeadLetter) -> str:
             f"{letter.agent}/{letter.file}: not a valid message, cannot requeue ({exc}); "
             "fix it or remove it by hand"
         ) from None
-    headers = {**message.headers, REQUEUED_HEADER: str(message.requeued + 1)}
+    headers = {k: v for k, v in message.headers.items() if k != NOT_BEFORE_HEADER}
+    headers[REQUEUED_HEADER] = str(message.requeued + 1)
     revived = message.model_copy(update={"attempt": 0, "headers": headers})
-    data = mailbox.revive(letter.file, revived)
+    # Journaled before it becomes claimable, as a send is, so `requeued` precedes `claimed`.
     ws.record(
         "requeued",
         revived,
         letter.agent,
         file=letter.file,
-        sha256=content_digest(data),
+        sha256=content_digest(revived.to_json_bytes()),
         previous_error=letter.error,
         previous_attempts=letter.attempts,
     )
+    mailbox.revive(letter.file, revived)
     return revived.id

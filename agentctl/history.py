@@ -48,7 +48,10 @@ def parse_when(text: str, *, now: datetime | None = None, option: str = "--since
     now = now or datetime.now(UTC)
     match = _DURATION_RE.fullmatch(text.strip())
     if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        try:
+            return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        except (OverflowError, ValueError):
+            raise HistoryError(f"{option}: {text!r} is too far back") from None
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

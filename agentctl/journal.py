@@ -399,6 +399,7 @@ def follow(
 
     ensure_dir(directory)
     active = directory / ACTIVE_NAME
+    path = active
     f = _open_or_none(active)
     offset = os.fstat(f.fileno()).st_size if f else 0
     carry = b""
@@ -407,7 +408,8 @@ def follow(
             while not stop.is_set():
                 watcher.clear()
                 if f is None:
-                    f, offset, carry = _open_or_none(active), 0, b""
+                    path, offset, carry = active, 0, b""
+                    f = _open_or_none(active)
                 if f is None:
                     watcher.wait(poll_interval_s)
                     continue
@@ -418,17 +420,31 @@ def follow(
                 offset = f.tell()
                 end = data.rfind(b"\n") + 1
                 carry = data[end:]
-                yield from _lines_in(active, base, data[:end], None)
+                yield from _lines_in(path, base, data[:end], None)
                 if rotated:
                     # Appenders rename under their lock after their last write, and we read
-                    # to the end after seeing the rename: the old file is finished.
+                    # to the end after seeing the rename: this file is finished. Go on with the
+                    # segment that followed it (several rotations may have happened since).
+                    path = _segment_after(directory, os.fstat(f.fileno()).st_ino)
                     f.close()
-                    f, offset, carry = _open_or_none(active), 0, b""
+                    f, offset, carry = _open_or_none(path), 0, b""
                     continue
                 watcher.wait(poll_interval_s)
         finally:
             if f is not None:
                 f.close()
+
+
+def _segment_after(directory: Path, inode: int) -> Path:
+    """The segment written after the one with this inode (the active one if none is known)."""
+    rotated = [p for p in segment_paths(directory) if p.name != ACTIVE_NAME]
+    for index, candidate in enumerate(rotated):
+        try:
+            if os.stat(candidate).st_ino == inode:
+                return rotated[index + 1] if index + 1 < len(rotated) else directory / ACTIVE_NAME
+        except FileNotFoundError:
+            continue
+    return directory / ACTIVE_NAME
 
 
 def _open_or_none(path: Path) -> Any:

@@ -97,7 +97,7 @@ class WorkspaceRouter:
         from agentctl.watcher import DirectoryWatcher  # only waiting pays for watchdog
 
         inbox = self.workspace.ensure_agent(request.from_agent)
-        name = message_file_name(request.priority, reply_id(request.id))
+        name = message_file_name(request.priority, reply_id(request.id, request.requeued))
         deadline = time.monotonic() + timeout_s
         with DirectoryWatcher(inbox.new) as watcher:
             while True:

@@ -126,6 +126,7 @@ class _Chain:
             self.report.problems.append(
                 Problem(where, f"inserted or reordered: seq {seq} after seq {self.head.seq}")
             )
+            return record  # the chain goes on from the line before it
         elif record.get("prev") != self.head.hash:
             self.report.problems.append(
                 Problem(where, "chain broken: the line before it was edited, or this one inserted")

@@ -181,6 +181,7 @@ def _resend(
 ) -> None:
     from agentctl.cli.options import open_full
     from agentctl.cli.render import console, print_json
+    from agentctl.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
     from agentctl.errors import AgentctlError
     from agentctl.history import load_thread, message_envelope
     from agentctl.ids import reply_id
@@ -199,6 +200,9 @@ def _resend(
     target = to or original.to_agent or ""
     roster.agent(target)  # a clear error for an unknown agent
     headers = dict(envelope.get("headers") or {})
+    # The copy starts a life of its own: no retry delay or requeue count carried over.
+    for internal in (REQUEUED_HEADER, NOT_BEFORE_HEADER):
+        headers.pop(internal, None)
     headers["resent_from"] = original.id
     message = user_message(
         target,

@@ -1,0 +1,558 @@
+"""The journal and `verify`: real appender processes, real rotations, real traffic, real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentctl.history import HistoryError, event_filter, parse_when
+from agentctl.journal import (
+    ACTIVE_NAME,
+    Entry,
+    Journal,
+    follow,
+    line_hash,
+    read_all,
+    read_last,
+    segment_paths,
+)
+from agentctl.message import AgentMessage
+from agentctl.router import WorkspaceRouter
+from agentctl.verify import verify_workspace
+from agentctl.workspace import Workspace
+from tests.conftest import REPO, run_cli, wait_until, write_roster
+
+HASH_MARK = b',"hash":"'
+
+# One appender process: announces itself, waits for the starting gun, appends COUNT events.
+GATED_WRITER = """
+import os, sys, time
+from pathlib import Path
+from agentctl.journal import Journal
+directory, name, count, max_bytes, gate = sys.argv[1:6]
+journal = Journal(Path(directory), max_bytes=int(max_bytes))
+Path(gate + "." + name).touch()
+while not os.path.exists(gate):
+    time.sleep(0.001)
+for i in range(int(count)):
+    journal.append("sent", agent=name, message_id=f"{name}-{i}", thread_id=name, n=i)
+"""
+
+# An appender process driven from stdin: each line is a number of events to append now.
+STEP_WRITER = """
+import sys
+from pathlib import Path
+from agentctl.journal import Journal
+journal = Journal(Path(sys.argv[1]), max_bytes=int(sys.argv[2]))
+for line in sys.stdin:
+    for i in range(int(line)):
+        journal.append("step", agent="writer", n=i, pad="x" * 40)
+    print("ok", flush=True)
+"""
+
+
+def _python(code: str, *args: object, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)], cwd=REPO, text=True, **kwargs
+    )
+
+
+def _records(directory: Path) -> list[dict]:
+    entries = list(read_all(directory))
+    assert all(e.record is not None for e in entries), [e.raw for e in entries if not e.record]
+    return [e.record for e in entries if e.record is not None]
+
+
+def _assert_chain(entries: list[Entry]) -> None:
+    """Every line whole and parsed, seqs 1..N, each hash right and each prev the line before."""
+    previous = ""
+    for expected_seq, entry in enumerate(entries, start=1):
+        assert entry.raw.endswith(b"\n") and entry.record is not None, entry
+        record = entry.record
+        assert record["seq"] == expected_seq, (entry.path.name, entry.offset)
+        assert record["prev"] == previous, record
+        body = entry.raw.rstrip(b"\n")
+        assert line_hash(body[: body.rfind(HASH_MARK)]) == record["hash"]
+        previous = record["hash"]
+
+
+# -- many appenders, rotating ----------------------------------------------------------------
+
+
+def test_concurrent_appenders_keep_one_unbroken_chain_across_rotations(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    writers, per_writer, max_bytes = 4, 5000, 256 * 1024
+    gate = tmp_path / "go"
+    procs = [
+        _python(GATED_WRITER, ws.journal_dir, f"w{i}", per_writer, max_bytes, gate)
+        for i in range(writers)
+    ]
+    try:
+        # Every writer is up and waiting before any writes: they really append together.
+        wait_until(lambda: all(Path(f"{gate}.w{i}").exists() for i in range(writers)), 30)
+        gate.touch()
+        for proc in procs:
+            assert proc.wait(timeout=60) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    total = writers * per_writer
+    entries = list(read_all(ws.journal_dir))
+    assert len(entries) == total
+    _assert_chain(entries)
+    # Each writer's events are in the order it appended them.
+    for i in range(writers):
+        mine = [e.record["n"] for e in entries if e.record and e.record["agent"] == f"w{i}"]
+        assert mine == list(range(per_writer))
+    # Rotated several times; each rotated segment was cut at the first append past max_bytes.
+    segments = segment_paths(ws.journal_dir)
+    assert len(segments) >= 5 and segments[-1].name == ACTIVE_NAME
+    for segment in segments[:-1]:
+        assert max_bytes <= segment.stat().st_size < max_bytes + 1024, segment
+    report = verify_workspace(ws)
+    assert report.ok, report.problems
+    assert report.events == total and report.segments == len(segments)
+    assert report.head.seq == total and report.head.hash == entries[-1].record["hash"]
+
+
+# -- a writer that died half-way through a line ------------------------------------------------
+
+
+def test_a_torn_last_line_is_tolerated_and_the_next_append_starts_a_fresh_line(
+    tmp_path: Path,
+) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=1024 * 1024)
+    for i in range(5):
+        journal.append("sent", agent="user", message_id=f"m{i}", thread_id="t", n=i)
+    active = ws.journal_dir / ACTIVE_NAME
+    torn_at = active.stat().st_size
+    with open(active, "ab") as f:  # what a writer killed in the middle of its write() leaves
+        f.write(b'{"seq":6,"ts":"2026-11-25T10:00:00Z","event":"sent","agent":"us')
+
+    entries = list(read_all(ws.journal_dir))
+    assert [e.record["seq"] for e in entries if e.record] == [1, 2, 3, 4, 5]
+    assert entries[-1].torn and entries[-1].record is None and entries[-1].offset == torn_at
+    assert [r["seq"] for r in read_last(ws.journal_dir, 3)] == [3, 4, 5]
+    tail = run_cli("tail", "-n", "2", "--json", "--workspace", str(ws.root), cwd=tmp_path)
+    assert tail.returncode == 0, tail.stderr
+    assert [json.loads(line)["seq"] for line in tail.stdout.splitlines()] == [4, 5]
+    report = verify_workspace(ws)
+    assert [p.where for p in report.problems] == [f".agentctl/journal/{ACTIVE_NAME}@{torn_at}"]
+    assert "torn" in report.problems[0].what
+    good_head = report.head
+
+    # The next append, from another process, ends the fragment and continues the chain.
+    appender = _python(
+        "import sys; from pathlib import Path; from agentctl.journal import Journal; "
+        "print(Journal(Path(sys.argv[1]), max_bytes=1 << 20).append('sent', agent='user'))",
+        ws.journal_dir, stdout=subprocess.PIPE,
+    )
+    out, _ = appender.communicate(timeout=30)
+    assert appender.returncode == 0 and out.strip() == "6"
+    seq = journal.append("handled", agent="echo")  # an appender whose cached head is stale
+    assert seq == 7
+
+    entries = list(read_all(ws.journal_dir))
+    assert all(e.raw.endswith(b"\n") for e in entries)
+    fragment = [e for e in entries if e.record is None]
+    assert len(fragment) == 1 and fragment[0].offset == torn_at
+    good = [e.record for e in entries if e.record]
+    assert [r["seq"] for r in good] == [1, 2, 3, 4, 5, 6, 7]
+    assert good[5]["prev"] == good_head.hash and good[6]["prev"] == good[5]["hash"]
+    report = verify_workspace(ws)
+    assert [p.where for p in report.problems] == [f".agentctl/journal/{ACTIVE_NAME}@{torn_at}"]
+    assert report.events == 7 and report.head.seq == 7
+
+
+# -- verify against real traffic ---------------------------------------------------------------
+
+TRAFFIC_ROSTER = """\
+- name: echo
+  python: agentctl.agents.echo:EchoAgent
+- name: failing
+  exec: [sh, -c, "echo boom >&2; exit 3"]
+  max_attempts: 1
+"""
+
+
+def _worker(project: Path, agent: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentctl.worker", "--config", str(project / "agents.yaml"),
+         "--workspace", str(project / "workspace"), "--agent", agent],
+        cwd=project, stdout=open(project / f"{agent}.log", "ab"), stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose workspace saw real traffic: 3 tasks echoed, 1 dead letter, replies read."""
+    project = tmp_path_factory.mktemp("traffic")
+    write_roster(project, TRAFFIC_ROSTER)
+    router = WorkspaceRouter(project / "workspace", fsync=False)
+    requests = [AgentMessage(from_agent="user", to_agent="echo", content=f"hello {i}")
+                for i in range(3)]
+    requests.append(AgentMessage(from_agent="user", to_agent="failing", content="doomed"))
+    for request in requests:
+        router.send(request)
+    workers = [_worker(project, "echo"), _worker(project, "failing")]
+    try:
+        for request in requests:
+            router.wait_for_reply(request, timeout_s=60)
+        ws = Workspace(project / "workspace")
+        wait_until(lambda: len(read_last(ws.journal_dir, 10, event_filter(
+            kinds=["handled", "dead"]))) == 4, 30)  # acked after the reply
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            assert worker.wait(timeout=30) == 0
+    return project
+
+
+def _copy(traffic: Path, tmp_path: Path) -> Workspace:
+    shutil.copytree(traffic / "workspace", tmp_path / "workspace", symlinks=True)
+    return Workspace(tmp_path / "workspace")
+
+
+def _journal_lines(ws: Workspace) -> list[bytes]:
+    return (ws.journal_dir / ACTIVE_NAME).read_bytes().splitlines(keepends=True)
+
+
+def _write_lines(ws: Workspace, lines: list[bytes]) -> None:
+    (ws.journal_dir / ACTIVE_NAME).write_bytes(b"".join(lines))
+
+
+def _index(lines: list[bytes], event: str, nth: int = 0) -> int:
+    found = [i for i, line in enumerate(lines) if json.loads(line)["event"] == event]
+    return found[nth]
+
+
+def _seq(line: bytes) -> int:
+    return int(json.loads(line)["seq"])
+
+
+def _done_file(ws: Workspace, agent: str = "echo", nth: int = 1) -> Path:
+    return sorted((ws.root / agent / "inbox" / "done").iterdir())[nth]
+
+
+def test_verify_is_ok_on_untouched_real_traffic(traffic: Path, tmp_path: Path) -> None:
+    ws = _copy(traffic, tmp_path)
+    report = verify_workspace(ws)
+    assert report.ok, report.problems
+    events = _records(ws.journal_dir)
+    assert report.events == len(events) and report.head.seq == len(events)
+    # 3 echo tasks and 3 replies in done/, 1 dead letter and its escalation reply.
+    assert report.files == 8
+    kinds = [r["event"] for r in events]
+    assert kinds.count("handled") == 3 and kinds.count("dead") == 1
+    assert kinds.count("received") == 4
+    _assert_chain(list(read_all(ws.journal_dir)))
+    cli = run_cli("verify", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.startswith("ok:") and f"head seq {len(events)}" in cli.stdout
+
+
+def _edit_a_line(ws: Workspace) -> tuple[str, str]:
+    lines = _journal_lines(ws)
+    i = _index(lines, "handled", 1)
+    assert b'"attempt":1,' in lines[i]
+    lines[i] = lines[i].replace(b'"attempt":1,', b'"attempt":7,')
+    _write_lines(ws, lines)
+    return f"journal.jsonl seq {_seq(lines[i])}", "edited: the line does not match its hash"
+
+
+def _remove_a_line(ws: Workspace) -> tuple[str, str]:
+    lines = _journal_lines(ws)
+    i = _index(lines, "claimed", 1)
+    del lines[i]
+    _write_lines(ws, lines)
+    return f"journal.jsonl seq {_seq(lines[i])}", "removed: 1 line(s) missing before this one"
+
+
+def _insert_a_forged_line(ws: Workspace) -> tuple[str, str]:
+    lines = _journal_lines(ws)
+    i = _index(lines, "handled", 0) + 1
+    offset = len(b"".join(lines[:i]))
+    lines.insert(i, b'{"event":"handled","agent":"echo","note":"by hand"}\n')
+    _write_lines(ws, lines)
+    return f"journal.jsonl@{offset}", "not a journal line (edited or inserted)"
+
+
+def _insert_a_copied_line(ws: Workspace) -> tuple[str, str]:
+    lines = _journal_lines(ws)
+    i = _index(lines, "handled", 1) + 1
+    lines.insert(i, lines[1])  # a genuine line, replayed further down
+    _write_lines(ws, lines)
+    return f"journal.jsonl seq {_seq(lines[1])}", (
+        f"inserted or reordered: seq {_seq(lines[1])} after seq {_seq(lines[i - 1])}"
+    )
+
+
+def _edit_a_done_file(ws: Workspace) -> tuple[str, str]:
+    path = _done_file(ws)
+    data = path.read_bytes()
+    assert b'"hello 1"' in data
+    path.write_bytes(data.replace(b'"hello 1"', b'"HELLO 1"'))
+    return f"echo/inbox/done/{path.name}", "edited after the journal recorded it"
+
+
+def _remove_a_done_file(ws: Workspace) -> tuple[str, str]:
+    path = _done_file(ws)
+    path.unlink()
+    return f"echo/inbox/done/{path.name}", "removed: the journal"
+
+
+def _insert_a_done_file(ws: Workspace) -> tuple[str, str]:
+    forged = AgentMessage(from_agent="user", to_agent="echo", content="never sent")
+    path = ws.root / "echo" / "inbox" / "done" / forged.file_name
+    path.write_bytes(forged.to_json_bytes())
+    return f"echo/inbox/done/{path.name}", "not in the journal (inserted?)"
+
+
+def _edit_a_dead_file(ws: Workspace) -> tuple[str, str]:
+    path = next(p for p in (ws.root / "failing" / "inbox" / "dead").iterdir()
+                if not p.name.endswith(".error.json"))
+    path.write_bytes(path.read_bytes().replace(b'"doomed"', b'"spared"'))
+    return f"failing/inbox/dead/{path.name}", "edited after the journal recorded it"
+
+
+def _remove_a_received_reply(ws: Workspace) -> tuple[str, str]:
+    path = _done_file(ws, "user", 0)
+    path.unlink()
+    return f"user/inbox/done/{path.name}", "removed: the journal"
+
+
+TAMPERING: dict[str, Callable[[Workspace], tuple[str, str]]] = {
+    "edited line": _edit_a_line,
+    "removed line": _remove_a_line,
+    "inserted forged line": _insert_a_forged_line,
+    "inserted copied line": _insert_a_copied_line,
+    "edited done file": _edit_a_done_file,
+    "removed done file": _remove_a_done_file,
+    "inserted done file": _insert_a_done_file,
+    "edited dead file": _edit_a_dead_file,
+    "removed received reply": _remove_a_received_reply,
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERING))
+def test_verify_finds_each_kind_of_tampering(traffic: Path, tmp_path: Path, tamper: str) -> None:
+    ws = _copy(traffic, tmp_path)
+    where, what = TAMPERING[tamper](ws)
+
+    report = verify_workspace(ws)
+
+    assert not report.ok
+    first = report.problems[0]
+    assert first.where.endswith(where) and first.what.startswith(what), report.problems
+    assert len(report.problems) == 1, report.problems
+
+
+def test_verify_reports_an_inserted_copy_of_a_line_once(traffic: Path, tmp_path: Path) -> None:
+    ws = _copy(traffic, tmp_path)
+    _insert_a_copied_line(ws)
+    report = verify_workspace(ws)
+    assert len(report.problems) == 1, report.problems
+
+
+def test_verify_cli_exits_1_and_names_each_problem(traffic: Path, tmp_path: Path) -> None:
+    ws = _copy(traffic, tmp_path)
+    _edit_a_done_file(ws)
+    _remove_a_line(ws)
+
+    text = run_cli("verify", cwd=tmp_path)
+    as_json = run_cli("verify", "--json", cwd=tmp_path)
+
+    assert text.returncode == 1 and as_json.returncode == 1
+    assert text.stdout.count("problem:") == 2 and "2 problem(s)" in text.stdout
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    whats = sorted(p["what"].split(" (")[0].split(":")[0] for p in report["problems"])
+    assert whats == ["edited after the journal recorded it", "removed"]
+
+
+# -- reading back across segments --------------------------------------------------------------
+
+
+def test_read_last_with_a_filter_reaches_back_across_rotated_segments(tmp_path: Path) -> None:
+    directory = tmp_path / "journal"
+    journal = Journal(directory, max_bytes=2048)
+    for i in range(200):
+        journal.append("tick", agent="rare" if i % 37 == 0 else "common", n=i)
+    segment_of = {e.record["n"]: e.path for e in read_all(directory) if e.record}
+    assert len(segment_paths(directory)) >= 8
+    rare = [0, 37, 74, 111, 148, 185]
+    assert len({segment_of[n] for n in rare}) == len(rare)  # each in a segment of its own
+    keep = event_filter(agent="rare")
+
+    assert [r["n"] for r in read_last(directory, 3, keep)] == [111, 148, 185]
+    assert [r["n"] for r in read_last(directory, 100, keep)] == rare  # back to the first file
+    assert [r["n"] for r in read_last(directory, 5)] == [195, 196, 197, 198, 199]
+    assert read_last(directory, 0, keep) == []
+    only_first = event_filter(kinds=["tick"])
+    assert [r["seq"] for r in read_last(directory, 200, only_first)] == list(range(1, 201))
+    assert read_last(directory, 10, event_filter(agent="nobody")) == []
+
+
+class _Follower:
+    """follow() consumed by a thread, as `tail -f` does; can hold still after an entry."""
+
+    def __init__(self, directory: Path, *, pause_after: int | None = None) -> None:
+        self.entries: list[Entry] = []
+        self.stop = threading.Event()
+        self.go = threading.Event()
+        self.pause_after = pause_after
+        self.thread = threading.Thread(target=self._run, args=(directory,), daemon=True)
+        self.thread.start()
+
+    def _run(self, directory: Path) -> None:
+        for entry in follow(directory, stop=self.stop, poll_interval_s=0.05):
+            self.entries.append(entry)
+            if len(self.entries) == self.pause_after:
+                self.go.wait()
+
+    def seqs(self) -> list[int]:
+        return [e.record["seq"] for e in list(self.entries) if e.record]
+
+    def wait_following(self, journal: Journal) -> None:
+        """Append probes until one is seen: from then on the follower misses nothing."""
+        wait_until(lambda: self.entries or journal.append("probe", agent="test") < 0,
+                   timeout_s=30, interval_s=0.2)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.go.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def step_writer(tmp_path: Path) -> Iterator[Callable[[Path, int], Callable[[int], int]]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(directory: Path, max_bytes: int) -> Callable[[int], int]:
+        proc = _python(STEP_WRITER, directory, max_bytes,
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        procs.append(proc)
+
+        def write(count: int) -> int:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"{count}\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "ok\n"
+            return read_last(directory, 1)[0]["seq"]
+
+        return write
+
+    yield start
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+
+
+def test_follow_across_rotations_by_another_process_misses_and_repeats_nothing(
+    tmp_path: Path, step_writer
+) -> None:
+    directory = tmp_path / "journal"
+    max_bytes = 8192
+    journal = Journal(directory, max_bytes=max_bytes)
+    journal.append("before", agent="test")
+    follower = _Follower(directory)
+    try:
+        follower.wait_following(journal)
+        write = step_writer(directory, max_bytes)
+        rotations_before = len(segment_paths(directory))
+        for _ in range(8):  # each step is less than a segment: at most one rotation in it
+            last = write(30)
+            wait_until(lambda last=last: follower.seqs()[-1:] == [last], timeout_s=30)
+        assert len(segment_paths(directory)) - rotations_before >= 3
+    finally:
+        follower.close()
+    seqs = follower.seqs()
+    assert all(e.record is not None and e.raw.endswith(b"\n") for e in follower.entries)
+    assert seqs == list(range(seqs[0], last + 1))
+    _assert_chain(list(read_all(directory)))  # the two appender processes kept one chain
+
+
+def test_follow_misses_nothing_when_several_rotations_happen_while_it_is_behind(
+    tmp_path: Path, step_writer
+) -> None:
+    directory = tmp_path / "journal"
+    max_bytes = 4096
+    journal = Journal(directory, max_bytes=max_bytes)
+    journal.append("before", agent="test")
+    follower = _Follower(directory, pause_after=1)
+    try:
+        follower.wait_following(journal)  # it now holds still after its first entry
+        segments_before = len(segment_paths(directory))
+        last = step_writer(directory, max_bytes)(120)
+        assert len(segment_paths(directory)) - segments_before >= 3
+        follower.go.set()
+        wait_until(lambda: follower.seqs()[-1:] == [last], timeout_s=30)
+    finally:
+        follower.close()
+    seqs = follower.seqs()
+    assert seqs == list(range(seqs[0], last + 1))
+
+
+# -- times for --since and --until -------------------------------------------------------------
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("30s", NOW - timedelta(seconds=30)),
+    ("10m", NOW - timedelta(minutes=10)),
+    ("2h", NOW - timedelta(hours=2)),
+    ("1d", NOW - timedelta(days=1)),
+    ("1.5h", NOW - timedelta(minutes=90)),
+    ("250ms", NOW - timedelta(milliseconds=250)),
+    (" 5m ", NOW - timedelta(minutes=5)),
+    ("0s", NOW),
+    ("2026-11-25T10:00:00Z", datetime(2026, 11, 25, 10, 0, tzinfo=UTC)),
+    ("2026-11-25T10:00:00.123456+00:00", datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)),
+    ("2026-11-25T10:00:00", datetime(2026, 11, 25, 10, 0, tzinfo=UTC)),  # no zone: UTC
+    ("2026-11-25T12:00:00+02:00", datetime(2026, 11, 25, 10, 0, tzinfo=UTC)),
+    ("2026-11-25", datetime(2026, 11, 25, tzinfo=UTC)),
+])
+def test_parse_when_takes_durations_ago_and_iso_times(text: str, expected: datetime) -> None:
+    when = parse_when(text, now=NOW)
+    assert when == expected and when.tzinfo is not None
+
+
+@pytest.mark.parametrize("text", ["yesterday", "10", "5M", "-5m", "10 m", "1e3s", "", "2026-13-01"])
+def test_parse_when_refuses_bad_values_with_a_clear_error(text: str) -> None:
+    with pytest.raises(HistoryError) as caught:
+        parse_when(text, now=NOW, option="--until")
+    message = str(caught.value)
+    assert message.startswith(f"--until: {text!r} is neither an ISO time")
+    assert "duration like 30s, 10m, 2h, 1d" in message and "\n" not in message
+
+
+def test_parse_when_refuses_a_duration_too_far_back() -> None:
+    with pytest.raises(HistoryError, match="--since"):
+        parse_when("9999999d", now=NOW)
+
+
+def test_event_filter_times_are_inclusive_and_need_a_timestamp() -> None:
+    at = {"seq": 1, "ts": "2026-11-25T10:00:00.000001Z", "event": "sent", "agent": "user"}
+    since = parse_when("2026-11-25T10:00:00.000001Z")
+    assert event_filter(since=since)(at) and event_filter(until=since)(at)
+    assert not event_filter(since=since + timedelta(microseconds=1))(at)
+    assert not event_filter(until=since - timedelta(microseconds=1))(at)
+    assert not event_filter(since=since)({**at, "ts": "garbage"})
+    assert event_filter(agent="echo")({**at, "to": "echo"})  # the recipient counts too
+    assert not event_filter(agent="echo")(at)
