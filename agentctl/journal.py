@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import os
 import re
 import threading
@@ -37,8 +36,6 @@ from typing import Any
 from agentctl.constants import FILE_MODE
 from agentctl.fsutil import ensure_dir
 from agentctl.status import iso_now
-
-log = logging.getLogger(__name__)
 
 ACTIVE_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"

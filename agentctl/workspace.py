@@ -30,11 +30,11 @@ from agentctl.constants import (
 )
 from agentctl.errors import BadMessageError
 from agentctl.fsutil import check_real_dir, ensure_dir
-from agentctl.journal import Journal, content_digest
 from agentctl.mailbox import Mailbox
 from agentctl.names import validate_agent_name
 
 if TYPE_CHECKING:
+    from agentctl.journal import Journal
     from agentctl.message import AgentMessage
 
 SUMMARY_CHARS = 80
@@ -72,6 +72,9 @@ class Workspace:
     def journal(self) -> Journal:
         """The journal appender (opened on first use)."""
         if self._journal is None:
+            # Imported here: read-only commands (status) never pay for hashlib and friends.
+            from agentctl.journal import Journal
+
             self._journal = Journal(self.journal_dir, max_bytes=self.journal_max_bytes)
         return self._journal
 
@@ -91,6 +94,8 @@ class Workspace:
         With `dedupe`, a message already anywhere in the recipient's inbox is not delivered
         again (None is returned); replies use this, so a redelivered request cannot yield two.
         """
+        from agentctl.journal import content_digest
+
         inbox = self.ensure_agent(message.to_agent)
         self.ensure_agent(message.from_agent)
         data = message.to_json_bytes()
