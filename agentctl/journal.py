@@ -291,25 +291,40 @@ def read_segment(path: Path, *, needle: bytes | None = None, start: int = 0) -> 
         return
     with f:
         f.seek(start)
-        offset = start
-        carry = b""
+        position = start  # the file offset of the chunk's first byte
+        carry = b""  # the start of a line that the previous chunk cut
         while True:
             chunk = f.read(_CHUNK_BYTES)
             if not chunk:
                 break
-            data = carry + chunk
-            end = data.rfind(b"\n") + 1
-            carry = data[end:]
-            yield from _lines_in(path, offset, data[:end], needle)
-            offset += end
+            body = 0
+            if carry:
+                # Finish the cut line with a small copy, rather than joining whole chunks.
+                first = chunk.find(b"\n")
+                if first == -1:
+                    carry += chunk
+                    position += len(chunk)
+                    continue
+                body = first + 1
+                raw = carry + chunk[:body]
+                if needle is None or needle in raw:
+                    yield Entry(path, position - len(carry), raw, parse_line(raw))
+            end = chunk.rfind(b"\n") + 1
+            if end > body:
+                yield from _lines_in(path, position, chunk, body, end, needle)
+            carry = chunk[max(end, body) :]
+            position += len(chunk)
         if carry and (needle is None or needle in carry):
-            yield Entry(path, offset, carry, parse_line(carry))
+            yield Entry(path, position - len(carry), carry, parse_line(carry))
 
 
-def _lines_in(path: Path, base: int, data: bytes, needle: bytes | None) -> Iterator[Entry]:
+def _lines_in(
+    path: Path, base: int, data: bytes, begin: int, limit: int, needle: bytes | None
+) -> Iterator[Entry]:
+    """The complete lines in data[begin:limit] (without copying data); data[0] is at `base`."""
     if needle is None:
-        pos = 0
-        while pos < len(data):
+        pos = begin
+        while pos < limit:
             end = data.index(b"\n", pos) + 1
             raw = data[pos:end]
             yield Entry(path, base + pos, raw, parse_line(raw))
@@ -317,13 +332,13 @@ def _lines_in(path: Path, base: int, data: bytes, needle: bytes | None) -> Itera
         return
     # Find the needle first and cut out only the lines that hold it: most lines are never
     # split or parsed, which is what makes a scan of a million events fast.
-    pos = data.find(needle)
+    pos = data.find(needle, begin, limit)
     while pos != -1:
-        start = data.rfind(b"\n", 0, pos) + 1
+        start = data.rfind(b"\n", begin, pos) + 1 or begin
         end = data.index(b"\n", pos) + 1
         raw = data[start:end]
         yield Entry(path, base + start, raw, parse_line(raw))
-        pos = data.find(needle, end)
+        pos = data.find(needle, end, limit)
 
 
 def read_all(directory: Path, *, needle: bytes | None = None) -> Iterator[Entry]:
@@ -417,7 +432,7 @@ def follow(
                 offset = f.tell()
                 end = data.rfind(b"\n") + 1
                 carry = data[end:]
-                yield from _lines_in(path, base, data[:end], None)
+                yield from _lines_in(path, base, data, 0, end, None)
                 if rotated:
                     # Appenders rename under their lock after their last write, and we read
                     # to the end after seeing the rename: this file is finished. Go on with the

@@ -556,3 +556,29 @@ def test_event_filter_times_are_inclusive_and_need_a_timestamp() -> None:
     assert not event_filter(since=since)({**at, "ts": "garbage"})
     assert event_filter(agent="echo")({**at, "to": "echo"})  # the recipient counts too
     assert not event_filter(agent="echo")(at)
+
+
+def test_read_segment_cuts_lines_right_whatever_the_chunk_size(tmp_path: Path, monkeypatch) -> None:
+    """The chunked reader (no joined chunks) against a plain split, on random lines and cuts."""
+    import random
+
+    from agentctl import journal
+
+    rng = random.Random(1)
+    path = tmp_path / "segment"
+    for _ in range(300):
+        lines = [
+            "".join(rng.choice('abcXYZ"{}:,') for _ in range(rng.randint(0, 40))).encode() + b"\n"
+            for _ in range(rng.randint(0, 30))
+        ]
+        data = b"".join(lines) + (b"torn" if rng.random() < 0.3 else b"")
+        path.write_bytes(data)
+        monkeypatch.setattr(journal, "_CHUNK_BYTES", rng.randint(1, 50))
+        needle = rng.choice([None, b"a", b"XY", b'"{', b"torn"])
+        expected, offset = [], 0
+        for raw in data.splitlines(keepends=True):
+            if needle is None or needle in raw:
+                expected.append((offset, raw))
+            offset += len(raw)
+        got = [(e.offset, e.raw) for e in journal.read_segment(path, needle=needle)]
+        assert got == expected
