@@ -57,6 +57,13 @@ DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024  # rotate the journal at this size
 
 # Worker tuning.
 HEARTBEAT_INTERVAL_S = 1.0
+DEFAULT_STUCK_AFTER_S = 10.0  # no heartbeat for this long: the worker is stuck, and is killed
+# A handler still running this long after its timeout_s (a synchronous Python handler cannot be
+# interrupted) makes the worker record a timeout and exit with WORKER_RESTART_EXIT_CODE.
+HANDLER_OVERRUN_GRACE_S = 1.0
+WORKER_RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: restart me now; not counted as a crash
+INTERRUPTED_NOTE_FILE = "interrupted.json"  # why the last worker left its message behind
+LOG_TAIL_LINES = 10
 STATUS_MIN_INTERVAL_S = 0.05  # coalesce status writes during a burst
 CLAIM_BATCH = 1000  # re-list new/ after this many messages so priorities stay honoured
 STALE_TMP_AGE_S = 3600.0  # a tmp/ file this old belongs to a writer that died
@@ -68,6 +75,7 @@ RESTART_BACKOFF_FACTOR = 2.0
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_STABLE_S = 10.0
 SUPERVISOR_TICK_S = 0.1
+LIVENESS_CHECK_INTERVAL_S = 1.0  # how often the supervisor reads each worker's heartbeat
 
 # Reply ids derive from the request id, so a redelivered request cannot yield a second reply.
 REPLY_ID_SUFFIX = "-reply"

@@ -11,8 +11,10 @@ from typing import Any
 
 from agentctl.control import SupervisorInfo, supervisor_info
 from agentctl.proc import ProcessRef
-from agentctl.status import AgentStatus, parse_iso, read_status
+from agentctl.status import LIVE_STATES, AgentStatus, parse_iso, read_status
 from agentctl.workspace import Workspace
+
+STUCK = "stuck"  # shown instead of the recorded state when a live worker's heartbeat stopped
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class AgentRow:
     handled: int
     failed: int
     last_error: str | None
+    log_tail: list[str]
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` form of an agent."""
@@ -76,12 +79,17 @@ def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:
     recorded = status.pid > 0 and bool(status.started_at)
     depth = workspace.mailbox(name).depth()
     heartbeat = parse_iso(status.heartbeat_at)
+    age_s = (now - heartbeat).total_seconds() if heartbeat else None
+    alive = recorded and ProcessRef(status.pid, status.pid_start_ticks, status.pid).is_alive()
+    state = status.state.value if recorded else "absent"
+    if alive and status.state in LIVE_STATES and age_s is not None and age_s > status.stuck_after_s:
+        state = STUCK  # alive, but its heartbeat stopped: wedged
     return AgentRow(
         name=name,
-        state=status.state.value if recorded else "absent",
+        state=state,
         pid=status.pid or None,
-        alive=recorded and ProcessRef(status.pid, status.pid_start_ticks, status.pid).is_alive(),
-        heartbeat_age_s=round((now - heartbeat).total_seconds(), 3) if heartbeat else None,
+        alive=alive,
+        heartbeat_age_s=round(age_s, 3) if age_s is not None else None,
         started_at=status.started_at or None,
         current_message_id=status.current_message_id,
         new=depth.new,
@@ -90,4 +98,5 @@ def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:
         handled=status.handled,
         failed=status.failed,
         last_error=status.last_error,
+        log_tail=list(status.log_tail),
     )

@@ -25,8 +25,10 @@ from agentctl.constants import (
     DEFAULT_RETRY_BACKOFF_S,
     DEFAULT_RETRY_FACTOR,
     DEFAULT_RETRY_MAX_S,
+    DEFAULT_STUCK_AFTER_S,
     DEFAULT_TIMEOUT_S,
     DEFAULT_WORKSPACE_DIR,
+    HEARTBEAT_INTERVAL_S,
     RESERVED_AGENT_NAMES,
     RESTART_BACKOFF_FACTOR,
     RESTART_BACKOFF_INITIAL_S,
@@ -153,6 +155,7 @@ class Roster(BaseModel):
     poll_interval_s: float = Field(default=DEFAULT_POLL_INTERVAL_S, gt=0, le=60)
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
     journal_max_bytes: int = Field(default=DEFAULT_JOURNAL_MAX_BYTES, ge=4096)
+    stuck_after_s: float = Field(default=DEFAULT_STUCK_AFTER_S, ge=2 * HEARTBEAT_INTERVAL_S)
     agents: list[AgentSpec] = Field(min_length=1)
 
     _path: Path | None = PrivateAttr(default=None)

@@ -6,12 +6,13 @@ This module stays on the standard library because `agentctl status` must start f
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agentctl.constants import DEFAULT_STUCK_AFTER_S
 from agentctl.fsutil import write_atomic
 
 
@@ -24,6 +25,13 @@ class AgentState(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     CRASHED = "crashed"
+    FATAL = "fatal"  # written by the supervisor: restarted too often, left down
+
+
+# States in which a worker writes its heartbeat; older than `stuck_after_s` means stuck.
+LIVE_STATES = frozenset(
+    {AgentState.STARTING, AgentState.IDLE, AgentState.BUSY, AgentState.STOPPING}
+)
 
 
 @dataclass
@@ -42,6 +50,9 @@ class AgentStatus:
     dead: int = 0
     last_error: str | None = None
     exit_code: int | None = None
+    # The heartbeat is rewritten every second; one older than this means the worker is stuck.
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
+    log_tail: list[str] = field(default_factory=list)  # the last lines of agent.log, when fatal
 
     def to_json_bytes(self) -> bytes:
         """The on-disk form."""

@@ -18,7 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import IO
 
 from agentctl.constants import (
@@ -26,12 +28,23 @@ from agentctl.constants import (
     ENV_CONFIG,
     ENV_INBOX,
     ENV_WORKSPACE,
+    LIVENESS_CHECK_INTERVAL_S,
+    LOG_TAIL_LINES,
     STOP_GRACE_S,
+    WORKER_RESTART_EXIT_CODE,
 )
 from agentctl.control import release_supervisor_lock, take_supervisor_lock
 from agentctl.proc import ProcessRef, die_with_parent, prepare_die_with_parent
 from agentctl.roster import AgentSpec, HandlerKind, RestartPolicy, Roster
-from agentctl.status import AgentState, AgentStatus, iso_now, read_status, write_status
+from agentctl.status import (
+    LIVE_STATES,
+    AgentState,
+    AgentStatus,
+    iso_now,
+    parse_iso,
+    read_status,
+    write_status,
+)
 from agentctl.workspace import Workspace
 
 Spawn = Callable[..., "subprocess.Popen[bytes]"]
@@ -61,6 +74,7 @@ class AgentProcess:
     quick_failures: int = 0
     restarts: int = 0
     last_exit: int | None = None
+    next_liveness_check: float = 0.0
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -225,14 +239,53 @@ class Supervisor:
                 returncode = proc.popen.poll()
                 if returncode is not None:
                     self._on_exit(proc, returncode, now)
+                elif now >= proc.next_liveness_check:
+                    proc.next_liveness_check = now + LIVENESS_CHECK_INTERVAL_S
+                    self._kill_if_stuck(proc)
             elif proc.state is ProcState.BACKOFF and now >= proc.restart_at:
                 proc.restarts += 1
                 self._spawn(proc)
+
+    def _kill_if_stuck(self, proc: AgentProcess) -> None:
+        """SIGKILL a worker whose heartbeat stopped: wedged in C code, stopped, deadlocked.
+
+        Its message stays in processing/ and the next worker counts that attempt. `command`
+        agents write no heartbeat of theirs, so they are left alone.
+        """
+        if proc.spec.handler_kind is HandlerKind.COMMAND or proc.popen is None:
+            return
+        status = read_status(self.workspace.status_path(proc.spec.name))
+        if status is None or status.pid != proc.popen.pid or status.state not in LIVE_STATES:
+            return
+        heartbeat = parse_iso(status.heartbeat_at)
+        if heartbeat is None:
+            return
+        silent_s = (datetime.now(UTC) - heartbeat).total_seconds()
+        if silent_s > status.stuck_after_s:
+            self._note(
+                proc.spec.name,
+                "killed",
+                f"stuck: no heartbeat for {silent_s:.0f} s; killed (SIGKILL)",
+                error=f"no heartbeat for {silent_s:.0f} s",
+            )
+            _signal_group(proc, signal.SIGKILL)
 
     def _on_exit(self, proc: AgentProcess, returncode: int, now: float) -> None:
         name = proc.spec.name
         proc.last_exit = returncode
         ran_s = now - proc.started_at
+        if returncode == WORKER_RESTART_EXIT_CODE and proc.spec.restart is not RestartPolicy.NEVER:
+            # The worker gave up on a handler that overran its timeout and asked for a fresh
+            # process: restart at once, and do not count it as a crash.
+            self._note(
+                name,
+                "exited",
+                "handler overran its timeout; restarting the worker",
+                exit=describe_exit(returncode),
+            )
+            proc.restarts += 1
+            self._spawn(proc)
+            return
         failed = returncode != 0
         self._record_exit(proc, returncode)
         policy = proc.spec.restart
@@ -254,6 +307,7 @@ class Supervisor:
         if proc.quick_failures >= policy_s.max_quick_failures:
             proc.state = ProcState.FATAL
             reason = f"{exit_text}; fatal after {proc.quick_failures} quick failures in a row"
+            self._record_fatal(proc, reason)
             self._note(name, event, exit_text, exit=exit_text, restart=False)
             self._note(name, "fatal", f"{reason}, not restarted (see its agent.log)", error=reason)
             return
@@ -278,6 +332,15 @@ class Supervisor:
             proc.quick_failures = 0
             proc.backoff_s = policy.initial_s
         proc.restart_at = self.clock() + proc.backoff_s
+
+    def _record_fatal(self, proc: AgentProcess, reason: str) -> None:
+        # `status` must say why the agent stays down: the reason and the end of its log.
+        path = self.workspace.status_path(proc.spec.name)
+        status = read_status(path) or AgentStatus(agent=proc.spec.name)
+        status.state = AgentState.FATAL
+        status.last_error = reason
+        status.log_tail = _log_tail(self.workspace.log_path(proc.spec.name), LOG_TAIL_LINES)
+        write_status(path, status)
 
     def _record_exit(self, proc: AgentProcess, returncode: int) -> None:
         path = self.workspace.status_path(proc.spec.name)
@@ -344,6 +407,17 @@ class Supervisor:
         if self._lock_fd is not None:
             release_supervisor_lock(self.workspace, self._lock_fd)
             self._lock_fd = None
+
+
+def _log_tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a log file (reading only its end)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
 def _signal_group(proc: AgentProcess, signum: int) -> None:

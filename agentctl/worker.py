@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -19,12 +20,22 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import CLAIM_BATCH, NOT_BEFORE_HEADER, STALE_TMP_AGE_S, WORKER_LOCK_FILE
+from agentctl.constants import (
+    CLAIM_BATCH,
+    DEFAULT_STUCK_AFTER_S,
+    HANDLER_OVERRUN_GRACE_S,
+    INTERRUPTED_NOTE_FILE,
+    NOT_BEFORE_HEADER,
+    STALE_TMP_AGE_S,
+    WORKER_LOCK_FILE,
+    WORKER_RESTART_EXIT_CODE,
+)
 from agentctl.errors import (
     AgentctlError,
     BadMessageError,
@@ -32,6 +43,7 @@ from agentctl.errors import (
     HandlerTimeoutError,
     NonRetryableError,
 )
+from agentctl.fsutil import write_atomic
 from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, MessageKind, parse_message
 from agentctl.proc import ProcessRef, die_with_parent
@@ -67,6 +79,7 @@ class Worker:
         handler: Handler,
         *,
         poll_interval_s: float,
+        stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
     ) -> None:
         self.workspace = workspace
         self.spec = spec
@@ -79,8 +92,9 @@ class Worker:
         self._delayed: dict[str, float] = {}
         self.watcher = DirectoryWatcher(self.mailbox.new)
         self.reporter = StatusReporter(
-            workspace.status_path(spec.name), _initial_status(workspace, spec)
+            workspace.status_path(spec.name), _initial_status(workspace, spec, stuck_after_s)
         )
+        self.overrun = OverrunGuard(self._on_overrun)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -102,6 +116,7 @@ class Worker:
             self.reporter.update(state=AgentState.STOPPING)
             return 0
         finally:
+            self.overrun.close()
             self.watcher.stop()
             self.handler.close()
             self.reporter.close(AgentState.STOPPED)
@@ -141,11 +156,36 @@ class Worker:
         return max(0.0, min(self.poll_interval_s, until_due_s))
 
     def recover(self) -> None:
-        """Settle processing/ after a crash: each interrupted message has spent an attempt."""
+        """Settle processing/ after a crash: each interrupted message has spent an attempt.
+
+        If the last worker left a note (it gave up on a handler that overran its timeout), the
+        message it names fails as a timeout; any other message left behind was interrupted.
+        """
+        note = _take_note(self.workspace.agent_dir(self.spec.name) / INTERRUPTED_NOTE_FILE)
         for name in self.mailbox.recover():
             log.warning("recovering %s, interrupted when its worker died", name)
             path = self.mailbox.processing / name
-            self._handle_claimed(name, path, interrupted=True)
+            reason = note if note and note.get("file") == name else None
+            self._handle_claimed(name, path, interrupted=True, reason=reason)
+
+    def _on_overrun(self, name: str, message: AgentMessage, limit_s: float) -> None:
+        # Runs on the guard's thread while the handler still holds the main thread: the only
+        # way out of a handler that cannot be interrupted is a fresh process. Say why on disk
+        # first, so the next worker fails the message as a timeout rather than a crash.
+        error = (
+            f"timed out after {self._timeout_s(message):g} s (still running {limit_s:g} s "
+            "later, so the worker was restarted)"
+        )
+        log.error("%s: %s", message.id, error)
+        note = {"file": name, "message_id": message.id, "error": error, "error_kind": "timeout"}
+        try:
+            write_atomic(
+                self.workspace.agent_dir(self.spec.name) / INTERRUPTED_NOTE_FILE,
+                json.dumps(note).encode(),
+            )
+        finally:
+            logging.shutdown()
+            os._exit(WORKER_RESTART_EXIT_CODE)
 
     # -- one message ---------------------------------------------------------------------
 
@@ -155,7 +195,14 @@ class Worker:
         if path is not None:
             self._handle_claimed(name, path, interrupted=False)
 
-    def _handle_claimed(self, name: str, path: Path, *, interrupted: bool) -> None:
+    def _handle_claimed(
+        self,
+        name: str,
+        path: Path,
+        *,
+        interrupted: bool,
+        reason: dict[str, Any] | None = None,
+    ) -> None:
         data: bytes | None = None
         try:
             data = self.mailbox.read(path)
@@ -181,12 +228,17 @@ class Worker:
             "claimed", message, attempt=message.attempt, file=name, sha256=content_digest(data)
         )
         if interrupted:
-            self._fail(name, message, "worker died while handling it", "interrupted")
+            if reason is not None:
+                self._fail(name, message, str(reason["error"]), "timeout")
+            else:
+                self._fail(name, message, "worker died while handling it", "interrupted")
             return
         self.reporter.update(state=AgentState.BUSY, current_message_id=message.id)
         started = time.monotonic()
+        timeout_s = self._timeout_s(message)
+        self.overrun.arm(timeout_s + HANDLER_OVERRUN_GRACE_S, name, message)
         try:
-            result = self.handler.handle(message, timeout_s=self._timeout_s(message))
+            result = self.handler.handle(message, timeout_s=timeout_s)
         except HandlerTimeoutError as exc:
             self._fail(name, message, str(exc), "timeout", _ms_since(started))
         except NonRetryableError as exc:
@@ -199,6 +251,8 @@ class Worker:
             self._fail(name, message, error, "error", _ms_since(started))
         else:
             self._succeed(name, message, result, _ms_since(started))
+        finally:
+            self.overrun.disarm()
 
     def _record(self, event: str, message: AgentMessage | None, **fields: Any) -> None:
         self.workspace.record(event, message, self.spec.name, **fields)
@@ -334,6 +388,64 @@ def verdict_of(result: object) -> str | None:
     return None
 
 
+class OverrunGuard:
+    """Calls `on_overrun(name, message, limit_s)` from its own thread if a handler runs past
+    `limit_s`: the backstop for handlers that ignore their timeout (a synchronous Python
+    handler, an `async def` that blocks its event loop)."""
+
+    def __init__(self, on_overrun: Callable[[str, AgentMessage, float], None]) -> None:
+        self._on_overrun = on_overrun
+        self._cond = threading.Condition()
+        self._armed: tuple[float, float, str, AgentMessage] | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="overrun", daemon=True)
+        self._thread.start()
+
+    def arm(self, limit_s: float, name: str, message: AgentMessage) -> None:
+        """Start the clock for one handler call."""
+        with self._cond:
+            self._armed = (time.monotonic() + limit_s, limit_s, name, message)
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        """The handler returned (or raised) in time."""
+        with self._cond:
+            self._armed = None
+
+    def close(self) -> None:
+        """Stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._armed = None
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                armed = self._armed
+                if armed is None:
+                    self._cond.wait()
+                    continue
+                remaining_s = armed[0] - time.monotonic()
+                if remaining_s > 0:
+                    self._cond.wait(remaining_s)
+                    continue
+                if self._armed is armed:
+                    _, limit_s, name, message = armed
+                    self._on_overrun(name, message, limit_s)
+                    return
+
+
+def _take_note(path: Path) -> dict[str, Any] | None:
+    """Read and remove the note a worker left when it gave up on an overrunning handler."""
+    try:
+        note = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    path.unlink(missing_ok=True)
+    return note if isinstance(note, dict) else None
+
+
 def _seconds_until(when: str | None) -> float:
     """Seconds from now until the ISO time `when` (0 when absent, past or unreadable)."""
     if not when:
@@ -348,7 +460,7 @@ def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
 
 
-def _initial_status(workspace: Workspace, spec: AgentSpec) -> AgentStatus:
+def _initial_status(workspace: Workspace, spec: AgentSpec, stuck_after_s: float) -> AgentStatus:
     # Counters carry over from the previous worker, so `status` shows lifetime totals.
     previous = read_status(workspace.status_path(spec.name))
     me = ProcessRef.of(os.getpid())
@@ -361,6 +473,7 @@ def _initial_status(workspace: Workspace, spec: AgentSpec) -> AgentStatus:
         handled=previous.handled if previous else 0,
         failed=previous.failed if previous else 0,
         dead=previous.dead if previous else 0,
+        stuck_after_s=stuck_after_s,
     )
 
 
@@ -396,7 +509,13 @@ def main(argv: list[str] | None = None) -> int:
 
         workspace = roster.open_workspace(args.workspace)
         handler = build_handler(spec)
-        worker = Worker(workspace, spec, handler, poll_interval_s=roster.poll_interval_s)
+        worker = Worker(
+            workspace,
+            spec,
+            handler,
+            poll_interval_s=roster.poll_interval_s,
+            stuck_after_s=roster.stuck_after_s,
+        )
     except AgentctlError as exc:
         log.error("%s", exc)
         return 2

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from agentctl.roster import Roster
     from agentctl.supervisor import Supervisor
 
+LAST_ERROR_CHARS = 40
+
 _STATE_STYLE = {
     "idle": "green",
     "busy": "cyan",
@@ -26,6 +28,7 @@ _STATE_STYLE = {
     "backoff": "yellow",
     "exited": "dim",
     "fatal": "bold red",
+    "stuck": "bold red",
 }
 
 
@@ -82,8 +85,13 @@ def _activity_cells(row: AgentRow) -> list[str]:
         f"[red]{row.dead_letters}[/]" if row.dead_letters else "0",
         str(row.handled),
         str(row.failed),
-        _escape(row.last_error or ""),
+        # Cut, so a long error does not fold down the screen (`status --json` has it whole).
+        _escape(_clip(row.last_error or "", LAST_ERROR_CHARS)),
     ]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def status_table(overview: Overview) -> Table:
