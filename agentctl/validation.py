@@ -12,6 +12,9 @@ from agentctl.roster import HandlerKind, Roster
 def check_handlers(roster: Roster) -> None:
     """Raise ConfigError (one line per problem) if a python class cannot be imported or an
     exec/command program cannot be found."""
+    from agentctl.handlers.python import allow_imports_from
+
+    allow_imports_from(roster)
     problems = []
     base = roster.path.parent if roster.path else None
     for agent in roster.agents:

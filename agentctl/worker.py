@@ -506,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         roster = load_roster(args.config)
         spec = roster.agent(args.agent)
         from agentctl.handlers import build_handler
+        from agentctl.handlers.python import allow_imports_from
 
+        allow_imports_from(roster)
         workspace = roster.open_workspace(args.workspace)
         handler = build_handler(spec)
         worker = Worker(

@@ -6,12 +6,13 @@ import asyncio
 import importlib
 import inspect
 import json
+import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from agentctl.agent import BaseAgent
 from agentctl.errors import ConfigError, HandlerError, HandlerTimeoutError
-from agentctl.roster import AgentSpec
+from agentctl.roster import AgentSpec, Roster
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
@@ -19,13 +20,19 @@ if TYPE_CHECKING:
     from agentctl.message import AgentMessage
 
 
-def load_agent(spec: AgentSpec) -> BaseAgent:
-    """Import and construct the agent class a `python:` spec names.
+def allow_imports_from(roster: Roster) -> None:
+    """Make modules beside the roster importable, as its agents' `python:` handlers expect.
 
-    A class whose constructor takes `name`/`role`/`expertise` gets the roster's values; one
-    that takes no arguments (like the seed's SecurityReviewer) sets its own. The roster's name
-    always wins, and its role and expertise win when given.
+    Workers run in the roster's directory; commands run wherever the user is.
     """
+    if roster.path is not None:
+        directory = str(roster.path.parent)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+
+
+def agent_class(spec: AgentSpec) -> type[BaseAgent]:
+    """Import the BaseAgent subclass a `python:` spec names (ConfigError if it is not one)."""
     assert spec.python is not None
     module_name, _, class_name = spec.python.partition(":")
     try:
@@ -35,6 +42,17 @@ def load_agent(spec: AgentSpec) -> BaseAgent:
     cls = getattr(module, class_name, None)
     if not (inspect.isclass(cls) and issubclass(cls, BaseAgent)):
         raise ConfigError(f"agent {spec.name!r}: {spec.python} is not a BaseAgent subclass")
+    return cls
+
+
+def load_agent(spec: AgentSpec) -> BaseAgent:
+    """Import and construct the agent class a `python:` spec names.
+
+    A class whose constructor takes `name`/`role`/`expertise` gets the roster's values; one
+    that takes no arguments (like the seed's SecurityReviewer) sets its own. The roster's name
+    always wins, and its role and expertise win when given.
+    """
+    cls = agent_class(spec)
     params = inspect.signature(cls).parameters
     offered: dict[str, Any] = {
         "name": spec.name,
