@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("agentctl.cli.run_cmds", "run"),
     "stop": ("agentctl.cli.run_cmds", "stop"),
     "send": ("agentctl.cli.send_cmd", "send"),
+    "route": ("agentctl.cli.route_cmd", "route"),
     "status": ("agentctl.cli.status_cmd", "status"),
     "tail": ("agentctl.cli.journal_cmds", "tail"),
     "replay": ("agentctl.cli.journal_cmds", "replay"),

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from agentctl.deadletters import DeadLetter
     from agentctl.history import MessageTrace, Thread
+    from agentctl.routing import Candidate
 
 Record = dict[str, Any]
 
@@ -68,6 +69,9 @@ def describe(record: Record) -> str:
         return f"{get('error_kind')}: {get('error')}"
     if event == "requeued":
         return f"from dead/ to new/ (was: {get('previous_error')})"
+    if event == "routed":
+        scores = ", ".join(f"{c['agent']} {c['score']:.2f}" for c in get("candidates") or [])
+        return f"{get('mode')} to {', '.join(get('chosen') or [])} ({scores})"
     if event in ("started", "restarted"):
         return f"pid {get('pid')}"
     if event in ("crashed", "exited", "stopped"):
@@ -178,6 +182,24 @@ def _mermaid_text(text: str, limit: int = 120) -> str:
     # Mermaid ends a message at ';' or a newline, and '#' starts an entity.
     text = " ".join(text.split()).replace(";", ",").replace("#", "no. ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def route_table(candidates: list[Candidate], *, floor: float, threshold: float) -> Table:
+    """`agentctl route`: every agent's score, best first."""
+    from rich.table import Table
+
+    table = Table(title="routing scores (keyword overlap with expertise)", title_justify="left")
+    for column in ("agent", "score", f"--route (>= {floor:g})", f"--fanout (>= {threshold:g})"):
+        table.add_column(column)
+    for index, candidate in enumerate(candidates):
+        routed = index == 0 and candidate.score >= floor
+        table.add_row(
+            candidate.name,
+            f"{candidate.score:.2f}",
+            "[green]yes[/]" if routed else "",
+            "[green]yes[/]" if candidate.score >= threshold else "",
+        )
+    return table
 
 
 def dead_table(letters: list[DeadLetter]) -> Table:

@@ -12,22 +12,40 @@ from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
 from agentctl.errors import AgentctlError
 from agentctl.priority import Priority
 
+KeywordsOpt = Annotated[
+    str | None,
+    typer.Option("--keywords", "-k", help="Comma-separated keywords, e.g. auth,injection."),
+]
+
 
 def send(
-    to: Annotated[str, typer.Argument(help="The agent to send to.")],
-    content: Annotated[
-        str,
-        typer.Argument(help="The content: text, a JSON object or array, '-' for stdin, or @FILE."),
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[TO] CONTENT",
+            help="The agent to send to (not with --route/--fanout), then the content: text, "
+            "a JSON object or array, '-' for stdin, or @FILE.",
+            show_default=False,
+        ),
     ],
-    keywords: Annotated[
-        str | None,
-        typer.Option("--keywords", "-k", help="Comma-separated keywords, e.g. auth,injection."),
-    ] = None,
+    keywords: KeywordsOpt = None,
     priority: Annotated[Priority, typer.Option("--priority", "-p")] = Priority.NORMAL,
     thread: Annotated[str | None, typer.Option("--thread", help="Join this thread id.")] = None,
     text: Annotated[
         bool, typer.Option("--text", help="Send CONTENT as a string even if it looks like JSON.")
     ] = False,
+    route: Annotated[
+        bool, typer.Option("--route", help="Send to the agent that scores the keywords best.")
+    ] = False,
+    fanout: Annotated[
+        bool, typer.Option("--fanout", help="Send to every agent scoring at least --threshold.")
+    ] = False,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="With --fanout: the lowest score that gets it.")
+    ] = 0.5,
+    floor: Annotated[
+        float, typer.Option("--floor", help="With --route: the lowest score that may win.")
+    ] = 0.3,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the reply and print it.")] = False,
     timeout_s: Annotated[
         float, typer.Option("--timeout-s", help="With --wait, give up after this long.")
@@ -36,7 +54,7 @@ def send(
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Send CONTENT to agent TO; print the message id (or, with --wait, the reply)."""
+    """Send CONTENT to agent TO (or route it); print the message id (or, with --wait, the reply)."""
     from agentctl.cli.options import open_full, open_light
     from agentctl.cli.render import print_json, print_note
     from agentctl.control import supervisor_is_running
@@ -44,39 +62,110 @@ def send(
     from agentctl.rosterfile import find_config
     from agentctl.router import WorkspaceRouter, user_message
 
-    validate_agent_name(to)
-    if find_config(config) is not None:
+    routed = route or fanout
+    if route and fanout:
+        raise typer.BadParameter("give --route or --fanout, not both")
+    if len(args) != (1 if routed else 2):
+        raise typer.BadParameter(
+            "expected CONTENT only with --route/--fanout" if routed else "expected TO and CONTENT"
+        )
+    content = _read_content(args[-1], as_text=text)
+    fields: dict[str, Any] = {
+        "priority": priority,
+        "keywords": [k.strip() for k in keywords.split(",") if k.strip()] if keywords else [],
+    }
+    if thread:
+        fields["thread_id"] = thread
+    if routed:
         roster, ws = open_full(config, workspace)
-        roster.agent(to)
+        targets, fields["thread_id"] = _route(
+            roster, ws, content, fields, fanout=fanout, threshold=threshold, floor=floor
+        )
     else:
-        ws, names = open_light(config, workspace)
-        if to not in names:
-            raise AgentctlError(f"{ws.root}: no agent named {to!r} (and no roster to say so)")
+        to = validate_agent_name(args[0])
+        if find_config(config) is not None:
+            roster, ws = open_full(config, workspace)
+            roster.agent(to)
+        else:
+            ws, names = open_light(config, workspace)
+            if to not in names:
+                raise AgentctlError(f"{ws.root}: no agent named {to!r} (and no roster to say so)")
+        targets = [to]
     router = WorkspaceRouter.of(ws)
-    message = user_message(
-        to,
-        _read_content(content, as_text=text),
-        priority=priority,
-        keywords=[k.strip() for k in keywords.split(",") if k.strip()] if keywords else [],
-        **({"thread_id": thread} if thread else {}),
-    )
-    path = router.send(message)
+    messages = [user_message(to, content, **fields) for to in targets]
+    paths = [router.send(message) for message in messages]
     if not supervisor_is_running(ws):
-        print_note(f"no supervisor is running on {ws.root}; the message waits in {path.parent}")
+        print_note(f"no supervisor is running on {ws.root}; the message waits in {paths[0].parent}")
     if not wait:
-        print_json(
-            {"id": message.id, "thread_id": message.thread_id, "path": str(path)}
-        ) if json_out else print(message.id)
+        if json_out:
+            sent = [
+                {"id": m.id, "to": m.to_agent, "thread_id": m.thread_id, "path": str(p)}
+                for m, p in zip(messages, paths, strict=True)
+            ]
+            print_json(sent[0] if not fanout else sent)
+        else:
+            for message in messages:
+                print(message.id)
         return
-    reply = router.wait_for_reply(message, timeout_s=timeout_s)
-    if json_out:
-        print_json(reply.model_dump(mode="json"))
-    elif isinstance(reply.content, str):
-        print(reply.content)
+    replies = [router.wait_for_reply(message, timeout_s=timeout_s) for message in messages]
+    if fanout:
+        # One answer per reviewer, keyed by agent.
+        print_json(
+            {r.from_agent: (r.model_dump(mode="json") if json_out else r.content) for r in replies}
+        )
+    elif json_out:
+        print_json(replies[0].model_dump(mode="json"))
+    elif isinstance(replies[0].content, str):
+        print(replies[0].content)
     else:
-        print_json(reply.content)
-    if _is_failure(reply.content):
+        print_json(replies[0].content)
+    if any(_is_failure(reply.content) for reply in replies):
         raise typer.Exit(1)
+
+
+def _route(
+    roster: Any,
+    ws: Any,
+    content: Any,
+    fields: dict[str, Any],
+    *,
+    fanout: bool,
+    threshold: float,
+    floor: float,
+) -> tuple[list[str], str]:
+    """Choose the recipients and journal the decision with every candidate's score."""
+    from agentctl.handlers.python import task_of
+    from agentctl.ids import new_id
+    from agentctl.router import user_message
+    from agentctl.routing import TaskRouter, explain, roster_candidates
+
+    # Score the task exactly as an agent will see it (content fields plus keywords).
+    task = task_of(user_message(roster.agents[0].name, content, **fields))
+    router = TaskRouter(roster_candidates(roster), floor=floor)
+    candidates = explain(router, task)
+    if fanout:
+        chosen = [agent.name for agent in router.route_multi(task, threshold)]
+        if not chosen:
+            best = candidates[0] if candidates else None
+            raise AgentctlError(
+                f"no agent scores {threshold:g} or more for keywords {task.get('keywords')}"
+                + (f" (best: {best.name} at {best.score:.2f})" if best else "")
+                + "; nothing sent (see `agentctl route`)"
+            )
+    else:
+        chosen = [router.route(task).name]
+    thread_id = str(fields.get("thread_id") or new_id())
+    ws.journal.append(
+        "routed",
+        agent="user",
+        thread_id=thread_id,
+        mode="fanout" if fanout else "route",
+        keywords=task.get("keywords"),
+        threshold=threshold if fanout else floor,
+        candidates=[c.to_json() for c in candidates],
+        chosen=chosen,
+    )
+    return chosen, thread_id
 
 
 def _read_content(content: str, *, as_text: bool) -> Any:

@@ -1,0 +1,148 @@
+"""Score-based routing: the seed's TaskRouter, and `agentctl route` / `send --route|--fanout`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl import BaseAgent
+from agentctl.routing import NoConfidentAgentError, TaskRouter
+from tests.conftest import run_cli, write_roster
+
+
+class Reviewer(BaseAgent):
+    async def process(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        return {"reviewed": task}
+
+
+def agents() -> list[BaseAgent]:
+    return [
+        Reviewer("security", "holes", ["authentication", "authorization", "injection", "xss"]),
+        Reviewer("perf", "finds slowness", ["latency", "caching"]),
+        Reviewer("auth", "auth only", ["authentication", "injection"]),
+    ]
+
+
+def test_route_picks_the_best_scoring_agent() -> None:
+    router = TaskRouter(agents())
+    assert router.route({"keywords": ["authentication", "injection"]}).name == "auth"
+    assert router.route({"keywords": ["caching"]}).name == "perf"
+
+
+def test_route_refuses_below_the_floor_with_a_value_error_as_in_the_seed() -> None:
+    router = TaskRouter(agents())
+    with pytest.raises(ValueError, match="No agent confident enough"):
+        router.route({"keywords": ["xss"]})  # security scores 0.25 < 0.3
+    with pytest.raises(NoConfidentAgentError):
+        TaskRouter([]).route({"keywords": ["x"]})
+    assert TaskRouter(agents(), floor=0.25).route({"keywords": ["xss"]}).name == "security"
+
+
+def test_route_multi_returns_every_agent_at_or_above_the_threshold() -> None:
+    router = TaskRouter(agents())
+    task = {"keywords": ["authentication", "injection"]}
+    assert [a.name for a in router.route_multi(task)] == ["auth", "security"]  # 1.0, 0.5
+    assert [a.name for a in router.route_multi(task, threshold=0.6)] == ["auth"]
+    assert router.route_multi({"keywords": []}) == []
+
+
+def test_an_agent_can_override_its_score() -> None:
+    class Eager(Reviewer):
+        def can_handle(self, task: dict[str, Any]) -> float:
+            return 0.9 if "urgent" in str(task.get("content")) else 0.0
+
+    router = TaskRouter([*agents(), Eager("eager", "", [])])
+    assert router.route({"content": "urgent fix", "keywords": ["caching"]}).name == "eager"
+    assert router.route({"content": "later", "keywords": ["caching"]}).name == "perf"
+
+
+ROSTER = """\
+    - name: security
+      expertise: [authentication, authorization, injection, xss]
+      python: agentctl.agents.echo:EchoAgent
+    - name: perf
+      expertise: [latency, caching]
+      python: agentctl.agents.echo:EchoAgent
+    - name: eager
+      python: eager_agent:Eager
+"""
+
+EAGER = '''
+from agentctl import BaseAgent
+
+class Eager(BaseAgent):
+    def __init__(self, name="eager", role="", expertise=None):
+        super().__init__(name, role, expertise or [])
+
+    def can_handle(self, task):
+        return 0.95 if "urgent" in task.get("keywords", []) else 0.0
+
+    async def process(self, task, context):
+        return {"eager": task["content"]}
+'''
+
+
+def _journal(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "workspace" / ".agentctl" / "journal" / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_route_explains_without_sending(tmp_path: Path) -> None:
+    write_roster(tmp_path, ROSTER)
+    (tmp_path / "eager_agent.py").write_text(EAGER)
+    result = run_cli("route", "-k", "authentication,injection", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    decision = json.loads(result.stdout)
+    assert decision["candidates"][0] == {"agent": "security", "score": 0.5}
+    assert decision["route"] == "security" and decision["fanout"] == ["security"]
+    # A python agent's own can_handle is used (its class is loaded from the roster's folder).
+    urgent = json.loads(run_cli("route", "-k", "urgent", "--json", cwd=tmp_path).stdout)
+    assert urgent["route"] == "eager"
+    table = run_cli("route", "-k", "nothing", cwd=tmp_path)
+    assert table.returncode == 0 and "no agent reaches the floor" in table.stdout
+    assert not (tmp_path / "workspace").exists() or not any(
+        (tmp_path / "workspace").glob("*/inbox/new/*")
+    )
+
+
+def test_send_route_and_fanout_deliver_and_journal_the_decision(
+    tmp_path: Path, supervised
+) -> None:
+    write_roster(tmp_path, ROSTER)
+    (tmp_path / "eager_agent.py").write_text(EAGER)
+    supervised(tmp_path).wait_ready(["security", "perf", "eager"])
+
+    routed = run_cli("send", "--route", "-k", "caching", "fast?", "--wait", cwd=tmp_path)
+    assert routed.returncode == 0, routed.stderr
+    assert json.loads(routed.stdout)["agent"] == "perf"
+
+    fanned = run_cli(
+        "send", "--fanout", "--threshold", "0.25", "-k", "xss,latency", "look", "--wait",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert fanned.returncode == 0, fanned.stderr
+    assert sorted(json.loads(fanned.stdout)) == ["perf", "security"]
+
+    decisions = [e for e in _journal(tmp_path) if e["event"] == "routed"]
+    assert [d["mode"] for d in decisions] == ["route", "fanout"]
+    assert decisions[0]["chosen"] == ["perf"]
+    assert {c["agent"] for c in decisions[0]["candidates"]} == {"security", "perf", "eager"}
+    assert decisions[1]["chosen"] == ["perf", "security"]
+    # The fan-out's messages share the thread the decision was journaled under.
+    sent = [e for e in _journal(tmp_path) if e["event"] == "sent" and e["agent"] == "user"]
+    assert {e["thread_id"] for e in sent[-2:]} == {decisions[1]["thread_id"]}
+
+
+def test_no_confident_agent_is_one_clear_error_and_nothing_is_sent(tmp_path: Path) -> None:
+    write_roster(tmp_path, ROSTER)
+    (tmp_path / "eager_agent.py").write_text(EAGER)
+    for mode in ("--route", "--fanout"):
+        result = run_cli("send", mode, "-k", "gardening", "help", cwd=tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.count("error:") == 1, result.stderr
+    assert not any((tmp_path / "workspace").glob("*/inbox/new/*"))
+    usage = run_cli("send", "--route", "security", "two args", cwd=tmp_path)
+    assert usage.returncode == 2 and "CONTENT only" in usage.stderr
