@@ -26,6 +26,7 @@ _EXPORTS = {
     "NonRetryableError": "agentctl.errors",
     "Verdict": "agentctl.verdict",
     "ResilientOrchestrator": "agentctl.orchestrator",
+    "TaskRouter": "agentctl.routing",
 }
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from agentctl.priority import Priority
     from agentctl.roster import load_roster
     from agentctl.router import WorkspaceRouter
+    from agentctl.routing import TaskRouter
     from agentctl.verdict import Verdict
     from agentctl.workspace import Workspace
 
@@ -49,6 +51,7 @@ __all__ = [
     "NonRetryableError",
     "Priority",
     "ResilientOrchestrator",
+    "TaskRouter",
     "Verdict",
     "Workspace",
     "WorkspaceRouter",

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agentctl import BaseAgent
-from agentctl.routing import NoConfidentAgentError, TaskRouter
+from agentctl import BaseAgent, TaskRouter
+from agentctl.routing import NoConfidentAgentError
 from tests.conftest import run_cli, write_roster
 
 
