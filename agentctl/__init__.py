@@ -27,6 +27,7 @@ _EXPORTS = {
     "Verdict": "agentctl.verdict",
     "ResilientOrchestrator": "agentctl.orchestrator",
     "TaskRouter": "agentctl.routing",
+    "Pipeline": "agentctl.pipeline",
 }
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from agentctl.mailbox import Mailbox
     from agentctl.message import AgentMessage, MessageKind
     from agentctl.orchestrator import ResilientOrchestrator
+    from agentctl.pipeline import Pipeline
     from agentctl.priority import Priority
     from agentctl.roster import load_roster
     from agentctl.router import WorkspaceRouter
@@ -49,6 +51,7 @@ __all__ = [
     "Mailbox",
     "MessageKind",
     "NonRetryableError",
+    "Pipeline",
     "Priority",
     "ResilientOrchestrator",
     "TaskRouter",

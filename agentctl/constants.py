@@ -16,7 +16,13 @@ MESSAGE_ID_RE = re.compile(MESSAGE_ID_PATTERN)
 # The pseudo-agent that stands for a person at the command line.
 USER_AGENT = "user"
 # Reserved for later layers (human escalations); refused as roster agent names today.
-RESERVED_AGENT_NAMES = frozenset({USER_AGENT, "human"})
+HUMAN_AGENT = "human"  # escalations wait in its inbox for a person to resolve them
+PIPELINE_AGENT = "pipeline"  # the conductor of pipeline runs; `send pipeline:NAME` goes there
+RESERVED_AGENT_NAMES = frozenset({USER_AGENT, HUMAN_AGENT, PIPELINE_AGENT})
+PIPELINE_HEADER = "pipeline"  # on a start message: which pipeline to run
+STAGE_HEADER = "pipeline_stage"  # on a stage's message: "<run>/<stage index>"
+HALT_FILE = "halted.json"  # under CONTROL_DIR: while it exists, no agent claims new work
+DEFAULT_ESCALATION_OVERDUE_S = 3600.0
 
 DEFAULT_CONFIG_FILE = "agents.yaml"
 DEFAULT_WORKSPACE_DIR = "workspace"

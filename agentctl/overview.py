@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agentctl.constants import PIPELINE_AGENT
 from agentctl.control import SupervisorInfo, supervisor_info
 from agentctl.proc import ProcessRef
 from agentctl.status import LIVE_STATES, AgentStatus, parse_iso, read_status
@@ -54,23 +55,38 @@ class Overview:
     workspace: str
     supervisor: SupervisorInfo
     agents: list[AgentRow]
+    halted: dict[str, Any] | None  # why no agent claims new work, while halted
+    escalations: dict[str, int]  # {"open": N, "overdue": M}
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` document."""
         return {
             "workspace": self.workspace,
             "supervisor": asdict(self.supervisor),
+            "halted": self.halted,
+            "escalations": self.escalations,
             "agents": [row.to_json() for row in self.agents],
         }
 
 
 def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
     """Read every agent's status and inbox depth."""
+    from agentctl.escalation import open_escalations
+    from agentctl.halt import halted_state
+
     now = datetime.now(UTC)
+    if PIPELINE_AGENT not in names and workspace.has_agent(PIPELINE_AGENT):
+        names = [*names, PIPELINE_AGENT]  # the conductor runs beside the roster's agents
+    escalations = open_escalations(workspace)
     return Overview(
         workspace=str(workspace.root),
         supervisor=supervisor_info(workspace),
         agents=[_row(workspace, name, now) for name in names],
+        halted=halted_state(workspace),
+        escalations={
+            "open": len(escalations),
+            "overdue": sum(1 for e in escalations if e.overdue),
+        },
     )
 
 

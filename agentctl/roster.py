@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from agentctl.constants import (
+    DEFAULT_ESCALATION_OVERDUE_S,
     DEFAULT_JOURNAL_MAX_BYTES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -29,6 +30,7 @@ from agentctl.constants import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_WORKSPACE_DIR,
     HEARTBEAT_INTERVAL_S,
+    PIPELINE_AGENT,
     RESERVED_AGENT_NAMES,
     RESTART_BACKOFF_FACTOR,
     RESTART_BACKOFF_INITIAL_S,
@@ -156,7 +158,10 @@ class Roster(BaseModel):
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
     journal_max_bytes: int = Field(default=DEFAULT_JOURNAL_MAX_BYTES, ge=4096)
     stuck_after_s: float = Field(default=DEFAULT_STUCK_AFTER_S, ge=2 * HEARTBEAT_INTERVAL_S)
+    escalation_overdue_s: float = Field(default=DEFAULT_ESCALATION_OVERDUE_S, gt=0)
     agents: list[AgentSpec] = Field(min_length=1)
+    # name -> stages; a stage is an agent, or a list of agents that run in parallel.
+    pipelines: dict[str, list[str | list[str]]] = Field(default_factory=dict)
 
     _path: Path | None = PrivateAttr(default=None)
 
@@ -168,6 +173,51 @@ class Roster(BaseModel):
                 raise ValueError(f"agent name {agent.name!r} is used twice")
             seen.add(agent.name)
         return self
+
+    @model_validator(mode="after")
+    def _pipelines_name_agents(self) -> Roster:
+        for name, stages in self.pipelines.items():
+            validate_agent_name(name, where=f"pipelines.{name}")
+            if not stages:
+                raise ValueError(f"pipeline {name!r} has no stages")
+            for index, stage in enumerate(stages):
+                agents = [stage] if isinstance(stage, str) else stage
+                if not agents:
+                    raise ValueError(f"pipeline {name!r}: stage {index} is an empty list")
+                for agent in agents:
+                    if agent not in self.names:
+                        raise ValueError(
+                            f"pipeline {name!r}: stage {index}: no agent named {agent!r} "
+                            f"(agents: {', '.join(self.names)})"
+                        )
+                if len(set(agents)) != len(agents):
+                    raise ValueError(f"pipeline {name!r}: stage {index} names an agent twice")
+        return self
+
+    def stages(self, pipeline: str) -> list[list[str]]:
+        """The stages of a pipeline, each a list of agents; ConfigError if there is none."""
+        if pipeline not in self.pipelines:
+            known = ", ".join(self.pipelines) or "none"
+            raise ConfigError(
+                f"{self._path or 'the roster'}: no pipeline named {pipeline!r} (pipelines: {known})"
+            )
+        return [[s] if isinstance(s, str) else list(s) for s in self.pipelines[pipeline]]
+
+    def conductor_spec(self) -> AgentSpec:
+        """The conductor of pipeline runs, run by `agentctl run` like an agent."""
+        return AgentSpec.model_construct(
+            name=PIPELINE_AGENT,
+            role="Conducts pipeline runs: dispatches stages, joins verdicts, escalates",
+            expertise=[],
+            python="agentctl.conductor:Conductor",
+            exec=None,
+            command=None,
+            timeout_s=DEFAULT_TIMEOUT_S,
+            max_attempts=DEFAULT_MAX_ATTEMPTS,
+            retry=RetryPolicy(),
+            restart=RestartPolicy.ALWAYS,
+            restart_backoff=RestartBackoff(),
+        )
 
     @property
     def path(self) -> Path | None:
@@ -199,6 +249,8 @@ class Roster(BaseModel):
         for agent in self.agents:
             if agent.name == name:
                 return agent
+        if name == PIPELINE_AGENT and self.pipelines:
+            return self.conductor_spec()
         where = self._path or "the roster"
         known = ", ".join(self.names)
         raise ConfigError(f"{where}: no agent named {name!r} (agents: {known})")

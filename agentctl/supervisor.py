@@ -30,6 +30,7 @@ from agentctl.constants import (
     ENV_WORKSPACE,
     LIVENESS_CHECK_INTERVAL_S,
     LOG_TAIL_LINES,
+    PIPELINE_AGENT,
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
 )
@@ -111,6 +112,8 @@ class Supervisor:
         self.roster = roster
         self.workspace = workspace
         names = list(agents) if agents else roster.names
+        if roster.pipelines and not agents:
+            names.append(PIPELINE_AGENT)  # the conductor of pipeline runs
         self.agents = {name: AgentProcess(spec=roster.agent(name)) for name in names}
         self.clock = clock
         self.spawn = spawn

@@ -32,6 +32,7 @@ from agentctl.constants import (
     HANDLER_OVERRUN_GRACE_S,
     INTERRUPTED_NOTE_FILE,
     NOT_BEFORE_HEADER,
+    PIPELINE_AGENT,
     STALE_TMP_AGE_S,
     WORKER_LOCK_FILE,
     WORKER_RESTART_EXIT_CODE,
@@ -44,6 +45,7 @@ from agentctl.errors import (
     NonRetryableError,
 )
 from agentctl.fsutil import write_atomic
+from agentctl.handlers import NO_REPLY
 from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, MessageKind, parse_message
 from agentctl.proc import ProcessRef, die_with_parent
@@ -105,6 +107,9 @@ class Worker:
             self.reporter.start()
             self.mailbox.clean_tmp(STALE_TMP_AGE_S)
             self.recover()
+            on_start = getattr(self.handler, "on_start", None)
+            if on_start is not None:
+                on_start()  # e.g. the conductor takes up its unfinished runs
             self.watcher.start()
             if not self.watcher.native:
                 log.warning(
@@ -131,13 +136,17 @@ class Worker:
         while not self.stopping.is_set():
             self.watcher.clear()
             names = self._due(self.mailbox.list_new())
+            halted = False
             for name in names[:CLAIM_BATCH]:
                 if self.stopping.is_set():
                     return
+                if self.workspace.is_halted():
+                    halted = True  # the HALT verdict: claim nothing until `agentctl resume`
+                    break
                 self.process(name)
-            if not names:
+            if not names or halted:
                 self.reporter.update(state=AgentState.IDLE, current_message_id=None)
-                self.watcher.wait(self._idle_wait_s())
+                self.watcher.wait(self.poll_interval_s if halted else self._idle_wait_s())
 
     def _due(self, names: list[str]) -> list[str]:
         # Messages waiting out a retry delay stay in new/ (visible, in order) but are skipped.
@@ -269,8 +278,9 @@ class Worker:
     ) -> None:
         # Reply before ack: a crash in between redelivers the request, and the reply's derived
         # id makes the second delivery a no-op.
+        answer = message.kind is MessageKind.TASK and result is not NO_REPLY
         try:
-            reply_id = self._reply(message, result) if message.kind is MessageKind.TASK else None
+            reply_id = self._reply(message, result) if answer else None
         except (AgentctlError, OSError) as exc:  # e.g. a result over max_message_bytes
             self._fail(name, message, f"cannot deliver the result: {exc}", "error", duration_ms)
             return
@@ -282,7 +292,7 @@ class Worker:
             file=name,
             duration_ms=duration_ms,
             result_id=reply_id,
-            verdict=verdict_of(result),
+            verdict=verdict_of(result) if answer else None,
         )
         self.reporter.count(handled=1)
 
@@ -510,7 +520,13 @@ def main(argv: list[str] | None = None) -> int:
 
         allow_imports_from(roster)
         workspace = roster.open_workspace(args.workspace)
-        handler = build_handler(spec)
+        handler: Handler
+        if spec.name == PIPELINE_AGENT:
+            from agentctl.conductor import ConductorHandler
+
+            handler = ConductorHandler(roster, workspace)
+        else:
+            handler = build_handler(spec)
         worker = Worker(
             workspace,
             spec,

@@ -22,6 +22,7 @@ from agentctl.constants import (
     CONTROL_DIR,
     DEFAULT_JOURNAL_MAX_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
+    HALT_FILE,
     INBOX_DIR,
     JOURNAL_DIR,
     LOG_FILE,
@@ -57,11 +58,21 @@ class Workspace:
         self.journal_max_bytes = journal_max_bytes
         self._ensured: dict[str, Mailbox] = {}
         self._journal: Journal | None = None
+        self._halt_path_s = str(self.root / CONTROL_DIR / HALT_FILE)
 
     @property
     def control_dir(self) -> Path:
         """`.agentctl/`: supervisor lock and pid file."""
         return self.root / CONTROL_DIR
+
+    @property
+    def halt_path(self) -> Path:
+        """`.agentctl/halted.json`: present while the workspace is halted."""
+        return self.control_dir / HALT_FILE
+
+    def is_halted(self) -> bool:
+        """Whether agents must not claim new work (checked before every claim: one stat)."""
+        return os.path.exists(self._halt_path_s)
 
     @property
     def journal_dir(self) -> Path:

@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("agentctl.cli.journal_cmds", "replay"),
     "verify": ("agentctl.cli.journal_cmds", "verify"),
     "dead": ("agentctl.cli.dead_cmds", "app"),
+    "pipeline": ("agentctl.cli.pipeline_cmds", "app"),
+    "escalations": ("agentctl.cli.pipeline_cmds", "escalations"),
+    "resolve": ("agentctl.cli.pipeline_cmds", "resolve"),
+    "halt": ("agentctl.cli.pipeline_cmds", "halt"),
+    "resume": ("agentctl.cli.pipeline_cmds", "resume"),
 }
 
 

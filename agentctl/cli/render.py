@@ -100,6 +100,18 @@ def status_table(overview: Overview) -> Table:
 
     sup = overview.supervisor
     caption = f"supervisor: running (pid {sup.pid})" if sup.running else "supervisor: not running"
+    if overview.halted:
+        caption += (
+            f"\n[bold red]HALTED[/]: {_escape(str(overview.halted.get('reason')))} "
+            "(`agentctl resume` lifts it)"
+        )
+    open_count, overdue = overview.escalations["open"], overview.escalations["overdue"]
+    if open_count:
+        caption += (
+            f"\nescalations: {open_count} open"
+            + (f", [red]{overdue} overdue[/]" if overdue else "")
+            + " (`agentctl escalations`)"
+        )
     table = Table(title=f"workspace {overview.workspace}", caption=caption, title_justify="left")
     for column in (
         "agent",

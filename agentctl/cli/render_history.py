@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
     from agentctl.deadletters import DeadLetter
+    from agentctl.escalation import Escalation
     from agentctl.history import MessageTrace, Thread
     from agentctl.routing import Candidate
 
@@ -236,4 +237,69 @@ def compare_table(original_id: str, recorded: Any, resent_id: str, result: Any) 
         return _escape(text)
 
     table.add_row(pretty(recorded), pretty(result))
+    return table
+
+
+def outcome_table(outcome: dict[str, Any]) -> Table:
+    """A pipeline run's outcome: each stage's agents and verdict, then the verdict of all."""
+    from rich.table import Table
+
+    verdict = str(outcome.get("verdict") or "")
+    style = _VERDICT_STYLE.get(verdict, "")
+    title = (
+        f"run {outcome.get('run')} ({outcome.get('pipeline')}): "
+        f"[bold]{outcome.get('outcome') or outcome.get('status')}[/], "
+        f"verdict [{style}]{verdict}[/]"
+        if style
+        else verdict
+    )
+    reason = outcome.get("reason")
+    table = Table(
+        title=title, caption=_escape(str(reason)) if reason else None, title_justify="left"
+    )
+    for column in ("stage", "agents", "verdict", "results"):
+        table.add_column(column, overflow="fold")
+    for stage in outcome.get("stages") or []:
+        stage_verdict = str(stage.get("verdict") or "-")
+        results = stage.get("results") or {}
+        table.add_row(
+            str(stage.get("stage")),
+            ", ".join(stage.get("agents") or []),
+            f"[{_VERDICT_STYLE.get(stage_verdict, '')}]{stage_verdict}[/]"
+            if stage_verdict in _VERDICT_STYLE
+            else stage_verdict,
+            _escape(_content_text(results, limit=80)) if results else "",
+        )
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    """`agentctl pipeline list`."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(runs)} pipeline run(s)", title_justify="left")
+    for column in ("run", "pipeline", "status", "stage", "verdict", "flags", "started", "reason"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        table.add_row(
+            run["run"], run["pipeline"], run["status"], f"{run['stage']}/{run['stages']}",
+            run["verdict"], str(run["flags"]), str(run["started_at"])[:19],
+            _escape(str(run["reason"] or "")),
+        )  # fmt: skip
+    return table
+
+
+def escalations_table(escalations: list[Escalation]) -> Table:
+    """`agentctl escalations`."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(escalations)} open escalation(s)", title_justify="left")
+    for column in ("id", "run", "pipeline", "stage", "agents", "age", "reason"):
+        table.add_column(column, overflow="fold")
+    for e in escalations:
+        age = f"{e.age_s / 60:.0f}m" + (" [red]overdue[/]" if e.overdue else "")
+        table.add_row(
+            e.id, e.run or "-", e.pipeline or "-", str(e.stage), ", ".join(e.agents), age,
+            _escape(e.reason or ""),
+        )  # fmt: skip
     return table

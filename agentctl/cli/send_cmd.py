@@ -23,8 +23,9 @@ def send(
         list[str],
         typer.Argument(
             metavar="[TO] CONTENT",
-            help="The agent to send to (not with --route/--fanout), then the content: text, "
-            "a JSON object or array, '-' for stdin, or @FILE.",
+            help="The agent to send to (`pipeline:NAME` starts a pipeline run; none with "
+            "--route/--fanout), then the content: text, a JSON object or array, '-' for stdin, "
+            "or @FILE.",
             show_default=False,
         ),
     ],
@@ -76,6 +77,18 @@ def send(
     }
     if thread:
         fields["thread_id"] = thread
+    if not routed and args[0].startswith("pipeline:"):
+        from agentctl.cli.pipeline_cmds import start_run, wait_and_show
+
+        roster, ws = open_full(config, workspace)
+        message, path = start_run(roster, ws, args[0].partition(":")[2], content, fields)
+        if not supervisor_is_running(ws):
+            print_note(f"no supervisor is running on {ws.root}; the run waits in {path.parent}")
+        if wait:
+            wait_and_show(ws, message, timeout_s=timeout_s, json_out=json_out)
+        else:
+            print_json({"id": message.id, "run": message.id}) if json_out else print(message.id)
+        return
     if routed:
         roster, ws = open_full(config, workspace)
         targets, fields["thread_id"] = _route(

@@ -7,7 +7,7 @@ program speaks the file protocol itself and the supervisor only runs it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentctl.roster import AgentSpec, HandlerKind
 
@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from agentctl.message import AgentMessage
+
+
+class _NoReply:
+    def __repr__(self) -> str:
+        return "NO_REPLY"
+
+
+# A handler returns this for a task it answers later itself (the pipeline conductor answers a
+# start message when the run ends): the worker acks the message without replying.
+NO_REPLY: Any = _NoReply()
 
 
 class Handler(Protocol):

@@ -1,0 +1,224 @@
+"""`agentctl pipeline start|list|show`, `escalations`, `resolve`, `halt` and `resume`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
+
+if TYPE_CHECKING:
+    from agentctl.message import AgentMessage
+    from agentctl.roster import Roster
+    from agentctl.workspace import Workspace
+
+app = typer.Typer(help="Start pipeline runs and look at them.", no_args_is_help=True)
+
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the run's outcome.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout-s", help="With --wait.")]
+
+
+def start_run(
+    roster: Roster, ws: Workspace, pipeline: str, content: Any, fields: dict[str, Any]
+) -> tuple[AgentMessage, Any]:
+    """Send the message that starts a run of `pipeline`; the message and its path."""
+    from agentctl.constants import PIPELINE_AGENT, PIPELINE_HEADER
+    from agentctl.router import WorkspaceRouter, user_message
+
+    roster.stages(pipeline)  # a clear error for an unknown pipeline, before anything is sent
+    headers = {**fields.pop("headers", {}), PIPELINE_HEADER: pipeline}
+    message = user_message(PIPELINE_AGENT, content, headers=headers, **fields)
+    return message, WorkspaceRouter.of(ws).send(message)
+
+
+def wait_and_show(
+    ws: Workspace, message: AgentMessage, *, timeout_s: float, json_out: bool
+) -> None:
+    """Wait for a run's outcome and print it; exit 1 unless the run is done."""
+    from agentctl.cli.render import console, print_json
+    from agentctl.cli.render_history import outcome_table
+    from agentctl.router import WorkspaceRouter
+
+    reply = WorkspaceRouter.of(ws).wait_for_reply(message, timeout_s=timeout_s)
+    outcome = reply.content if isinstance(reply.content, dict) else {"outcome": reply.content}
+    if json_out:
+        print_json(outcome)
+    else:
+        console().print(outcome_table(outcome))
+    if outcome.get("outcome") != "done":
+        raise typer.Exit(1)
+
+
+@app.command("start")
+def start(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline's name in agents.yaml.")],
+    content: Annotated[str, typer.Argument(help="The task: text, JSON, '-' or @FILE.")],
+    keywords: Annotated[str | None, typer.Option("--keywords", "-k")] = None,
+    wait: WaitOpt = False,
+    timeout_s: TimeoutOpt = 300.0,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Start a run of PIPELINE with CONTENT (the same as `send pipeline:PIPELINE CONTENT`)."""
+    from agentctl.cli.options import open_full
+    from agentctl.cli.send_cmd import _read_content
+
+    roster, ws = open_full(config, workspace)
+    fields: dict[str, Any] = {
+        "keywords": [k.strip() for k in keywords.split(",") if k.strip()] if keywords else []
+    }
+    message, _ = start_run(roster, ws, pipeline, _read_content(content, as_text=False), fields)
+    if wait:
+        wait_and_show(ws, message, timeout_s=timeout_s, json_out=json_out)
+    else:
+        print(message.id)
+
+
+@app.command("list")
+def list_(
+    json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
+) -> None:
+    """Every run: pipeline, status, stage reached, verdict so far."""
+    from agentctl.cli.options import open_light
+
+    ws, _ = open_light(config, workspace)
+    runs = _store(ws).all()
+    if json_out:
+        from agentctl.cli.render import print_json
+
+        print_json([_summary(run) for run in runs])
+        return
+    from agentctl.cli.render import console
+    from agentctl.cli.render_history import runs_table
+
+    console().print(runs_table([_summary(run) for run in runs]))
+
+
+@app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id (`pipeline list`).")],
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """One run: each stage's agents, verdict and results, flags, and the outcome."""
+    from agentctl.cli.options import open_light
+    from agentctl.errors import AgentctlError
+    from agentctl.names import validate_message_id
+
+    ws, _ = open_light(config, workspace)
+    run = _store(ws).load(validate_message_id(run_id))
+    if run is None:
+        raise AgentctlError(f"{run_id}: no such pipeline run (see `agentctl pipeline list`)")
+    data = {
+        **run.outcome(),
+        "status": run.status,
+        "current_stage": run.current,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+    if json_out:
+        from agentctl.cli.render import print_json
+
+        print_json(data)
+        return
+    from agentctl.cli.render import console
+    from agentctl.cli.render_history import outcome_table
+
+    console().print(outcome_table(data))
+
+
+def _store(ws: Workspace) -> Any:
+    from agentctl.constants import PIPELINE_AGENT
+    from agentctl.pipeline import RUNS_DIR, RunStore
+
+    return RunStore(ws.root / PIPELINE_AGENT / RUNS_DIR, fsync=ws.fsync)
+
+
+def _summary(run: Any) -> dict[str, Any]:
+    return {
+        "run": run.run_id,
+        "pipeline": run.pipeline,
+        "status": run.status,
+        "stage": run.current,
+        "stages": len(run.stages),
+        "verdict": run.verdict().value,
+        "flags": len(run.flags),
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "reason": run.reason,
+    }
+
+
+# -- people in the loop ------------------------------------------------------------------------
+
+
+def escalations(
+    json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
+) -> None:
+    """The open escalations waiting for a person, oldest first."""
+    from agentctl.cli.options import open_light
+    from agentctl.escalation import open_escalations
+
+    ws, _ = open_light(config, workspace)
+    found = open_escalations(ws)
+    if json_out:
+        from agentctl.cli.render import print_json
+
+        print_json([e.to_json() for e in found])
+        return
+    from agentctl.cli.render import console
+    from agentctl.cli.render_history import escalations_table
+
+    console().print(escalations_table(found))
+
+
+class Answer(StrEnum):
+    """What a person may answer to an escalation."""
+
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+    FLAG = "flag"
+    BLOCK = "block"
+
+
+def resolve(
+    ident: Annotated[str, typer.Argument(metavar="ID", help="The escalation's id (or its run).")],
+    verdict: Annotated[Answer, typer.Option("--verdict", help="pass, flag or block.")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Answer an escalation: the parked run goes on (pass, flag) or ends (block)."""
+    from agentctl.cli.options import open_light
+    from agentctl.escalation import resolve_escalation
+
+    ws, _ = open_light(config, workspace)
+    escalation = resolve_escalation(ws, ident, verdict.value, note)
+    print(f"resolved {escalation.id} ({verdict.value}); run {escalation.run} goes on")
+
+
+def halt(
+    reason: Annotated[str, typer.Option("--reason", help="Why everything stops.")],
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Stop every agent from claiming new work (as a HALT verdict does) until `resume`."""
+    from agentctl.cli.options import open_light
+    from agentctl.halt import halt as enter_halt
+
+    ws, _ = open_light(config, workspace)
+    enter_halt(ws, reason, by="user")
+    print(f"halted {ws.root}: {reason}")
+
+
+def resume(config: ConfigOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Lift the halted state: agents claim new work again."""
+    from agentctl.cli.options import open_light
+    from agentctl.halt import resume as leave_halt
+
+    ws, _ = open_light(config, workspace)
+    lifted = leave_halt(ws, by="user")
+    print(f"resumed {ws.root} (was halted: {lifted['reason']})" if lifted else "not halted")

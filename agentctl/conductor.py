@@ -1,0 +1,284 @@
+"""The conductor: drives durable pipeline runs, as the handler of the `pipeline` agent.
+
+`agentctl run` starts it like any agent (a worker process for the reserved agent `pipeline`)
+when the roster declares pipelines, so it gets the same claim / ack / recovery / heartbeat /
+restart machinery. Its inbox receives three kinds of message:
+
+- a start (`send pipeline:review CONTENT`, a task with header `pipeline: review`): a run is
+  created, named after the start message, and its first stage dispatched;
+- a stage result (a reply to `<run>.s<i>.<agent>`): recorded; when the stage is complete its
+  verdict (the worst of its agents') decides: PASS/FLAG go on, BLOCK ends the run, ESCALATE
+  parks it with a message in the `human` inbox, HALT halts the workspace, `halt: true` stops;
+- a person's answer to an escalation (`agentctl resolve`): the parked run goes on or ends.
+
+Every step saves the run's state before it sends anything, and every message it sends has a
+derived id, so after a crash the same step is simply taken again: what was already delivered
+is not delivered twice, and a completed stage is never dispatched again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agentctl.constants import HUMAN_AGENT, PIPELINE_AGENT
+from agentctl.errors import NonRetryableError
+from agentctl.halt import halt
+from agentctl.handlers import NO_REPLY
+from agentctl.handlers.python import task_of
+from agentctl.ids import reply_id
+from agentctl.message import AgentMessage, MessageKind
+from agentctl.pipeline import (
+    PIPELINE_HEADER,
+    RUNS_DIR,
+    STAGE_HEADER,
+    Run,
+    RunStore,
+    StageState,
+    escalation_id,
+    parse_stage_id,
+    run_id_for,
+    stage_message_id,
+    stage_verdict,
+)
+from agentctl.priority import Priority
+from agentctl.roster import Roster
+from agentctl.status import iso_now
+from agentctl.verdict import Verdict
+from agentctl.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class ConductorHandler:
+    """The `pipeline` agent's handler (see the module docstring)."""
+
+    def __init__(self, roster: Roster, workspace: Workspace) -> None:
+        self.roster = roster
+        self.ws = workspace
+        self.runs = RunStore(workspace.agent_dir(PIPELINE_AGENT) / RUNS_DIR, fsync=workspace.fsync)
+
+    # -- the Handler protocol ----------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Take up every unfinished run where it was (after a crash or a restart)."""
+        for run in self.runs.all():
+            self._advance(run)
+
+    def handle(self, message: AgentMessage, *, timeout_s: float) -> Any:
+        """Apply one message to the run it belongs to."""
+        if message.kind is MessageKind.TASK and PIPELINE_HEADER in message.headers:
+            self._start(message)
+            return NO_REPLY  # the run's outcome is the reply, sent when it ends
+        parsed = parse_stage_id(message.in_reply_to or "")
+        if message.kind is MessageKind.RESULT and parsed is not None:
+            run_id, stage, who = parsed
+            if who == "escalation":
+                self._resolve(run_id, stage, message.content)
+            else:
+                self._record(run_id, stage, who, message.content)
+            return None
+        raise NonRetryableError(
+            "not for the pipeline conductor: send `pipeline:NAME CONTENT` to start a run"
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _start(self, message: AgentMessage) -> None:
+        run_id = run_id_for(message.id)
+        run = self.runs.load(run_id)
+        if run is None:
+            name = message.headers[PIPELINE_HEADER]
+            stages = self.roster.stages(name)  # ConfigError: an unknown pipeline
+            run = Run(
+                run_id=run_id,
+                pipeline=name,
+                requester=message.from_agent,
+                request_id=message.id,
+                request_priority=str(message.priority),
+                original_task=task_of(message),
+                stages=[StageState(agents=agents) for agents in stages],
+                thread_id=message.thread_id,
+            )
+            self.runs.save(run)
+            self._journal("run_started", run, stages=stages)
+        self._advance(run)
+
+    def _record(self, run_id: str, stage: int, agent: str, result: Any) -> None:
+        run = self.runs.load(run_id)
+        if run is None or run.status != "running" or stage != run.current:
+            return  # late or repeated: that stage was settled already
+        state = run.stages[stage]
+        if agent not in state.agents or agent in state.results:
+            return
+        state.results[agent] = result
+        self.runs.save(run)
+        self._advance(run)
+
+    def _resolve(self, run_id: str, stage: int, answer: Any) -> None:
+        run = self.runs.load(run_id)
+        if run is None or run.status != "escalated" or stage != run.current:
+            return
+        answer = answer if isinstance(answer, dict) else {"verdict": str(answer)}
+        verdict = stage_verdict(answer)
+        state = run.stages[stage]
+        state.resolution = answer
+        note = answer.get("note")
+        if verdict is Verdict.BLOCK:
+            run.status, run.reason = "blocked", f"blocked by a person: {note or 'no note'}"
+        elif verdict in (Verdict.PASS, Verdict.FLAG):
+            if verdict is Verdict.FLAG:
+                run.flags.append({"stage": stage, "by": "human", "note": note})
+            state.verdict = verdict.value
+            run.status = "running"
+            run.current += 1
+        else:
+            raise NonRetryableError(
+                f"an escalation is resolved with pass, flag or block, not {verdict}"
+            )
+        self.runs.save(run)
+        self._journal(
+            "run_resumed" if run.status == "running" else "run_ended",
+            run,
+            stage=stage,
+            verdict=verdict.value,
+            note=note,
+        )
+        self._advance(run)
+
+    def _advance(self, run: Run) -> None:
+        """Take the next step of a run; each step is safe to take again after a crash."""
+        while run.status == "running":
+            if run.current >= len(run.stages):
+                run.status = "done"
+                break
+            state = run.stages[run.current]
+            if not state.complete:
+                self._dispatch(run)
+                return
+            self._conclude_stage(run)
+        if run.status == "escalated":
+            self._escalate(run)
+            return
+        if run.finished:
+            self._finish(run)
+
+    def _dispatch(self, run: Run) -> None:
+        state = run.stages[run.current]
+        if state.started_at is None:
+            state.started_at = iso_now()
+            self.runs.save(run)
+        context = run.context()
+        for agent in state.agents:
+            if agent in state.results:
+                continue
+            message = AgentMessage(
+                id=stage_message_id(run.run_id, run.current, agent),
+                thread_id=run.thread_id,
+                from_agent=PIPELINE_AGENT,
+                to_agent=agent,
+                kind=MessageKind.TASK,
+                priority=Priority(run.request_priority),
+                headers={
+                    STAGE_HEADER: f"{run.run_id}/{run.current}",
+                    PIPELINE_HEADER: run.pipeline,
+                },
+                content=context,
+            )
+            self.ws.deliver(message, dedupe=True)
+
+    def _conclude_stage(self, run: Run) -> None:
+        index = run.current
+        state = run.stages[index]
+        verdicts = {agent: stage_verdict(result) for agent, result in state.results.items()}
+        verdict = Verdict.worst(list(verdicts.values()))
+        state.verdict = verdict.value
+        state.finished_at = iso_now()
+        worst = [agent for agent, v in verdicts.items() if v is verdict]
+        reason = _reason(state.results, worst, verdict)
+        if verdict is Verdict.FLAG:
+            run.flags.append({"stage": index, "agents": worst, "reason": reason})
+            self._journal("flagged", run, stage=index, flagged=worst, reason=reason)
+        if verdict is Verdict.HALT:
+            run.status, run.reason = "halted", reason
+            halt(self.ws, reason, by=PIPELINE_AGENT, run=run.run_id)
+        elif verdict is Verdict.BLOCK:
+            run.status, run.reason = "blocked", reason
+        elif verdict is Verdict.ESCALATE:
+            run.status, run.reason = "escalated", reason
+        elif any(isinstance(r, dict) and r.get("halt") is True for r in state.results.values()):
+            run.status, run.reason = "stopped", f"halt: true from {', '.join(state.agents)}"
+        else:
+            run.current += 1
+        self.runs.save(run)
+        self._journal("stage_done", run, stage=index, verdict=verdict.value, agents=state.agents)
+
+    def _escalate(self, run: Run) -> None:
+        state = run.stages[run.current]
+        evidence: dict[str, Any] = {
+            "run": run.run_id,
+            "pipeline": run.pipeline,
+            "stage": run.current,
+            "agents": state.agents,
+            "reason": run.reason,
+            "evidence": state.results,
+            "original_task": run.original_task,
+        }
+        message = AgentMessage(
+            id=escalation_id(run.run_id, run.current),
+            thread_id=run.thread_id,
+            from_agent=PIPELINE_AGENT,
+            to_agent=HUMAN_AGENT,
+            kind=MessageKind.TASK,
+            priority=Priority(run.request_priority),
+            content=evidence,
+        )
+        if self.ws.deliver(message, dedupe=True) is not None:
+            self._journal("escalated", run, stage=run.current, reason=run.reason)
+
+    def _finish(self, run: Run) -> None:
+        if run.finished_at is None:
+            run.finished_at = iso_now()
+            self.runs.save(run)
+            self._journal("run_ended", run, outcome=run.status, verdict=run.verdict().value)
+        reply = AgentMessage(
+            id=reply_id(run.request_id),
+            thread_id=run.thread_id,
+            in_reply_to=run.request_id,
+            from_agent=PIPELINE_AGENT,
+            to_agent=run.requester,
+            kind=MessageKind.RESULT,
+            priority=Priority(run.request_priority),
+            content=run.outcome(),
+        )
+        self.ws.deliver(reply, dedupe=True)
+
+    def _journal(self, event: str, run: Run, **fields: Any) -> None:
+        self.ws.journal.append(
+            event,
+            agent=PIPELINE_AGENT,
+            message_id=run.request_id,
+            thread_id=run.thread_id,
+            run=run.run_id,
+            pipeline=run.pipeline,
+            **fields,
+        )
+
+
+def _reason(results: dict[str, Any], agents: list[str], verdict: Verdict) -> str:
+    """Why a stage came to its verdict, from the results that decided it."""
+    parts = []
+    for agent in agents:
+        result = results.get(agent)
+        detail = None
+        if isinstance(result, dict):
+            for key in ("reason", "error", "findings", "summary"):
+                if result.get(key):
+                    detail = result[key]
+                    break
+        parts.append(f"{agent}: {detail}" if detail is not None else agent)
+    text = "; ".join(str(p) for p in parts)
+    return f"{verdict.value} from {text}" if text else verdict.value

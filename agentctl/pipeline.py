@@ -1,0 +1,221 @@
+"""Pipelines: the seed's in-process Pipeline, and the state of a durable pipeline run.
+
+A roster's `pipelines: {review: [researcher, [lint, security], reporter]}` declares stages; a
+stage that is a list runs its agents in parallel and joins them (the worst verdict wins). A run's
+state is one JSON file, rewritten atomically after every step, so the conductor process that
+drives runs (agentctl/conductor.py) can be killed at any moment and resume where it was.
+
+Ids are derived, never random, so every step can be repeated safely: the message to stage i's
+agent A is `<run>.s<i>.<A>`, its reply `<run>.s<i>.<A>-reply`, a stage's escalation
+`<run>.s<i>.escalation`; delivering one again finds it already there and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentctl.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-exported
+from agentctl.constants import PIPELINE_HEADER as PIPELINE_HEADER
+from agentctl.constants import STAGE_HEADER as STAGE_HEADER
+from agentctl.fsutil import ensure_dir, write_atomic
+from agentctl.status import iso_now
+from agentctl.verdict import Verdict
+
+RUNS_DIR = "runs"  # under the conductor's agent directory
+
+_STAGE_ID_RE = re.compile(r"^(?P<run>[0-9A-Za-z_-]+)\.s(?P<stage>\d+)\.(?P<who>[a-z][a-z0-9_-]*)$")
+
+
+class Pipeline:
+    """The seed's in-process pipeline: each stage's agent sees the task and earlier results.
+
+        pipeline = Pipeline(["researcher", "architect", "implementer", "reviewer", "qa"])
+        context = await pipeline.execute(task, agents)   # {"original_task", "results"}
+
+    A result with `halt: true` ends the run, as in the seed.
+    """
+
+    def __init__(self, stages: list[str]) -> None:
+        self.stages = stages
+
+    async def execute(self, task: dict[str, Any], agents: Mapping[str, Any]) -> dict[str, Any]:
+        """Run every stage in order; return the seed's context with every stage's result."""
+        context: dict[str, Any] = {"original_task": task, "results": {}}
+        for stage in self.stages:
+            agent = agents[stage]
+            result = await agent.process(task, context)
+            context["results"][stage] = result
+            if isinstance(result, dict) and result.get("halt"):
+                break
+        return context
+
+
+def run_id_for(start_id: str) -> str:
+    """The run a start message begins: its own id when that is short and dot-free (so a start
+    message handled twice finds its run), else a digest of it."""
+    if re.fullmatch(r"[0-9A-Za-z_-]{1,40}", start_id):
+        return start_id
+    return "r" + hashlib.sha256(start_id.encode()).hexdigest()[:25]
+
+
+def stage_message_id(run_id: str, stage: int, agent: str) -> str:
+    """The id of the task stage `stage` of run `run_id` sends to `agent`."""
+    return f"{run_id}.s{stage}.{agent}"
+
+
+def escalation_id(run_id: str, stage: int) -> str:
+    """The id of the escalation a parked stage puts in the human inbox."""
+    return f"{run_id}.s{stage}.escalation"
+
+
+def parse_stage_id(message_id: str) -> tuple[str, int, str] | None:
+    """(run, stage, agent or "escalation") from a stage or escalation message id."""
+    match = _STAGE_ID_RE.fullmatch(message_id)
+    if match is None:
+        return None
+    return match["run"], int(match["stage"]), match["who"]
+
+
+def stage_verdict(result: Any) -> Verdict:
+    """The verdict a stage result carries: `verdict`, or the seed's `passed`; PASS otherwise."""
+    if isinstance(result, dict):
+        value = result.get("verdict")
+        if isinstance(value, str):
+            try:
+                return Verdict(value.lower())
+            except ValueError:
+                return Verdict.FLAG  # a verdict we do not know deserves a look, not a pass
+        passed = result.get("passed")
+        if passed is False:
+            return Verdict.BLOCK
+    return Verdict.PASS
+
+
+@dataclass
+class StageState:
+    """One stage of a run: who runs it, what they answered, what it came to."""
+
+    agents: list[str]
+    results: dict[str, Any] = field(default_factory=dict)
+    verdict: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    resolution: dict[str, Any] | None = None  # a person's answer to its escalation
+
+    @property
+    def complete(self) -> bool:
+        """Every agent of the stage has answered."""
+        return all(agent in self.results for agent in self.agents)
+
+
+@dataclass
+class Run:
+    """A pipeline run, as stored in `<workspace>/pipeline/runs/<run>.json`."""
+
+    run_id: str
+    pipeline: str
+    requester: str
+    request_id: str
+    request_priority: str
+    original_task: Any
+    stages: list[StageState]
+    thread_id: str
+    status: str = "running"  # running, escalated, done, blocked, stopped, halted
+    current: int = 0
+    flags: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+    started_at: str = field(default_factory=iso_now)
+    finished_at: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """The run has an outcome and its requester was told."""
+        return self.status in ("done", "blocked", "stopped", "halted")
+
+    def context(self) -> dict[str, Any]:
+        """The seed's context for the current stage: the task and the earlier results."""
+        results: dict[str, Any] = {}
+        for stage in self.stages[: self.current]:
+            for agent in stage.agents:
+                results[agent] = stage.results.get(agent)
+        return {"original_task": self.original_task, "results": results}
+
+    def verdict(self) -> Verdict:
+        """The worst verdict of the stages so far."""
+        return Verdict.worst([Verdict(s.verdict) for s in self.stages if s.verdict])
+
+    def outcome(self) -> dict[str, Any]:
+        """What the requester receives when the run ends (and `pipeline show --json`)."""
+        return {
+            "run": self.run_id,
+            "pipeline": self.pipeline,
+            "outcome": self.status,
+            "verdict": self.verdict().value,
+            "reason": self.reason,
+            "flags": self.flags,
+            "stages": [
+                {
+                    "stage": index,
+                    "agents": stage.agents,
+                    "verdict": stage.verdict,
+                    "results": stage.results,
+                    "resolution": stage.resolution,
+                }
+                for index, stage in enumerate(self.stages)
+            ],
+        }
+
+    def to_json_bytes(self) -> bytes:
+        """The on-disk form."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False).encode() + b"\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Run:
+        """Read back a stored run."""
+        stages = [StageState(**stage) for stage in data.pop("stages")]
+        return cls(stages=stages, **data)
+
+
+class RunStore:
+    """The run files of a workspace: one JSON file per run, replaced atomically."""
+
+    def __init__(self, directory: Path, *, fsync: bool) -> None:
+        self.directory = directory
+        self.fsync = fsync
+
+    def path(self, run_id: str) -> Path:
+        """The file of one run."""
+        return self.directory / f"{run_id}.json"
+
+    def load(self, run_id: str) -> Run | None:
+        """The run, or None if there is no such run."""
+        try:
+            data = json.loads(self.path(run_id).read_bytes())
+        except FileNotFoundError:
+            return None
+        return Run.from_dict(data)
+
+    def save(self, run: Run) -> None:
+        """Write the run's state (atomically: a reader sees the old or the new state)."""
+        ensure_dir(self.directory)
+        write_atomic(self.path(run.run_id), run.to_json_bytes(), fsync=self.fsync)
+
+    def all(self) -> list[Run]:
+        """Every run, oldest first (run ids sort by creation time)."""
+        try:
+            names = sorted(n for n in self.directory.iterdir() if n.suffix == ".json")
+        except FileNotFoundError:
+            return []
+        runs = []
+        for path in names:
+            try:
+                runs.append(Run.from_dict(json.loads(path.read_bytes())))
+            except (OSError, ValueError, TypeError):
+                continue  # a damaged file is reported by `pipeline show`, not here
+        return runs
