@@ -12,7 +12,7 @@ from typing import Any
 from agentctl.constants import PIPELINE_AGENT
 from agentctl.control import SupervisorInfo, supervisor_info
 from agentctl.proc import ProcessRef
-from agentctl.status import LIVE_STATES, AgentStatus, parse_iso, read_status
+from agentctl.status import LIVE_STATES, AgentState, AgentStatus, parse_iso, read_status
 from agentctl.workspace import Workspace
 
 STUCK = "stuck"  # shown instead of the recorded state when a live worker's heartbeat stopped
@@ -91,12 +91,15 @@ def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
 
 
 def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:
-    status = read_status(workspace.status_path(name)) or AgentStatus(agent=name)
-    recorded = status.pid > 0 and bool(status.started_at)
+    found = read_status(workspace.status_path(name))
+    status = found or AgentStatus(agent=name)
+    # Anything on record counts: a worker that died before writing its own status still has
+    # the supervisor's (crashed, fatal) to show.
+    recorded = found is not None and (status.pid > 0 or status.state is not AgentState.STARTING)
     depth = workspace.mailbox(name).depth()
     heartbeat = parse_iso(status.heartbeat_at)
     age_s = (now - heartbeat).total_seconds() if heartbeat else None
-    alive = recorded and ProcessRef(status.pid, status.pid_start_ticks, status.pid).is_alive()
+    alive = status.pid > 0 and ProcessRef(status.pid, status.pid_start_ticks, status.pid).is_alive()
     state = status.state.value if recorded else "absent"
     if alive and status.state in LIVE_STATES and age_s is not None and age_s > status.stuck_after_s:
         state = STUCK  # alive, but its heartbeat stopped: wedged

@@ -277,7 +277,11 @@ class Supervisor:
         name = proc.spec.name
         proc.last_exit = returncode
         ran_s = now - proc.started_at
-        if returncode == WORKER_RESTART_EXIT_CODE and proc.spec.restart is not RestartPolicy.NEVER:
+        if (
+            returncode == WORKER_RESTART_EXIT_CODE
+            and proc.spec.handler_kind is not HandlerKind.COMMAND  # only our worker means it so
+            and proc.spec.restart is not RestartPolicy.NEVER
+        ):
             # The worker gave up on a handler that overran its timeout and asked for a fresh
             # process: restart at once, and do not count it as a crash.
             self._note(
@@ -335,6 +339,25 @@ class Supervisor:
             proc.quick_failures = 0
             proc.backoff_s = policy.initial_s
         proc.restart_at = self.clock() + proc.backoff_s
+
+    def _release_in_hand(self, proc: AgentProcess) -> None:
+        """Put back what a worker killed at the end of the stop grace had in hand.
+
+        It was stopped, not crashed: its message goes back to new/ for the next run without an
+        attempt counted. (A `command` agent's inbox is its own business.)
+        """
+        if proc.spec.handler_kind is HandlerKind.COMMAND:
+            return
+        mailbox = self.workspace.mailbox(proc.spec.name)
+        for name in mailbox.recover():
+            mailbox.release(name)
+            self.workspace.record(
+                "released",
+                None,
+                proc.spec.name,
+                file=name,
+                reason="stopped before its handler finished",
+            )
 
     def _record_fatal(self, proc: AgentProcess, reason: str) -> None:
         # `status` must say why the agent stays down: the reason and the end of its log.
@@ -395,6 +418,7 @@ class Supervisor:
                 )
                 _signal_group(proc, signal.SIGKILL)
                 proc.popen.wait()
+                self._release_in_hand(proc)
             _signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
             self._record_exit(proc, proc.popen.returncode)
             proc.state = ProcState.STOPPED
