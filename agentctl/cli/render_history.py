@@ -35,6 +35,12 @@ _EVENT_STYLE = {
     "crashed": "red",
     "killed": "red",
     "fatal": "bold red",
+    "flagged": "yellow",
+    "escalated": "magenta",
+    "resolved": "green",
+    "halted": "bold red",
+    "resumed": "green",
+    "run_ended": "bold",
 }
 _VERDICT_STYLE = {
     "pass": "green",
@@ -70,6 +76,22 @@ def describe(record: Record) -> str:
         return f"{get('error_kind')}: {get('error')}"
     if event == "requeued":
         return f"from dead/ to new/ (was: {get('previous_error')})"
+    if event == "run_started":
+        return f"run {get('run')} of {get('pipeline')}"
+    if event == "stage_done":
+        return f"stage {get('stage')} ({', '.join(get('agents') or [])}): {get('verdict')}"
+    if event in ("flagged", "escalated"):
+        return f"stage {get('stage')}: {get('reason')}"
+    if event == "resolved":
+        return f"run {get('run')}: {get('verdict')} by {get('by')}" + (
+            f" ({get('note')})" if get("note") else ""
+        )
+    if event in ("run_resumed", "run_ended"):
+        return f"run {get('run')}: " + str(get("outcome") or get("verdict") or "")
+    if event in ("halted", "resumed"):
+        return str(get("reason") or "")
+    if event == "released":
+        return f"{get('file')}: {get('reason')}"
     if event == "routed":
         scores = ", ".join(f"{c['agent']} {c['score']:.2f}" for c in get("candidates") or [])
         return f"{get('mode')} to {', '.join(get('chosen') or [])} ({scores})"
