@@ -77,7 +77,7 @@ def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
     now = datetime.now(UTC)
     if PIPELINE_AGENT not in names and workspace.has_agent(PIPELINE_AGENT):
         names = [*names, PIPELINE_AGENT]  # the conductor runs beside the roster's agents
-    escalations = open_escalations(workspace)
+    escalations = open_escalations(workspace, overdue_after_s=workspace.escalation_overdue_s)
     return Overview(
         workspace=str(workspace.root),
         supervisor=supervisor_info(workspace),

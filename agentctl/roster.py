@@ -237,6 +237,7 @@ class Roster(BaseModel):
             fsync=self.durability is Durability.FSYNC,
             max_message_bytes=self.max_message_bytes,
             journal_max_bytes=self.journal_max_bytes,
+            escalation_overdue_s=self.escalation_overdue_s,
         )
 
     @property

@@ -16,6 +16,7 @@ import yaml
 
 from agentctl.constants import (
     DEFAULT_CONFIG_FILE,
+    DEFAULT_ESCALATION_OVERDUE_S,
     DEFAULT_WORKSPACE_DIR,
 )
 from agentctl.errors import ConfigError
@@ -99,6 +100,7 @@ class RosterPeek:
     path: Path
     workspace: Path
     agent_names: list[str]
+    escalation_overdue_s: float = DEFAULT_ESCALATION_OVERDUE_S
 
 
 def peek_roster(path: Path) -> RosterPeek:
@@ -113,8 +115,14 @@ def peek_roster(path: Path) -> RosterPeek:
         name = item.get("name") if isinstance(item, dict) else None
         line = source.line_of(("agents", index))
         names.append(validate_agent_name(name, where=f"{path}:{line}: agents[{index}].name"))
+    overdue = data.get("escalation_overdue_s")
     return RosterPeek(
-        path=path, workspace=workspace_of(path, data.get("workspace")), agent_names=names
+        path=path,
+        workspace=workspace_of(path, data.get("workspace")),
+        agent_names=names,
+        escalation_overdue_s=float(overdue)
+        if isinstance(overdue, int | float) and overdue > 0
+        else DEFAULT_ESCALATION_OVERDUE_S,
     )
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agentctl.constants import (
     AGENT_NAME_RE,
     CONTROL_DIR,
+    DEFAULT_ESCALATION_OVERDUE_S,
     DEFAULT_JOURNAL_MAX_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
     HALT_FILE,
@@ -51,11 +52,13 @@ class Workspace:
         fsync: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         journal_max_bytes: int = DEFAULT_JOURNAL_MAX_BYTES,
+        escalation_overdue_s: float = DEFAULT_ESCALATION_OVERDUE_S,
     ) -> None:
         self.root = Path(root).absolute()
         self.fsync = fsync
         self.max_message_bytes = max_message_bytes
         self.journal_max_bytes = journal_max_bytes
+        self.escalation_overdue_s = escalation_overdue_s
         self._ensured: dict[str, Mailbox] = {}
         self._journal: Journal | None = None
         self._halt_path_s = str(self.root / CONTROL_DIR / HALT_FILE)

@@ -164,7 +164,7 @@ def escalations(
     from agentctl.escalation import open_escalations
 
     ws, _ = open_light(config, workspace)
-    found = open_escalations(ws)
+    found = open_escalations(ws, overdue_after_s=ws.escalation_overdue_s)
     if json_out:
         from agentctl.cli.render import print_json
 
