@@ -103,15 +103,24 @@ class ConductorHandler:
                 stages=[StageState(agents=agents) for agents in stages],
                 thread_id=message.thread_id,
             )
+            final = self.roster.final_agent(name)
+            if final is not None:
+                run.final = StageState(agents=[final])
             self.runs.save(run)
             self._journal("run_started", run, stages=stages)
         self._advance(run)
 
     def _record(self, run_id: str, stage: int, agent: str, result: Any) -> None:
         run = self.runs.load(run_id)
-        if run is None or run.status != "running" or stage != run.current:
+        if run is None:
+            return
+        if stage == len(run.stages) and run.final_pending:
+            state = run.final
+            assert state is not None
+        elif run.status != "running" or stage != run.current:
             return  # late or repeated: that stage was settled already
-        state = run.stages[stage]
+        else:
+            state = run.stages[stage]
         if agent not in state.agents or agent in state.results:
             return
         state.results[agent] = result
@@ -163,11 +172,21 @@ class ConductorHandler:
         if run.status == "escalated":
             self._escalate(run)
             return
+        if run.final_pending:
+            self._dispatch(run, final=True)
+            return
+        if run.final is not None and run.final.complete and run.final.verdict is None:
+            verdicts = [stage_verdict(r) for r in run.final.results.values()]
+            run.final.verdict = Verdict.worst(verdicts).value
+            run.final.finished_at = iso_now()
+            self.runs.save(run)
         if run.finished:
             self._finish(run)
 
-    def _dispatch(self, run: Run) -> None:
-        state = run.stages[run.current]
+    def _dispatch(self, run: Run, *, final: bool = False) -> None:
+        index = len(run.stages) if final else run.current
+        state = run.final if final else run.stages[index]
+        assert state is not None
         if state.started_at is None:
             state.started_at = iso_now()
             self.runs.save(run)
@@ -176,14 +195,14 @@ class ConductorHandler:
             if agent in state.results:
                 continue
             message = AgentMessage(
-                id=stage_message_id(run.run_id, run.current, agent),
+                id=stage_message_id(run.run_id, index, agent),
                 thread_id=run.thread_id,
                 from_agent=PIPELINE_AGENT,
                 to_agent=agent,
                 kind=MessageKind.TASK,
                 priority=Priority(run.request_priority),
                 headers={
-                    STAGE_HEADER: f"{run.run_id}/{run.current}",
+                    STAGE_HEADER: f"{run.run_id}/{index}",
                     PIPELINE_HEADER: run.pipeline,
                 },
                 content=context,

@@ -132,6 +132,17 @@ class Run:
     reason: str | None = None
     started_at: str = field(default_factory=iso_now)
     finished_at: str | None = None
+    # The `finally` stage: runs once the outcome is known (done, blocked, stopped), and sees it.
+    final: StageState | None = None
+
+    @property
+    def final_pending(self) -> bool:
+        """The outcome is known but the `finally` stage has not answered yet."""
+        return (
+            self.final is not None
+            and self.status in ("done", "blocked", "stopped")
+            and not self.final.complete
+        )
 
     @property
     def finished(self) -> bool:
@@ -139,16 +150,28 @@ class Run:
         return self.status in ("done", "blocked", "stopped", "halted")
 
     def context(self) -> dict[str, Any]:
-        """The seed's context for the current stage: the task and the earlier results."""
+        """The seed's context for the current stage: the task and the earlier results (for the
+        `finally` stage, every stage's, and the outcome so far)."""
+        final = self.final_pending
         results: dict[str, Any] = {}
-        for stage in self.stages[: self.current]:
+        for stage in self.stages if final else self.stages[: self.current]:
             for agent in stage.agents:
-                results[agent] = stage.results.get(agent)
-        return {"original_task": self.original_task, "results": results}
+                if agent in stage.results:
+                    results[agent] = stage.results[agent]
+        context: dict[str, Any] = {"original_task": self.original_task, "results": results}
+        if final:
+            context["outcome"] = {
+                "outcome": self.status,
+                "verdict": self.verdict().value,
+                "reason": self.reason,
+                "flags": self.flags,
+            }
+        return context
 
     def verdict(self) -> Verdict:
         """The worst verdict of the stages so far."""
-        return Verdict.worst([Verdict(s.verdict) for s in self.stages if s.verdict])
+        stages = [*self.stages, self.final] if self.final is not None else self.stages
+        return Verdict.worst([Verdict(s.verdict) for s in stages if s is not None and s.verdict])
 
     def outcome(self) -> dict[str, Any]:
         """What the requester receives when the run ends (and `pipeline show --json`)."""
@@ -168,7 +191,20 @@ class Run:
                     "resolution": stage.resolution,
                 }
                 for index, stage in enumerate(self.stages)
-            ],
+            ]
+            + (
+                [
+                    {
+                        "stage": "finally",
+                        "agents": self.final.agents,
+                        "verdict": self.final.verdict,
+                        "results": self.final.results,
+                        "resolution": None,
+                    }
+                ]
+                if self.final is not None
+                else []
+            ),
         }
 
     def to_json_bytes(self) -> bytes:
@@ -179,7 +215,8 @@ class Run:
     def from_dict(cls, data: dict[str, Any]) -> Run:
         """Read back a stored run."""
         stages = [StageState(**stage) for stage in data.pop("stages")]
-        return cls(stages=stages, **data)
+        final = data.pop("final", None)
+        return cls(stages=stages, final=StageState(**final) if final else None, **data)
 
 
 class RunStore:

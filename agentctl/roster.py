@@ -100,6 +100,18 @@ class RestartBackoff(BaseModel):
     max_quick_failures: int = Field(default=RESTART_MAX_QUICK_FAILURES, ge=1)
 
 
+Stage = str | list[str]
+
+
+class PipelineSpec(BaseModel):
+    """A pipeline in its long form: stages, and an agent that runs once the outcome is known."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    stages: list[Stage] = Field(min_length=1)
+    final: str | None = Field(default=None, alias="finally")
+
+
 class AgentSpec(BaseModel):
     """One agent of the roster."""
 
@@ -160,8 +172,9 @@ class Roster(BaseModel):
     stuck_after_s: float = Field(default=DEFAULT_STUCK_AFTER_S, ge=2 * HEARTBEAT_INTERVAL_S)
     escalation_overdue_s: float = Field(default=DEFAULT_ESCALATION_OVERDUE_S, gt=0)
     agents: list[AgentSpec] = Field(min_length=1)
-    # name -> stages; a stage is an agent, or a list of agents that run in parallel.
-    pipelines: dict[str, list[str | list[str]]] = Field(default_factory=dict)
+    # name -> stages (a stage is an agent, or a list of agents that run in parallel), or
+    # {stages: [...], finally: agent}.
+    pipelines: dict[str, list[Stage] | PipelineSpec] = Field(default_factory=dict)
 
     _path: Path | None = PrivateAttr(default=None)
 
@@ -176,10 +189,14 @@ class Roster(BaseModel):
 
     @model_validator(mode="after")
     def _pipelines_name_agents(self) -> Roster:
-        for name, stages in self.pipelines.items():
+        for name, definition in self.pipelines.items():
             validate_agent_name(name, where=f"pipelines.{name}")
+            stages = definition.stages if isinstance(definition, PipelineSpec) else definition
             if not stages:
                 raise ValueError(f"pipeline {name!r} has no stages")
+            final = definition.final if isinstance(definition, PipelineSpec) else None
+            if final is not None and final not in self.names:
+                raise ValueError(f"pipeline {name!r}: finally: no agent named {final!r}")
             for index, stage in enumerate(stages):
                 agents = [stage] if isinstance(stage, str) else stage
                 if not agents:
@@ -201,7 +218,14 @@ class Roster(BaseModel):
             raise ConfigError(
                 f"{self._path or 'the roster'}: no pipeline named {pipeline!r} (pipelines: {known})"
             )
-        return [[s] if isinstance(s, str) else list(s) for s in self.pipelines[pipeline]]
+        definition = self.pipelines[pipeline]
+        stages = definition.stages if isinstance(definition, PipelineSpec) else definition
+        return [[s] if isinstance(s, str) else list(s) for s in stages]
+
+    def final_agent(self, pipeline: str) -> str | None:
+        """The agent of a pipeline's `finally` stage, if it has one."""
+        definition = self.pipelines.get(pipeline)
+        return definition.final if isinstance(definition, PipelineSpec) else None
 
     def conductor_spec(self) -> AgentSpec:
         """The conductor of pipeline runs, run by `agentctl run` like an agent."""
