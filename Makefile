@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Stamp files so a second `make` does not reinstall; pyproject changes trigger a reinstall.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[crew]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python

@@ -294,7 +294,7 @@ def _reason(results: dict[str, Any], agents: list[str], verdict: Verdict) -> str
         result = results.get(agent)
         detail = None
         if isinstance(result, dict):
-            for key in ("reason", "error", "findings", "summary"):
+            for key in ("reason", "error", "summary", "findings"):
                 if result.get(key):
                     detail = result[key]
                     break

@@ -125,6 +125,8 @@ class AgentSpec(BaseModel):
     command: list[str] | None = Field(default=None, min_length=1)
     timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
+    # Keyword arguments for a `python:` agent's constructor (e.g. a complexity limit).
+    options: dict[str, Any] = Field(default_factory=dict)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     restart_backoff: RestartBackoff = Field(default_factory=RestartBackoff)
@@ -148,6 +150,8 @@ class AgentSpec(BaseModel):
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(f"give exactly one of python, exec, command (found: {found})")
+        if self.options and self.python is None:
+            raise ValueError("options are given to a python: agent's constructor; this is not one")
         return self
 
     @property

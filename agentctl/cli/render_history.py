@@ -263,36 +263,61 @@ def compare_table(original_id: str, recorded: Any, resent_id: str, result: Any) 
 
 
 def outcome_table(outcome: dict[str, Any]) -> Table:
-    """A pipeline run's outcome: each stage's agents and verdict, then the verdict of all."""
+    """A pipeline run's outcome: a row per stage agent with its verdict and summary, then why
+    the run ended and where its report is."""
     from rich.table import Table
 
     verdict = str(outcome.get("verdict") or "")
-    style = _VERDICT_STYLE.get(verdict, "")
     title = (
         f"run {outcome.get('run')} ({outcome.get('pipeline')}): "
         f"[bold]{outcome.get('outcome') or outcome.get('status')}[/], "
-        f"verdict [{style}]{verdict}[/]"
-        if style
-        else verdict
+        f"verdict {_styled_verdict(verdict)}"
     )
-    reason = outcome.get("reason")
-    table = Table(
-        title=title, caption=_escape(str(reason)) if reason else None, title_justify="left"
-    )
-    for column in ("stage", "agents", "verdict", "results"):
+    notes = []
+    if outcome.get("reason"):
+        notes.append(f"reason: {_clip(str(outcome['reason']), 200)}")
+    for stage in outcome.get("stages") or []:
+        for result in (stage.get("results") or {}).values():
+            if isinstance(result, dict) and result.get("report_path"):
+                notes.append(f"report: {result['report_path']}")
+    caption = _escape("\n".join(notes)) if notes else None
+    table = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
+    for column in ("stage", "agent", "verdict", "summary"):
         table.add_column(column, overflow="fold")
     for stage in outcome.get("stages") or []:
-        stage_verdict = str(stage.get("verdict") or "-")
         results = stage.get("results") or {}
-        table.add_row(
-            str(stage.get("stage")),
-            ", ".join(stage.get("agents") or []),
-            f"[{_VERDICT_STYLE.get(stage_verdict, '')}]{stage_verdict}[/]"
-            if stage_verdict in _VERDICT_STYLE
-            else stage_verdict,
-            _escape(_content_text(results, limit=80)) if results else "",
-        )
+        for agent in stage.get("agents") or []:
+            answered = agent in results
+            table.add_row(
+                str(stage.get("stage")),
+                agent,
+                _styled_verdict(_verdict_of(results[agent])) if answered else "-",
+                _escape(_summary_of(results[agent])) if answered else "[dim](no answer yet)[/]",
+            )
     return table
+
+
+def _styled_verdict(verdict: str) -> str:
+    style = _VERDICT_STYLE.get(verdict)
+    return f"[{style}]{verdict}[/]" if style else verdict
+
+
+def _verdict_of(result: Any) -> str:
+    from agentctl.pipeline import stage_verdict
+
+    return stage_verdict(result).value
+
+
+def _summary_of(result: Any) -> str:
+    if isinstance(result, dict):
+        for key in ("summary", "reason", "error"):
+            if result.get(key):
+                return _clip(str(result[key]), 100)
+    return _content_text(result, limit=100)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:

@@ -25,7 +25,7 @@ def send(
             metavar="[TO] CONTENT",
             help="The agent to send to (`pipeline:NAME` starts a pipeline run; none with "
             "--route/--fanout), then the content: text, a JSON object or array, '-' for stdin, "
-            "or @FILE.",
+            "@FILE (its text) or @FOLDER (sent as {\"path\": FOLDER}).",
             show_default=False,
         ),
     ],
@@ -186,6 +186,9 @@ def _read_content(content: str, *, as_text: bool) -> Any:
         content = sys.stdin.read()
     elif content.startswith("@"):
         path = Path(content[1:])
+        if path.is_dir():
+            # A folder is sent by reference: agents that read code (the review crew) take it.
+            return {"path": str(path.absolute())}
         try:
             content = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

@@ -55,12 +55,19 @@ def load_agent(spec: AgentSpec) -> BaseAgent:
     """
     cls = agent_class(spec)
     params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for option in spec.options:
+        if option not in params and not takes_any:
+            raise ConfigError(
+                f"agent {spec.name!r}: option {option!r} is not a parameter of {spec.python}"
+            )
     offered: dict[str, Any] = {
         "name": spec.name,
         "role": spec.role,
         "expertise": list(spec.expertise),
     }
-    agent = cls(**{k: v for k, v in offered.items() if k in params})
+    kwargs = {k: v for k, v in offered.items() if k in params}
+    agent = cls(**kwargs, **spec.options)
     agent.name = spec.name
     if spec.role:
         agent.role = spec.role
