@@ -1,0 +1,168 @@
+"""The code-review crew on sample code with known problems: real bandit and ruff runs, and the
+review pipeline end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentctl.crew.reviewers import ComplexityReviewer, LintReviewer, Reporter, SecurityReviewer
+from agentctl.errors import NonRetryableError
+from tests.conftest import run_cli, write_roster
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("bandit") is None, reason="the crew extra (bandit) is not installed"
+)
+
+BAD = textwrap.dedent('''\
+    import os
+    import subprocess
+
+    password = "hunter2"
+
+
+    def run(cmd):
+        return subprocess.call(cmd, shell=True)
+
+
+    def calc(expr):
+        return eval(input(expr))
+
+
+    def nested(a, b, c, d):
+        if a:
+            if b:
+                for x in range(c):
+                    if x > d:
+                        while x:
+                            if x % 2:
+                                x -= 1
+                            elif x % 3:
+                                x -= 2
+                            else:
+                                x -= 3
+        return a
+''')
+CLEAN = 'def greet(name: str) -> str:\n    return f"hello, {name}"\n'
+
+
+@pytest.fixture
+def code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "bad.py").write_text(BAD)
+    monkeypatch.chdir(tmp_path)  # reviewers read paths inside their working directory
+    return tmp_path
+
+
+def review(agent, task: dict) -> dict:
+    return asyncio.run(agent.process(task, {}))
+
+
+def test_security_reviewer_finds_eval_shell_and_password_and_blocks(code: Path) -> None:
+    result = review(SecurityReviewer(), {"path": "code"})
+    by_test = {f["test_id"]: f for f in result["findings"]}
+    assert by_test["B602"]["severity"] == "high" and by_test["B602"]["line"] == 8
+    assert by_test["B307"]["severity"] == "medium" and by_test["B307"]["line"] == 12
+    assert by_test["B105"]["line"] == 4 and "hunter2" in by_test["B105"]["issue"]
+    assert all(f["file"] == "code/bad.py" and f["recommendation"] for f in result["findings"])
+    assert result["findings"][0]["severity"] == "high"  # worst first
+    assert result["verdict"] == "block" and result["passed"] is False
+    assert SecurityReviewer().expertise == [
+        "authentication", "authorization", "injection", "encryption", "compliance", "owasp",
+    ]  # fmt: skip
+
+
+def test_security_reviewer_flags_medium_and_passes_clean_code(code: Path) -> None:
+    medium = review(SecurityReviewer(), {"code": "def f(s):\n    return eval(s)\n"})
+    assert medium["verdict"] == "flag" and medium["findings"][0]["file"] == "snippet.py"
+    assert review(SecurityReviewer(), {"content": CLEAN})["verdict"] == "pass"
+
+
+def test_lint_reviewer_flags_the_unused_import(code: Path) -> None:
+    result = review(LintReviewer(), {"path": "code/bad.py"})
+    assert result["verdict"] == "flag"
+    unused = [f for f in result["findings"] if f["code"] == "F401"]
+    assert unused and unused[0]["line"] == 1 and "os" in unused[0]["message"]
+    assert review(LintReviewer(), {"code": CLEAN})["verdict"] == "pass"
+
+
+def test_complexity_reviewer_flags_the_nested_function_over_its_limit(code: Path) -> None:
+    strict = review(ComplexityReviewer(max_complexity=5), {"path": "code"})
+    assert strict["verdict"] == "flag"
+    assert [(f["function"], f["complexity"]) for f in strict["findings"]] == [("nested", 8)]
+    assert review(ComplexityReviewer(max_complexity=10), {"path": "code"})["verdict"] == "pass"
+
+
+def test_reviewers_refuse_paths_outside_their_directory(code: Path) -> None:
+    for path in ("..", "/etc", "code/../../x"):
+        with pytest.raises(NonRetryableError, match="outside"):
+            review(LintReviewer(), {"path": path})
+    (code / "code" / "link").symlink_to("/etc")
+    with pytest.raises(NonRetryableError, match="outside"):
+        review(SecurityReviewer(), {"path": "code/link"})
+
+
+def test_reporter_writes_the_report_worst_verdict_first(code: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AGENTCTL_WORKSPACE", str(code / "ws"))
+    results = {
+        "lint_reviewer": review(LintReviewer(), {"path": "code"}),
+        "security_reviewer": review(SecurityReviewer(), {"path": "code"}),
+    }
+    context = {"results": results, "message": {"thread_id": "01RUN"}}
+    report = asyncio.run(Reporter().process({}, context))
+    assert report["verdict"] == "block"
+    path = Path(report["report_path"])
+    assert path == code / "ws" / "reports" / "01RUN.md"
+    text = path.read_text()
+    assert text == report["report"] and "**Verdict: BLOCK**" in text
+    assert text.index("## security_reviewer: block") < text.index("## lint_reviewer: flag")
+    assert "B602" in text and "F401" in text and oct(path.stat().st_mode)[-3:] in ("600", "644")
+
+
+def test_the_review_pipeline_end_to_end(tmp_path: Path, supervised) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "bad.py").write_text(BAD)
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "clean" / "ok.py").write_text(CLEAN)
+    write_roster(tmp_path, """\
+        - name: security_reviewer
+          python: agentctl.crew.reviewers:SecurityReviewer
+        - name: lint_reviewer
+          python: agentctl.crew.reviewers:LintReviewer
+        - name: complexity_reviewer
+          python: agentctl.crew.reviewers:ComplexityReviewer
+          options: {max_complexity: 5}
+        - name: reporter
+          python: agentctl.crew.reviewers:Reporter
+    """)
+    with open(tmp_path / "agents.yaml", "a") as roster:
+        roster.write(
+            "pipelines:\n  review:\n"
+            "    stages: [[security_reviewer, lint_reviewer, complexity_reviewer]]\n"
+            "    finally: reporter\n"
+        )
+    supervised(tmp_path).wait_ready(["security_reviewer", "lint_reviewer", "reporter"])
+
+    blocked = run_cli("send", "pipeline:review", "@code", "--wait", "--json",
+                      "--timeout-s", "120", cwd=tmp_path)  # fmt: skip
+    assert blocked.returncode == 1, blocked.stderr
+    outcome = json.loads(blocked.stdout)
+    assert (outcome["outcome"], outcome["verdict"]) == ("blocked", "block")
+    verdicts = {agent: stage["results"][agent]["verdict"]
+                for stage in outcome["stages"] for agent in stage["agents"]}  # fmt: skip
+    assert verdicts == {"security_reviewer": "block", "lint_reviewer": "flag",
+                        "complexity_reviewer": "flag", "reporter": "block"}  # fmt: skip
+    report = Path(outcome["stages"][-1]["results"]["reporter"]["report_path"])
+    assert report.parent == tmp_path / "workspace" / "reports" and "B307" in report.read_text()
+
+    clean = run_cli("send", "pipeline:review", "@clean", "--wait", "--timeout-s", "120",
+                    cwd=tmp_path)  # fmt: skip
+    assert clean.returncode == 0, clean.stderr
+    assert "done, verdict pass" in clean.stdout and "report:" in clean.stdout
+    assert os.path.isdir(tmp_path / "workspace" / "reports")
