@@ -132,6 +132,7 @@ def status_table(overview: Overview) -> Table:
             if column in ("pid", "new", "processing", "dead", "handled", "failed")
             else "left",
             overflow="fold",
+            no_wrap=column in ("agent", "state"),  # names are short; keep them whole
         )
     for row in overview.agents:
         table.add_row(

@@ -28,3 +28,16 @@ def test_the_python_api_example_runs_as_shown(tmp_path: Path) -> None:
     assert len(list((ws / "echo" / "inbox" / "new").glob("*.json"))) == 1
     assert len(list((ws / "user" / "outbox").glob("*.json"))) == 1
     assert '"event":"sent"' in (ws / ".agentctl" / "journal" / "journal.jsonl").read_text()
+
+
+def test_the_roster_example_validates(tmp_path: Path) -> None:
+    text = (REPO / "README.md").read_text()
+    start = text.index("```yaml", text.index("## The roster")) + len("```yaml")
+    (tmp_path / "agents.yaml").write_text(text[start : text.index("```", start)])
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "shell_agent.sh").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "agentctl", "validate"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
