@@ -19,6 +19,7 @@ is not delivered twice, and a completed stage is never dispatched again.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from agentctl.constants import HUMAN_AGENT, PIPELINE_AGENT
@@ -27,7 +28,7 @@ from agentctl.halt import halt
 from agentctl.handlers import NO_REPLY
 from agentctl.handlers.python import task_of
 from agentctl.ids import reply_id
-from agentctl.message import AgentMessage, MessageKind
+from agentctl.message import AgentMessage, MessageKind, message_file_name
 from agentctl.pipeline import (
     PIPELINE_HEADER,
     RUNS_DIR,
@@ -43,11 +44,13 @@ from agentctl.pipeline import (
 )
 from agentctl.priority import Priority
 from agentctl.roster import Roster
-from agentctl.status import iso_now
+from agentctl.status import iso_now, parse_iso
 from agentctl.verdict import Verdict
 from agentctl.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+BUDGET_FLAG_AT = 0.8  # share of a run's budget that flags it
 
 
 class ConductorHandler:
@@ -63,7 +66,13 @@ class ConductorHandler:
     def on_start(self) -> None:
         """Take up every unfinished run where it was (after a crash or a restart)."""
         for run in self.runs.all():
+            if run.finished and run.finished_at is not None and self._answered(run):
+                continue  # long over: nothing to redo (and nothing to journal)
             self._advance(run)
+
+    def _answered(self, run: Run) -> bool:
+        reply = message_file_name(Priority(run.request_priority), reply_id(run.request_id))
+        return self.ws.mailbox(run.requester).locate(reply) is not None
 
     def handle(self, message: AgentMessage, *, timeout_s: float) -> Any:
         """Apply one message to the run it belongs to."""
@@ -124,8 +133,39 @@ class ConductorHandler:
         if agent not in state.agents or agent in state.results:
             return
         state.results[agent] = result
+        self._check_budget(run)
         self.runs.save(run)
         self._advance(run)
+
+    def _check_budget(self, run: Run) -> None:
+        """A run's budget (tokens reported by its llm: stages, wall time since it started):
+        a flag at 80 %, the end of the run (outcome halted) at 100 %."""
+        budget = self.roster.budget(run.pipeline)
+        if budget is None or run.status != "running":
+            return
+        tokens = sum(
+            int((r.get("usage") or {}).get("total_tokens") or 0)
+            for stage in [*run.stages, *([run.final] if run.final else [])]
+            for r in stage.results.values()
+            if isinstance(r, dict) and isinstance(r.get("usage"), dict)
+        )
+        wall_s = (
+            datetime.now(UTC) - (parse_iso(run.started_at) or datetime.now(UTC))
+        ).total_seconds()
+        shares = [0.0]
+        if budget.tokens:
+            shares.append(tokens / budget.tokens)
+        if budget.wall_s:
+            shares.append(wall_s / budget.wall_s)
+        share = max(shares)
+        spent = f"{tokens} tokens, {wall_s:.0f} s"
+        if share >= 1.0:
+            run.status, run.reason = "halted", f"budget exhausted ({spent})"
+            self._journal("budget", run, share=round(share, 3), tokens=tokens, wall_s=wall_s)
+        elif share >= BUDGET_FLAG_AT and not any(f.get("budget") for f in run.flags):
+            run.flags.append({"stage": run.current, "budget": True,
+                              "reason": f"budget {share:.0%} used ({spent})"})  # fmt: skip
+            self._journal("flagged", run, stage=run.current, reason=f"budget {share:.0%} used")
 
     def _resolve(self, run_id: str, stage: int, answer: Any) -> None:
         run = self.runs.load(run_id)
@@ -212,7 +252,8 @@ class ConductorHandler:
     def _conclude_stage(self, run: Run) -> None:
         index = run.current
         state = run.stages[index]
-        verdicts = {agent: stage_verdict(result) for agent, result in state.results.items()}
+        # In the stage's order, not the order the answers came in: the reason reads the same.
+        verdicts = {agent: stage_verdict(state.results[agent]) for agent in state.agents}
         verdict = Verdict.worst(list(verdicts.values()))
         state.verdict = verdict.value
         state.finished_at = iso_now()

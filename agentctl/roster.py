@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 from enum import StrEnum
 from pathlib import Path
@@ -65,6 +67,7 @@ class HandlerKind(StrEnum):
     PYTHON = "python"  # a BaseAgent subclass, run by agentctl's worker
     EXEC = "exec"  # a program run once per message: JSON on stdin, JSON on stdout
     COMMAND = "command"  # a long-running program that speaks the file protocol itself
+    LLM = "llm"  # an OpenAI-compatible chat-completions endpoint
 
 
 def _argv(value: Any) -> Any:
@@ -101,6 +104,53 @@ class RestartBackoff(BaseModel):
 
 
 Stage = str | list[str]
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class Budget(BaseModel):
+    """Tokens and wall time an LLM agent, or a pipeline run, may spend: FLAG at 80 %, HALT at
+    100 %."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens: int | None = Field(default=None, gt=0)
+    wall_s: float | None = Field(default=None, gt=0)
+
+
+class LlmSpec(BaseModel):
+    """An `llm:` handler: any OpenAI-compatible chat-completions endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1)
+    # A URL, or `${ENV_VAR}`: the agent is disabled while that variable is unset.
+    base_url: str = Field(min_length=1)
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_tokens: int = Field(default=1024, gt=0)
+    system_prompt: str | None = None
+    verdict: bool = False  # ask for, and validate, a JSON answer with a verdict
+
+    @field_validator("api_key_env", mode="before")
+    @classmethod
+    def _not_a_key(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > 40 and not value.isupper():
+            raise ValueError("give the NAME of an environment variable, never the key itself")
+        return value
+
+    def resolved_base_url(self) -> str | None:
+        """The endpoint, with `${VAR}` read from the environment (None while it is unset)."""
+        match = _ENV_REF.fullmatch(self.base_url)
+        if match is None:
+            return self.base_url
+        return os.environ.get(match.group(1)) or None
+
+    def disabled_because(self) -> str | None:
+        """Why the agent cannot run here, if it cannot."""
+        match = _ENV_REF.fullmatch(self.base_url)
+        if match is not None and not os.environ.get(match.group(1)):
+            return f"disabled: {match.group(1)} is not set (the endpoint's base URL)"
+        return None
 
 
 class PipelineSpec(BaseModel):
@@ -110,6 +160,7 @@ class PipelineSpec(BaseModel):
 
     stages: list[Stage] = Field(min_length=1)
     final: str | None = Field(default=None, alias="finally")
+    budget: Budget | None = None  # tokens and wall time a run may spend
 
 
 class AgentSpec(BaseModel):
@@ -123,6 +174,8 @@ class AgentSpec(BaseModel):
     python: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     exec: list[str] | None = Field(default=None, min_length=1)
     command: list[str] | None = Field(default=None, min_length=1)
+    llm: LlmSpec | None = None
+    budget: Budget | None = None  # for `llm:` agents
     timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
     # Keyword arguments for a `python:` agent's constructor (e.g. a complexity limit).
@@ -149,7 +202,9 @@ class AgentSpec(BaseModel):
         given = [kind.value for kind in HandlerKind if getattr(self, kind.value) is not None]
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
-            raise ValueError(f"give exactly one of python, exec, command (found: {found})")
+            raise ValueError(f"give exactly one of python, exec, command, llm (found: {found})")
+        if self.budget is not None and self.llm is None:
+            raise ValueError("budget: is for llm: agents (pipelines have their own)")
         if self.options and self.python is None:
             raise ValueError("options are given to a python: agent's constructor; this is not one")
         return self
@@ -194,25 +249,14 @@ class Roster(BaseModel):
     @model_validator(mode="after")
     def _pipelines_name_agents(self) -> Roster:
         for name, definition in self.pipelines.items():
-            validate_agent_name(name, where=f"pipelines.{name}")
-            stages = definition.stages if isinstance(definition, PipelineSpec) else definition
-            if not stages:
-                raise ValueError(f"pipeline {name!r} has no stages")
-            final = definition.final if isinstance(definition, PipelineSpec) else None
-            if final is not None and final not in self.names:
-                raise ValueError(f"pipeline {name!r}: finally: no agent named {final!r}")
-            for index, stage in enumerate(stages):
-                agents = [stage] if isinstance(stage, str) else stage
-                if not agents:
-                    raise ValueError(f"pipeline {name!r}: stage {index} is an empty list")
-                for agent in agents:
-                    if agent not in self.names:
-                        raise ValueError(
-                            f"pipeline {name!r}: stage {index}: no agent named {agent!r} "
-                            f"(agents: {', '.join(self.names)})"
-                        )
-                if len(set(agents)) != len(agents):
-                    raise ValueError(f"pipeline {name!r}: stage {index} names an agent twice")
+            raw = (
+                definition.model_dump(by_alias=True)
+                if isinstance(definition, PipelineSpec)
+                else definition
+            )
+            problems = pipeline_problems(name, raw, self.names)
+            if problems:
+                raise ValueError(problems[0][1])
         return self
 
     def stages(self, pipeline: str) -> list[list[str]]:
@@ -225,6 +269,19 @@ class Roster(BaseModel):
         definition = self.pipelines[pipeline]
         stages = definition.stages if isinstance(definition, PipelineSpec) else definition
         return [[s] if isinstance(s, str) else list(s) for s in stages]
+
+    def budget(self, pipeline: str) -> Budget | None:
+        """A pipeline's per-run budget, if it has one."""
+        definition = self.pipelines.get(pipeline)
+        return definition.budget if isinstance(definition, PipelineSpec) else None
+
+    def disabled_agents(self) -> dict[str, str]:
+        """Agents that cannot run in this environment, and why (an LLM endpoint not set)."""
+        return {
+            agent.name: reason
+            for agent in self.agents
+            if agent.llm is not None and (reason := agent.llm.disabled_because())
+        }
 
     def final_agent(self, pipeline: str) -> str | None:
         """The agent of a pipeline's `finally` stage, if it has one."""
@@ -240,6 +297,9 @@ class Roster(BaseModel):
             python="agentctl.conductor:Conductor",
             exec=None,
             command=None,
+            llm=None,
+            budget=None,
+            options={},
             timeout_s=DEFAULT_TIMEOUT_S,
             max_attempts=DEFAULT_MAX_ATTEMPTS,
             retry=RetryPolicy(),
@@ -285,6 +345,40 @@ class Roster(BaseModel):
         raise ConfigError(f"{where}: no agent named {name!r} (agents: {known})")
 
 
+def pipeline_problems(
+    name: str, definition: Any, agent_names: list[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with one pipeline's definition: (where in it, the problem) pairs."""
+    from agentctl.errors import InvalidNameError
+
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    try:
+        validate_agent_name(name)
+    except InvalidNameError as exc:
+        problems.append(((), f"pipeline name: {exc}"))
+    stages_at: tuple[str | int, ...] = ("stages",) if isinstance(definition, dict) else ()
+    stages = definition.get("stages") if isinstance(definition, dict) else definition
+    if not isinstance(stages, list) or not stages:
+        return [*problems, (stages_at, f"pipeline {name!r} has no stages")]
+    final = definition.get("finally") if isinstance(definition, dict) else None
+    if final is not None and final not in agent_names:
+        problems.append((("finally",), f"pipeline {name!r}: finally: no agent named {final!r}"))
+    for index, stage in enumerate(stages):
+        agents = [stage] if isinstance(stage, str) else stage
+        where = (*stages_at, index)
+        if not isinstance(agents, list) or not agents:
+            problems.append((where, f"pipeline {name!r}: stage {index} is an empty list"))
+            continue
+        for agent in agents:
+            if agent not in agent_names:
+                known = ", ".join(agent_names)
+                problem = f"pipeline {name!r}: stage {index}: no agent named {agent!r} ({known})"
+                problems.append((where, problem))
+        if len(set(map(str, agents))) != len(agents):
+            problems.append((where, f"pipeline {name!r}: stage {index} names an agent twice"))
+    return problems
+
+
 def load_roster(path: Path) -> Roster:
     """Load and validate a roster file; ConfigError names the file, line and field."""
     source = read_roster_file(path)
@@ -296,6 +390,7 @@ def validate_roster(source: RosterSource) -> Roster:
     if not isinstance(source.data, dict):
         raise ConfigError(f"{source.path}:1: the roster must be a mapping with an `agents:` list")
     _check_unique_names(source)
+    _check_pipelines(source)
     try:
         roster = Roster.model_validate(source.data)
     except ValidationError as exc:
@@ -321,6 +416,23 @@ def _check_unique_names(source: RosterSource) -> None:
                 f"agents[{first_index[name]}]"
             )
         first_index[name] = index
+
+
+def _check_pipelines(source: RosterSource) -> None:
+    # Checked here as well as in the model so the error points at the stage's own line.
+    pipelines = source.data.get("pipelines")
+    agents = source.data.get("agents")
+    if not isinstance(pipelines, dict) or not isinstance(agents, list):
+        return
+    names = [
+        str(a["name"]) for a in agents if isinstance(a, dict) and isinstance(a.get("name"), str)
+    ]
+    for name, definition in pipelines.items():
+        for where, problem in pipeline_problems(str(name), definition, names):
+            loc = ("pipelines", name, *where)
+            line = source.line_of(loc) or source.line_of(("pipelines", name))
+            field = "pipelines." + ".".join(str(part) for part in (name, *where))
+            raise ConfigError(f"{source.path}:{line}: {field}: {problem}")
 
 
 def _describe(exc: ValidationError, source: RosterSource) -> str:

@@ -114,12 +114,14 @@ class Supervisor:
         names = list(agents) if agents else roster.names
         if roster.pipelines and not agents:
             names.append(PIPELINE_AGENT)  # the conductor of pipeline runs
+        self.disabled = roster.disabled_agents()
+        self.events: list[str] = [f"{name}: {why}" for name, why in self.disabled.items()]
+        names = [name for name in names if name not in self.disabled]
         self.agents = {name: AgentProcess(spec=roster.agent(name)) for name in names}
         self.clock = clock
         self.spawn = spawn
         self.grace_s = grace_s
         self._lock_fd: int | None = None
-        self.events: list[str] = []  # human-readable happenings since the last drain
 
     # -- start ------------------------------------------------------------------------------
 

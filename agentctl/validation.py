@@ -31,6 +31,14 @@ def check_handlers(roster: Roster) -> None:
                     f"{roster.path}: agent {agent.name!r}: {agent.python}() raised "
                     f"{type(exc).__name__}: {exc}"
                 )
+        elif kind is HandlerKind.LLM:
+            assert agent.llm is not None
+            url = agent.llm.resolved_base_url()
+            if url is not None and not url.startswith(("http://", "https://")):
+                problems.append(
+                    f"{roster.path}: agent {agent.name!r}: llm base_url {url!r} is not an "
+                    "http:// or https:// URL"
+                )
         else:
             argv = agent.exec if kind is HandlerKind.EXEC else agent.command
             assert argv is not None

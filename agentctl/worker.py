@@ -50,7 +50,7 @@ from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, MessageKind, parse_message
 from agentctl.proc import ProcessRef, die_with_parent
 from agentctl.reporter import StatusReporter
-from agentctl.roster import AgentSpec, load_roster
+from agentctl.roster import AgentSpec, HandlerKind, load_roster
 from agentctl.status import (
     AgentState,
     AgentStatus,
@@ -293,6 +293,8 @@ class Worker:
             duration_ms=duration_ms,
             result_id=reply_id,
             verdict=verdict_of(result) if answer else None,
+            # An llm: agent's token usage (and cost, when the endpoint reports one).
+            usage=result.get("usage") if isinstance(result, dict) else None,
         )
         self.reporter.count(handled=1)
 
@@ -525,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
             from agentctl.conductor import ConductorHandler
 
             handler = ConductorHandler(roster, workspace)
+        elif spec.handler_kind is HandlerKind.LLM:
+            from agentctl.handlers import build_llm_handler
+
+            handler = build_llm_handler(spec, workspace.ensure_agent_dir(spec.name))
         else:
             handler = build_handler(spec)
         worker = Worker(

@@ -185,6 +185,11 @@ class Workspace:
             self._ensured[name] = mailbox
         return mailbox
 
+    def ensure_agent_dir(self, name: str) -> Path:
+        """The agent's directory, created (with its inbox) if missing."""
+        self.ensure_agent(name)
+        return self.agent_dir(name)
+
     def ensure_control_dir(self) -> Path:
         """Create `.agentctl/` if missing."""
         ensure_dir(self.root)

@@ -251,12 +251,6 @@ def test_validate_refuses_a_bad_pipeline_with_one_clear_line(
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pipelines: errors come from a model-level validator, so they point at line 1 "
-    "and field '(roster)' instead of the pipeline's line and `pipelines.NAME` (ROSTER.md: errors "
-    "name the file, the line and the field)",
-)
 def test_a_bad_pipeline_error_names_its_line(tmp_path: Path) -> None:
     setup(tmp_path, pipelines="pipelines:\n  review: [research, nobody]\n")
     lines = (tmp_path / "agents.yaml").read_text().splitlines()

@@ -134,11 +134,11 @@ AGENT = "  - name: a\n    python: agentctl.agents.echo:EchoAgent\n"
         # handlers
         (
             "agents:\n" + AGENT + "  - name: b\n    python: m:C\n    exec: [x]\n",
-            4, "agents[1]", "give exactly one of python, exec, command (found: python, exec)",
+            4, "agents[1]", "give exactly one of python, exec, command, llm (found: python, exec)",
         ),
         (
             "agents:\n  - name: a\n    role: nothing\n",
-            2, "agents[0]", "give exactly one of python, exec, command (found: none)",
+            2, "agents[0]", "give exactly one of python, exec, command, llm (found: none)",
         ),
         ("agents:\n  - name: a\n    python: not-a-ref\n", 3, "agents[0].python", "pattern"),
         ("agents:\n  - name: a\n    exec: []\n", 3, "agents[0].exec", "at least 1 item"),

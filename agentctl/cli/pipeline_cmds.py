@@ -25,9 +25,18 @@ def start_run(
 ) -> tuple[AgentMessage, Any]:
     """Send the message that starts a run of `pipeline`; the message and its path."""
     from agentctl.constants import PIPELINE_AGENT, PIPELINE_HEADER
+    from agentctl.errors import ConfigError
     from agentctl.router import WorkspaceRouter, user_message
 
-    roster.stages(pipeline)  # a clear error for an unknown pipeline, before anything is sent
+    stages = roster.stages(pipeline)  # a clear error for an unknown pipeline, before sending
+    final = roster.final_agent(pipeline)
+    disabled = roster.disabled_agents()
+    off = [
+        a for a in [*(a for s in stages for a in s), *([final] if final else [])] if a in disabled
+    ]
+    if off:
+        reasons = "; ".join(f"{a}: {disabled[a]}" for a in dict.fromkeys(off))
+        raise ConfigError(f"pipeline {pipeline!r} needs agents that cannot run here ({reasons})")
     headers = {**fields.pop("headers", {}), PIPELINE_HEADER: pipeline}
     message = user_message(PIPELINE_AGENT, content, headers=headers, **fields)
     return message, WorkspaceRouter.of(ws).send(message)

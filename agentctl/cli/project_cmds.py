@@ -44,11 +44,14 @@ def validate(
     roster, ws = open_full(config, workspace)
     check_handlers(roster)
     if json_out:
-        data = roster.model_dump(mode="json")
+        data = roster.model_dump(mode="json", by_alias=True)
+        data["disabled"] = roster.disabled_agents()
         data["path"], data["workspace_path"] = str(roster.path), str(ws.root)
         print_json(data)
         return
     console().print(roster_table(roster))
+    for name, why in roster.disabled_agents().items():
+        console().print(f"[yellow]{name}[/]: {why}; `agentctl run` leaves it out")
     console().print(f"[green]ok[/]: {roster.path} is valid")
 
 

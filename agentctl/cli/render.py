@@ -160,7 +160,12 @@ def roster_table(roster: Roster) -> Table:
     for agent in roster.agents:
         kind = agent.handler_kind.value
         handler = getattr(agent, kind)
-        shown = " ".join(handler) if isinstance(handler, list) else str(handler)
+        if agent.llm is not None:
+            shown = f"{agent.llm.model} at {agent.llm.base_url}"
+            why = agent.llm.disabled_because()
+            shown += f" ({why})" if why else ""
+        else:
+            shown = " ".join(handler) if isinstance(handler, list) else str(handler)
         table.add_row(
             agent.name,
             kind,

@@ -25,7 +25,7 @@ def send(
             metavar="[TO] CONTENT",
             help="The agent to send to (`pipeline:NAME` starts a pipeline run; none with "
             "--route/--fanout), then the content: text, a JSON object or array, '-' for stdin, "
-            "@FILE (its text) or @FOLDER (sent as {\"path\": FOLDER}).",
+            '@FILE (its text) or @FOLDER (sent as {"path": FOLDER}).',
             show_default=False,
         ),
     ],

@@ -7,6 +7,7 @@ program speaks the file protocol itself and the supervisor only runs it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentctl.roster import AgentSpec, HandlerKind
@@ -50,3 +51,10 @@ def build_handler(spec: AgentSpec) -> Handler:
 
         return ExecHandler(spec)
     raise ValueError(f"agent {spec.name!r} is a command agent: it has no in-process handler")
+
+
+def build_llm_handler(spec: AgentSpec, state_dir: Path) -> Handler:
+    """The handler of an `llm:` agent (it keeps its budget in `state_dir`)."""
+    from agentctl.handlers.llm import LlmHandler
+
+    return LlmHandler(spec, state_dir=state_dir)
