@@ -101,6 +101,8 @@ def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:
     age_s = (now - heartbeat).total_seconds() if heartbeat else None
     alive = status.pid > 0 and ProcessRef(status.pid, status.pid_start_ticks, status.pid).is_alive()
     state = status.state.value if recorded else "absent"
+    if name in workspace.disabled and not alive:
+        state = "disabled"  # an llm: agent whose endpoint is not set here
     if alive and status.state in LIVE_STATES and age_s is not None and age_s > status.stuck_after_s:
         state = STUCK  # alive, but its heartbeat stopped: wedged
     return AgentRow(

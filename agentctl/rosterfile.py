@@ -101,6 +101,7 @@ class RosterPeek:
     workspace: Path
     agent_names: list[str]
     escalation_overdue_s: float = DEFAULT_ESCALATION_OVERDUE_S
+    disabled: frozenset[str] = frozenset()  # llm agents whose ${VAR} base_url is unset
 
 
 def peek_roster(path: Path) -> RosterPeek:
@@ -115,6 +116,11 @@ def peek_roster(path: Path) -> RosterPeek:
         name = item.get("name") if isinstance(item, dict) else None
         line = source.line_of(("agents", index))
         names.append(validate_agent_name(name, where=f"{path}:{line}: agents[{index}].name"))
+    disabled = frozenset(
+        str(item.get("name"))
+        for item in agents
+        if isinstance(item, dict) and _unset_env_url(item.get("llm"))
+    )
     overdue = data.get("escalation_overdue_s")
     return RosterPeek(
         path=path,
@@ -123,7 +129,16 @@ def peek_roster(path: Path) -> RosterPeek:
         escalation_overdue_s=float(overdue)
         if isinstance(overdue, int | float) and overdue > 0
         else DEFAULT_ESCALATION_OVERDUE_S,
+        disabled=disabled,
     )
+
+
+def _unset_env_url(llm: object) -> bool:
+    # The same rule as LlmSpec.disabled_because, without pydantic: `${VAR}` with VAR unset.
+    url = llm.get("base_url") if isinstance(llm, dict) else None
+    if not isinstance(url, str) or not (url.startswith("${") and url.endswith("}")):
+        return False
+    return not os.environ.get(url[2:-1])
 
 
 def workspace_of(config_path: Path, value: object) -> Path:

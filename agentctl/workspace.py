@@ -59,6 +59,7 @@ class Workspace:
         self.max_message_bytes = max_message_bytes
         self.journal_max_bytes = journal_max_bytes
         self.escalation_overdue_s = escalation_overdue_s
+        self.disabled: frozenset[str] = frozenset()  # agents that cannot run here (no endpoint)
         self._ensured: dict[str, Mailbox] = {}
         self._journal: Journal | None = None
         self._halt_path_s = str(self.root / CONTROL_DIR / HALT_FILE)

@@ -46,6 +46,7 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
     if config_path is not None:
         peek = peek_roster(config_path)
         ws = Workspace(workspace or peek.workspace, escalation_overdue_s=peek.escalation_overdue_s)
+        ws.disabled = peek.disabled
         return ws, peek.agent_names
     ws = Workspace(workspace or Path(DEFAULT_WORKSPACE_DIR))
     return ws, [n for n in ws.agent_names() if n != USER_AGENT]

@@ -24,6 +24,7 @@ _STATE_STYLE = {
     "stopped": "dim",
     "crashed": "red",
     "absent": "dim",
+    "disabled": "dim",
     "running": "green",
     "backoff": "yellow",
     "exited": "dim",
