@@ -57,6 +57,7 @@ class Overview:
     agents: list[AgentRow]
     halted: dict[str, Any] | None  # why no agent claims new work, while halted
     escalations: dict[str, int]  # {"open": N, "overdue": M}
+    pipelines: dict[str, Any]  # run counts by status, and the flagged runs to review
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` document."""
@@ -65,6 +66,7 @@ class Overview:
             "supervisor": asdict(self.supervisor),
             "halted": self.halted,
             "escalations": self.escalations,
+            "pipelines": self.pipelines,
             "agents": [row.to_json() for row in self.agents],
         }
 
@@ -87,7 +89,24 @@ def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
             "open": len(escalations),
             "overdue": sum(1 for e in escalations if e.overdue),
         },
+        pipelines=_pipeline_summary(workspace),
     )
+
+
+def _pipeline_summary(workspace: Workspace) -> dict[str, Any]:
+    """How many runs are in each status, and which runs carry flags for later review."""
+    runs_dir = workspace.root / PIPELINE_AGENT / "runs"
+    if not runs_dir.is_dir():
+        return {"runs": {}, "flagged": []}
+    from agentctl.pipeline import RunStore
+
+    counts: dict[str, int] = {}
+    flagged = []
+    for run in RunStore(runs_dir, fsync=False).all():
+        counts[run.status] = counts.get(run.status, 0) + 1
+        if run.flags:
+            flagged.append({"run": run.run_id, "pipeline": run.pipeline, "flags": run.flags})
+    return {"runs": counts, "flagged": flagged}
 
 
 def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:

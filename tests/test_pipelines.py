@@ -338,7 +338,15 @@ def test_flag_goes_on_records_the_flag_and_the_worst_verdict_joins_a_fanout(
     code, outcome = send_wait(tmp_path, "verdict:flag")
     assert code == 0 and outcome["verdict"] == "flag", outcome
     assert [f["stage"] for f in outcome["flags"]] == [0, 1, 2]
-    assert sorted(outcome["flags"][1]["agents"]) == ["lint", "security"]  # in answer order
+    assert outcome["flags"][1]["agents"] == ["lint", "security"]  # in the stage's order
+
+    # `status` lists the flagged runs for later review.
+    status = json.loads(run_cli("status", "--json", cwd=tmp_path).stdout)
+    assert status["pipelines"]["runs"] == {"done": 2}
+    assert sorted(f["run"] for f in status["pipelines"]["flagged"]) == sorted(
+        [run, outcome["run"]]
+    )
+    assert "2 flagged" in run_cli("status", cwd=tmp_path).stdout
 
 
 def test_block_ends_the_run_and_later_stages_are_never_dispatched(

@@ -106,6 +106,12 @@ def status_table(overview: Overview) -> Table:
             f"\n[bold red]HALTED[/]: {_escape(str(overview.halted.get('reason')))} "
             "(`agentctl resume` lifts it)"
         )
+    runs = overview.pipelines.get("runs") or {}
+    if runs:
+        flagged = overview.pipelines.get("flagged") or []
+        caption += "\npipeline runs: " + ", ".join(f"{n} {s}" for s, n in sorted(runs.items()))
+        if flagged:
+            caption += f"; [yellow]{len(flagged)} flagged[/] (`agentctl pipeline show RUN`)"
     open_count, overdue = overview.escalations["open"], overview.escalations["overdue"]
     if open_count:
         caption += (
