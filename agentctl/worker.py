@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -48,6 +47,7 @@ from agentctl.fsutil import write_atomic
 from agentctl.handlers import NO_REPLY
 from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, MessageKind, parse_message
+from agentctl.overrun import OverrunGuard, take_note
 from agentctl.proc import ProcessRef, die_with_parent
 from agentctl.reporter import StatusReporter
 from agentctl.roster import AgentSpec, HandlerKind, load_roster
@@ -170,7 +170,7 @@ class Worker:
         If the last worker left a note (it gave up on a handler that overran its timeout), the
         message it names fails as a timeout; any other message left behind was interrupted.
         """
-        note = _take_note(self.workspace.agent_dir(self.spec.name) / INTERRUPTED_NOTE_FILE)
+        note = take_note(self.workspace.agent_dir(self.spec.name) / INTERRUPTED_NOTE_FILE)
         for name in self.mailbox.recover():
             log.warning("recovering %s, interrupted when its worker died", name)
             path = self.mailbox.processing / name
@@ -398,64 +398,6 @@ def verdict_of(result: object) -> str | None:
     if isinstance(passed, bool):
         return "pass" if passed else "block"
     return None
-
-
-class OverrunGuard:
-    """Calls `on_overrun(name, message, limit_s)` from its own thread if a handler runs past
-    `limit_s`: the backstop for handlers that ignore their timeout (a synchronous Python
-    handler, an `async def` that blocks its event loop)."""
-
-    def __init__(self, on_overrun: Callable[[str, AgentMessage, float], None]) -> None:
-        self._on_overrun = on_overrun
-        self._cond = threading.Condition()
-        self._armed: tuple[float, float, str, AgentMessage] | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="overrun", daemon=True)
-        self._thread.start()
-
-    def arm(self, limit_s: float, name: str, message: AgentMessage) -> None:
-        """Start the clock for one handler call."""
-        with self._cond:
-            self._armed = (time.monotonic() + limit_s, limit_s, name, message)
-            self._cond.notify()
-
-    def disarm(self) -> None:
-        """The handler returned (or raised) in time."""
-        with self._cond:
-            self._armed = None
-
-    def close(self) -> None:
-        """Stop the thread."""
-        with self._cond:
-            self._closed = True
-            self._armed = None
-            self._cond.notify()
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._closed:
-                armed = self._armed
-                if armed is None:
-                    self._cond.wait()
-                    continue
-                remaining_s = armed[0] - time.monotonic()
-                if remaining_s > 0:
-                    self._cond.wait(remaining_s)
-                    continue
-                if self._armed is armed:
-                    _, limit_s, name, message = armed
-                    self._on_overrun(name, message, limit_s)
-                    return
-
-
-def _take_note(path: Path) -> dict[str, Any] | None:
-    """Read and remove the note a worker left when it gave up on an overrunning handler."""
-    try:
-        note = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    path.unlink(missing_ok=True)
-    return note if isinstance(note, dict) else None
 
 
 def _seconds_until(when: str | None) -> float:

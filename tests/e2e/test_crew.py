@@ -7,7 +7,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,35 +19,8 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("bandit") is None, reason="the crew extra (bandit) is not installed"
 )
 
-BAD = textwrap.dedent('''\
-    import os
-    import subprocess
-
-    password = "hunter2"
-
-
-    def run(cmd):
-        return subprocess.call(cmd, shell=True)
-
-
-    def calc(expr):
-        return eval(input(expr))
-
-
-    def nested(a, b, c, d):
-        if a:
-            if b:
-                for x in range(c):
-                    if x > d:
-                        while x:
-                            if x % 2:
-                                x -= 1
-                            elif x % 3:
-                                x -= 2
-                            else:
-                                x -= 3
-        return a
-''')
+# The README's sample: the crew's findings on it are what the README shows.
+BAD = (Path(__file__).resolve().parents[2] / "examples" / "code" / "vulnerable.py").read_text()
 CLEAN = 'def greet(name: str) -> str:\n    return f"hello, {name}"\n'
 
 
@@ -67,9 +39,9 @@ def review(agent, task: dict) -> dict:
 def test_security_reviewer_finds_eval_shell_and_password_and_blocks(code: Path) -> None:
     result = review(SecurityReviewer(), {"path": "code"})
     by_test = {f["test_id"]: f for f in result["findings"]}
-    assert by_test["B602"]["severity"] == "high" and by_test["B602"]["line"] == 8
-    assert by_test["B307"]["severity"] == "medium" and by_test["B307"]["line"] == 12
-    assert by_test["B105"]["line"] == 4 and "hunter2" in by_test["B105"]["issue"]
+    assert by_test["B602"]["severity"] == "high" and by_test["B602"]["line"] == 9
+    assert by_test["B307"]["severity"] == "medium" and by_test["B307"]["line"] == 13
+    assert by_test["B105"]["line"] == 5 and "hunter2" in by_test["B105"]["issue"]
     assert all(f["file"] == "code/bad.py" and f["recommendation"] for f in result["findings"])
     assert result["findings"][0]["severity"] == "high"  # worst first
     assert result["verdict"] == "block" and result["passed"] is False
@@ -88,15 +60,15 @@ def test_lint_reviewer_flags_the_unused_import(code: Path) -> None:
     result = review(LintReviewer(), {"path": "code/bad.py"})
     assert result["verdict"] == "flag"
     unused = [f for f in result["findings"] if f["code"] == "F401"]
-    assert unused and unused[0]["line"] == 1 and "os" in unused[0]["message"]
+    assert unused and unused[0]["line"] == 2 and "os" in unused[0]["message"]
     assert review(LintReviewer(), {"code": CLEAN})["verdict"] == "pass"
 
 
 def test_complexity_reviewer_flags_the_nested_function_over_its_limit(code: Path) -> None:
-    strict = review(ComplexityReviewer(max_complexity=5), {"path": "code"})
+    strict = review(ComplexityReviewer(max_complexity=10), {"path": "code"})
     assert strict["verdict"] == "flag"
-    assert [(f["function"], f["complexity"]) for f in strict["findings"]] == [("nested", 8)]
-    assert review(ComplexityReviewer(max_complexity=10), {"path": "code"})["verdict"] == "pass"
+    assert [(f["function"], f["complexity"]) for f in strict["findings"]] == [("nested", 11)]
+    assert review(ComplexityReviewer(max_complexity=11), {"path": "code"})["verdict"] == "pass"
 
 
 def test_reviewers_refuse_paths_outside_their_directory(code: Path) -> None:
