@@ -169,9 +169,15 @@ class Run:
         return context
 
     def verdict(self) -> Verdict:
-        """The worst verdict of the stages so far."""
+        """The worst verdict so far: of the stages, a flag (a budget's, a person's) counts as
+        FLAG, and a run halted (by a verdict or its budget) is HALT."""
         stages = [*self.stages, self.final] if self.final is not None else self.stages
-        return Verdict.worst([Verdict(s.verdict) for s in stages if s is not None and s.verdict])
+        verdicts = [Verdict(s.verdict) for s in stages if s is not None and s.verdict]
+        if self.flags:
+            verdicts.append(Verdict.FLAG)
+        if self.status == "halted":
+            verdicts.append(Verdict.HALT)
+        return Verdict.worst(verdicts)
 
     def outcome(self) -> dict[str, Any]:
         """What the requester receives when the run ends (and `pipeline show --json`)."""

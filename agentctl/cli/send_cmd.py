@@ -99,6 +99,9 @@ def send(
         if find_config(config) is not None:
             roster, ws = open_full(config, workspace)
             roster.agent(to)
+            why = roster.disabled_agents().get(to)
+            if why:
+                raise AgentctlError(f"{to}: {why}; nothing sent")
         else:
             ws, names = open_light(config, workspace)
             if to not in names:
