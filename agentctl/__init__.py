@@ -28,10 +28,12 @@ _EXPORTS = {
     "ResilientOrchestrator": "agentctl.orchestrator",
     "TaskRouter": "agentctl.routing",
     "Pipeline": "agentctl.pipeline",
+    "MessageBusRouter": "agentctl.bus",
 }
 
 if TYPE_CHECKING:
     from agentctl.agent import BaseAgent
+    from agentctl.bus import MessageBusRouter
     from agentctl.errors import AgentctlError, NonRetryableError
     from agentctl.mailbox import Mailbox
     from agentctl.message import AgentMessage, MessageKind
@@ -49,6 +51,7 @@ __all__ = [
     "AgentctlError",
     "BaseAgent",
     "Mailbox",
+    "MessageBusRouter",
     "MessageKind",
     "NonRetryableError",
     "Pipeline",
