@@ -95,30 +95,41 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _workspace_notes(overview: Overview) -> str:
+    """Lines about the whole workspace (halted, pipeline runs, escalations), each ending in a
+    newline; empty when there is nothing to say."""
+    lines = []
+    if overview.halted:
+        lines.append(
+            f"[bold red]HALTED[/]: {_escape(str(overview.halted.get('reason')))} "
+            "(`agentctl resume` lifts it)"
+        )
+    runs = overview.pipelines.get("runs") or {}
+    if runs:
+        flagged = overview.pipelines.get("flagged") or []
+        line = "pipeline runs: " + ", ".join(f"{n} {s}" for s, n in sorted(runs.items()))
+        if flagged:
+            line += f"; [yellow]{len(flagged)} flagged[/] (`agentctl pipeline show RUN`)"
+        lines.append(line)
+    open_count, overdue = overview.escalations["open"], overview.escalations["overdue"]
+    if open_count:
+        lines.append(
+            f"escalations: {open_count} open"
+            + (f", [red]{overdue} overdue[/]" if overdue else "")
+            + " (`agentctl escalations`)"
+        )
+    return "".join(line + "\n" for line in lines)
+
+
 def status_table(overview: Overview) -> Table:
     """The `agentctl status` table."""
     from rich.table import Table
 
     sup = overview.supervisor
     caption = f"supervisor: running (pid {sup.pid})" if sup.running else "supervisor: not running"
-    if overview.halted:
-        caption += (
-            f"\n[bold red]HALTED[/]: {_escape(str(overview.halted.get('reason')))} "
-            "(`agentctl resume` lifts it)"
-        )
-    runs = overview.pipelines.get("runs") or {}
-    if runs:
-        flagged = overview.pipelines.get("flagged") or []
-        caption += "\npipeline runs: " + ", ".join(f"{n} {s}" for s, n in sorted(runs.items()))
-        if flagged:
-            caption += f"; [yellow]{len(flagged)} flagged[/] (`agentctl pipeline show RUN`)"
-    open_count, overdue = overview.escalations["open"], overview.escalations["overdue"]
-    if open_count:
-        caption += (
-            f"\nescalations: {open_count} open"
-            + (f", [red]{overdue} overdue[/]" if overdue else "")
-            + " (`agentctl escalations`)"
-        )
+    notes = _workspace_notes(overview)
+    if notes:
+        caption += "\n" + notes.rstrip("\n")
     table = Table(title=f"workspace {overview.workspace}", caption=caption, title_justify="left")
     for column in (
         "agent",
@@ -193,7 +204,7 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
     table = Table(
         title=f"agentctl run: {overview.workspace}",
         title_justify="left",
-        caption="Ctrl-C stops every agent cleanly",
+        caption=_workspace_notes(overview) + "Ctrl-C stops every agent cleanly",
     )
     for column in (
         "agent",
