@@ -68,7 +68,7 @@ class ConductorHandler:
         for run in self.runs.all():
             if run.finished and run.finished_at is not None and self._answered(run):
                 continue  # long over: nothing to redo (and nothing to journal)
-            self._advance(run)
+            self._advance(run, resume=True)
 
     def _answered(self, run: Run) -> bool:
         reply = message_file_name(Priority(run.request_priority), reply_id(run.request_id))
@@ -198,22 +198,26 @@ class ConductorHandler:
         )
         self._advance(run)
 
-    def _advance(self, run: Run) -> None:
-        """Take the next step of a run; each step is safe to take again after a crash."""
+    def _advance(self, run: Run, *, resume: bool = False) -> None:
+        """Take the next step of a run; each step is safe to take again after a crash.
+
+        A stage's messages are sent when it starts, and sent again only when `resume`-ing after
+        a restart (delivery then finds those already delivered and does nothing).
+        """
         while run.status == "running":
             if run.current >= len(run.stages):
                 run.status = "done"
                 break
             state = run.stages[run.current]
             if not state.complete:
-                self._dispatch(run)
+                self._dispatch(run, resend=resume)
                 return
             self._conclude_stage(run)
         if run.status == "escalated":
             self._escalate(run)
             return
         if run.final_pending:
-            self._dispatch(run, final=True)
+            self._dispatch(run, final=True, resend=resume)
             return
         if run.final is not None and run.final.complete and run.final.verdict is None:
             verdicts = [stage_verdict(r) for r in run.final.results.values()]
@@ -223,13 +227,15 @@ class ConductorHandler:
         if run.finished:
             self._finish(run)
 
-    def _dispatch(self, run: Run, *, final: bool = False) -> None:
+    def _dispatch(self, run: Run, *, final: bool = False, resend: bool = False) -> None:
         index = len(run.stages) if final else run.current
         state = run.final if final else run.stages[index]
         assert state is not None
         if state.started_at is None:
             state.started_at = iso_now()
-            self.runs.save(run)
+            self.runs.save(run)  # saved first: after a crash, resume sends them again
+        elif not resend:
+            return  # sent when the stage started; its answers are on their way
         context = run.context()
         for agent in state.agents:
             if agent in state.results:
