@@ -8,7 +8,6 @@ the answer is the escalation's reply, which the conductor applies to the parked 
 
 from __future__ import annotations
 
-import getpass
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,6 +129,8 @@ def resolve_escalation(ws: Workspace, ident: str, verdict: str, note: str | None
 
 
 def _who() -> str:
+    import getpass  # only answering needs it: `status` imports this module and starts fast
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

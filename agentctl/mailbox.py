@@ -34,6 +34,7 @@ from agentctl.constants import (
 )
 from agentctl.errors import DeliveryError
 from agentctl.fsutil import (
+    StrPath,
     ensure_dir,
     fsync_dir,
     link_noreplace,
@@ -100,7 +101,7 @@ class Mailbox:
         message: AgentMessage,
         *,
         data: bytes | None = None,
-        copies: tuple[Path, ...] = (),
+        copies: tuple[StrPath, ...] = (),
         dedupe: bool = False,
         announce: Callable[[], object] | None = None,
     ) -> Path | None:
@@ -133,7 +134,7 @@ class Mailbox:
             raise DeliveryError(f"{target}: a message with id {message.id} is waiting")
         if self.fsync:
             fsync_dir(self.new)
-            for parent in {copy.parent for copy in copies}:
+            for parent in {os.path.dirname(copy) for copy in copies}:
                 fsync_dir(parent)
         return self.new / name
 

@@ -39,6 +39,11 @@ class MessageKind(StrEnum):
     EVENT = "event"  # informs; never answered
 
 
+# json.dumps(value, allow_nan=False, ensure_ascii=False), without building a new encoder for
+# every message.
+_STRICT_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC (never the naive `datetime.utcnow()`)."""
     return datetime.now(UTC)
@@ -88,9 +93,7 @@ class AgentMessage(BaseModel):
         # NaN, infinities and lone surrogates pass pydantic's JsonValue but cannot be written
         # as standard UTF-8 JSON (pydantic would silently write NaN as null).
         try:
-            json.dumps(
-                [self.content, self.keywords, self.headers], allow_nan=False, ensure_ascii=False
-            ).encode("utf-8")
+            _STRICT_ENCODER.encode([self.content, self.keywords, self.headers]).encode("utf-8")
         except ValueError as exc:  # UnicodeEncodeError is a ValueError
             raise ValueError(f"content cannot be written as UTF-8 JSON: {exc}") from None
         return self

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from agentctl.message import AgentMessage
 
 SUMMARY_CHARS = 80
+_SUMMARY_PREFIX_CHARS = 4 * SUMMARY_CHARS
+# json.dumps(content, ensure_ascii=False), without building a new encoder for every message.
+_SUMMARY_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class Workspace:
@@ -61,6 +64,9 @@ class Workspace:
         self.escalation_overdue_s = escalation_overdue_s
         self.disabled: frozenset[str] = frozenset()  # agents that cannot run here (no endpoint)
         self._ensured: dict[str, Mailbox] = {}
+        # Each ensured agent's outbox as a string ending in "/": the copy of every sent message
+        # is named by concatenation (pathlib joins cost microseconds on the send path).
+        self._outbox_s: dict[str, str] = {}
         self._journal: Journal | None = None
         self._halt_path_s = str(self.root / CONTROL_DIR / HALT_FILE)
 
@@ -120,7 +126,8 @@ class Workspace:
                 f"message {message.id} to {message.to_agent} is {len(data)} bytes, over the "
                 f"limit of {self.max_message_bytes} (max_message_bytes)"
             )
-        copy = self.outbox(message.from_agent) / message.file_name
+        file_name = message.file_name
+        copy = self._outbox_s[message.from_agent] + file_name
 
         def announce() -> None:
             self.record(
@@ -132,7 +139,7 @@ class Workspace:
                 priority=message.priority.value,
                 in_reply_to=message.in_reply_to or None,
                 resent_from=message.headers.get("resent_from"),
-                file=message.file_name,
+                file=file_name,
                 sha256=content_digest(data),
                 summary=summarize(message.content),
             )
@@ -182,7 +189,9 @@ class Workspace:
             ensure_dir(self.root)
             ensure_dir(self.agent_dir(name))
             mailbox = self.mailbox(name).ensure()
-            ensure_dir(self.outbox(name))
+            outbox = self.outbox(name)
+            ensure_dir(outbox)
+            self._outbox_s[name] = os.path.join(outbox, "")
             self._ensured[name] = mailbox
         return mailbox
 
@@ -220,6 +229,13 @@ class Workspace:
 
 def summarize(content: object) -> str:
     """A one-line preview of a message's content for the journal and `tail`."""
-    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    text = content if isinstance(content, str) else _SUMMARY_ENCODER.encode(content)
+    if len(text) > _SUMMARY_PREFIX_CHARS:
+        # Collapsing whitespace works left to right, so the collapsed form of a prefix is a
+        # prefix of the collapsed whole: when it is already longer than the summary, the
+        # summary is the same, without splitting a long text entirely.
+        head = " ".join(text[:_SUMMARY_PREFIX_CHARS].split())
+        if len(head) > SUMMARY_CHARS:
+            return head[: SUMMARY_CHARS - 1] + "…"
     text = " ".join(text.split())
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
