@@ -121,8 +121,11 @@ def _workspace_notes(overview: Overview) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def status_table(overview: Overview) -> Table:
-    """The `agentctl status` table."""
+COMPACT_BELOW_COLUMNS = 110  # narrower terminals get short headers and no borders
+
+
+def status_table(overview: Overview, *, width: int = 200) -> Table:
+    """The `agentctl status` table (compact on a terminal narrower than 110 columns)."""
     from rich.table import Table
 
     sup = overview.supervisor
@@ -130,6 +133,8 @@ def status_table(overview: Overview) -> Table:
     notes = _workspace_notes(overview)
     if notes:
         caption += "\n" + notes.rstrip("\n")
+    if width < COMPACT_BELOW_COLUMNS:
+        return _compact_status_table(overview, caption)
     table = Table(title=f"workspace {overview.workspace}", caption=caption, title_justify="left")
     for column in (
         "agent",
@@ -161,6 +166,34 @@ def status_table(overview: Overview) -> Table:
             _age(row.heartbeat_age_s),
             *_activity_cells(row),
         )
+    return table
+
+
+def _compact_status_table(overview: Overview, caption: str) -> Table:
+    # The same facts in 80 columns: a dead process's pid is marked instead of an `alive`
+    # column, headers are short, and errors are left to `--json` (or a wider terminal).
+    from rich import box
+    from rich.table import Table
+
+    if any(row.last_error for row in overview.agents):
+        caption += "\nlast errors: `agentctl status --json`, or a terminal 110 columns wide"
+    table = Table(
+        title=f"workspace {overview.workspace}",
+        caption=caption,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("agent", "state", "pid", "beat", "new", "proc", "dead", "done", "fail"):
+        table.add_column(
+            column, justify="left" if column in ("agent", "state") else "right", no_wrap=True
+        )
+    for row in overview.agents:
+        pid = str(row.pid) if row.alive else f"[red]{row.pid}✗[/]" if row.pid else "-"
+        new, processing, dead, handled, failed, _ = _activity_cells(row)
+        table.add_row(row.name, _styled(row.state), pid, _age(row.heartbeat_age_s),
+                      new, processing, dead, handled, failed)  # fmt: skip
     return table
 
 

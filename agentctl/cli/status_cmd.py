@@ -21,4 +21,5 @@ def status(
         return
     from agentctl.cli.render import console, status_table
 
-    console().print(status_table(overview))
+    out = console()
+    out.print(status_table(overview, width=out.width))
