@@ -203,3 +203,17 @@ def test_schema_prints_json_schema(tmp_path: Path, which: str) -> None:
     schema = json.loads(result.stdout)
     assert schema["type"] == "object"
     assert ("from_agent" if which == "message" else "heartbeat_at") in schema["properties"]
+
+
+def test_status_fits_the_terminal(tmp_path: Path) -> None:
+    write_roster(tmp_path, """\
+        - name: a_rather_long_agent_name
+          python: agentctl.agents.echo:EchoAgent
+    """)
+    narrow = run_cli("status", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    table = narrow.stdout.splitlines()[1:]  # after the title, which names the workspace path
+    assert all(len(line) <= 80 for line in table), narrow.stdout
+    assert any("a_rather_long_agent_name" in line and "absent" in line for line in table)
+    wide = run_cli("status", cwd=tmp_path, env={"COLUMNS": "160"})
+    assert "last error" in wide.stdout and "alive" in wide.stdout
