@@ -31,7 +31,6 @@ from agentctl.ids import reply_id
 from agentctl.message import AgentMessage, MessageKind, message_file_name
 from agentctl.pipeline import (
     PIPELINE_HEADER,
-    RUNS_DIR,
     STAGE_HEADER,
     Run,
     RunStore,
@@ -59,7 +58,7 @@ class ConductorHandler:
     def __init__(self, roster: Roster, workspace: Workspace) -> None:
         self.roster = roster
         self.ws = workspace
-        self.runs = RunStore(workspace.agent_dir(PIPELINE_AGENT) / RUNS_DIR, fsync=workspace.fsync)
+        self.runs = RunStore.of(workspace)
 
     # -- the Handler protocol ----------------------------------------------------------------
 
@@ -152,12 +151,7 @@ class ConductorHandler:
         wall_s = (
             datetime.now(UTC) - (parse_iso(run.started_at) or datetime.now(UTC))
         ).total_seconds()
-        shares = [0.0]
-        if budget.tokens:
-            shares.append(tokens / budget.tokens)
-        if budget.wall_s:
-            shares.append(wall_s / budget.wall_s)
-        share = max(shares)
+        share = budget.share(tokens, wall_s)
         spent = f"{tokens} tokens, {wall_s:.0f} s"
         if share >= 1.0:
             run.status, run.reason = "halted", f"budget exhausted ({spent})"

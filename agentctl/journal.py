@@ -117,7 +117,7 @@ class Journal:
         }
         for key, value in fields.items():
             if value is not None:
-                # _clip(value), inlined: this runs for every field of every event.
+                # Cut long text, so one event stays one modest line (runs for every field).
                 if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
                     value = value[:MAX_TEXT_CHARS] + "…"
                 record[key] = value
@@ -215,12 +215,6 @@ def format_line(record: dict[str, Any], head: Head) -> tuple[bytes, Head]:
     body_bytes = body[:-1].encode()  # without the closing brace: the hash goes before it
     digest = line_hash(body_bytes)
     return body_bytes + _HASH_MARK + digest.encode() + b'"}\n', Head(head.seq + 1, digest)
-
-
-def _clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-        return value[:MAX_TEXT_CHARS] + "…"
-    return value
 
 
 def _write_all(fd: int, data: bytes) -> None:

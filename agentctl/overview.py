@@ -95,14 +95,13 @@ def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
 
 def _pipeline_summary(workspace: Workspace) -> dict[str, Any]:
     """How many runs are in each status, and which runs carry flags for later review."""
-    runs_dir = workspace.root / PIPELINE_AGENT / "runs"
-    if not runs_dir.is_dir():
-        return {"runs": {}, "flagged": []}
+    if not workspace.has_agent(PIPELINE_AGENT):
+        return {"runs": {}, "flagged": []}  # no conductor ever ran: `status` skips the import
     from agentctl.pipeline import RunStore
 
     counts: dict[str, int] = {}
     flagged = []
-    for run in RunStore(runs_dir, fsync=False).all():
+    for run in RunStore.of(workspace).all():
         counts[run.status] = counts.get(run.status, 0) + 1
         if run.flags:
             flagged.append({"run": run.run_id, "pipeline": run.pipeline, "flags": run.flags})

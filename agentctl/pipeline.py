@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-exported
 from agentctl.constants import PIPELINE_HEADER as PIPELINE_HEADER
@@ -26,6 +26,9 @@ from agentctl.constants import STAGE_HEADER as STAGE_HEADER
 from agentctl.fsutil import ensure_dir, write_atomic
 from agentctl.status import iso_now
 from agentctl.verdict import Verdict
+
+if TYPE_CHECKING:
+    from agentctl.workspace import Workspace
 
 RUNS_DIR = "runs"  # under the conductor's agent directory
 
@@ -231,6 +234,11 @@ class RunStore:
     def __init__(self, directory: Path, *, fsync: bool) -> None:
         self.directory = directory
         self.fsync = fsync
+
+    @classmethod
+    def of(cls, workspace: Workspace) -> RunStore:
+        """The run files of a workspace: `<workspace>/pipeline/runs/`."""
+        return cls(workspace.root / PIPELINE_AGENT / RUNS_DIR, fsync=workspace.fsync)
 
     def path(self, run_id: str) -> Path:
         """The file of one run."""

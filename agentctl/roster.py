@@ -116,6 +116,15 @@ class Budget(BaseModel):
     tokens: int | None = Field(default=None, gt=0)
     wall_s: float | None = Field(default=None, gt=0)
 
+    def share(self, tokens: int, wall_s: float) -> float:
+        """How much of the budget is used: the larger of its shares (0 when neither is set)."""
+        shares = [0.0]
+        if self.tokens:
+            shares.append(tokens / self.tokens)
+        if self.wall_s:
+            shares.append(wall_s / self.wall_s)
+        return max(shares)
+
 
 class LlmSpec(BaseModel):
     """An `llm:` handler: any OpenAI-compatible chat-completions endpoint."""

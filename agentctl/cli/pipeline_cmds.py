@@ -141,10 +141,9 @@ def show(
 
 
 def _store(ws: Workspace) -> Any:
-    from agentctl.constants import PIPELINE_AGENT
-    from agentctl.pipeline import RUNS_DIR, RunStore
+    from agentctl.pipeline import RunStore
 
-    return RunStore(ws.root / PIPELINE_AGENT / RUNS_DIR, fsync=ws.fsync)
+    return RunStore.of(ws)
 
 
 def _summary(run: Any) -> dict[str, Any]:

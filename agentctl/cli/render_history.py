@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agentctl.cli.render import _escape
+from agentctl.cli.render import _clip, _escape
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -314,10 +314,6 @@ def _summary_of(result: Any) -> str:
             if result.get(key):
                 return _clip(str(result[key]), 100)
     return _content_text(result, limit=100)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:

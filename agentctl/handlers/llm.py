@@ -166,12 +166,7 @@ class LlmHandler:
     def _share(self, spent: dict[str, Any]) -> float:
         if self.budget is None:
             return 0.0
-        shares = [0.0]
-        if self.budget.tokens:
-            shares.append(spent.get("tokens", 0) / self.budget.tokens)
-        if self.budget.wall_s:
-            shares.append(spent.get("wall_s", 0.0) / self.budget.wall_s)
-        return max(shares)
+        return self.budget.share(spent.get("tokens", 0), spent.get("wall_s", 0.0))
 
     def _describe(self, spent: dict[str, Any]) -> str:
         parts = []
