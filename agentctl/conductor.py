@@ -28,7 +28,7 @@ from agentctl.halt import halt
 from agentctl.handlers import NO_REPLY
 from agentctl.handlers.python import task_of
 from agentctl.ids import reply_id
-from agentctl.message import AgentMessage, MessageKind, message_file_name
+from agentctl.message import AgentMessage, MessageKind
 from agentctl.pipeline import (
     PIPELINE_HEADER,
     STAGE_HEADER,
@@ -44,8 +44,8 @@ from agentctl.pipeline import (
 from agentctl.priority import Priority
 from agentctl.roster import Roster
 from agentctl.status import iso_now, parse_iso
+from agentctl.transport import Transport
 from agentctl.verdict import Verdict
-from agentctl.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ BUDGET_FLAG_AT = 0.8  # share of a run's budget that flags it
 class ConductorHandler:
     """The `pipeline` agent's handler (see the module docstring)."""
 
-    def __init__(self, roster: Roster, workspace: Workspace) -> None:
+    def __init__(self, roster: Roster, transport: Transport) -> None:
         self.roster = roster
-        self.ws = workspace
-        self.runs = RunStore.of(workspace)
+        self.ws = transport
+        # Runs live on the conductor's machine: one conductor drives them all.
+        self.runs = RunStore.of(transport.local)
 
     # -- the Handler protocol ----------------------------------------------------------------
 
@@ -70,8 +71,7 @@ class ConductorHandler:
             self._advance(run, resume=True)
 
     def _answered(self, run: Run) -> bool:
-        reply = message_file_name(Priority(run.request_priority), reply_id(run.request_id))
-        return self.ws.mailbox(run.requester).locate(reply) is not None
+        return self.ws.has_reply(run.requester, reply_id(run.request_id), run.request_priority)
 
     def handle(self, message: AgentMessage, *, timeout_s: float) -> Any:
         """Apply one message to the run it belongs to."""

@@ -9,7 +9,7 @@ from typing import Any
 from agentctl.constants import ERROR_SUFFIX, MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
 from agentctl.errors import AgentctlError, BadMessageError
 from agentctl.journal import content_digest
-from agentctl.message import parse_message
+from agentctl.message import AgentMessage, parse_message
 from agentctl.workspace import Workspace
 
 
@@ -79,9 +79,12 @@ def _letter(ws: Workspace, agent: str, name: str) -> DeadLetter:
 
 def find_dead(ws: Workspace, agents: list[str], ident: str) -> DeadLetter:
     """The dead letter whose message id or file name is `ident`."""
-    matches = [
-        letter for letter in list_dead(ws, agents) if ident in (letter.message_id, letter.file)
-    ]
+    return pick_dead(list_dead(ws, agents), ident)
+
+
+def pick_dead(letters: list[DeadLetter], ident: str) -> DeadLetter:
+    """The one letter whose message id or file name is `ident` (DeadLetterError otherwise)."""
+    matches = [letter for letter in letters if ident in (letter.message_id, letter.file)]
     if not matches:
         raise DeadLetterError(f"{ident}: no dead letter with this id (see `agentctl dead list`)")
     if len(matches) > 1:
@@ -105,9 +108,7 @@ def requeue(ws: Workspace, letter: DeadLetter) -> str:
             f"{letter.agent}/{letter.file}: not a valid message, cannot requeue ({exc}); "
             "fix it or remove it by hand"
         ) from None
-    headers = {k: v for k, v in message.headers.items() if k != NOT_BEFORE_HEADER}
-    headers[REQUEUED_HEADER] = str(message.requeued + 1)
-    revived = message.model_copy(update={"attempt": 0, "headers": headers})
+    revived = revive(message)
     # Journaled before it becomes claimable, as a send is, so `requeued` precedes `claimed`.
     ws.record(
         "requeued",
@@ -120,3 +121,10 @@ def requeue(ws: Workspace, letter: DeadLetter) -> str:
     )
     mailbox.revive(letter.file, revived)
     return revived.id
+
+
+def revive(message: AgentMessage) -> AgentMessage:
+    """A dead message as it is requeued: attempts reset, requeue count up, no retry delay."""
+    headers = {k: v for k, v in message.headers.items() if k != NOT_BEFORE_HEADER}
+    headers[REQUEUED_HEADER] = str(message.requeued + 1)
+    return message.model_copy(update={"attempt": 0, "headers": headers})

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from agentctl.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
 from agentctl.errors import AgentctlError
@@ -195,20 +195,49 @@ def find_events(ws: Workspace, ident: str) -> tuple[list[Record], int]:
     return found, torn
 
 
+class History(Protocol):
+    """Where a thread's events and messages are read from (files, or the NATS stream)."""
+
+    where: str  # named in "not found" errors
+
+    def find_events(self, ident: str) -> tuple[list[Record], int]:
+        """Records whose thread or message id is `ident`, and how many damaged ones were seen."""
+
+    def envelope(self, trace: MessageTrace) -> dict[str, Any] | None:
+        """The JSON of a traced message, or None if it is gone."""
+
+
+class FileHistory:
+    """The file journal and the message files of a workspace."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.where = str(ws.journal_dir)
+
+    def find_events(self, ident: str) -> tuple[list[Record], int]:
+        """Records about `ident`, found with a byte search of the journal."""
+        return find_events(self.ws, ident)
+
+    def envelope(self, trace: MessageTrace) -> dict[str, Any] | None:
+        """The message's file, wherever its life cycle left it."""
+        return message_envelope(self.ws, trace)
+
+
 def load_thread(
-    ws: Workspace, ident: str, *, keep: Callable[[Record], bool] | None = None
+    source: Workspace | History, ident: str, *, keep: Callable[[Record], bool] | None = None
 ) -> Thread:
     """The thread `ident` names, or the thread of the message `ident` names."""
     validate_message_id(ident)
-    records, torn = find_events(ws, ident)
+    history = FileHistory(source) if isinstance(source, Workspace) else source
+    records, torn = history.find_events(ident)
     if not records:
-        raise HistoryError(f"{ident}: no thread or message with this id in {ws.journal_dir}")
+        raise HistoryError(f"{ident}: no thread or message with this id in {history.where}")
     thread_id = next(
         (r["thread_id"] for r in records if r.get("thread_id") == ident),
         records[0].get("thread_id") or ident,
     )
     if thread_id != ident:
-        records, torn = find_events(ws, thread_id)
+        records, torn = history.find_events(thread_id)
         records = [r for r in records if r.get("thread_id") == thread_id]
     events = [r for r in records if keep is None or keep(r)]
     messages: dict[str, MessageTrace] = {}
@@ -219,7 +248,7 @@ def load_thread(
         trace = messages.setdefault(message_id, MessageTrace(id=message_id))
         _apply(trace, record)
     for trace in messages.values():
-        _load_content(ws, trace)
+        _load_content(history, trace)
     return Thread(thread_id=thread_id, events=events, messages=messages, torn_lines=torn)
 
 
@@ -246,8 +275,8 @@ def _apply(trace: MessageTrace, record: Record) -> None:
         trace.file = trace.file or record.get("file")
 
 
-def _load_content(ws: Workspace, trace: MessageTrace) -> None:
-    data = message_envelope(ws, trace)
+def _load_content(history: History, trace: MessageTrace) -> None:
+    data = history.envelope(trace)
     if data is not None:
         trace.content = data.get("content")
         trace.content_found = True

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentctl.message import AgentMessage
+    from agentctl.transport import Delivery
 
 
 class OverrunGuard:
-    """Calls `on_overrun(name, message, limit_s)` from its own thread if a handler runs past
+    """Calls `on_overrun(delivery, message, limit_s)` from its own thread if a handler runs past
     `limit_s`: the backstop for handlers that ignore their timeout (a synchronous Python
     handler, an `async def` that blocks its event loop).
 
@@ -33,20 +34,20 @@ class OverrunGuard:
 
     def __init__(
         self,
-        on_overrun: Callable[[str, AgentMessage, float], None],
+        on_overrun: Callable[[Delivery, AgentMessage, float], None],
         *,
         check_interval_s: float = 0.25,
     ) -> None:
         self._on_overrun = on_overrun
         self._check_interval_s = check_interval_s
-        self._armed: tuple[float, float, str, AgentMessage] | None = None
+        self._armed: tuple[float, float, Delivery, AgentMessage] | None = None
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="overrun", daemon=True)
         self._thread.start()
 
-    def arm(self, limit_s: float, name: str, message: AgentMessage) -> None:
+    def arm(self, limit_s: float, delivery: Delivery, message: AgentMessage) -> None:
         """Start the clock for one handler call."""
-        self._armed = (time.monotonic() + limit_s, limit_s, name, message)
+        self._armed = (time.monotonic() + limit_s, limit_s, delivery, message)
 
     def disarm(self) -> None:
         """The handler returned (or raised) in time."""
@@ -61,8 +62,8 @@ class OverrunGuard:
         while not self._closed.wait(self._check_interval_s):
             armed = self._armed  # one read: arm/disarm replace the tuple, never change it
             if armed is not None and time.monotonic() >= armed[0]:
-                _, limit_s, name, message = armed
-                self._on_overrun(name, message, limit_s)
+                _, limit_s, delivery, message = armed
+                self._on_overrun(delivery, message, limit_s)
                 return
 
 

@@ -36,6 +36,8 @@ class AgentRow:
     failed: int
     last_error: str | None
     log_tail: list[str]
+    replica: int = 0  # which worker of the agent (`replicas: N`)
+    host: str | None = None  # NATS: the machine the worker runs on
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` form of an agent."""
@@ -89,11 +91,11 @@ def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
             "open": len(escalations),
             "overdue": sum(1 for e in escalations if e.overdue),
         },
-        pipelines=_pipeline_summary(workspace),
+        pipelines=pipeline_summary(workspace),
     )
 
 
-def _pipeline_summary(workspace: Workspace) -> dict[str, Any]:
+def pipeline_summary(workspace: Workspace) -> dict[str, Any]:
     """How many runs are in each status, and which runs carry flags for later review."""
     if not workspace.has_agent(PIPELINE_AGENT):
         return {"runs": {}, "flagged": []}  # no conductor ever ran: `status` skips the import

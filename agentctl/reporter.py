@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,13 @@ class StatusReporter:
         path: Path,
         status: AgentStatus,
         *,
+        publish: Callable[[AgentStatus], None] | None = None,
         heartbeat_s: float = HEARTBEAT_INTERVAL_S,
         min_interval_s: float = STATUS_MIN_INTERVAL_S,
     ) -> None:
         self.path = path
         self._status = status
+        self._publish = publish
         self._heartbeat_s = heartbeat_s
         self._min_interval_s = min_interval_s
         self._lock = threading.Lock()
@@ -97,3 +100,5 @@ class StatusReporter:
             write_status(self.path, data)
         except OSError as exc:  # a full disk must not kill the agent; say so in the log
             log.error("cannot write %s: %s", self.path, exc)
+        if self._publish is not None:
+            self._publish(data)  # e.g. into the NATS status bucket (it never raises)

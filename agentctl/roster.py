@@ -7,7 +7,7 @@ import re
 import shlex
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     BaseModel,
@@ -44,6 +44,9 @@ from agentctl.errors import ConfigError
 from agentctl.names import validate_agent_name
 from agentctl.rosterfile import RosterSource, read_roster_file, workspace_of
 from agentctl.workspace import Workspace
+
+if TYPE_CHECKING:
+    from agentctl.transport import Transport
 
 
 class RestartPolicy(StrEnum):
@@ -162,6 +165,49 @@ class LlmSpec(BaseModel):
         return None
 
 
+class TransportKind(StrEnum):
+    """How messages move: files in the workspace, or a NATS JetStream cluster."""
+
+    FILE = "file"
+    NATS = "nats"
+
+
+class TransportSpec(BaseModel):
+    """`transport:` in the roster. `{kind: nats, servers: [nats://host:4222]}` moves every
+    agent, pipeline and command onto NATS JetStream (docs/NATS.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: TransportKind = TransportKind.FILE
+    # nats:// URLs, or `${ENV_VAR}` (credentials in a URL belong in the environment).
+    servers: list[str] = Field(default_factory=list)
+    stream: str = Field(default="AGENTCTL", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Copies of the stream and the status bucket kept by the cluster (1 on a single server).
+    replicas: int = Field(default=1, ge=1, le=5)
+
+    @model_validator(mode="after")
+    def _servers_for_nats(self) -> TransportSpec:
+        if self.kind is TransportKind.NATS and not self.servers:
+            raise ValueError("kind: nats needs servers: [nats://HOST:4222, ...]")
+        if self.kind is TransportKind.FILE and self.servers:
+            raise ValueError("servers: are for kind: nats")
+        return self
+
+    def resolved_servers(self) -> list[str]:
+        """The server URLs, `${VAR}` read from the environment; ConfigError if one is unset."""
+        urls = []
+        for server in self.servers:
+            match = _ENV_REF.fullmatch(server)
+            if match is None:
+                urls.append(server)
+                continue
+            value = os.environ.get(match.group(1))
+            if not value:
+                raise ConfigError(f"transport.servers: {match.group(1)} is not set")
+            urls.extend(url.strip() for url in value.split(",") if url.strip())
+        return urls
+
+
 class PipelineSpec(BaseModel):
     """A pipeline in its long form: stages, and an agent that runs once the outcome is known."""
 
@@ -187,6 +233,8 @@ class AgentSpec(BaseModel):
     budget: Budget | None = None  # for `llm:` agents
     timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
+    # Workers sharing the agent's messages (NATS: they share its durable consumer).
+    replicas: int = Field(default=1, ge=1, le=64)
     # Keyword arguments for a `python:` agent's constructor (e.g. a complexity limit).
     options: dict[str, Any] = Field(default_factory=dict)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -239,6 +287,7 @@ class Roster(BaseModel):
     journal_max_bytes: int = Field(default=DEFAULT_JOURNAL_MAX_BYTES, ge=4096)
     stuck_after_s: float = Field(default=DEFAULT_STUCK_AFTER_S, ge=2 * HEARTBEAT_INTERVAL_S)
     escalation_overdue_s: float = Field(default=DEFAULT_ESCALATION_OVERDUE_S, gt=0)
+    transport: TransportSpec = Field(default_factory=TransportSpec)
     agents: list[AgentSpec] = Field(min_length=1)
     # name -> stages (a stage is an agent, or a list of agents that run in parallel), or
     # {stages: [...], finally: agent}.
@@ -253,6 +302,24 @@ class Roster(BaseModel):
             if agent.name in seen:
                 raise ValueError(f"agent name {agent.name!r} is used twice")
             seen.add(agent.name)
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_transport(self) -> Roster:
+        if self.transport.kind is TransportKind.NATS:
+            for agent in self.agents:
+                if agent.command is not None:
+                    raise ValueError(
+                        f"agent {agent.name!r}: a command: agent speaks the file protocol, "
+                        "which transport nats does not use; make it an exec: or python: agent"
+                    )
+            return self
+        for agent in self.agents:
+            if agent.replicas > 1:
+                raise ValueError(
+                    f"agent {agent.name!r}: replicas: {agent.replicas} needs transport: "
+                    "{kind: nats} (on files, one worker owns an agent's inbox)"
+                )
         return self
 
     @model_validator(mode="after")
@@ -311,6 +378,7 @@ class Roster(BaseModel):
             options={},
             timeout_s=DEFAULT_TIMEOUT_S,
             max_attempts=DEFAULT_MAX_ATTEMPTS,
+            replicas=1,
             retry=RetryPolicy(),
             restart=RestartPolicy.ALWAYS,
             restart_backoff=RestartBackoff(),
@@ -335,6 +403,24 @@ class Roster(BaseModel):
             max_message_bytes=self.max_message_bytes,
             journal_max_bytes=self.journal_max_bytes,
             escalation_overdue_s=self.escalation_overdue_s,
+        )
+
+    def open_transport(
+        self, override: Path | None = None, *, client_name: str = "agentctl", patient: bool = False
+    ) -> Transport:
+        """The transport this roster names: its workspace, or a NATS connection beside it."""
+        workspace = self.open_workspace(override)
+        if self.transport.kind is TransportKind.FILE:
+            return workspace
+        from agentctl.jetstream.transport import NatsTransport
+
+        return NatsTransport.connect(
+            workspace,
+            self.transport.resolved_servers(),
+            stream=self.transport.stream,
+            replicas=self.transport.replicas,
+            client_name=client_name,
+            patient=patient,
         )
 
     @property

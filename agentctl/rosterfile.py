@@ -102,6 +102,7 @@ class RosterPeek:
     agent_names: list[str]
     escalation_overdue_s: float = DEFAULT_ESCALATION_OVERDUE_S
     disabled: frozenset[str] = frozenset()  # llm agents whose ${VAR} base_url is unset
+    transport: str = "file"  # `transport.kind`: "nats" sends the commands to the cluster
 
 
 def peek_roster(path: Path) -> RosterPeek:
@@ -122,6 +123,8 @@ def peek_roster(path: Path) -> RosterPeek:
         if isinstance(item, dict) and _unset_env_url(item.get("llm"))
     )
     overdue = data.get("escalation_overdue_s")
+    transport = data.get("transport")
+    kind = transport.get("kind") if isinstance(transport, dict) else None
     return RosterPeek(
         path=path,
         workspace=workspace_of(path, data.get("workspace")),
@@ -130,6 +133,7 @@ def peek_roster(path: Path) -> RosterPeek:
         if isinstance(overdue, int | float) and overdue > 0
         else DEFAULT_ESCALATION_OVERDUE_S,
         disabled=disabled,
+        transport=str(kind) if kind else "file",
     )
 
 

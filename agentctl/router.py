@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from agentctl.constants import DEFAULT_MAX_MESSAGE_BYTES, USER_AGENT
 from agentctl.errors import BadMessageError, WaitTimeoutError
@@ -18,6 +19,28 @@ from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, message_file_name, new_message, parse_message
 from agentctl.status import error_record
 from agentctl.workspace import Workspace
+
+if TYPE_CHECKING:
+    from agentctl.jetstream.transport import NatsTransport
+
+
+class Router(Protocol):
+    """What `send` needs of a transport: WorkspaceRouter on files, StreamRouter on NATS."""
+
+    def send(self, message: AgentMessage) -> Path | str:
+        """Deliver `message`; where it went."""
+
+    def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
+        """The one reply to `request` (WaitTimeoutError after `timeout_s`)."""
+
+
+def router_for(ws: Workspace, nats: NatsTransport | None) -> Router:
+    """The router of the roster's transport."""
+    if nats is None:
+        return WorkspaceRouter.of(ws)
+    from agentctl.jetstream.reader import StreamRouter
+
+    return StreamRouter(nats)
 
 
 class WorkspaceRouter:

@@ -26,11 +26,18 @@ class AgentState(StrEnum):
     STOPPED = "stopped"
     CRASHED = "crashed"
     FATAL = "fatal"  # written by the supervisor: restarted too often, left down
+    DISCONNECTED = "disconnected"  # NATS: the connection is lost; the worker reconnects
 
 
 # States in which a worker writes its heartbeat; older than `stuck_after_s` means stuck.
 LIVE_STATES = frozenset(
-    {AgentState.STARTING, AgentState.IDLE, AgentState.BUSY, AgentState.STOPPING}
+    {
+        AgentState.STARTING,
+        AgentState.IDLE,
+        AgentState.BUSY,
+        AgentState.STOPPING,
+        AgentState.DISCONNECTED,
+    }
 )
 
 
@@ -39,6 +46,8 @@ class AgentStatus:
     """The content of `<agent>/status.json`. Times are ISO 8601 UTC strings."""
 
     agent: str
+    replica: int = 0  # which of the agent's workers (agents with `replicas: N`)
+    host: str = ""  # the machine it runs on (NATS: workers of one agent span machines)
     state: AgentState = AgentState.STARTING
     pid: int = 0
     pid_start_ticks: int = 0  # with pid, identifies the process (pids get reused)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from agentctl.constants import (
     ENV_AGENT,
@@ -48,6 +48,9 @@ from agentctl.status import (
 )
 from agentctl.workspace import Workspace
 
+if TYPE_CHECKING:
+    from agentctl.transport import Transport
+
 Spawn = Callable[..., "subprocess.Popen[bytes]"]
 
 
@@ -66,6 +69,7 @@ class AgentProcess:
     """One agent as the supervisor tracks it."""
 
     spec: AgentSpec
+    replica: int = 0  # which of the agent's workers (`replicas: N`)
     state: ProcState = ProcState.STOPPED
     popen: subprocess.Popen[bytes] | None = None
     ref: ProcessRef | None = None
@@ -105,19 +109,27 @@ class Supervisor:
         workspace: Workspace,
         *,
         agents: Sequence[str] | None = None,
+        transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
         spawn: Spawn = subprocess.Popen,
         grace_s: float = STOP_GRACE_S,
     ) -> None:
         self.roster = roster
         self.workspace = workspace
+        # Where events are journaled: the workspace, or the NATS stream.
+        self.transport: Transport = transport if transport is not None else workspace
         names = list(agents) if agents else roster.names
         if roster.pipelines and not agents:
             names.append(PIPELINE_AGENT)  # the conductor of pipeline runs
         self.disabled = roster.disabled_agents()
         self.events: list[str] = [f"{name}: {why}" for name, why in self.disabled.items()]
         names = [name for name in names if name not in self.disabled]
-        self.agents = {name: AgentProcess(spec=roster.agent(name)) for name in names}
+        self.agents: dict[str, AgentProcess] = {}
+        for name in names:
+            spec = roster.agent(name)
+            for replica in range(spec.replicas):
+                key = name if replica == 0 else f"{name}[{replica}]"
+                self.agents[key] = AgentProcess(spec=spec, replica=replica)
         self.clock = clock
         self.spawn = spawn
         self.grace_s = grace_s
@@ -143,13 +155,13 @@ class Supervisor:
     def _stop_leftovers(self) -> None:
         # We hold the lock, so no live supervisor owns these: a killed one left them behind.
         leftovers = []
-        for name in self.roster.names:
-            status = read_status(self.workspace.status_path(name))
+        for key, proc in self.agents.items():
+            status = read_status(self.workspace.status_path(proc.spec.name, proc.replica))
             if status is None or not status.pid:
                 continue
             ref = ProcessRef(status.pid, status.pid_start_ticks, status.pid)
             if ref.is_alive() and ref.signal_group(signal.SIGTERM):
-                self.events.append(f"{name}: stopped a leftover process (pid {status.pid})")
+                self.events.append(f"{key}: stopped a leftover process (pid {status.pid})")
                 leftovers.append(ref)
         deadline = self.clock() + self.grace_s
         while any(ref.is_alive() for ref in leftovers) and self.clock() < deadline:
@@ -164,7 +176,7 @@ class Supervisor:
         if proc.log_file is None:
             fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             proc.log_file = os.fdopen(fd, "ab", buffering=0)
-        argv, extra_env = self._command_of(spec)
+        argv, extra_env = self._argv_of(proc)
         env = {**os.environ, **extra_env}
         try:
             popen = self.spawn(
@@ -203,7 +215,7 @@ class Supervisor:
     def _note(self, agent: str, event: str, text: str, **fields: object) -> None:
         # One happening, for the live view and for the journal.
         self.events.append(f"{agent}: {text}")
-        self.workspace.record(event, None, agent, **fields)
+        self.transport.record(event, None, agent, **fields)
 
     def _command_of(self, spec: AgentSpec) -> tuple[list[str], dict[str, str]]:
         env = {
@@ -228,6 +240,12 @@ class Supervisor:
             "--agent",
             spec.name,
         ]
+        return argv, env
+
+    def _argv_of(self, proc: AgentProcess) -> tuple[list[str], dict[str, str]]:
+        argv, env = self._command_of(proc.spec)
+        if proc.replica:
+            argv += ["--replica", str(proc.replica)]
         return argv, env
 
     def _cwd(self) -> str:
@@ -259,7 +277,7 @@ class Supervisor:
         """
         if proc.spec.handler_kind is HandlerKind.COMMAND or proc.popen is None:
             return
-        status = read_status(self.workspace.status_path(proc.spec.name))
+        status = read_status(self.workspace.status_path(proc.spec.name, proc.replica))
         if status is None or status.pid != proc.popen.pid or status.state not in LIVE_STATES:
             return
         heartbeat = parse_iso(status.heartbeat_at)
@@ -350,10 +368,8 @@ class Supervisor:
         """
         if proc.spec.handler_kind is HandlerKind.COMMAND:
             return
-        mailbox = self.workspace.mailbox(proc.spec.name)
-        for name in mailbox.recover():
-            mailbox.release(name)
-            self.workspace.record(
+        for name in self.transport.release_in_hand(proc.spec.name):
+            self.transport.record(
                 "released",
                 None,
                 proc.spec.name,
@@ -363,16 +379,17 @@ class Supervisor:
 
     def _record_fatal(self, proc: AgentProcess, reason: str) -> None:
         # `status` must say why the agent stays down: the reason and the end of its log.
-        path = self.workspace.status_path(proc.spec.name)
-        status = read_status(path) or AgentStatus(agent=proc.spec.name)
+        path = self.workspace.status_path(proc.spec.name, proc.replica)
+        status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
         status.state = AgentState.FATAL
         status.last_error = reason
         status.log_tail = _log_tail(self.workspace.log_path(proc.spec.name), LOG_TAIL_LINES)
         write_status(path, status)
+        self.transport.publish_status(status)
 
     def _record_exit(self, proc: AgentProcess, returncode: int) -> None:
-        path = self.workspace.status_path(proc.spec.name)
-        status = read_status(path) or AgentStatus(agent=proc.spec.name)
+        path = self.workspace.status_path(proc.spec.name, proc.replica)
+        status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
         if returncode != 0 or status.state not in (AgentState.STOPPED,):
             status.state = AgentState.CRASHED if returncode != 0 else AgentState.STOPPED
             status.current_message_id = None
@@ -380,6 +397,7 @@ class Supervisor:
         if returncode != 0:
             status.last_error = f"process {describe_exit(returncode)}"
         write_status(path, status)
+        self.transport.publish_status(status)
 
     def _write_command_status(self, proc: AgentProcess, state: AgentState) -> None:
         assert proc.popen is not None
@@ -424,7 +442,7 @@ class Supervisor:
             _signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
             self._record_exit(proc, proc.popen.returncode)
             proc.state = ProcState.STOPPED
-            self.workspace.record(
+            self.transport.record(
                 "stopped", None, proc.spec.name, exit=describe_exit(proc.popen.returncode)
             )
         for proc in self.agents.values():

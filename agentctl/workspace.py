@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,11 @@ from agentctl.mailbox import Mailbox
 from agentctl.names import validate_agent_name
 
 if TYPE_CHECKING:
+    from agentctl.fileinbox import FileInbox
     from agentctl.journal import Journal
     from agentctl.message import AgentMessage
+    from agentctl.roster import AgentSpec
+    from agentctl.status import AgentStatus
 
 SUMMARY_CHARS = 80
 _SUMMARY_PREFIX_CHARS = 4 * SUMMARY_CHARS
@@ -46,7 +50,9 @@ _SUMMARY_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class Workspace:
-    """Paths and mailboxes of one workspace root."""
+    """Paths and mailboxes of one workspace root; the file transport (see transport.py)."""
+
+    kind = "file"
 
     def __init__(
         self,
@@ -63,12 +69,76 @@ class Workspace:
         self.journal_max_bytes = journal_max_bytes
         self.escalation_overdue_s = escalation_overdue_s
         self.disabled: frozenset[str] = frozenset()  # agents that cannot run here (no endpoint)
+        # The roster's `transport.kind` ("nats": commands go to the cluster, not these files).
+        self.transport_kind = "file"
         self._ensured: dict[str, Mailbox] = {}
         # Each ensured agent's outbox as a string ending in "/": the copy of every sent message
         # is named by concatenation (pathlib joins cost microseconds on the send path).
         self._outbox_s: dict[str, str] = {}
         self._journal: Journal | None = None
         self._halt_path_s = str(self.root / CONTROL_DIR / HALT_FILE)
+
+    # -- the Transport protocol beyond deliver() and record() --------------------------------
+
+    @property
+    def local(self) -> Workspace:
+        """The file transport is its own local directory."""
+        return self
+
+    def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> FileInbox:
+        """The agent's consuming end: claims from inbox/new/ by rename."""
+        from agentctl.fileinbox import FileInbox
+
+        return FileInbox(
+            self.ensure_agent(spec.name), self.agent_dir(spec.name), poll_interval_s=poll_interval_s
+        )
+
+    def publish_status(self, status: AgentStatus) -> None:
+        """Nothing beyond status.json, which the worker writes itself."""
+
+    def watch_connection(self, listener: Callable[[bool], None]) -> None:
+        """Files are never disconnected."""
+
+    def halt_state(self) -> dict[str, Any] | None:
+        """The content of halted.json, or None."""
+        try:
+            data = json.loads(self.halt_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return {"reason": "halted.json is damaged", "by": None, "run": None, "halted_at": None}
+        return data if isinstance(data, dict) else None
+
+    def write_halt(self, record: dict[str, Any]) -> None:
+        """Create halted.json: from now on, no worker claims."""
+        from agentctl.fsutil import write_atomic
+
+        self.ensure_control_dir()
+        data = json.dumps(record, indent=2).encode() + b"\n"
+        write_atomic(self.halt_path, data, fsync=self.fsync)
+
+    def clear_halt(self) -> None:
+        """Remove halted.json."""
+        self.halt_path.unlink(missing_ok=True)
+
+    def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
+        """Whether the reply's file is anywhere in `agent`'s inbox."""
+        from agentctl.message import message_file_name
+        from agentctl.priority import Priority
+
+        name = message_file_name(Priority(priority), reply_id)
+        return self.mailbox(agent).locate(name) is not None
+
+    def release_in_hand(self, agent: str) -> list[str]:
+        """processing/ -> new/ for a worker killed on shutdown (no attempt counted)."""
+        mailbox = self.mailbox(agent)
+        names = mailbox.recover()
+        for name in names:
+            mailbox.release(name)
+        return names
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     @property
     def control_dir(self) -> Path:
@@ -115,7 +185,6 @@ class Workspace:
         With `dedupe`, a message already anywhere in the recipient's inbox is not delivered
         again (None is returned); replies use this, so a redelivered request cannot yield two.
         """
-        from agentctl.journal import content_digest
 
         inbox = self.ensure_agent(message.to_agent)
         self.ensure_agent(message.from_agent)
@@ -131,17 +200,7 @@ class Workspace:
 
         def announce() -> None:
             self.record(
-                "sent",
-                message,
-                message.from_agent,
-                to=message.to_agent,
-                kind=message.kind.value,
-                priority=message.priority.value,
-                in_reply_to=message.in_reply_to or None,
-                resent_from=message.headers.get("resent_from"),
-                file=file_name,
-                sha256=content_digest(data),
-                summary=summarize(message.content),
+                "sent", message, message.from_agent, file=file_name, **sent_fields(message, data)
             )
 
         try:
@@ -162,9 +221,10 @@ class Workspace:
         """The directory of agent `name` (validated first)."""
         return self.root / validate_agent_name(name)
 
-    def status_path(self, name: str) -> Path:
-        """The agent's status.json."""
-        return self.agent_dir(name) / STATUS_FILE
+    def status_path(self, name: str, replica: int = 0) -> Path:
+        """The agent's status.json (status.N.json for worker N of an agent with replicas)."""
+        file_name = STATUS_FILE if replica == 0 else f"status.{replica}.json"
+        return self.agent_dir(name) / file_name
 
     def log_path(self, name: str) -> Path:
         """The agent's log file."""
@@ -225,6 +285,21 @@ class Workspace:
             for n in entries
             if AGENT_NAME_RE.fullmatch(n) and os.path.isdir(self.root / n / INBOX_DIR)
         ]
+
+
+def sent_fields(message: AgentMessage, data: bytes) -> dict[str, Any]:
+    """What a `sent` event records about a message (on any transport)."""
+    from agentctl.journal import content_digest
+
+    return {
+        "to": message.to_agent,
+        "kind": message.kind.value,
+        "priority": message.priority.value,
+        "in_reply_to": message.in_reply_to or None,
+        "resent_from": message.headers.get("resent_from"),
+        "sha256": content_digest(data),
+        "summary": summarize(message.content),
+    }
 
 
 def summarize(content: object) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,11 +27,17 @@ def list_(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Every dead letter with its attempts and error."""
-    from agentctl.cli.options import open_light
+    from agentctl.cli.options import open_light, open_nats
     from agentctl.deadletters import list_dead
 
-    ws, _ = open_light(config, workspace)
-    letters = list_dead(ws, _agents(agent, ws.agent_names()))
+    ws, names = open_light(config, workspace)
+    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
+    if nats is not None:
+        from agentctl.jetstream.reader import list_stream_dead
+
+        letters = list_stream_dead(nats, _agents(agent, names))
+    else:
+        letters = list_dead(ws, _agents(agent, ws.agent_names()))
     if json_out:
         from agentctl.cli.render import print_json
 
@@ -60,6 +66,12 @@ def requeue(
 
     if (ident is None) == (not all_):
         raise DeadLetterError("give one dead message ID, or --all")
+    from agentctl.cli.options import open_nats
+
+    nats = open_nats(config, workspace)
+    if nats is not None:
+        _requeue_on_nats(nats, ident, agent, config, workspace)
+        return
     if find_config(config) is not None:
         _, ws = open_full(config, workspace)  # the roster's durability applies to the rewrite
     else:
@@ -76,3 +88,15 @@ def requeue(
             failures.append(str(exc))
     if failures:
         raise DeadLetterError("\n".join(failures))
+
+
+def _requeue_on_nats(nats: Any, ident: str | None, agent: str | None, config: Any, ws: Any) -> None:
+    from agentctl.cli.options import open_light
+    from agentctl.deadletters import pick_dead
+    from agentctl.jetstream.reader import list_stream_dead, requeue_stream_dead
+
+    _, names = open_light(config, ws)
+    letters = list_stream_dead(nats, _agents(agent, names))
+    chosen = letters if ident is None else [pick_dead(letters, ident)]
+    for letter in chosen:
+        print(requeue_stream_dead(nats, letter))

@@ -51,6 +51,9 @@ def tail(
     kinds = [k for value in kind or [] for k in value.split(",") if k]
     keep = event_filter(agent=agent, thread=thread, kinds=kinds)
     show = _printer(json_out)
+    if ws.transport_kind == "nats":
+        _tail_stream(config, workspace, lines, keep, show, follow=follow)
+        return
 
     def damaged(path: Path, raw: bytes) -> None:
         print(
@@ -72,6 +75,40 @@ def tail(
                 print(f"tail: skipped a damaged journal line: {entry.raw[:80]!r}", file=sys.stderr)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _tail_stream(
+    config: Any, workspace: Any, lines: int, keep: Any, show: Any, *, follow: bool
+) -> None:
+    """`tail` on NATS: the events subjects of the stream."""
+    import collections
+    import time
+
+    from agentctl.cli.options import open_nats
+    from agentctl.jetstream.reader import StreamReader
+
+    nats = open_nats(config, workspace)
+    assert nats is not None
+    reader = StreamReader(nats)
+    last: collections.deque[dict[str, Any]] = collections.deque(maxlen=max(lines, 1))
+    next_seq = 1
+    for record in reader.events():
+        next_seq = int(record["seq"]) + 1
+        if keep(record):
+            last.append(record)
+    for record in list(last)[-lines:] if lines else []:
+        show(record, None)
+    try:
+        while follow:
+            time.sleep(0.2)
+            for record in reader.events(start_seq=next_seq):
+                next_seq = int(record["seq"]) + 1
+                if keep(record):
+                    show(record, None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        nats.close()
 
 
 def _printer(json_out: bool) -> Any:
@@ -149,7 +186,15 @@ def replay(
             workspace=workspace,
         )
         return
-    thread = load_thread(ws, ident, keep=keep)
+    if ws.transport_kind == "nats":
+        from agentctl.cli.options import open_nats
+        from agentctl.jetstream.reader import StreamHistory
+
+        nats = open_nats(config, workspace)
+        assert nats is not None
+        thread = load_thread(StreamHistory(nats), ident, keep=keep)
+    else:
+        thread = load_thread(ws, ident, keep=keep)
     if fmt is ReplayFormat.JSON:
         from agentctl.cli.render import print_json
 

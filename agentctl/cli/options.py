@@ -11,6 +11,7 @@ from agentctl.constants import DEFAULT_WORKSPACE_DIR, ENV_CONFIG, ENV_WORKSPACE,
 from agentctl.errors import ConfigError
 
 if TYPE_CHECKING:
+    from agentctl.jetstream.transport import NatsTransport
     from agentctl.roster import Roster
     from agentctl.workspace import Workspace
 
@@ -47,6 +48,7 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
         peek = peek_roster(config_path)
         ws = Workspace(workspace or peek.workspace, escalation_overdue_s=peek.escalation_overdue_s)
         ws.disabled = peek.disabled
+        ws.transport_kind = peek.transport
         return ws, peek.agent_names
     ws = Workspace(workspace or Path(DEFAULT_WORKSPACE_DIR))
     return ws, [n for n in ws.agent_names() if n != USER_AGENT]
@@ -65,3 +67,19 @@ def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Work
         )
     roster = load_roster(config_path)
     return roster, roster.open_workspace(workspace)
+
+
+def open_nats(config: Path | None, workspace: Path | None) -> NatsTransport | None:
+    """The NATS transport when the roster names one (None on files): commands that read or
+    send go to the cluster instead of the workspace's files."""
+    from agentctl.rosterfile import find_config, peek_roster
+
+    config_path = find_config(config)
+    if config_path is None or peek_roster(config_path).transport != "nats":
+        return None
+    from agentctl.jetstream.transport import NatsTransport
+
+    roster, _ = open_full(config, workspace)
+    transport = roster.open_transport(workspace, client_name="agentctl-cli")
+    assert isinstance(transport, NatsTransport)
+    return transport

@@ -12,6 +12,7 @@ from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
 if TYPE_CHECKING:
     from agentctl.message import AgentMessage
     from agentctl.roster import Roster
+    from agentctl.router import Router
     from agentctl.workspace import Workspace
 
 app = typer.Typer(help="Start pipeline runs and look at them.", no_args_is_help=True)
@@ -21,12 +22,12 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout-s", help="With --wait.")]
 
 
 def start_run(
-    roster: Roster, ws: Workspace, pipeline: str, content: Any, fields: dict[str, Any]
+    roster: Roster, router: Router, pipeline: str, content: Any, fields: dict[str, Any]
 ) -> tuple[AgentMessage, Any]:
     """Send the message that starts a run of `pipeline`; the message and its path."""
     from agentctl.constants import PIPELINE_AGENT, PIPELINE_HEADER
     from agentctl.errors import ConfigError
-    from agentctl.router import WorkspaceRouter, user_message
+    from agentctl.router import user_message
 
     stages = roster.stages(pipeline)  # a clear error for an unknown pipeline, before sending
     final = roster.final_agent(pipeline)
@@ -39,18 +40,17 @@ def start_run(
         raise ConfigError(f"pipeline {pipeline!r} needs agents that cannot run here ({reasons})")
     headers = {**fields.pop("headers", {}), PIPELINE_HEADER: pipeline}
     message = user_message(PIPELINE_AGENT, content, headers=headers, **fields)
-    return message, WorkspaceRouter.of(ws).send(message)
+    return message, router.send(message)
 
 
 def wait_and_show(
-    ws: Workspace, message: AgentMessage, *, timeout_s: float, json_out: bool
+    router: Router, message: AgentMessage, *, timeout_s: float, json_out: bool
 ) -> None:
     """Wait for a run's outcome and print it; exit 1 unless the run is done."""
     from agentctl.cli.render import console, print_json
     from agentctl.cli.render_history import outcome_table
-    from agentctl.router import WorkspaceRouter
 
-    reply = WorkspaceRouter.of(ws).wait_for_reply(message, timeout_s=timeout_s)
+    reply = router.wait_for_reply(message, timeout_s=timeout_s)
     outcome = reply.content if isinstance(reply.content, dict) else {"outcome": reply.content}
     if json_out:
         print_json(outcome)
@@ -72,16 +72,18 @@ def start(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start a run of PIPELINE with CONTENT (the same as `send pipeline:PIPELINE CONTENT`)."""
-    from agentctl.cli.options import open_full
+    from agentctl.cli.options import open_full, open_nats
     from agentctl.cli.send_cmd import _read_content
+    from agentctl.router import router_for
 
     roster, ws = open_full(config, workspace)
+    router = router_for(ws, open_nats(config, workspace))
     fields: dict[str, Any] = {
         "keywords": [k.strip() for k in keywords.split(",") if k.strip()] if keywords else []
     }
-    message, _ = start_run(roster, ws, pipeline, _read_content(content, as_text=False), fields)
+    message, _ = start_run(roster, router, pipeline, _read_content(content, as_text=False), fields)
     if wait:
-        wait_and_show(ws, message, timeout_s=timeout_s, json_out=json_out)
+        wait_and_show(router, message, timeout_s=timeout_s, json_out=json_out)
     else:
         print(message.id)
 

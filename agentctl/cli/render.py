@@ -159,7 +159,7 @@ def status_table(overview: Overview, *, width: int = 200) -> Table:
         )
     for row in overview.agents:
         table.add_row(
-            row.name,
+            _worker_name(row),
             _styled(row.state),
             str(row.pid or "-"),
             "[green]yes[/]" if row.alive else "[red]no[/]" if row.pid else "-",
@@ -192,7 +192,7 @@ def _compact_status_table(overview: Overview, caption: str) -> Table:
     for row in overview.agents:
         pid = str(row.pid) if row.alive else f"[red]{row.pid}✗[/]" if row.pid else "-"
         new, processing, dead, handled, failed, _ = _activity_cells(row)
-        table.add_row(row.name, _styled(row.state), pid, _age(row.heartbeat_age_s),
+        table.add_row(_worker_name(row), _styled(row.state), pid, _age(row.heartbeat_age_s),
                       new, processing, dead, handled, failed)  # fmt: skip
     return table
 
@@ -254,7 +254,7 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
     ):
         table.add_column(column, overflow="fold")
     for name, proc in supervisor.agents.items():
-        row = rows[name]
+        row = rows[proc.spec.name]
         table.add_row(
             name,
             _styled(proc.state.value),
@@ -264,3 +264,8 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
             *_activity_cells(row),
         )
     return table
+
+
+def _worker_name(row: AgentRow) -> str:
+    # Workers of an agent with replicas: echo, echo[1], echo[2] (as `agentctl run` names them).
+    return f"{row.name}[{row.replica}]" if row.replica else row.name

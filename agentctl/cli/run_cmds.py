@@ -34,7 +34,9 @@ def run(
     roster, ws = open_full(config, workspace)
     for name in agent or []:
         roster.agent(name)  # unknown names fail before anything starts
-    supervisor = Supervisor(roster, ws, agents=agent, grace_s=grace_s)
+    # NATS: connect now, so a missing server is one clear line before anything starts.
+    transport = roster.open_transport(workspace, client_name="supervisor")
+    supervisor = Supervisor(roster, ws, agents=agent, transport=transport, grace_s=grace_s)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -44,7 +46,7 @@ def run(
     signal.signal(signal.SIGINT, on_signal)
     out = console()
     supervisor.start()
-    names = list(supervisor.agents)
+    names = list(dict.fromkeys(proc.spec.name for proc in supervisor.agents.values()))
     live = None
     if out.is_terminal:
         from rich.live import Live
@@ -75,6 +77,7 @@ def run(
         if live is not None:
             live.update(supervisor_table(supervisor, collect_overview(ws, names)), refresh=True)
             live.stop()
+        transport.close()
     out.print(f"[dim]{_clock()}[/] stopped")
     sys.exit(0)
 

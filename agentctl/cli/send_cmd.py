@@ -56,12 +56,12 @@ def send(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Send CONTENT to agent TO (or route it); print the message id (or, with --wait, the reply)."""
-    from agentctl.cli.options import open_full, open_light
+    from agentctl.cli.options import open_full, open_light, open_nats
     from agentctl.cli.render import print_json, print_note
     from agentctl.control import supervisor_is_running
     from agentctl.names import validate_agent_name
     from agentctl.rosterfile import find_config
-    from agentctl.router import WorkspaceRouter, user_message
+    from agentctl.router import router_for, user_message
 
     routed = route or fanout
     if route and fanout:
@@ -77,22 +77,24 @@ def send(
     }
     if thread:
         fields["thread_id"] = thread
+    nats = open_nats(config, workspace)  # None on files
     if not routed and args[0].startswith("pipeline:"):
         from agentctl.cli.pipeline_cmds import start_run, wait_and_show
 
         roster, ws = open_full(config, workspace)
-        message, path = start_run(roster, ws, args[0].partition(":")[2], content, fields)
-        if not supervisor_is_running(ws):
+        router = router_for(ws, nats)
+        message, path = start_run(roster, router, args[0].partition(":")[2], content, fields)
+        if nats is None and not supervisor_is_running(ws):
             print_note(f"no supervisor is running on {ws.root}; the run waits in {path.parent}")
         if wait:
-            wait_and_show(ws, message, timeout_s=timeout_s, json_out=json_out)
+            wait_and_show(router, message, timeout_s=timeout_s, json_out=json_out)
         else:
             print_json({"id": message.id, "run": message.id}) if json_out else print(message.id)
         return
     if routed:
         roster, ws = open_full(config, workspace)
         targets, fields["thread_id"] = _route(
-            roster, ws, content, fields, fanout=fanout, threshold=threshold, floor=floor
+            roster, ws, nats, content, fields, fanout=fanout, threshold=threshold, floor=floor
         )
     else:
         to = validate_agent_name(args[0])
@@ -107,11 +109,12 @@ def send(
             if to not in names:
                 raise AgentctlError(f"{ws.root}: no agent named {to!r} (and no roster to say so)")
         targets = [to]
-    router = WorkspaceRouter.of(ws)
+    router = router_for(ws, nats)
     messages = [user_message(to, content, **fields) for to in targets]
     paths = [router.send(message) for message in messages]
-    if not supervisor_is_running(ws):
-        print_note(f"no supervisor is running on {ws.root}; the message waits in {paths[0].parent}")
+    if nats is None and not supervisor_is_running(ws):
+        where = Path(paths[0]).parent
+        print_note(f"no supervisor is running on {ws.root}; the message waits in {where}")
     if not wait:
         if json_out:
             sent = [
@@ -142,6 +145,7 @@ def send(
 def _route(
     roster: Any,
     ws: Any,
+    nats: Any,
     content: Any,
     fields: dict[str, Any],
     *,
@@ -171,7 +175,8 @@ def _route(
     else:
         chosen = [router.route(task).name]
     thread_id = str(fields.get("thread_id") or new_id())
-    ws.journal.append(
+    journal = nats.journal if nats is not None else ws.journal
+    journal.append(
         "routed",
         agent="user",
         thread_id=thread_id,

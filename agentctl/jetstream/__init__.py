@@ -1,0 +1,1 @@
+"""NATS JetStream: the transport for a team that outgrows one machine (docs/NATS.md)."""

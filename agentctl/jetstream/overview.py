@@ -1,0 +1,76 @@
+"""`agentctl status` on NATS: every worker's status from the bucket, depth from the consumers.
+
+It works from any machine connected to the cluster: nothing is read from local files except
+the supervisor and pipeline runs of the machine it runs on. A worker's liveness is judged by
+its heartbeat (pids mean nothing across machines): one older than three heartbeats is `lost`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from agentctl.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
+from agentctl.control import supervisor_info
+from agentctl.jetstream.reader import Depth, StreamReader
+from agentctl.jetstream.transport import NatsTransport
+from agentctl.overview import AgentRow, Overview, pipeline_summary
+from agentctl.status import LIVE_STATES, AgentStatus, parse_iso
+
+LOST = "lost"  # a live state whose heartbeat stopped: the worker died or cannot reach us
+LOST_AFTER_S = 3 * HEARTBEAT_INTERVAL_S
+
+
+def collect_nats_overview(transport: NatsTransport, names: list[str]) -> Overview:
+    """The cluster's view of every agent's workers."""
+    reader = StreamReader(transport)
+    statuses = reader.statuses()
+    if PIPELINE_AGENT not in names and any(s.agent == PIPELINE_AGENT for s in statuses):
+        names = [*names, PIPELINE_AGENT]
+    depths = reader.depth(names)
+    now = datetime.now(UTC)
+    rows = []
+    for name in names:
+        workers = sorted(
+            (s for s in statuses if s.agent == name), key=lambda s: (s.replica, s.host)
+        )
+        depth = depths.get(name, Depth(0, 0, 0))
+        if not workers:
+            rows.append(_row(AgentStatus(agent=name), depth, now, recorded=False))
+        rows.extend(_row(status, depth, now, recorded=True) for status in workers)
+    ws = transport.local
+    return Overview(
+        workspace=f"{ws.root} (transport nats: {', '.join(transport.servers)})",
+        supervisor=supervisor_info(ws),
+        agents=rows,
+        halted=transport.halt_state(),
+        escalations={"open": 0, "overdue": 0},
+        pipelines=pipeline_summary(ws),
+    )
+
+
+def _row(status: AgentStatus, depth: Depth, now: datetime, *, recorded: bool) -> AgentRow:
+    heartbeat = parse_iso(status.heartbeat_at)
+    age_s = (now - heartbeat).total_seconds() if heartbeat else None
+    live = status.state in LIVE_STATES
+    alive = recorded and live and age_s is not None and age_s <= LOST_AFTER_S
+    state = status.state.value if recorded else "absent"
+    if recorded and live and not alive:
+        state = LOST
+    return AgentRow(
+        name=status.agent,
+        state=state,
+        pid=status.pid or None,
+        alive=alive,
+        heartbeat_age_s=round(age_s, 3) if age_s is not None else None,
+        started_at=status.started_at or None,
+        current_message_id=status.current_message_id,
+        new=depth.new,
+        processing=depth.processing,
+        dead_letters=depth.dead,
+        handled=status.handled,
+        failed=status.failed,
+        last_error=status.last_error,
+        log_tail=list(status.log_tail),
+        replica=status.replica,
+        host=status.host or None,
+    )

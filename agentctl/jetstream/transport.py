@@ -1,0 +1,518 @@
+"""NatsTransport: the Transport protocol on NATS JetStream (docs/NATS.md).
+
+- deliver: publish to `agents.<to>.inbox` with `Nats-Msg-Id` = the message id, so a reply
+  re-sent after a crash is stored once (the file transport's `dedupe`);
+- an agent's inbox is a durable pull consumer `agent-<name>` with explicit acks, shared by all
+  its workers (`replicas: N`, on any machine); `ack_wait` follows the agent's `timeout_s` and a
+  running handler sends in-progress acks, so a dead worker's message comes back quickly and a
+  slow one is not taken from it; `max_deliver` is `max_attempts` + 1: the extra delivery, after
+  a worker died during the last attempt, settles the message in dead letters;
+- retries are naks with the retry policy's delay; the server counts the attempts;
+- dead letters: published to `agents.<name>.dead` (the message, the reason in headers), then
+  the delivery is terminated;
+- events: published to `agents.<agent>.events`; the stream is the journal;
+- status: each worker's status in the key-value bucket `<STREAM>_status`, the halt record too.
+
+Nothing here buffers: a publish or an ack is confirmed by the server before it counts, and
+while the server is unreachable a worker waits (showing `disconnected`) instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from agentctl.constants import HANDLER_OVERRUN_GRACE_S
+from agentctl.errors import AgentctlError, BadMessageError
+from agentctl.jetstream.client import (
+    DEAD_SUBJECT,
+    EVENTS_SUBJECT,
+    INBOX_SUBJECT,
+    BusError,
+    LoopThread,
+    ensure_bucket,
+    ensure_stream,
+    open_connection,
+)
+from agentctl.names import validate_agent_name
+
+try:
+    from nats.errors import MsgAlreadyAckdError
+except ImportError:  # without the nats extra, NatsTransport.connect says which to install
+
+    class MsgAlreadyAckdError(Exception):  # type: ignore[no-redef]
+        """Stands in for nats-py's error so this module imports without it."""
+
+
+from agentctl.status import iso_now
+from agentctl.transport import Delivery
+
+if TYPE_CHECKING:
+    from agentctl.message import AgentMessage
+    from agentctl.roster import AgentSpec
+    from agentctl.status import AgentStatus
+    from agentctl.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+HALT_KEY = "control.halted"
+STATUS_KEY = "status.{agent}.{host}.{replica}"
+MAX_ACK_WAIT_S = 30.0  # a dead worker's message is redelivered within this (plus the grace)
+HALT_CHECK_INTERVAL_S = 0.5  # how stale a worker's view of the halt record may be
+CALL_TIMEOUT_S = 10.0  # one request to the server, from a command
+_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def ack_wait_s(spec: AgentSpec) -> float:
+    """How long the server waits for a settle (or an in-progress ack) before redelivering."""
+    return min(spec.timeout_s, MAX_ACK_WAIT_S) + HANDLER_OVERRUN_GRACE_S
+
+
+def host_key() -> str:
+    """This machine's name as a key token."""
+    return _HOST_UNSAFE.sub("_", socket.gethostname()) or "host"
+
+
+class NatsTransport:
+    """Messages, events, status and the halt record on one JetStream stream."""
+
+    kind = "nats"
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        loop: LoopThread,
+        nc: Any,
+        js: Any,
+        kv: Any,
+        *,
+        stream: str,
+        servers: list[str],
+        patient: bool,
+    ) -> None:
+        self.workspace = workspace
+        self.fsync = workspace.fsync
+        self.max_message_bytes = workspace.max_message_bytes
+        self.loop = loop
+        self.nc = nc
+        self.js = js
+        self.kv = kv
+        self.stream = stream
+        self.servers = servers
+        self.patient = patient  # a worker waits out outages; a command gives up
+        self.connected = True
+        self._listeners: list[Callable[[bool], None]] = []
+        self._halted = False
+        self._halt_checked = 0.0
+        self._known_ids: dict[str, set[str]] = {}
+        self._closing = False
+
+    @classmethod
+    def connect(
+        cls,
+        workspace: Workspace,
+        servers: list[str],
+        *,
+        stream: str,
+        replicas: int,
+        client_name: str = "agentctl",
+        patient: bool = False,
+    ) -> NatsTransport:
+        """Connect, and create the stream and the status bucket if they do not exist."""
+        loop = LoopThread(f"nats-{client_name}")
+        holder: list[NatsTransport] = []
+
+        def on_change(connected: bool) -> None:
+            if holder:
+                holder[0]._connection_changed(connected)
+
+        async def setup() -> tuple[Any, Any, Any]:
+            nc = await open_connection(
+                servers, name=client_name, on_change=on_change, patient=patient
+            )
+            js = nc.jetstream(timeout=CALL_TIMEOUT_S)
+            try:
+                await ensure_stream(js, stream, replicas)
+                kv = await ensure_bucket(js, stream, replicas)
+            except BaseException:
+                await nc.close()
+                raise
+            return nc, js, kv
+
+        try:
+            nc, js, kv = loop.call(setup())
+        except BaseException:
+            loop.close()
+            raise
+        transport = cls(
+            workspace, loop, nc, js, kv, stream=stream, servers=servers, patient=patient
+        )
+        holder.append(transport)
+        return transport
+
+    # -- connection -------------------------------------------------------------------------
+
+    def watch_connection(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(connected)` when the connection is lost or back."""
+        self._listeners.append(listener)
+
+    def _connection_changed(self, connected: bool) -> None:
+        if self._closing:
+            return  # our own close() disconnects: nothing to report
+        log.warning("reconnected to NATS" if connected else "disconnected from NATS; reconnecting")
+        self.connected = connected
+        for listener in self._listeners:
+            listener(connected)
+
+    def call(self, make: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """Run a request on the connection, retrying while the server is unreachable.
+
+        A worker (patient) retries until it succeeds: what it holds is not lost, and it must not
+        give up on a message because a node is restarting. A command gives up after
+        CALL_TIMEOUT_S with one clear line.
+        """
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        delay_s = 0.1
+        while True:
+            try:
+                return self.loop.call(_awaited(make), CALL_TIMEOUT_S + 1)
+            except AgentctlError:
+                raise
+            except MsgAlreadyAckdError:
+                # A retried settle whose first try did reach the server (it timed out here,
+                # under load): settled once, which is what we wanted.
+                return None
+            except Exception as exc:
+                if not self.patient and time.monotonic() > deadline:
+                    where = ", ".join(self.servers)
+                    raise BusError(f"{where}: {what} failed: {exc or type(exc).__name__}") from None
+                log.warning("%s failed (%s); retrying", what, exc or type(exc).__name__)
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+
+    # -- the Transport protocol -------------------------------------------------------------
+
+    @property
+    def local(self) -> Workspace:
+        """This machine's workspace: logs, locks, pipeline runs, local status files."""
+        return self.workspace
+
+    @property
+    def journal(self) -> NatsTransport:
+        """Events go to the stream (see append)."""
+        return self
+
+    def append(
+        self,
+        event: str,
+        *,
+        agent: str | None,
+        message_id: str | None = None,
+        thread_id: str | None = None,
+        **fields: Any,
+    ) -> int:
+        """Publish one event to `agents.<agent>.events`; its stream sequence."""
+        record: dict[str, Any] = {
+            "ts": iso_now(),
+            "event": event,
+            "agent": agent,
+            "message_id": message_id,
+            "thread_id": thread_id,
+        }
+        record.update((k, v) for k, v in fields.items() if v is not None)
+        subject = EVENTS_SUBJECT.format(agent=validate_agent_name(agent or "agentctl"))
+        data = json.dumps(record, ensure_ascii=False, default=str).encode()
+        ack = self.call(lambda: self.js.publish(subject, data), f"journal {event}")
+        return int(ack.seq)
+
+    def record(self, event: str, message: AgentMessage | None, agent: str, **fields: Any) -> None:
+        """Journal `event` by `agent` about `message`."""
+        self.append(
+            event,
+            agent=agent,
+            message_id=message.id if message else None,
+            thread_id=message.thread_id if message else None,
+            **fields,
+        )
+
+    def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> str | None:
+        """Publish `message` to its recipient's inbox subject; `STREAM:SEQ`, or None when
+        `dedupe` and the server already holds this message id."""
+        from agentctl.workspace import sent_fields
+
+        subject = INBOX_SUBJECT.format(agent=validate_agent_name(message.to_agent))
+        validate_agent_name(message.from_agent)
+        data = message.to_json_bytes()
+        if len(data) > self.max_message_bytes:
+            raise BadMessageError(
+                f"message {message.id} to {message.to_agent} is {len(data)} bytes, over the "
+                f"limit of {self.max_message_bytes} (max_message_bytes)"
+            )
+        # Journaled before it can be claimed, as on files, so `sent` precedes `claimed`.
+        self.record("sent", message, message.from_agent, **sent_fields(message, data))
+        # A requeued message is a new delivery of the same id: it must not be deduplicated.
+        msg_id = f"{message.id}.r{message.requeued}" if message.requeued else message.id
+        headers = {"Nats-Msg-Id": msg_id}
+        ack = self.call(
+            lambda: self.js.publish(subject, data, headers=headers), f"send {message.id}"
+        )
+        if ack.duplicate:
+            self.record(
+                "discarded",
+                message,
+                message.from_agent,
+                to=message.to_agent,
+                error="already in the recipient's inbox",
+            )
+            if not dedupe:
+                raise AgentctlError(f"message {message.id} was already sent; nothing sent")
+            return None
+        return f"{self.stream}:{ack.seq}"
+
+    def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> NatsInbox:
+        """The agent's durable consumer."""
+        return NatsInbox(self, spec, poll_interval_s=poll_interval_s)
+
+    def publish_status(self, status: AgentStatus) -> None:
+        """Put the worker's status in the bucket; skipped while disconnected (never raises)."""
+        if not self.connected:
+            return
+        key = STATUS_KEY.format(agent=status.agent, host=host_key(), replica=status.replica)
+        status.host = status.host or socket.gethostname()
+        try:
+            self.loop.call(self.kv.put(key, status.to_json_bytes()), 2.0)
+        except Exception as exc:  # the next heartbeat tries again
+            log.debug("cannot publish status: %s", exc)
+
+    def is_halted(self) -> bool:
+        """The halt record's presence, looked up at most every HALT_CHECK_INTERVAL_S."""
+        now = time.monotonic()
+        if now - self._halt_checked >= HALT_CHECK_INTERVAL_S:
+            try:
+                self._halted = self.loop.call(self._get(HALT_KEY), 2.0) is not None
+                self._halt_checked = now
+            except Exception as exc:  # keep the last answer while the server is away
+                log.debug("cannot read the halt record: %s", exc)
+        return self._halted
+
+    def halt_state(self) -> dict[str, Any] | None:
+        """The halt record, or None."""
+        value = self.call(lambda: self._get(HALT_KEY), "read the halt record")
+        if value is None:
+            return None
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return {"reason": "the halt record is damaged", "by": None, "run": None}
+        return data if isinstance(data, dict) else None
+
+    def write_halt(self, record: dict[str, Any]) -> None:
+        """Put the halt record: every worker on every machine stops claiming."""
+        data = json.dumps(record).encode()
+        self.call(lambda: self.kv.put(HALT_KEY, data), "halt")
+        self._halted, self._halt_checked = True, time.monotonic()
+
+    def clear_halt(self) -> None:
+        """Delete the halt record."""
+        self.call(lambda: self.kv.delete(HALT_KEY), "resume")
+        self._halted, self._halt_checked = False, time.monotonic()
+
+    async def _get(self, key: str) -> bytes | None:
+        from nats.js.errors import KeyNotFoundError
+
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None
+        return bytes(entry.value) if entry.value else None
+
+    def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
+        """Whether `reply_id` is in `agent`'s inbox subject (one scan per agent, then cached)."""
+        known = self._known_ids.get(agent)
+        if known is None:
+            from agentctl.jetstream.reader import StreamReader
+
+            reader = StreamReader(self)
+            known = {
+                str(m.headers.get("Nats-Msg-Id"))
+                for m in reader.messages(INBOX_SUBJECT.format(agent=agent), headers_only=True)
+                if m.headers
+            }
+            self._known_ids[agent] = known
+        return reply_id in known
+
+    def release_in_hand(self, agent: str) -> list[str]:
+        """Nothing to do: the server redelivers what a killed worker held after ack_wait."""
+        return []
+
+    def close(self) -> None:
+        """Close the connection (unacked deliveries are redelivered by the server)."""
+        self._closing = True
+        try:
+            self.loop.call(self.nc.close(), 5.0)
+        except Exception as exc:
+            log.debug("closing the NATS connection: %s", exc)
+        self.loop.close()
+
+
+class NatsInbox:
+    """One worker's end of an agent's durable pull consumer."""
+
+    def __init__(self, transport: NatsTransport, spec: AgentSpec, *, poll_interval_s: float):
+        self.transport = transport
+        self.spec = spec
+        self.agent = validate_agent_name(spec.name)
+        self.ack_wait_s = ack_wait_s(spec)
+        # A fetch is the wait: short enough that stop and halt are noticed promptly.
+        self.fetch_timeout_s = min(max(poll_interval_s, 0.1), 1.0)
+        self._sub: Any = None
+        self._wake = threading.Event()
+        self._fetch_waited = False
+        self._tickers: dict[str, concurrent.futures.Future[None]] = {}
+
+    def open(self) -> None:
+        """Create (or update) the agent's durable consumer and bind to it."""
+        self._sub = self.transport.call(self._subscribe, f"consumer agent-{self.agent}")
+
+    async def _subscribe(self) -> Any:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        js, stream = self.transport.js, self.transport.stream
+        durable = f"agent-{self.agent}"
+        config = ConsumerConfig(
+            durable_name=durable,
+            filter_subject=INBOX_SUBJECT.format(agent=self.agent),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.spec.max_attempts + 1,
+            max_ack_pending=1000,
+        )
+        await js.add_consumer(stream, config)  # creates, or updates the settings
+        return await js.pull_subscribe_bind(durable, stream=stream)
+
+    def close(self) -> None:
+        """Unsubscribe; anything unsettled is redelivered by the server."""
+        for future in self._tickers.values():
+            future.cancel()
+        self._tickers.clear()
+        if self._sub is not None:
+            try:
+                self.transport.loop.call(self._sub.unsubscribe(), 2.0)
+            except Exception as exc:
+                log.debug("unsubscribe: %s", exc)
+            self._sub = None
+
+    def recover(self) -> list[Delivery]:
+        """Nothing to recover by hand: the server redelivers a dead worker's messages."""
+        return []
+
+    def claim(self, may_claim: Callable[[], bool]) -> Iterator[Delivery]:
+        """Fetch one message at a time (fair among replicas), until none comes in time."""
+        self._fetch_waited = False
+        while may_claim():
+            msg = self._fetch_one()
+            if msg is None:
+                return
+            meta = msg.metadata
+            delivery = Delivery(
+                key=str(meta.sequence.stream),
+                redeliveries=max(0, int(meta.num_delivered) - 1),
+                handle=msg,
+            )
+            self._tickers[delivery.key] = self.transport.loop.spawn(self._in_progress(msg))
+            yield delivery
+
+    def _fetch_one(self) -> Any:
+        from nats.errors import TimeoutError as FetchTimeout
+
+        try:
+            batch = self.transport.loop.call(
+                self._sub.fetch(1, timeout=self.fetch_timeout_s), self.fetch_timeout_s + 5
+            )
+        except (FetchTimeout, TimeoutError):
+            self._fetch_waited = True
+            return None
+        except Exception as exc:  # disconnected: back off in wait()
+            log.debug("fetch: %s", exc)
+            return None
+        return batch[0] if batch else None
+
+    async def _in_progress(self, msg: Any) -> None:
+        # While the handler runs, tell the server the message is not abandoned.
+        while True:
+            await asyncio.sleep(self.ack_wait_s / 3)
+            try:
+                await msg.in_progress()
+            except Exception as exc:
+                log.debug("in-progress ack: %s", exc)
+
+    def _settled(self, delivery: Delivery) -> Any:
+        ticker = self._tickers.pop(delivery.key, None)
+        if ticker is not None:
+            ticker.cancel()
+        return delivery.handle
+
+    def wait(self, timeout_s: float) -> None:
+        """The fetch already waited, unless claiming was refused (halted) or failed."""
+        if not self._fetch_waited:
+            self._wake.wait(timeout_s)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """End a wait now."""
+        self._wake.set()
+
+    def read(self, delivery: Delivery) -> bytes:
+        """The message's bytes (size-limited like a file)."""
+        data = bytes(delivery.handle.data)
+        if len(data) > self.transport.max_message_bytes:
+            raise BadMessageError(
+                f"{len(data)} bytes, over the limit of {self.transport.max_message_bytes}"
+            )
+        return data
+
+    def ack(self, delivery: Delivery) -> None:
+        """Acknowledge, and wait for the server to confirm it."""
+        msg = self._settled(delivery)
+        self.transport.call(lambda: msg.ack_sync(timeout=CALL_TIMEOUT_S), f"ack {delivery.key}")
+
+    def release(self, delivery: Delivery, wait_s: float) -> None:
+        """Give it back for later (a nak; the server counts it as a delivery)."""
+        msg = self._settled(delivery)
+        self.transport.call(lambda: msg.nak(delay=wait_s or None), f"nak {delivery.key}")
+
+    def retry(self, delivery: Delivery, message: AgentMessage, delay_s: float) -> None:
+        """Nak with the retry delay: the server redelivers it (and counts the attempt)."""
+        self.release(delivery, delay_s)
+
+    def bury(
+        self, delivery: Delivery, error: dict[str, Any], message: AgentMessage | None
+    ) -> bytes:
+        """Publish to `agents.<name>.dead` (once per stream message), then terminate it."""
+        msg = self._settled(delivery)
+        data = message.to_json_bytes() if message is not None else bytes(msg.data)
+        headers = {
+            "Nats-Msg-Id": f"dead.{delivery.key}",
+            "Agentctl-Error": json.dumps(error, default=str)[:4000],
+            "Agentctl-Seq": delivery.key,
+        }
+        subject = DEAD_SUBJECT.format(agent=self.agent)
+        transport = self.transport
+        transport.call(
+            lambda: transport.js.publish(subject, data, headers=headers), f"bury {delivery.key}"
+        )
+        transport.call(msg.term, f"term {delivery.key}")
+        return data
+
+
+async def _awaited(make: Callable[[], Awaitable[Any]]) -> Any:
+    return await make()
