@@ -1,0 +1,276 @@
+"""The NATS transport end to end: the same roster, agents and commands on a real nats-server
+(and a real three-node JetStream cluster), by changing one line of agents.yaml."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import run_cli, wait_until, write_roster
+from tests.natsfix import NatsCluster, NatsServer, nats_cluster, nats_server  # noqa: F401
+
+ECHO = "python: agentctl.agents.echo:EchoAgent"
+
+
+def _roster(tmp: Path, servers: list[str], agents: str, **settings: object) -> Path:
+    transport = (
+        "{kind: nats, servers: ["
+        + ", ".join(servers)
+        + "]"
+        + (
+            f", replicas: {settings.pop('stream_replicas')}"
+            if "stream_replicas" in settings
+            else ""
+        )
+        + "}"
+    )
+    return write_roster(tmp, agents, transport=transport, **settings)
+
+
+def _status(tmp: Path) -> dict[str, Any]:
+    result = run_cli("status", "--json", cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _ready(tmp: Path, workers: int, agent: str = "echo") -> None:
+    def idle() -> bool:
+        rows = [r for r in _status(tmp)["agents"] if r["name"] == agent]
+        return sum(1 for r in rows if r["state"] == "idle" and r["alive"]) == workers
+
+    wait_until(idle, timeout_s=30, interval_s=0.3)
+
+
+def _events(tmp: Path) -> list[dict[str, Any]]:
+    result = run_cli("tail", "-n", "100000", "--json", cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+class Client:
+    """The Python API on the same cluster: many sends without a process each."""
+
+    def __init__(self, tmp: Path, servers: list[str], *, replicas: int = 1) -> None:
+        from agentctl.jetstream.reader import StreamReader, StreamRouter
+        from agentctl.jetstream.transport import NatsTransport
+        from agentctl.workspace import Workspace
+
+        self.transport = NatsTransport.connect(
+            Workspace(tmp / "client"), servers, stream="AGENTCTL", replicas=replicas
+        )
+        self.router = StreamRouter(self.transport)
+        self.reader = StreamReader(self.transport)
+
+    def send(self, to: str, content: str) -> str:
+        from agentctl.router import user_message
+
+        message = user_message(to, content)
+        self.router.send(message)
+        return message.id
+
+    def count(self, event: str) -> Counter[str]:
+        from agentctl.errors import AgentctlError
+
+        try:
+            return self._count(event)
+        except AgentctlError:  # the cluster is electing a leader: ask again later
+            return Counter()
+
+    def _count(self, event: str) -> Counter[str]:
+        return Counter(str(e["message_id"]) for e in self.reader.events() if e["event"] == event)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def test_send_wait_status_tail_replay_with_two_replicas(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    _roster(tmp_path, [nats_server.url], f"- name: echo\n  {ECHO}\n  replicas: 2\n")
+    sup = supervised(tmp_path)
+    _ready(tmp_path, workers=2)
+
+    sent = run_cli("send", "echo", "hello over nats", "--wait", "--timeout-s", "30", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["echo"]["content"] == "hello over nats"
+
+    ids = [run_cli("send", "echo", f"m{i}", cwd=tmp_path).stdout.strip() for i in range(20)]
+    wait_until(lambda: sum(r["handled"] for r in _status(tmp_path)["agents"]) == 21, interval_s=0.3)
+    rows = _status(tmp_path)["agents"]
+    assert sorted(r["replica"] for r in rows) == [0, 1]
+    assert all(r["inbox"] == {"new": 0, "processing": 0, "dead": 0} for r in rows)
+
+    events = _events(tmp_path)
+    handled = Counter(e["message_id"] for e in events if e["event"] == "handled")
+    assert all(handled[i] == 1 for i in ids), handled  # each handled once, by one replica
+    assert {e["event"] for e in events} >= {"sent", "claimed", "handled", "started"}
+
+    replay = run_cli("replay", ids[0], "--json", cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr
+    thread = json.loads(replay.stdout)
+    request = next(m for m in thread["messages"] if m["id"] == ids[0])
+    assert request["state"] == "done" and request["content"] == "m0"
+    assert sup.stop() == 0
+
+
+def test_retries_then_dead_letter_then_requeue(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    _roster(
+        tmp_path,
+        [nats_server.url],
+        """\
+        - name: flaky
+          exec: [python3, -c, "import sys; sys.exit(3)"]
+          max_attempts: 3
+          retry: {backoff_s: 0.1}
+        """,
+    )
+    supervised(tmp_path)
+    _ready(tmp_path, workers=1, agent="flaky")
+    waited = run_cli("send", "flaky", "boom", "--wait", "--timeout-s", "30", cwd=tmp_path)
+    assert waited.returncode == 1  # the escalation reply says it failed
+    assert json.loads(waited.stdout)["verdict"] == "escalate"
+
+    listed = run_cli("dead", "list", "--json", cwd=tmp_path)
+    letters = json.loads(listed.stdout)
+    assert len(letters) == 1 and letters[0]["attempts"] == 3, listed.stdout
+    message_id = letters[0]["message_id"]
+    attempts = [e["attempt"] for e in _events(tmp_path) if e["event"] == "claimed"]
+    assert attempts == [1, 2, 3]
+
+    requeued = run_cli("dead", "requeue", message_id, cwd=tmp_path)
+    assert requeued.returncode == 0, requeued.stderr
+    # Requeued, it gets three fresh attempts and dies again: one dead letter, not two.
+    wait_until(
+        lambda: sum(1 for e in _events(tmp_path) if e["event"] == "dead") == 2, interval_s=0.3
+    )
+    letters = json.loads(run_cli("dead", "list", "--json", cwd=tmp_path).stdout)
+    assert [letter["message_id"] for letter in letters] == [message_id]
+
+
+def test_a_pipeline_runs_over_nats(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    roster = _roster(
+        tmp_path,
+        [nats_server.url],
+        f"- name: first\n  {ECHO}\n- name: second\n  {ECHO}\n",
+    )
+    roster.write_text(roster.read_text() + "pipelines:\n  two: [first, second]\n")
+    supervised(tmp_path)
+    _ready(tmp_path, workers=1, agent="second")
+    _ready(tmp_path, workers=1, agent="pipeline")
+    result = run_cli(
+        "send", "pipeline:two", "review me", "--wait", "--json", "--timeout-s", "60", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["outcome"] == "done"
+    assert [stage["agents"] for stage in outcome["stages"]] == [["first"], ["second"]]
+
+
+def test_a_worker_killed_mid_stream_loses_nothing(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    _roster(
+        tmp_path,
+        [nats_server.url],
+        f"- name: echo\n  {ECHO}\n  replicas: 2\n  timeout_s: 2\n  max_attempts: 5\n",
+    )
+    supervised(tmp_path)
+    _ready(tmp_path, workers=2)
+    client = Client(tmp_path, [nats_server.url])
+    ids: list[str] = []
+    for replica in (0, 1):  # each worker killed once, mid-stream, one after the other
+        ids += [client.send("echo", f"n{replica}.{i}") for i in range(100)]
+        row = next(r for r in _status(tmp_path)["agents"] if r["replica"] == replica)
+        os.kill(row["pid"], signal.SIGKILL)  # kill -9; the supervisor restarts it
+        wait_until(
+            lambda row=row: any(
+                r["replica"] == row["replica"] and r["pid"] != row["pid"] and r["alive"]
+                for r in _status(tmp_path)["agents"]
+            ),
+            interval_s=0.3,
+        )
+    ids += [client.send("echo", f"n.{i}") for i in range(100)]
+    try:
+        wait_until(lambda: set(client.count("handled")) >= set(ids), timeout_s=60, interval_s=0.5)
+    except AssertionError:
+        missing = set(ids) - set(client.count("handled"))
+        trail = [e for e in client.reader.events() if e.get("message_id") in missing]
+        raise AssertionError(f"not handled: {sorted(missing)}; their events: {trail}") from None
+    handled = client.count("handled")
+    assert all(handled[i] == 1 for i in ids), {i: handled[i] for i in ids if handled[i] != 1}
+    # One reply each: a reply re-sent after a redelivery is discarded by its Nats-Msg-Id.
+    replies, discarded = client.count("sent"), client.count("discarded")
+    assert all(replies[f"{i}-reply"] - discarded[f"{i}-reply"] == 1 for i in ids)
+    client.close()
+
+
+def test_the_server_restarted_under_a_running_agent(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    _roster(tmp_path, [nats_server.url], f"- name: echo\n  {ECHO}\n")
+    supervised(tmp_path)
+    _ready(tmp_path, workers=1)
+    nats_server.stop()
+    status_file = tmp_path / "workspace" / "echo" / "status.json"
+    wait_until(lambda: json.loads(status_file.read_text())["state"] == "disconnected")
+    down = run_cli("status", cwd=tmp_path)
+    assert down.returncode == 1 and "cannot connect to NATS" in down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1
+    nats_server.restart()
+    wait_until(lambda: json.loads(status_file.read_text())["state"] == "idle", timeout_s=30)
+    result = run_cli("send", "echo", "after restart", "--wait", "--timeout-s", "30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["echo"]["content"] == "after restart"
+
+
+def test_a_missing_server_is_one_clear_line(tmp_path: Path) -> None:
+    _roster(tmp_path, ["nats://127.0.0.1:9"], f"- name: echo\n  {ECHO}\n")
+    for args in (["send", "echo", "hi"], ["run"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 1, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "nats://127.0.0.1:9: cannot connect to NATS" in lines[0]
+    assert not (tmp_path / "workspace" / ".agentctl" / "supervisor.pid").exists()
+
+
+def test_a_cluster_node_killed_while_messages_flow(
+    tmp_path: Path,
+    nats_cluster: NatsCluster,  # noqa: F811
+    supervised: Any,
+) -> None:
+    _roster(
+        tmp_path,
+        nats_cluster.urls,
+        f"- name: echo\n  {ECHO}\n  replicas: 2\n  max_attempts: 5\n",
+        stream_replicas=3,
+    )
+    supervised(tmp_path)
+    _ready(tmp_path, workers=2)
+    client = Client(tmp_path, nats_cluster.urls[1:], replicas=3)
+    ids: list[str] = []
+    for i in range(200):
+        if i == 50:
+            nats_cluster.kill(0)  # whatever it led, the other two elect a new leader
+        ids.append(client.send("echo", f"c{i}"))  # retried by the client during the election
+    wait_until(lambda: set(client.count("handled")) >= set(ids), timeout_s=60, interval_s=0.5)
+    handled = client.count("handled")
+    assert all(handled[i] == 1 for i in ids), {i: handled[i] for i in ids if handled[i] != 1}
+    client.close()
