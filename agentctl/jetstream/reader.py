@@ -80,7 +80,7 @@ class StreamReader:
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
             opt_start_seq=start_seq,
             headers_only=headers_only or None,
-            inactive_threshold=30.0,
+            inactive_threshold=5.0,  # unsubscribe does not delete it: the server will
             mem_storage=True,
         )
         return await self.transport.js.pull_subscribe(
@@ -218,11 +218,15 @@ class StreamRouter:
     def __init__(self, transport: NatsTransport) -> None:
         self.transport = transport
         self.reader = StreamReader(transport)
+        # request id -> its stream sequence: its reply can only be stored after it, so the
+        # wait reads from there instead of every reply the sender ever got.
+        self._sent_seq: dict[str, int] = {}
 
     def send(self, message: AgentMessage) -> str:
         """Publish `message` to its recipient's inbox subject; `STREAM:SEQ`."""
         where = self.transport.deliver(message)
         assert where is not None  # deliver without dedupe raises instead of returning None
+        self._sent_seq[message.id] = int(str(where).rpartition(":")[2])
         return str(where)
 
     def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
@@ -237,7 +241,7 @@ class StreamRouter:
         wanted = reply_id(request.id, request.requeued)
         subject = INBOX_SUBJECT.format(agent=request.from_agent)
         deadline = time.monotonic() + timeout_s
-        start_seq = 1
+        start_seq = self._sent_seq.get(request.id, 1)
         while True:
             for stored in self.reader.messages(subject, start_seq=start_seq):
                 start_seq = stored.seq + 1
@@ -249,7 +253,7 @@ class StreamRouter:
                     f"no reply to {request.id} within {timeout_s:g} s "
                     f"(the request is still queued for {request.to_agent})"
                 )
-            time.sleep(min(remaining, 0.1))
+            time.sleep(min(remaining, 0.02))
 
 
 def list_stream_dead(transport: NatsTransport, agents: list[str]) -> list[DeadLetter]:
