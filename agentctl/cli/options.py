@@ -13,6 +13,7 @@ from agentctl.errors import ConfigError
 if TYPE_CHECKING:
     from agentctl.jetstream.transport import NatsTransport
     from agentctl.roster import Roster
+    from agentctl.transport import Transport
     from agentctl.workspace import Workspace
 
 WorkspaceOpt = Annotated[
@@ -83,3 +84,10 @@ def open_nats(config: Path | None, workspace: Path | None) -> NatsTransport | No
     transport = roster.open_transport(workspace, client_name="agentctl-cli")
     assert isinstance(transport, NatsTransport)
     return transport
+
+
+def open_transport(config: Path | None, workspace: Path | None) -> tuple[Workspace, Transport]:
+    """The workspace, and the transport commands act on (the workspace itself on files)."""
+    ws, _ = open_light(config, workspace)
+    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
+    return ws, (nats if nats is not None else ws)

@@ -216,19 +216,19 @@ def halt(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Stop every agent from claiming new work (as a HALT verdict does) until `resume`."""
-    from agentctl.cli.options import open_light
+    from agentctl.cli.options import open_transport
     from agentctl.halt import halt as enter_halt
 
-    ws, _ = open_light(config, workspace)
-    enter_halt(ws, reason, by="user")
+    ws, transport = open_transport(config, workspace)
+    enter_halt(transport, reason, by="user")
     print(f"halted {ws.root}: {reason}")
 
 
 def resume(config: ConfigOpt = None, workspace: WorkspaceOpt = None) -> None:
     """Lift the halted state: agents claim new work again."""
-    from agentctl.cli.options import open_light
+    from agentctl.cli.options import open_transport
     from agentctl.halt import resume as leave_halt
 
-    ws, _ = open_light(config, workspace)
-    lifted = leave_halt(ws, by="user")
+    ws, transport = open_transport(config, workspace)
+    lifted = leave_halt(transport, by="user")
     print(f"resumed {ws.root} (was halted: {lifted['reason']})" if lifted else "not halted")

@@ -32,6 +32,7 @@ STREAM_SUBJECTS = ["agents.*.inbox", "agents.*.dead", "agents.*.events"]
 # A redelivered request's reply is recognised by its derived id while the server remembers it.
 DUPLICATE_WINDOW_S = 15 * 60.0
 CONNECT_TIMEOUT_S = 5.0
+STATUS_TTL_S = 24 * 3600.0
 MISSING_EXTRA = "NATS support needs the nats extra: pip install 'agentctl[nats]'"
 
 T = TypeVar("T")
@@ -51,8 +52,15 @@ def nats_module() -> Any:
 
 
 def status_bucket(stream: str) -> str:
-    """The key-value bucket where workers publish their status (one per stream)."""
+    """The key-value bucket where workers publish their status (one per stream). Entries
+    expire a day after their last write: a worker gone for good (a replica removed from the
+    roster) leaves the table instead of showing `stopped` for ever."""
     return f"{stream}_status"
+
+
+def control_bucket(stream: str) -> str:
+    """The key-value bucket of the halt record (kept until `resume`)."""
+    return f"{stream}_control"
 
 
 class LoopThread:
@@ -155,17 +163,37 @@ async def ensure_stream(js: Any, stream: str, replicas: int) -> None:
         duplicate_window=DUPLICATE_WINDOW_S,
     )
     await _create(lambda: js.add_stream(config), lambda: js.stream_info(stream), f"stream {stream}")
+    await wait_for_leader(js, stream)
 
 
-async def ensure_bucket(js: Any, stream: str, replicas: int) -> Any:
-    """The status bucket (created if missing): one key per worker, plus the halt record."""
+async def ensure_bucket(js: Any, bucket: str, replicas: int, *, ttl_s: float = 0.0) -> Any:
+    """A key-value bucket (created if missing); entries expire `ttl_s` after their last write
+    (0: never)."""
     from nats.js.api import KeyValueConfig
 
-    bucket = status_bucket(stream)
-    config = KeyValueConfig(bucket=bucket, history=1, replicas=replicas)
-    return await _create(
+    config = KeyValueConfig(bucket=bucket, history=1, replicas=replicas, ttl=ttl_s or None)
+    kv = await _create(
         lambda: js.create_key_value(config), lambda: js.key_value(bucket), f"bucket {bucket}"
     )
+    await wait_for_leader(js, f"KV_{bucket}")
+    return kv
+
+
+async def wait_for_leader(js: Any, stream: str, timeout_s: float = 20.0) -> None:
+    """Until the stream has a leader. Creating a replicated stream returns once the cluster
+    has accepted it, before its leader is elected; until then requests to it (a KV get) go
+    unanswered and time out (measured on a fresh three-node cluster)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            info = await js.stream_info(stream)
+            if info.cluster is None or info.cluster.leader:
+                return
+        except Exception as exc:
+            log.debug("stream %s: %s", stream, exc)
+        if asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"stream {stream} has no leader after {timeout_s:g} s")
+        await asyncio.sleep(0.1)
 
 
 async def _create(

@@ -32,15 +32,19 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl.constants import HANDLER_OVERRUN_GRACE_S
 from agentctl.errors import AgentctlError, BadMessageError
+from agentctl.ids import new_id
 from agentctl.jetstream.client import (
     DEAD_SUBJECT,
     EVENTS_SUBJECT,
     INBOX_SUBJECT,
+    STATUS_TTL_S,
     BusError,
     LoopThread,
+    control_bucket,
     ensure_bucket,
     ensure_stream,
     open_connection,
+    status_bucket,
 )
 from agentctl.names import validate_agent_name
 
@@ -63,7 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HALT_KEY = "control.halted"
+HALT_KEY = "halted"
 STATUS_KEY = "status.{agent}.{host}.{replica}"
 MAX_ACK_WAIT_S = 30.0  # a dead worker's message is redelivered within this (plus the grace)
 HALT_CHECK_INTERVAL_S = 0.5  # how stale a worker's view of the halt record may be
@@ -93,6 +97,7 @@ class NatsTransport:
         nc: Any,
         js: Any,
         kv: Any,
+        control: Any,
         *,
         stream: str,
         servers: list[str],
@@ -104,7 +109,8 @@ class NatsTransport:
         self.loop = loop
         self.nc = nc
         self.js = js
-        self.kv = kv
+        self.kv = kv  # workers' status, by key status.<agent>.<host>.<replica>
+        self.control = control  # the halt record
         self.stream = stream
         self.servers = servers
         self.patient = patient  # a worker waits out outages; a command gives up
@@ -134,26 +140,27 @@ class NatsTransport:
             if holder:
                 holder[0]._connection_changed(connected)
 
-        async def setup() -> tuple[Any, Any, Any]:
+        async def setup() -> tuple[Any, Any, Any, Any]:
             nc = await open_connection(
                 servers, name=client_name, on_change=on_change, patient=patient
             )
             js = nc.jetstream(timeout=CALL_TIMEOUT_S)
             try:
                 await ensure_stream(js, stream, replicas)
-                kv = await ensure_bucket(js, stream, replicas)
+                kv = await ensure_bucket(js, status_bucket(stream), replicas, ttl_s=STATUS_TTL_S)
+                control = await ensure_bucket(js, control_bucket(stream), replicas)
             except BaseException:
                 await nc.close()
                 raise
-            return nc, js, kv
+            return nc, js, kv, control
 
         try:
-            nc, js, kv = loop.call(setup())
+            nc, js, kv, control = loop.call(setup())
         except BaseException:
             loop.close()
             raise
         transport = cls(
-            workspace, loop, nc, js, kv, stream=stream, servers=servers, patient=patient
+            workspace, loop, nc, js, kv, control, stream=stream, servers=servers, patient=patient
         )
         holder.append(transport)
         return transport
@@ -230,7 +237,9 @@ class NatsTransport:
         record.update((k, v) for k, v in fields.items() if v is not None)
         subject = EVENTS_SUBJECT.format(agent=validate_agent_name(agent or "agentctl"))
         data = json.dumps(record, ensure_ascii=False, default=str).encode()
-        ack = self.call(lambda: self.js.publish(subject, data), f"journal {event}")
+        # An id of its own, so a publish retried after a lost confirmation is stored once.
+        headers = {"Nats-Msg-Id": f"event.{new_id()}"}
+        ack = self.call(lambda: self.js.publish(subject, data, headers=headers), f"journal {event}")
         return int(ack.seq)
 
     def record(self, event: str, message: AgentMessage | None, agent: str, **fields: Any) -> None:
@@ -297,7 +306,7 @@ class NatsTransport:
         now = time.monotonic()
         if now - self._halt_checked >= HALT_CHECK_INTERVAL_S:
             try:
-                self._halted = self.loop.call(self._get(HALT_KEY), 2.0) is not None
+                self._halted = self.loop.call(self._halt_record(), 2.0) is not None
                 self._halt_checked = now
             except Exception as exc:  # keep the last answer while the server is away
                 log.debug("cannot read the halt record: %s", exc)
@@ -305,7 +314,7 @@ class NatsTransport:
 
     def halt_state(self) -> dict[str, Any] | None:
         """The halt record, or None."""
-        value = self.call(lambda: self._get(HALT_KEY), "read the halt record")
+        value = self.call(self._halt_record, "read the halt record")
         if value is None:
             return None
         try:
@@ -317,22 +326,30 @@ class NatsTransport:
     def write_halt(self, record: dict[str, Any]) -> None:
         """Put the halt record: every worker on every machine stops claiming."""
         data = json.dumps(record).encode()
-        self.call(lambda: self.kv.put(HALT_KEY, data), "halt")
+        self.call(lambda: self.control.put(HALT_KEY, data), "halt")
         self._halted, self._halt_checked = True, time.monotonic()
 
     def clear_halt(self) -> None:
         """Delete the halt record."""
-        self.call(lambda: self.kv.delete(HALT_KEY), "resume")
+        self.call(lambda: self.control.delete(HALT_KEY), "resume")
         self._halted, self._halt_checked = False, time.monotonic()
 
-    async def _get(self, key: str) -> bytes | None:
-        from nats.js.errors import KeyNotFoundError
+    async def _halt_record(self) -> bytes | None:
+        # Through the stream leader, not a direct get: a bucket with replicas that has just
+        # been created does not answer direct gets until its replicas catch up (measured: the
+        # request times out), and a wrong "not halted" is not an answer to give.
+        from nats.js.errors import NotFoundError
 
+        bucket = control_bucket(self.stream)
         try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
+            msg = await self.js.get_msg(
+                f"KV_{bucket}", subject=f"$KV.{bucket}.{HALT_KEY}", direct=False
+            )
+        except NotFoundError:
             return None
-        return bytes(entry.value) if entry.value else None
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+            return None  # resumed: the key's last entry is its deletion
+        return bytes(msg.data) if msg.data else None
 
     def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
         """Whether `reply_id` is in `agent`'s inbox subject (one scan per agent, then cached)."""
