@@ -11,8 +11,9 @@ and a message id sent twice is stored once (JetStream's `Nats-Msg-Id` de-duplica
     await router.send("reviewer", AgentMessage(from_agent="user", to_agent="reviewer", ...))
     await router.subscribe("reviewer", handler)   # handler(msg): msg.data is the JSON
 
-`nats-py` is the `nats` extra; without it, connect() says which extra to install. This is the
-first piece of the NATS transport (docs/NATS.md); `agentctl run` still uses the file workspace.
+`nats-py` is the `nats` extra; without it, connect() says which extra to install. It shares
+the stream and subjects of the NATS transport (agentctl/jetstream/, docs/NATS.md), so a seed
+program and `agentctl run` agents can talk to each other.
 """
 
 from __future__ import annotations
@@ -23,30 +24,24 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentctl.errors import AgentctlError, NonRetryableError
+from agentctl.errors import NonRetryableError
+from agentctl.jetstream.client import (
+    CONNECT_TIMEOUT_S,
+    DEAD_SUBJECT,
+    INBOX_SUBJECT,
+    MISSING_EXTRA,
+    STREAM,
+    BusError,
+    ensure_stream,
+    open_connection,
+)
 from agentctl.names import validate_agent_name
+
+__all__ = ["CONNECT_TIMEOUT_S", "MISSING_EXTRA", "BusError", "MessageBusRouter"]
 
 log = logging.getLogger(__name__)
 
-STREAM = "AGENTCTL"
-INBOX_SUBJECT = "agents.{agent}.inbox"
-DEAD_SUBJECT = "agents.{agent}.dead"
-CONNECT_TIMEOUT_S = 5.0
-MISSING_EXTRA = "NATS support needs the nats extra: pip install 'agentctl[nats]'"
-
 Handler = Callable[[Any], Awaitable[Any]]
-
-
-class BusError(AgentctlError):
-    """The message bus is unreachable or refused something."""
-
-
-def _nats() -> Any:
-    try:
-        import nats
-    except ImportError:
-        raise BusError(MISSING_EXTRA) from None
-    return nats
 
 
 class MessageBusRouter:
@@ -69,34 +64,11 @@ class MessageBusRouter:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self, url: str = "nats://localhost:4222") -> None:
-        """Connect, and create the stream if it does not exist yet."""
-        nats = _nats()
-        try:
-            # Once connected, reconnect for ever (a restarted server must not stop agents); the
-            # first connection, though, fails in bounded time with one clear error.
-            self.nc = await asyncio.wait_for(
-                nats.connect(url, connect_timeout=2, max_reconnect_attempts=-1),
-                timeout=CONNECT_TIMEOUT_S,
-            )
-        except TimeoutError:
-            raise BusError(
-                f"{url}: cannot connect to NATS (no server answered in {CONNECT_TIMEOUT_S:g} s)"
-            ) from None
-        except Exception as exc:  # nats-py raises several unrelated types for "cannot connect"
-            raise BusError(f"{url}: cannot connect to NATS: {exc or type(exc).__name__}") from None
+        """Connect, and create the stream if it does not exist yet (the same stream, subjects
+        and settings as `transport: {kind: nats}` in a roster: the two share their agents)."""
+        self.nc = await open_connection([url], name="agentctl-bus")
         self.js = self.nc.jetstream()
-        from nats.js.api import StreamConfig
-
-        config = StreamConfig(
-            name=self.stream,
-            subjects=[INBOX_SUBJECT.format(agent="*"), DEAD_SUBJECT.format(agent="*")],
-            duplicate_window=120.0,
-        )
-        try:
-            await self.js.add_stream(config)
-        except Exception as exc:
-            if "already in use" not in str(exc):
-                raise BusError(f"{url}: cannot create stream {self.stream}: {exc}") from None
+        await ensure_stream(self.js, self.stream, replicas=1)
 
     async def send(self, to_agent: str, message: Any) -> int:
         """Publish `message` (an AgentMessage or a JSON-able dict) to the agent's inbox; the

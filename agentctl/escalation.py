@@ -19,6 +19,7 @@ from agentctl.workspace import Workspace
 
 if TYPE_CHECKING:
     from agentctl.message import AgentMessage
+    from agentctl.transport import Transport
 
 
 class EscalationError(AgentctlError):
@@ -74,33 +75,64 @@ def open_escalations(
             message = parse_message(mailbox.read(mailbox.new / name))
         except (BadMessageError, OSError):
             continue  # claimed meanwhile, or not an escalation: not ours to judge here
-        content: dict[str, Any] = message.content if isinstance(message.content, dict) else {}
-        age_s = (now - message.timestamp).total_seconds()
-        found.append(
-            Escalation(
-                id=message.id,
-                file=name,
-                run=_str(content.get("run")),
-                pipeline=_str(content.get("pipeline")),
-                stage=content.get("stage") if isinstance(content.get("stage"), int) else None,
-                agents=[str(a) for a in content.get("agents") or [] if isinstance(a, str)],
-                reason=_str(content.get("reason")),
-                created_at=message.timestamp.isoformat().replace("+00:00", "Z"),
-                age_s=age_s,
-                overdue=age_s > overdue_after_s,
-            )
-        )
+        found.append(escalation_of(message, name, now, overdue_after_s))
     return found
 
 
-def resolve_escalation(ws: Workspace, ident: str, verdict: str, note: str | None) -> Escalation:
-    """Answer the escalation `ident` (its id, or its run's id) with a person's verdict."""
-    matches = [e for e in open_escalations(ws) if ident in (e.id, e.run)]
+def escalation_of(
+    message: AgentMessage, where: str, now: datetime, overdue_after_s: float
+) -> Escalation:
+    """What an escalation message says (on any transport; `where` is its file or sequence)."""
+    content: dict[str, Any] = message.content if isinstance(message.content, dict) else {}
+    age_s = (now - message.timestamp).total_seconds()
+    return Escalation(
+        id=message.id,
+        file=where,
+        run=_str(content.get("run")),
+        pipeline=_str(content.get("pipeline")),
+        stage=content.get("stage") if isinstance(content.get("stage"), int) else None,
+        agents=[str(a) for a in content.get("agents") or [] if isinstance(a, str)],
+        reason=_str(content.get("reason")),
+        created_at=message.timestamp.isoformat().replace("+00:00", "Z"),
+        age_s=age_s,
+        overdue=age_s > overdue_after_s,
+    )
+
+
+def pick_escalation(found: list[Escalation], ident: str) -> Escalation:
+    """The open escalation whose id (or run id) is `ident`."""
+    matches = [e for e in found if ident in (e.id, e.run)]
     if not matches:
         raise EscalationError(
             f"{ident}: no open escalation with this id (see `agentctl escalations`)"
         )
-    escalation = matches[0]
+    return matches[0]
+
+
+def answer(
+    transport: Transport,
+    request: AgentMessage,
+    escalation: Escalation,
+    verdict: str,
+    note: str | None,
+) -> None:
+    """Deliver a person's verdict as the escalation's reply, and journal it."""
+    reply_content: dict[str, Any] = {"verdict": verdict, "note": note, "by": _who()}
+    transport.deliver(request.reply(reply_content), dedupe=True)
+    transport.record(
+        "resolved",
+        request,
+        HUMAN_AGENT,
+        verdict=verdict,
+        note=note,
+        by=reply_content["by"],
+        run=escalation.run,
+    )
+
+
+def resolve_escalation(ws: Workspace, ident: str, verdict: str, note: str | None) -> Escalation:
+    """Answer the escalation `ident` (its id, or its run's id) with a person's verdict."""
+    escalation = pick_escalation(open_escalations(ws), ident)
     from agentctl.message import parse_message
 
     mailbox = ws.mailbox(HUMAN_AGENT)
@@ -112,19 +144,8 @@ def resolve_escalation(ws: Workspace, ident: str, verdict: str, note: str | None
     except BadMessageError as exc:
         mailbox.release(escalation.file)
         raise EscalationError(f"{escalation.id}: cannot read it: {exc}") from None
-    answer: dict[str, Any] = {"verdict": verdict, "note": note, "by": _who()}
-    reply: AgentMessage = request.reply(answer)
-    ws.deliver(reply, dedupe=True)
+    answer(ws, request, escalation, verdict, note)
     mailbox.ack(escalation.file)
-    ws.record(
-        "resolved",
-        request,
-        HUMAN_AGENT,
-        verdict=verdict,
-        note=note,
-        by=answer["by"],
-        run=escalation.run,
-    )
     return escalation
 
 

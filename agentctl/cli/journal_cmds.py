@@ -224,22 +224,25 @@ def _resend(
     config: Any,
     workspace: Any,
 ) -> None:
-    from agentctl.cli.options import open_full
+    from agentctl.cli.options import open_full, open_nats
     from agentctl.cli.render import console, print_json
     from agentctl.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
     from agentctl.errors import AgentctlError
-    from agentctl.history import load_thread, message_envelope
+    from agentctl.history import FileHistory, History, load_thread
     from agentctl.ids import reply_id
-    from agentctl.router import WorkspaceRouter, user_message
+    from agentctl.jetstream.reader import StreamHistory
+    from agentctl.router import router_for, user_message
 
     roster, ws = open_full(config, workspace)
-    thread = load_thread(ws, ident)
+    nats = open_nats(config, workspace)
+    history: History = StreamHistory(nats) if nats is not None else FileHistory(ws)
+    thread = load_thread(history, ident)
     original = thread.messages.get(ident) or next(
         (m for m in thread.roots() if m.kind == "task"), None
     )
     if original is None:
         raise AgentctlError(f"{ident}: no task in this thread to resend")
-    envelope = message_envelope(ws, original)
+    envelope = history.envelope(original)
     if envelope is None:
         raise AgentctlError(f"{original.id}: its message file is gone; cannot resend it")
     target = to or original.to_agent or ""
@@ -256,7 +259,7 @@ def _resend(
         priority=envelope.get("priority") or "normal",
         headers=headers,
     )
-    router = WorkspaceRouter.of(ws)
+    router = router_for(ws, nats)
     router.send(message)
     if not wait:
         if json_out:
@@ -288,9 +291,15 @@ def verify(
 ) -> None:
     """Check the journal's hash chain and the done/ and dead/ files against it."""
     from agentctl.cli.options import open_light
+    from agentctl.errors import AgentctlError
     from agentctl.verify import verify_workspace
 
     ws, _ = open_light(config, workspace)
+    if ws.transport_kind == "nats":
+        raise AgentctlError(
+            f"verify checks the file journal's hash chain; this roster's transport is nats, "
+            f"whose stream is the record (see docs/NATS.md); nothing to verify in {ws.root}"
+        )
     report = verify_workspace(ws)
     if json_out:
         from agentctl.cli.render import print_json

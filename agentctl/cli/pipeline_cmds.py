@@ -170,11 +170,17 @@ def escalations(
     json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """The open escalations waiting for a person, oldest first."""
-    from agentctl.cli.options import open_light
+    from agentctl.cli.options import open_light, open_nats
     from agentctl.escalation import open_escalations
 
     ws, _ = open_light(config, workspace)
-    found = open_escalations(ws, overdue_after_s=ws.escalation_overdue_s)
+    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
+    if nats is not None:
+        from agentctl.jetstream.reader import stream_escalations
+
+        found = stream_escalations(nats, ws.escalation_overdue_s)
+    else:
+        found = open_escalations(ws, overdue_after_s=ws.escalation_overdue_s)
     if json_out:
         from agentctl.cli.render import print_json
 
@@ -202,11 +208,17 @@ def resolve(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Answer an escalation: the parked run goes on (pass, flag) or ends (block)."""
-    from agentctl.cli.options import open_light
+    from agentctl.cli.options import open_light, open_nats
     from agentctl.escalation import resolve_escalation
 
     ws, _ = open_light(config, workspace)
-    escalation = resolve_escalation(ws, ident, verdict.value, note)
+    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
+    if nats is not None:
+        from agentctl.jetstream.reader import resolve_stream_escalation
+
+        escalation = resolve_stream_escalation(nats, ident, verdict.value, note)
+    else:
+        escalation = resolve_escalation(ws, ident, verdict.value, note)
     print(f"resolved {escalation.id} ({verdict.value}); run {escalation.run} goes on")
 
 

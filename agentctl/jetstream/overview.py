@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from agentctl.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
 from agentctl.control import supervisor_info
-from agentctl.jetstream.reader import Depth, StreamReader
+from agentctl.jetstream.reader import Depth, StreamReader, stream_escalations
 from agentctl.jetstream.transport import NatsTransport
 from agentctl.overview import AgentRow, Overview, pipeline_summary
 from agentctl.status import LIVE_STATES, AgentStatus, parse_iso
@@ -38,12 +38,16 @@ def collect_nats_overview(transport: NatsTransport, names: list[str]) -> Overvie
             rows.append(_row(AgentStatus(agent=name), depth, now, recorded=False))
         rows.extend(_row(status, depth, now, recorded=True) for status in workers)
     ws = transport.local
+    escalations = stream_escalations(transport, ws.escalation_overdue_s)
     return Overview(
         workspace=f"{ws.root} (transport nats: {', '.join(transport.servers)})",
         supervisor=supervisor_info(ws),
         agents=rows,
         halted=transport.halt_state(),
-        escalations={"open": 0, "overdue": 0},
+        escalations={
+            "open": len(escalations),
+            "overdue": sum(1 for e in escalations if e.overdue),
+        },
         pipelines=pipeline_summary(ws),
     )
 
