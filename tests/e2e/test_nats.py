@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import run_cli, wait_until, write_roster
+from tests.conftest import AGENTCTL, run_cli, wait_until, write_roster
 from tests.natsfix import NatsCluster, NatsServer, nats_cluster, nats_server  # noqa: F401
 
 ECHO = "python: agentctl.agents.echo:EchoAgent"
@@ -134,6 +135,14 @@ def test_send_wait_status_tail_replay_with_two_replicas(
     thread = json.loads(replay.stdout)
     request = next(m for m in thread["messages"] if m["id"] == ids[0])
     assert request["state"] == "done" and request["content"] == "m0"
+    resent = run_cli("replay", ids[0], "--resend", "--wait", "--json", cwd=tmp_path)
+    assert resent.returncode == 0, resent.stderr
+    compared = json.loads(resent.stdout)
+    assert compared["original"] == ids[0] and compared["id"] != ids[0]
+    assert compared["recorded"]["echo"]["content"] == "m0"  # read back from the stream
+    assert compared["result"]["echo"]["content"] == "m0"  # answered again, over NATS
+    verify = run_cli("verify", cwd=tmp_path)
+    assert verify.returncode == 1 and "transport is nats" in verify.stderr
     assert sup.stop() == 0
 
 
@@ -216,6 +225,50 @@ def test_a_pipeline_runs_over_nats(
     outcome = json.loads(result.stdout)
     assert outcome["outcome"] == "done"
     assert [stage["agents"] for stage in outcome["stages"]] == [["first"], ["second"]]
+
+
+JUDGE = """\
+from agentctl import BaseAgent
+
+
+class Judge(BaseAgent):
+    async def process(self, task, context):
+        asks = "escalate" in str(task.get("content"))
+        return {"verdict": "escalate" if asks else "pass", "reason": "a person must look"}
+"""
+
+
+def test_an_escalation_waits_for_a_person_on_nats(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    (tmp_path / "judge.py").write_text(JUDGE)
+    roster = _roster(tmp_path, [nats_server.url], "- name: judge\n  python: judge:Judge\n")
+    roster.write_text(roster.read_text() + "pipelines:\n  gate: [judge]\n")
+    supervised(tmp_path)
+    _ready(tmp_path, workers=1, agent="pipeline")
+    waiter = subprocess.Popen(
+        [*AGENTCTL, "send", "pipeline:gate", "please escalate", "--wait", "--json",
+         "--timeout-s", "60"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        def listed() -> list[dict[str, Any]]:
+            return list(json.loads(run_cli("escalations", "--json", cwd=tmp_path).stdout))
+
+        [escalation] = wait_until(listed, timeout_s=30, interval_s=0.3)
+        assert escalation["pipeline"] == "gate" and escalation["agents"] == ["judge"]
+        assert _status(tmp_path)["escalations"]["open"] == 1
+        resolved = run_cli("resolve", escalation["id"], "--verdict", "pass", cwd=tmp_path)
+        assert resolved.returncode == 0, resolved.stderr
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0, out + err
+        assert json.loads(out)["outcome"] == "done"
+        assert listed() == [] and _status(tmp_path)["escalations"]["open"] == 0
+    finally:
+        waiter.kill()
 
 
 def test_a_worker_killed_mid_stream_loses_nothing(
@@ -308,3 +361,15 @@ def test_a_cluster_node_killed_while_messages_flow(
     handled = client.count("handled")
     assert all(handled[i] == 1 for i in ids), {i: handled[i] for i in ids if handled[i] != 1}
     client.close()
+
+
+def test_without_nats_py_the_error_names_the_extra(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow" / "nats"
+    shadow.mkdir(parents=True)  # a `nats` package that cannot be imported, as if not installed
+    (shadow / "__init__.py").write_text("raise ImportError('No module named nats')\n")
+    _roster(tmp_path, ["nats://127.0.0.1:4222"], f"- name: echo\n  {ECHO}\n")
+    for args in (["send", "echo", "hi"], ["status"]):
+        result = run_cli(*args, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "shadow")})
+        assert result.returncode == 1, result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert lines == ["error: NATS support needs the nats extra: pip install 'agentctl[nats]'"]

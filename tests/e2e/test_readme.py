@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,15 @@ def test_the_roster_example_validates(tmp_path: Path) -> None:
         text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_the_nats_roster_example_validates(tmp_path: Path) -> None:
+    text = (REPO / "README.md").read_text()
+    start = text.index("```yaml", text.index("## Beyond one machine")) + len("```yaml")
+    (tmp_path / "agents.yaml").write_text(text[start : text.index("```", start)])
+    result = subprocess.run(
+        [sys.executable, "-m", "agentctl", "validate"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, env={**os.environ, "NATS_URL": "nats://127.0.0.1:4222"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "reviewer" in result.stdout
