@@ -17,7 +17,8 @@ Rows (figures of one run on a shared VM mean little alone: read the ratios):
                       until the `agent-echo` consumer has nothing pending or unacked, vs a bare
                       pull consumer doing fetch(1) + ack_sync per message
   round trip after    the same round trip once the drain's replies are in agents.user.inbox
-                      (wait_for_reply reads that subject from its start), vs the fresh one
+                      (wait_for_reply reads that subject from its request's sequence on),
+                      vs the fresh one
   drain on files      the same burst through the file workspace (replicas 1: on files one
                       worker owns an inbox), vs the NATS drain with replicas 1
   pipeline            `agentctl send pipeline:five x --wait` over 5 echo stages (a CLI process,
@@ -247,7 +248,7 @@ class Bare:
     async def _reset(self) -> None:
         from nats.js.errors import NotFoundError
 
-        for name in (STREAM, f"KV_{STREAM}_status"):
+        for name in (STREAM, f"KV_{STREAM}_status", f"KV_{STREAM}_control"):
             try:
                 await self.js.delete_stream(name)
             except NotFoundError:
@@ -475,7 +476,7 @@ def bench_round_trip(tmp: Path, url: str, bare: Bare, sizes: Sizes) -> list[Row]
         f"{min(ours_ms):.1f}, max {max(ours_ms):.1f} ms; p50 of the first {tenth} "
         f"{statistics.median(ours_ms[:tenth]):.1f}, of the last {tenth} "
         f"{statistics.median(ours_ms[-tenth:]):.1f} ms; "
-        f"{sum(1 for t in ours_ms if t > 50)} over 50 ms (wait_for_reply sleeps 0.1 s per miss)"
+        f"{sum(1 for t in ours_ms if t > 50)} over 50 ms (wait_for_reply polls every 20 ms)"
     )
     bare_note = f"bare min {min(bare_ms):.3f}, max {max(bare_ms):.2f} ms"
     return [

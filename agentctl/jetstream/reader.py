@@ -7,6 +7,7 @@ consumers that workers share are never touched by a reader).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -55,17 +56,30 @@ class StreamReader:
         self.transport = transport
 
     def messages(
-        self, subject: str, *, headers_only: bool = False, start_seq: int | None = None
+        self,
+        subject: str,
+        *,
+        headers_only: bool = False,
+        start_seq: int | None = None,
+        follow_s: float = 0.0,
     ) -> Iterator[StoredMessage]:
-        """Every stored message on `subject` (wildcards allowed), oldest first."""
+        """Every stored message on `subject` (wildcards allowed), oldest first; with
+        `follow_s`, then the new ones as they are stored, for that long."""
         sub = self.transport.call(
             lambda: self._ephemeral(subject, headers_only, start_seq), f"read {subject}"
         )
+        deadline = time.monotonic() + follow_s
         try:
             while True:
-                batch, pending = self.transport.call(lambda: self._fetch(sub), f"read {subject}")
+                wait_s = min(max(deadline - time.monotonic(), 0.0), 1.0) if follow_s else 0.5
+                batch, pending = self.transport.call(
+                    functools.partial(self._fetch, sub, wait_s), f"read {subject}"
+                )
                 yield from batch
-                if not batch or pending == 0:
+                if follow_s:
+                    if time.monotonic() >= deadline:
+                        return
+                elif not batch or pending == 0:
                     return
         finally:
             try:
@@ -88,11 +102,11 @@ class StreamReader:
             subject, stream=self.transport.stream, config=config
         )
 
-    async def _fetch(self, sub: Any) -> tuple[list[StoredMessage], int]:
+    async def _fetch(self, sub: Any, wait_s: float) -> tuple[list[StoredMessage], int]:
         from nats.errors import TimeoutError as FetchTimeout
 
         try:
-            msgs = await sub.fetch(FETCH_BATCH, timeout=0.5)
+            msgs = await sub.fetch(FETCH_BATCH, timeout=max(wait_s, 0.05))
         except (TimeoutError, FetchTimeout):
             return [], 0
         out = [
@@ -240,21 +254,17 @@ class StreamRouter:
         from agentctl.message import parse_message
 
         wanted = reply_id(request.id, request.requeued)
-        subject = INBOX_SUBJECT.format(agent=request.from_agent)
-        deadline = time.monotonic() + timeout_s
-        start_seq = self._sent_seq.get(request.id, 1)
-        while True:
-            for stored in self.reader.messages(subject, start_seq=start_seq):
-                start_seq = stored.seq + 1
-                if stored.headers.get("Nats-Msg-Id") == wanted:
-                    return parse_message(stored.data)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeoutError(
-                    f"no reply to {request.id} within {timeout_s:g} s "
-                    f"(the request is still queued for {request.to_agent})"
-                )
-            time.sleep(min(remaining, 0.02))
+        for stored in self.reader.messages(
+            INBOX_SUBJECT.format(agent=request.from_agent),
+            start_seq=self._sent_seq.get(request.id, 1),
+            follow_s=timeout_s,  # a fetch waits for the next message: no polling
+        ):
+            if stored.headers.get("Nats-Msg-Id") == wanted:
+                return parse_message(stored.data)
+        raise WaitTimeoutError(
+            f"no reply to {request.id} within {timeout_s:g} s "
+            f"(the request is still queued for {request.to_agent})"
+        )
 
 
 def list_stream_dead(transport: NatsTransport, agents: list[str]) -> list[DeadLetter]:
