@@ -80,7 +80,7 @@ class LoopThread:
             future.cancel()
             raise
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start `coro` on the loop without waiting for it."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 

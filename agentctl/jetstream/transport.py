@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import re
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 
 HALT_KEY = "halted"
 STATUS_KEY = "status.{agent}.{host}.{replica}"
+MAX_UNCONFIRMED_EVENTS = 256  # then wait for them (bounds memory, e.g. in the supervisor)
 MAX_ACK_WAIT_S = 30.0  # a dead worker's message is redelivered within this (plus the grace)
 HALT_CHECK_INTERVAL_S = 0.5  # how stale a worker's view of the halt record may be
 CALL_TIMEOUT_S = 10.0  # one request to the server, from a command
@@ -120,6 +122,9 @@ class NatsTransport:
         self._halt_checked = 0.0
         self._known_ids: dict[str, set[str]] = {}
         self._closing = False
+        # Events handed to the loop thread, not yet confirmed by the server (see append()).
+        self._unconfirmed: list[tuple[concurrent.futures.Future[Any], str, bytes, Any]] = []
+        self._unconfirmed_lock = threading.Lock()
 
     @classmethod
     def connect(
@@ -225,8 +230,14 @@ class NatsTransport:
         message_id: str | None = None,
         thread_id: str | None = None,
         **fields: Any,
-    ) -> int:
-        """Publish one event to `agents.<agent>.events`; its stream sequence."""
+    ) -> None:
+        """Publish one event to `agents.<agent>.events`, confirmed before the next settle.
+
+        The publish is handed to the loop thread without waiting: waiting for each of a
+        message's three events (a thread hop and a server round trip each) was half of its
+        cost. Publishes leave this connection in order, and `confirm_events()` waits for them
+        before anything is acked, so no message settles before the events that led to it.
+        """
         record: dict[str, Any] = {
             "ts": iso_now(),
             "event": event,
@@ -239,8 +250,27 @@ class NatsTransport:
         data = json.dumps(record, ensure_ascii=False, default=str).encode()
         # An id of its own, so a publish retried after a lost confirmation is stored once.
         headers = {"Nats-Msg-Id": f"event.{new_id()}"}
-        ack = self.call(lambda: self.js.publish(subject, data, headers=headers), f"journal {event}")
-        return int(ack.seq)
+        future = self.loop.spawn(self.js.publish(subject, data, headers=headers))
+        with self._unconfirmed_lock:
+            self._unconfirmed.append((future, subject, data, headers))
+            full = len(self._unconfirmed) >= MAX_UNCONFIRMED_EVENTS
+        if full:
+            self.confirm_events()
+
+    def confirm_events(self) -> None:
+        """Wait until every event published so far is stored; publish again any that was
+        not (its Nats-Msg-Id keeps a second copy out)."""
+        with self._unconfirmed_lock:
+            pending, self._unconfirmed = self._unconfirmed, []
+        for future, subject, data, headers in pending:
+            try:
+                future.result(CALL_TIMEOUT_S)  # usually done already: no wait, no thread hop
+                continue
+            except Exception as exc:  # timed out, or the connection dropped meanwhile
+                future.cancel()
+                log.debug("event not confirmed (%s); publishing it again", exc)
+            again = functools.partial(self.js.publish, subject, data, headers=headers)
+            self.call(again, "journal (again)")
 
     def record(self, event: str, message: AgentMessage | None, agent: str, **fields: Any) -> None:
         """Journal `event` by `agent` about `message`."""
@@ -372,6 +402,10 @@ class NatsTransport:
 
     def close(self) -> None:
         """Close the connection (unacked deliveries are redelivered by the server)."""
+        try:
+            self.confirm_events()
+        except AgentctlError as exc:
+            log.error("events not confirmed before closing: %s", exc)
         self._closing = True
         try:
             self.loop.call(self.nc.close(), 5.0)
@@ -476,6 +510,8 @@ class NatsInbox:
         ticker = self._tickers.pop(delivery.key, None)
         if ticker is not None:
             ticker.cancel()
+        # The message's events (claimed, the reply's sent, ...) are stored before it settles.
+        self.transport.confirm_events()
         return delivery.handle
 
     def wait(self, timeout_s: float) -> None:
