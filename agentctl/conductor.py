@@ -65,6 +65,7 @@ class ConductorHandler:
 
     def on_start(self) -> None:
         """Take up every unfinished run where it was (after a crash or a restart)."""
+        self.ws.claim_conductor()  # one conductor per cluster on NATS
         for run in self.runs.all():
             if run.finished and run.finished_at is not None and self._answered(run):
                 continue  # long over: nothing to redo (and nothing to journal)

@@ -128,6 +128,9 @@ class Transport(Protocol):
     def clear_halt(self) -> None:
         """Leave the halted state."""
 
+    def claim_conductor(self) -> None:
+        """Make sure this is the only conductor of pipeline runs (AgentctlError if not)."""
+
     def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
         """Whether `reply_id` was already delivered to `agent` (runs answered before a crash)."""
 

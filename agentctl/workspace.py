@@ -121,6 +121,9 @@ class Workspace:
         """Remove halted.json."""
         self.halt_path.unlink(missing_ok=True)
 
+    def claim_conductor(self) -> None:
+        """Nothing to do: the supervisor's lock already makes one conductor per workspace."""
+
     def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
         """Whether the reply's file is anywhere in `agent`'s inbox."""
         from agentctl.message import message_file_name

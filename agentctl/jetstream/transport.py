@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import HANDLER_OVERRUN_GRACE_S
+from agentctl.constants import HANDLER_OVERRUN_GRACE_S, PIPELINE_AGENT
 from agentctl.errors import AgentctlError, BadMessageError
 from agentctl.ids import new_id
 from agentctl.jetstream.client import (
@@ -48,6 +48,8 @@ from agentctl.jetstream.client import (
     status_bucket,
 )
 from agentctl.names import validate_agent_name
+from agentctl.status import iso_now, parse_iso
+from agentctl.transport import Delivery
 
 try:
     from nats.errors import MsgAlreadyAckdError
@@ -56,9 +58,6 @@ except ImportError:  # without the nats extra, NatsTransport.connect says which 
     class MsgAlreadyAckdError(Exception):  # type: ignore[no-redef]
         """Stands in for nats-py's error so this module imports without it."""
 
-
-from agentctl.status import iso_now
-from agentctl.transport import Delivery
 
 if TYPE_CHECKING:
     from agentctl.message import AgentMessage
@@ -69,6 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HALT_KEY = "halted"
+CONDUCTOR_KEY = "conductor"
+CONDUCTOR_LEASE_S = 5.0  # a conductor whose heartbeat is older has died: its lease is free
 STATUS_KEY = "status.{agent}.{host}.{replica}"
 MAX_UNCONFIRMED_EVENTS = 256  # then wait for them (bounds memory, e.g. in the supervisor)
 MAX_ACK_WAIT_S = 30.0  # a dead worker's message is redelivered within this (plus the grace)
@@ -380,6 +381,52 @@ class NatsTransport:
         if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
             return None  # resumed: the key's last entry is its deletion
         return bytes(msg.data) if msg.data else None
+
+    def claim_conductor(self) -> None:
+        """One conductor per cluster: take the lease in the control bucket, or refuse (one
+        clear error) while another machine's conductor is alive. Two conductors would share
+        the `pipeline` consumer while each keeps its own run records, and split runs."""
+        me = {"host": socket.gethostname(), "workspace": str(self.workspace.root)}
+        self.call(lambda: self._claim_conductor(me), "claim the conductor's lease")
+
+    async def _claim_conductor(self, me: dict[str, str]) -> None:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        data = json.dumps({**me, "since": iso_now()}).encode()
+        try:
+            await self.control.create(CONDUCTOR_KEY, data)
+            return
+        except KeyWrongLastSequenceError:
+            pass  # held already: by us (a restart), by a dead conductor, or by a live one
+        entry = await self.control.get(CONDUCTOR_KEY)
+        try:
+            holder = json.loads(entry.value or b"{}")
+        except ValueError:
+            holder = {}
+        mine = all(holder.get(k) == v for k, v in me.items())
+        if not mine and await self._conductor_alive(str(holder.get("host", ""))):
+            raise AgentctlError(
+                f"another conductor runs on {holder.get('host')} (workspace "
+                f"{holder.get('workspace')}); one per cluster: on this machine run "
+                "`agentctl run --agent NAME ...` for the agents it should host"
+            )
+        await self.control.update(CONDUCTOR_KEY, data, last=entry.revision)
+
+    async def _conductor_alive(self, host: str) -> bool:
+        from datetime import UTC, datetime
+
+        from nats.js.errors import KeyNotFoundError
+
+        key = STATUS_KEY.format(agent=PIPELINE_AGENT, host=_HOST_UNSAFE.sub("_", host), replica=0)
+        try:
+            entry = await self.kv.get(key)
+            status = json.loads(entry.value or b"{}")
+        except (KeyNotFoundError, ValueError):
+            return False
+        heartbeat = parse_iso(str(status.get("heartbeat_at", "")))
+        if heartbeat is None or status.get("state") in ("stopped", "crashed", "fatal"):
+            return False
+        return (datetime.now(UTC) - heartbeat).total_seconds() <= CONDUCTOR_LEASE_S
 
     def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
         """Whether `reply_id` is in `agent`'s inbox subject (one scan per agent, then cached)."""

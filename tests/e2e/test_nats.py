@@ -271,6 +271,28 @@ def test_an_escalation_waits_for_a_person_on_nats(
         waiter.kill()
 
 
+def test_one_conductor_per_cluster(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    machines = [tmp_path / "a", tmp_path / "b"]  # two workspaces: two "machines"
+    for directory in machines:
+        directory.mkdir()
+        roster = _roster(directory, [nats_server.url], f"- name: first\n  {ECHO}\n")
+        roster.write_text(roster.read_text() + "pipelines:\n  one: [first]\n")
+    supervised(machines[0])
+    _ready(machines[0], workers=1, agent="pipeline")
+    supervised(machines[1])
+    log = machines[1] / "workspace" / "pipeline" / "agent.log"
+    wait_until(lambda: log.exists() and "another conductor runs on" in log.read_text())
+    # The first conductor keeps working; the second never took a run.
+    result = run_cli("send", "pipeline:one", "x", "--wait", "--json", cwd=machines[1])
+    assert result.returncode == 0 and json.loads(result.stdout)["outcome"] == "done"
+    runs = [m / "workspace" / "pipeline" / "runs" for m in machines]
+    assert len(list(runs[0].glob("*.json"))) == 1 and not list(runs[1].glob("*.json"))
+
+
 def test_a_worker_killed_mid_stream_loses_nothing(
     tmp_path: Path,
     nats_server: NatsServer,  # noqa: F811
