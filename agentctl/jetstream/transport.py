@@ -19,7 +19,6 @@ while the server is unreachable a worker waits (showing `disconnected`) instead 
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import json
@@ -28,14 +27,13 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import HANDLER_OVERRUN_GRACE_S, PIPELINE_AGENT
+from agentctl.constants import PIPELINE_AGENT
 from agentctl.errors import AgentctlError, BadMessageError
 from agentctl.ids import new_id
 from agentctl.jetstream.client import (
-    DEAD_SUBJECT,
     EVENTS_SUBJECT,
     INBOX_SUBJECT,
     STATUS_TTL_S,
@@ -49,7 +47,6 @@ from agentctl.jetstream.client import (
 )
 from agentctl.names import validate_agent_name
 from agentctl.status import iso_now, parse_iso
-from agentctl.transport import Delivery
 
 try:
     from nats.errors import MsgAlreadyAckdError
@@ -60,6 +57,7 @@ except ImportError:  # without the nats extra, NatsTransport.connect says which 
 
 
 if TYPE_CHECKING:
+    from agentctl.jetstream.inbox import NatsInbox
     from agentctl.message import AgentMessage
     from agentctl.roster import AgentSpec
     from agentctl.status import AgentStatus
@@ -72,15 +70,9 @@ CONDUCTOR_KEY = "conductor"
 CONDUCTOR_LEASE_S = 5.0  # a conductor whose heartbeat is older has died: its lease is free
 STATUS_KEY = "status.{agent}.{host}.{replica}"
 MAX_UNCONFIRMED_EVENTS = 256  # then wait for them (bounds memory, e.g. in the supervisor)
-MAX_ACK_WAIT_S = 30.0  # a dead worker's message is redelivered within this (plus the grace)
 HALT_CHECK_INTERVAL_S = 0.5  # how stale a worker's view of the halt record may be
 CALL_TIMEOUT_S = 10.0  # one request to the server, from a command
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def ack_wait_s(spec: AgentSpec) -> float:
-    """How long the server waits for a settle (or an in-progress ack) before redelivering."""
-    return min(spec.timeout_s, MAX_ACK_WAIT_S) + HANDLER_OVERRUN_GRACE_S
 
 
 def host_key() -> str:
@@ -319,6 +311,8 @@ class NatsTransport:
 
     def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> NatsInbox:
         """The agent's durable consumer."""
+        from agentctl.jetstream.inbox import NatsInbox
+
         return NatsInbox(self, spec, poll_interval_s=poll_interval_s)
 
     def publish_status(self, status: AgentStatus) -> None:
@@ -459,159 +453,6 @@ class NatsTransport:
         except Exception as exc:
             log.debug("closing the NATS connection: %s", exc)
         self.loop.close()
-
-
-class NatsInbox:
-    """One worker's end of an agent's durable pull consumer."""
-
-    def __init__(self, transport: NatsTransport, spec: AgentSpec, *, poll_interval_s: float):
-        self.transport = transport
-        self.spec = spec
-        self.agent = validate_agent_name(spec.name)
-        self.ack_wait_s = ack_wait_s(spec)
-        # A fetch is the wait: short enough that stop and halt are noticed promptly.
-        self.fetch_timeout_s = min(max(poll_interval_s, 0.1), 1.0)
-        self._sub: Any = None
-        self._wake = threading.Event()
-        self._fetch_waited = False
-        self._tickers: dict[str, concurrent.futures.Future[None]] = {}
-
-    def open(self) -> None:
-        """Create (or update) the agent's durable consumer and bind to it."""
-        self._sub = self.transport.call(self._subscribe, f"consumer agent-{self.agent}")
-
-    async def _subscribe(self) -> Any:
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        js, stream = self.transport.js, self.transport.stream
-        durable = f"agent-{self.agent}"
-        config = ConsumerConfig(
-            durable_name=durable,
-            filter_subject=INBOX_SUBJECT.format(agent=self.agent),
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait_s,
-            max_deliver=self.spec.max_attempts + 1,
-            max_ack_pending=1000,
-        )
-        await js.add_consumer(stream, config)  # creates, or updates the settings
-        return await js.pull_subscribe_bind(durable, stream=stream)
-
-    def close(self) -> None:
-        """Unsubscribe; anything unsettled is redelivered by the server."""
-        for future in self._tickers.values():
-            future.cancel()
-        self._tickers.clear()
-        if self._sub is not None:
-            try:
-                self.transport.loop.call(self._sub.unsubscribe(), 2.0)
-            except Exception as exc:
-                log.debug("unsubscribe: %s", exc)
-            self._sub = None
-
-    def recover(self) -> list[Delivery]:
-        """Nothing to recover by hand: the server redelivers a dead worker's messages."""
-        return []
-
-    def claim(self, may_claim: Callable[[], bool]) -> Iterator[Delivery]:
-        """Fetch one message at a time (fair among replicas), until none comes in time."""
-        self._fetch_waited = False
-        while may_claim():
-            msg = self._fetch_one()
-            if msg is None:
-                return
-            meta = msg.metadata
-            delivery = Delivery(
-                key=str(meta.sequence.stream),
-                redeliveries=max(0, int(meta.num_delivered) - 1),
-                handle=msg,
-            )
-            self._tickers[delivery.key] = self.transport.loop.spawn(self._in_progress(msg))
-            yield delivery
-
-    def _fetch_one(self) -> Any:
-        from nats.errors import TimeoutError as FetchTimeout
-
-        try:
-            batch = self.transport.loop.call(
-                self._sub.fetch(1, timeout=self.fetch_timeout_s), self.fetch_timeout_s + 5
-            )
-        except (FetchTimeout, TimeoutError):
-            self._fetch_waited = True
-            return None
-        except Exception as exc:  # disconnected: back off in wait()
-            log.debug("fetch: %s", exc)
-            return None
-        return batch[0] if batch else None
-
-    async def _in_progress(self, msg: Any) -> None:
-        # While the handler runs, tell the server the message is not abandoned.
-        while True:
-            await asyncio.sleep(self.ack_wait_s / 3)
-            try:
-                await msg.in_progress()
-            except Exception as exc:
-                log.debug("in-progress ack: %s", exc)
-
-    def _settled(self, delivery: Delivery) -> Any:
-        ticker = self._tickers.pop(delivery.key, None)
-        if ticker is not None:
-            ticker.cancel()
-        # The message's events (claimed, the reply's sent, ...) are stored before it settles.
-        self.transport.confirm_events()
-        return delivery.handle
-
-    def wait(self, timeout_s: float) -> None:
-        """The fetch already waited, unless claiming was refused (halted) or failed."""
-        if not self._fetch_waited:
-            self._wake.wait(timeout_s)
-            self._wake.clear()
-
-    def wake(self) -> None:
-        """End a wait now."""
-        self._wake.set()
-
-    def read(self, delivery: Delivery) -> bytes:
-        """The message's bytes (size-limited like a file)."""
-        data = bytes(delivery.handle.data)
-        if len(data) > self.transport.max_message_bytes:
-            raise BadMessageError(
-                f"{len(data)} bytes, over the limit of {self.transport.max_message_bytes}"
-            )
-        return data
-
-    def ack(self, delivery: Delivery) -> None:
-        """Acknowledge, and wait for the server to confirm it."""
-        msg = self._settled(delivery)
-        self.transport.call(lambda: msg.ack_sync(timeout=CALL_TIMEOUT_S), f"ack {delivery.key}")
-
-    def release(self, delivery: Delivery, wait_s: float) -> None:
-        """Give it back for later (a nak; the server counts it as a delivery)."""
-        msg = self._settled(delivery)
-        self.transport.call(lambda: msg.nak(delay=wait_s or None), f"nak {delivery.key}")
-
-    def retry(self, delivery: Delivery, message: AgentMessage, delay_s: float) -> None:
-        """Nak with the retry delay: the server redelivers it (and counts the attempt)."""
-        self.release(delivery, delay_s)
-
-    def bury(
-        self, delivery: Delivery, error: dict[str, Any], message: AgentMessage | None
-    ) -> bytes:
-        """Publish to `agents.<name>.dead` (once per stream message), then terminate it."""
-        msg = self._settled(delivery)
-        data = message.to_json_bytes() if message is not None else bytes(msg.data)
-        headers = {
-            "Nats-Msg-Id": f"dead.{delivery.key}",
-            "Agentctl-Error": json.dumps(error, default=str)[:4000],
-            "Agentctl-Seq": delivery.key,
-        }
-        subject = DEAD_SUBJECT.format(agent=self.agent)
-        transport = self.transport
-        transport.call(
-            lambda: transport.js.publish(subject, data, headers=headers), f"bury {delivery.key}"
-        )
-        transport.call(msg.term, f"term {delivery.key}")
-        return data
 
 
 async def _awaited(make: Callable[[], Awaitable[Any]]) -> Any:
