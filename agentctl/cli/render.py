@@ -201,9 +201,16 @@ def roster_table(roster: Roster) -> Table:
     """The `agentctl validate` table."""
     from rich.table import Table
 
+    transport = roster.transport
+    over = (
+        f", transport nats ({', '.join(transport.servers)}; stream {transport.stream}, "
+        f"replicas {transport.replicas})"
+        if transport.kind.value == "nats"
+        else f", durability {roster.durability.value}"
+    )
     table = Table(
-        title=f"{roster.path}: {len(roster.agents)} agents, workspace "
-        f"{roster.workspace_path}, durability {roster.durability.value}",
+        title=f"{roster.path}: {len(roster.agents)} agents, workspace {roster.workspace_path}"
+        + over,
         title_justify="left",
     )
     for column in ("agent", "kind", "handler", "timeout", "attempts", "restart", "expertise"):
@@ -218,7 +225,7 @@ def roster_table(roster: Roster) -> Table:
         else:
             shown = " ".join(handler) if isinstance(handler, list) else str(handler)
         table.add_row(
-            agent.name,
+            agent.name if agent.replicas == 1 else f"{agent.name} (x{agent.replicas})",
             kind,
             _escape(shown),
             f"{agent.timeout_s:g}s",
