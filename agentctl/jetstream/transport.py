@@ -196,7 +196,8 @@ class NatsTransport:
                 # under load): settled once, which is what we wanted.
                 return None
             except Exception as exc:
-                if not self.patient and time.monotonic() > deadline:
+                gave_up = not self.patient and time.monotonic() > deadline
+                if gave_up or not _transient(exc):
                     where = ", ".join(self.servers)
                     raise BusError(f"{where}: {what} failed: {exc or type(exc).__name__}") from None
                 log.warning("%s failed (%s); retrying", what, exc or type(exc).__name__)
@@ -453,6 +454,31 @@ class NatsTransport:
         except Exception as exc:
             log.debug("closing the NATS connection: %s", exc)
         self.loop.close()
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether retrying may help: the connection or the cluster is away for a while (a
+    restart, a leader election), as opposed to a refusal (a payload over the server's limit,
+    a bad request) that would be refused again, for ever."""
+    import nats.errors
+    import nats.js.errors
+
+    transient = (
+        TimeoutError,
+        OSError,  # the socket, while the client reconnects
+        nats.errors.TimeoutError,
+        nats.errors.NoRespondersError,
+        nats.errors.ConnectionClosedError,
+        nats.errors.ConnectionReconnectingError,
+        nats.errors.OutboundBufferLimitError,
+        nats.errors.StaleConnectionError,
+        nats.errors.FlushTimeoutError,
+        nats.errors.NoServersError,
+        nats.js.errors.NoStreamResponseError,
+        nats.js.errors.ServiceUnavailableError,
+        nats.js.errors.ServerError,
+    )
+    return isinstance(exc, transient)
 
 
 async def _awaited(make: Callable[[], Awaitable[Any]]) -> Any:

@@ -346,6 +346,33 @@ def test_the_server_restarted_under_a_running_agent(
     assert json.loads(result.stdout)["echo"]["content"] == "after restart"
 
 
+def test_a_result_the_server_refuses_is_a_failed_attempt_not_a_stuck_worker(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    supervised: Any,
+) -> None:
+    # Within agentctl's limit, over the server's (1 MB max_payload): refused for ever, so
+    # retrying cannot help; the attempt fails and the worker goes on.
+    _roster(
+        tmp_path,
+        [nats_server.url],
+        """\
+        - name: big
+          exec: [python3, -c, "print('\\"' + 'x' * 1500000 + '\\"')"]
+          max_attempts: 1
+        - name: echo
+          python: agentctl.agents.echo:EchoAgent
+        """,
+        max_message_bytes=4000000,
+    )
+    supervised(tmp_path)
+    _ready(tmp_path, workers=1, agent="big")
+    result = run_cli("send", "big", "go", "--wait", "--timeout-s", "30", cwd=tmp_path)
+    assert result.returncode == 1 and json.loads(result.stdout)["verdict"] == "escalate"
+    [letter] = json.loads(run_cli("dead", "list", "--json", cwd=tmp_path).stdout)
+    assert "cannot deliver the result" in letter["error"] and "payload" in letter["error"]
+
+
 def test_a_missing_server_is_one_clear_line(tmp_path: Path) -> None:
     _roster(tmp_path, ["nats://127.0.0.1:9"], f"- name: echo\n  {ECHO}\n")
     for args in (["send", "echo", "hi"], ["run"]):
