@@ -130,6 +130,10 @@ async def open_connection(
         "allow_reconnect": True,
     }
     where = ", ".join(servers)
+    if not patient:
+        # nats-py keeps retrying a refused first connection until our timeout; a command
+        # should say at once that nothing listens.
+        await _probe(servers, where)
     delay_s = 0.2
     while True:
         try:
@@ -149,6 +153,26 @@ async def open_connection(
             log.warning("cannot connect to NATS at %s (%s); retrying", where, exc)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 5.0)
+
+
+async def _probe(servers: list[str], where: str) -> None:
+    """BusError unless a TCP connection to one of the servers opens."""
+    from urllib.parse import urlsplit
+
+    problems = []
+    for server in servers:
+        url = urlsplit(server if "://" in server else f"nats://{server}")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(url.hostname or "localhost", url.port or 4222), 2.0
+            )
+        except (OSError, TimeoutError, ValueError) as exc:
+            problems.append(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+            continue
+        writer.close()
+        return
+    detail = problems[-1] if problems else "no server given"
+    raise BusError(f"{where}: cannot connect to NATS: {detail or 'timed out'}")
 
 
 async def ensure_stream(js: Any, stream: str, replicas: int) -> None:
