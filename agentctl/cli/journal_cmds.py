@@ -82,7 +82,7 @@ def _tail_stream(
 ) -> None:
     """`tail` on NATS: the events subjects of the stream."""
     import collections
-    import time
+    import math
 
     from agentctl.cli.options import open_nats
     from agentctl.jetstream.reader import StreamReader
@@ -99,10 +99,8 @@ def _tail_stream(
     for record in list(last)[-lines:] if lines else []:
         show(record, None)
     try:
-        while follow:
-            time.sleep(0.2)
-            for record in reader.events(start_seq=next_seq):
-                next_seq = int(record["seq"]) + 1
+        if follow:  # one consumer whose fetch waits for the next event
+            for record in reader.events(start_seq=next_seq, follow_s=math.inf):
                 if keep(record):
                     show(record, None)
     except KeyboardInterrupt:

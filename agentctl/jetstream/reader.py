@@ -127,9 +127,13 @@ class StreamReader:
         info = self.transport.call(lambda: self.transport.js.stream_info(stream), "stream info")
         return int(info.state.last_seq)
 
-    def events(self, agent: str = "*", *, start_seq: int | None = None) -> Iterator[dict[str, Any]]:
-        """Journal records (as the file journal writes them, `seq` the stream sequence)."""
-        for stored in self.messages(EVENTS_SUBJECT.format(agent=agent), start_seq=start_seq):
+    def events(
+        self, agent: str = "*", *, start_seq: int | None = None, follow_s: float = 0.0
+    ) -> Iterator[dict[str, Any]]:
+        """Journal records (as the file journal writes them, `seq` the stream sequence); with
+        `follow_s`, new ones as they come, for that long (`math.inf`: until interrupted)."""
+        subject = EVENTS_SUBJECT.format(agent=agent)
+        for stored in self.messages(subject, start_seq=start_seq, follow_s=follow_s):
             try:
                 record = json.loads(stored.data)
             except ValueError:

@@ -115,12 +115,34 @@ def test_send_wait_status_tail_replay_with_two_replicas(
     sup = supervised(tmp_path)
     _ready(tmp_path, workers=2)
 
-    sent = run_cli("send", "echo", "hello over nats", "--wait", "--timeout-s", "30", cwd=tmp_path)
-    assert sent.returncode == 0, sent.stderr
-    assert json.loads(sent.stdout)["echo"]["content"] == "hello over nats"
+    followed = tmp_path / "tail-f.jsonl"
+    tail = subprocess.Popen(
+        [*AGENTCTL, "tail", "-f", "-n", "5", "--json", "--kind", "handled"],
+        cwd=tmp_path, stdout=open(followed, "wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        sent = run_cli(
+            "send", "echo", "hello over nats", "--wait", "--timeout-s", "30", cwd=tmp_path
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert json.loads(sent.stdout)["echo"]["content"] == "hello over nats"
+        # Once its first line is out, `tail -f` has read what was stored: the next lines can
+        # only come from following the stream.
+        wait_until(lambda: followed.read_text().strip(), timeout_s=15)
 
-    ids = [run_cli("send", "echo", f"m{i}", cwd=tmp_path).stdout.strip() for i in range(20)]
-    wait_until(lambda: sum(r["handled"] for r in _status(tmp_path)["agents"]) == 21, interval_s=0.3)
+        client = Client(tmp_path, [nats_server.url])
+        ids = [client.send("echo", f"m{i}") for i in range(20)]
+        client.close()
+        wait_until(
+            lambda: sum(r["handled"] for r in _status(tmp_path)["agents"]) == 21, interval_s=0.3
+        )
+        wait_until(lambda: len(followed.read_text().splitlines()) == 21, timeout_s=15)
+    finally:
+        tail.terminate()
+        tail.wait(timeout=10)
+    lines = [json.loads(line) for line in followed.read_text().splitlines()]
+    assert {e["event"] for e in lines} == {"handled"}
+    assert {e["message_id"] for e in lines[1:]} == set(ids)
     rows = _status(tmp_path)["agents"]
     assert sorted(r["replica"] for r in rows) == [0, 1]
     assert all(r["inbox"] == {"new": 0, "processing": 0, "dead": 0} for r in rows)
