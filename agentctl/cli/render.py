@@ -157,9 +157,9 @@ def status_table(overview: Overview, *, width: int = 200) -> Table:
             overflow="fold",
             no_wrap=column in ("agent", "state"),  # names are short; keep them whole
         )
-    for row in overview.agents:
+    for name, row in zip(_worker_names(overview), overview.agents, strict=True):
         table.add_row(
-            _worker_name(row),
+            name,
             _styled(row.state),
             str(row.pid or "-"),
             "[green]yes[/]" if row.alive else "[red]no[/]" if row.pid else "-",
@@ -189,10 +189,10 @@ def _compact_status_table(overview: Overview, caption: str) -> Table:
         table.add_column(
             column, justify="left" if column in ("agent", "state") else "right", no_wrap=True
         )
-    for row in overview.agents:
+    for name, row in zip(_worker_names(overview), overview.agents, strict=True):
         pid = str(row.pid) if row.alive else f"[red]{row.pid}✗[/]" if row.pid else "-"
         new, processing, dead, handled, failed, _ = _activity_cells(row)
-        table.add_row(_worker_name(row), _styled(row.state), pid, _age(row.heartbeat_age_s),
+        table.add_row(name, _styled(row.state), pid, _age(row.heartbeat_age_s),
                       new, processing, dead, handled, failed)  # fmt: skip
     return table
 
@@ -273,6 +273,12 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
     return table
 
 
-def _worker_name(row: AgentRow) -> str:
-    # Workers of an agent with replicas: echo, echo[1], echo[2] (as `agentctl run` names them).
-    return f"{row.name}[{row.replica}]" if row.replica else row.name
+def _worker_names(overview: Overview) -> list[str]:
+    # Workers of an agent with replicas: echo, echo[1], echo[2] (as `agentctl run` names them);
+    # on NATS, when workers run on several machines, each name says where: echo[1]@host-b.
+    several_hosts = len({row.host for row in overview.agents if row.host}) > 1
+    names = []
+    for row in overview.agents:
+        name = f"{row.name}[{row.replica}]" if row.replica else row.name
+        names.append(f"{name}@{row.host}" if several_hosts and row.host else name)
+    return names
