@@ -5,7 +5,7 @@ Standard library only (plus our own modules that are): `status` must start fast.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,11 +60,24 @@ class Overview:
     halted: dict[str, Any] | None  # why no agent claims new work, while halted
     escalations: dict[str, int]  # {"open": N, "overdue": M}
     pipelines: dict[str, Any]  # run counts by status, and the flagged runs to review
+    # {"kind": "file"}, or {"kind": "nats", "servers": [...], "reachable": bool}: when the
+    # cluster cannot be reached, the rows are this machine's workers' own status files.
+    transport: dict[str, Any] = field(default_factory=lambda: {"kind": "file"})
+
+    @property
+    def where(self) -> str:
+        """The workspace, and the cluster when the transport is NATS."""
+        if self.transport.get("kind") != "nats":
+            return self.workspace
+        servers = ", ".join(self.transport.get("servers") or [])
+        seen = "" if self.transport.get("reachable") else "; unreachable: this machine's view"
+        return f"{self.workspace} (nats: {servers}{seen})"
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` document."""
         return {
             "workspace": self.workspace,
+            "transport": self.transport,
             "supervisor": asdict(self.supervisor),
             "halted": self.halted,
             "escalations": self.escalations,

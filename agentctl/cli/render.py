@@ -135,7 +135,7 @@ def status_table(overview: Overview, *, width: int = 200) -> Table:
         caption += "\n" + notes.rstrip("\n")
     if width < COMPACT_BELOW_COLUMNS:
         return _compact_status_table(overview, caption)
-    table = Table(title=f"workspace {overview.workspace}", caption=caption, title_justify="left")
+    table = Table(title=f"workspace {overview.where}", caption=caption, title_justify="left")
     for column in (
         "agent",
         "state",
@@ -178,7 +178,7 @@ def _compact_status_table(overview: Overview, caption: str) -> Table:
     if any(row.last_error for row in overview.agents):
         caption += "\nlast errors: `agentctl status --json`, or a terminal 110 columns wide"
     table = Table(
-        title=f"workspace {overview.workspace}",
+        title=f"workspace {overview.where}",
         caption=caption,
         title_justify="left",
         box=box.SIMPLE_HEAD,
@@ -242,7 +242,7 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
 
     rows = {row.name: row for row in overview.agents}
     table = Table(
-        title=f"agentctl run: {overview.workspace}",
+        title=f"agentctl run: {overview.where}",
         title_justify="left",
         caption=_workspace_notes(overview) + "Ctrl-C stops every agent cleanly",
     )

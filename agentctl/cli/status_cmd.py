@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
+
+if TYPE_CHECKING:
+    from agentctl.overview import Overview
 
 
 def status(
     json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """Show each agent's state, pid, liveness, heartbeat age, inbox depth and counters."""
-    from agentctl.cli.options import open_light, open_nats
+    from agentctl.cli.options import open_light
     from agentctl.overview import collect_overview
 
     ws, names = open_light(config, workspace)
-    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
-    if nats is not None:
-        from agentctl.jetstream.overview import collect_nats_overview
-
-        overview = collect_nats_overview(nats, names)
-        nats.close()
+    if ws.transport_kind == "nats":
+        overview = _nats_overview(config, workspace, names)
     else:
         overview = collect_overview(ws, names)
     if json_out:
@@ -30,3 +32,35 @@ def status(
 
     out = console()
     out.print(status_table(overview, width=out.width))
+
+
+def _nats_overview(config: Path | None, workspace: Path | None, names: list[str]) -> Overview:
+    """The cluster's view; this machine's own view (its workers' status files, which say
+    `disconnected` while they reconnect) with a warning when the cluster cannot be reached."""
+    import dataclasses
+
+    from agentctl.cli.options import open_light, open_nats
+    from agentctl.cli.render import print_note
+    from agentctl.jetstream.client import BusError, MissingExtraError
+    from agentctl.jetstream.overview import collect_nats_overview
+    from agentctl.overview import collect_overview
+    from agentctl.roster import load_roster
+    from agentctl.rosterfile import find_config
+
+    try:
+        nats = open_nats(config, workspace)
+        assert nats is not None
+    except MissingExtraError:
+        raise
+    except BusError as exc:
+        print_note(f"{exc}; showing this machine's workers from their own status files")
+        ws, _ = open_light(config, workspace)
+        path = find_config(config)
+        servers = load_roster(path).transport.servers if path is not None else []
+        local = collect_overview(ws, names)
+        unreachable = {"kind": "nats", "servers": servers, "reachable": False}
+        return dataclasses.replace(local, transport=unreachable)
+    try:
+        return collect_nats_overview(nats, names)
+    finally:
+        nats.close()

@@ -42,12 +42,16 @@ class BusError(AgentctlError):
     """The message bus is unreachable or refused something."""
 
 
+class MissingExtraError(BusError):
+    """nats-py is not installed (the `nats` extra)."""
+
+
 def nats_module() -> Any:
     """nats-py, or BusError naming the extra to install."""
     try:
         import nats
     except ImportError:
-        raise BusError(MISSING_EXTRA) from None
+        raise MissingExtraError(MISSING_EXTRA) from None
     return nats
 
 

@@ -40,7 +40,7 @@ def collect_nats_overview(transport: NatsTransport, names: list[str]) -> Overvie
     ws = transport.local
     escalations = stream_escalations(transport, ws.escalation_overdue_s)
     return Overview(
-        workspace=f"{ws.root} (transport nats: {', '.join(transport.servers)})",
+        workspace=str(ws.root),
         supervisor=supervisor_info(ws),
         agents=rows,
         halted=transport.halt_state(),
@@ -49,6 +49,7 @@ def collect_nats_overview(transport: NatsTransport, names: list[str]) -> Overvie
             "overdue": sum(1 for e in escalations if e.overdue),
         },
         pipelines=pipeline_summary(ws),
+        transport={"kind": "nats", "servers": transport.servers, "reachable": True},
     )
 
 
