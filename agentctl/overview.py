@@ -5,6 +5,8 @@ Standard library only (plus our own modules that are): `status` must start fast.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +17,7 @@ from agentctl.proc import ProcessRef
 from agentctl.status import LIVE_STATES, AgentState, AgentStatus, parse_iso, read_status
 from agentctl.workspace import Workspace
 
+_REPLICA_STATUS = re.compile(r"status\.([1-9][0-9]*)\.json")
 STUCK = "stuck"  # shown instead of the recorded state when a live worker's heartbeat stopped
 
 
@@ -98,7 +101,7 @@ def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
     return Overview(
         workspace=str(workspace.root),
         supervisor=supervisor_info(workspace),
-        agents=[_row(workspace, name, now) for name in names],
+        agents=[row for name in names for row in _rows(workspace, name, now)],
         halted=halted_state(workspace),
         escalations={
             "open": len(escalations),
@@ -123,8 +126,23 @@ def pipeline_summary(workspace: Workspace) -> dict[str, Any]:
     return {"runs": counts, "flagged": flagged}
 
 
-def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:
-    found = read_status(workspace.status_path(name))
+def _rows(workspace: Workspace, name: str, now: datetime) -> list[AgentRow]:
+    # status.json, then status.N.json of the agent's other workers (`replicas: N`, NATS).
+    rows = [_row(workspace, name, now)]
+    try:
+        files = os.listdir(workspace.agent_dir(name))
+    except OSError:
+        return rows
+    for file_name in files:
+        match = _REPLICA_STATUS.fullmatch(file_name)
+        if match:
+            rows.append(_row(workspace, name, now, int(match.group(1))))
+    rows.sort(key=lambda row: row.replica)
+    return rows
+
+
+def _row(workspace: Workspace, name: str, now: datetime, replica: int = 0) -> AgentRow:
+    found = read_status(workspace.status_path(name, replica))
     status = found or AgentStatus(agent=name)
     # Anything on record counts: a worker that died before writing its own status still has
     # the supervisor's (crashed, fatal) to show.
@@ -153,4 +171,5 @@ def _row(workspace: Workspace, name: str, now: datetime) -> AgentRow:
         failed=status.failed,
         last_error=status.last_error,
         log_tail=list(status.log_tail),
+        replica=replica,
     )

@@ -240,7 +240,7 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
     """The live view of `agentctl run`: process state beside what each agent reports."""
     from rich.table import Table
 
-    rows = {row.name: row for row in overview.agents}
+    rows = {(row.name, row.replica): row for row in overview.agents}
     table = Table(
         title=f"agentctl run: {overview.where}",
         title_justify="left",
@@ -261,7 +261,7 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
     ):
         table.add_column(column, overflow="fold")
     for name, proc in supervisor.agents.items():
-        row = rows[proc.spec.name]
+        row = rows.get((proc.spec.name, proc.replica)) or rows[(proc.spec.name, 0)]
         table.add_row(
             name,
             _styled(proc.state.value),
