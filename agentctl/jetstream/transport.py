@@ -71,7 +71,10 @@ CONDUCTOR_LEASE_S = 5.0  # a conductor whose heartbeat is older has died: its le
 STATUS_KEY = "status.{agent}.{host}.{replica}"
 MAX_UNCONFIRMED_EVENTS = 256  # then wait for them (bounds memory, e.g. in the supervisor)
 HALT_CHECK_INTERVAL_S = 0.5  # how stale a worker's view of the halt record may be
-CALL_TIMEOUT_S = 10.0  # one request to the server, from a command
+# One request to the server. Short enough that a command retries a few times within its
+# patience while a cluster elects a new leader (measured: 2-8 s after losing a node).
+CALL_TIMEOUT_S = 5.0
+COMMAND_PATIENCE_S = 20.0  # how long a command retries before it gives up with one line
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -182,9 +185,9 @@ class NatsTransport:
 
         A worker (patient) retries until it succeeds: what it holds is not lost, and it must not
         give up on a message because a node is restarting. A command gives up after
-        CALL_TIMEOUT_S with one clear line.
+        COMMAND_PATIENCE_S with one clear line.
         """
-        deadline = time.monotonic() + CALL_TIMEOUT_S
+        deadline = time.monotonic() + COMMAND_PATIENCE_S
         delay_s = 0.1
         while True:
             try:
