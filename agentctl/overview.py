@@ -144,6 +144,7 @@ def _rows(workspace: Workspace, name: str, now: datetime) -> list[AgentRow]:
 def _row(workspace: Workspace, name: str, now: datetime, replica: int = 0) -> AgentRow:
     found = read_status(workspace.status_path(name, replica))
     status = found or AgentStatus(agent=name)
+    status.agent = name  # the row is the roster's agent, whatever a damaged file says
     # Anything on record counts: a worker that died before writing its own status still has
     # the supervisor's (crashed, fatal) to show.
     recorded = found is not None and (status.pid > 0 or status.state is not AgentState.STARTING)
@@ -156,20 +157,34 @@ def _row(workspace: Workspace, name: str, now: datetime, replica: int = 0) -> Ag
         state = "disabled"  # an llm: agent whose endpoint is not set here
     if alive and status.state in LIVE_STATES and age_s is not None and age_s > status.stuck_after_s:
         state = STUCK  # alive, but its heartbeat stopped: wedged
+    return row_of(status, state, alive, age_s, (depth.new, depth.processing, depth.dead), replica)
+
+
+def row_of(
+    status: AgentStatus,
+    state: str,
+    alive: bool,
+    age_s: float | None,
+    depth: tuple[int, int, int],
+    replica: int,
+) -> AgentRow:
+    """A row from a worker's status, its judged state and liveness, and its inbox depth
+    (new, processing, dead): the same on every transport."""
     return AgentRow(
-        name=name,
+        name=status.agent,
         state=state,
         pid=status.pid or None,
         alive=alive,
         heartbeat_age_s=round(age_s, 3) if age_s is not None else None,
         started_at=status.started_at or None,
         current_message_id=status.current_message_id,
-        new=depth.new,
-        processing=depth.processing,
-        dead_letters=depth.dead,
+        new=depth[0],
+        processing=depth[1],
+        dead_letters=depth[2],
         handled=status.handled,
         failed=status.failed,
         last_error=status.last_error,
         log_tail=list(status.log_tail),
         replica=replica,
+        host=status.host or None,
     )

@@ -13,7 +13,7 @@ from agentctl.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
 from agentctl.control import supervisor_info
 from agentctl.jetstream.reader import Depth, StreamReader, stream_escalations
 from agentctl.jetstream.transport import NatsTransport
-from agentctl.overview import AgentRow, Overview, pipeline_summary
+from agentctl.overview import AgentRow, Overview, pipeline_summary, row_of
 from agentctl.status import LIVE_STATES, AgentStatus, parse_iso
 
 LOST = "lost"  # a live state whose heartbeat stopped: the worker died or cannot reach us
@@ -61,21 +61,5 @@ def _row(status: AgentStatus, depth: Depth, now: datetime, *, recorded: bool) ->
     state = status.state.value if recorded else "absent"
     if recorded and live and not alive:
         state = LOST
-    return AgentRow(
-        name=status.agent,
-        state=state,
-        pid=status.pid or None,
-        alive=alive,
-        heartbeat_age_s=round(age_s, 3) if age_s is not None else None,
-        started_at=status.started_at or None,
-        current_message_id=status.current_message_id,
-        new=depth.new,
-        processing=depth.processing,
-        dead_letters=depth.dead,
-        handled=status.handled,
-        failed=status.failed,
-        last_error=status.last_error,
-        log_tail=list(status.log_tail),
-        replica=status.replica,
-        host=status.host or None,
-    )
+    counts = (depth.new, depth.processing, depth.dead)
+    return row_of(status, state, alive, age_s, counts, status.replica)
