@@ -121,12 +121,6 @@ class StreamReader:
         pending = int(msgs[-1].metadata.num_pending) if msgs else 0
         return out, pending
 
-    def last_seq(self) -> int:
-        """The stream's last sequence number (0 when empty)."""
-        stream = self.transport.stream
-        info = self.transport.call(lambda: self.transport.js.stream_info(stream), "stream info")
-        return int(info.state.last_seq)
-
     def events(
         self, agent: str = "*", *, start_seq: int | None = None, follow_s: float = 0.0
     ) -> Iterator[dict[str, Any]]:
