@@ -289,15 +289,12 @@ def verify(
 ) -> None:
     """Check the journal's hash chain and the done/ and dead/ files against it."""
     from agentctl.cli.options import open_light
-    from agentctl.errors import AgentctlError
     from agentctl.verify import verify_workspace
 
     ws, _ = open_light(config, workspace)
     if ws.transport_kind == "nats":
-        raise AgentctlError(
-            f"verify checks the file journal's hash chain; this roster's transport is nats, "
-            f"whose stream is the record (see docs/NATS.md); nothing to verify in {ws.root}"
-        )
+        _verify_stream(config, workspace, json_out=json_out)
+        return
     report = verify_workspace(ws)
     if json_out:
         from agentctl.cli.render import print_json
@@ -316,6 +313,40 @@ def verify(
             f"{verdict}: {report.events} events in {report.segments} journal file(s), "
             f"{report.files} message files in done/ and dead/; "
             f"head seq {report.head.seq} hash {report.head.hash or '-'}"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _verify_stream(config: Any, workspace: Any, *, json_out: bool) -> None:
+    """`verify` on NATS: the journal's sends against the stream's messages."""
+    from dataclasses import asdict
+
+    from agentctl.cli.options import open_nats
+    from agentctl.jetstream.reader import verify_stream
+
+    nats = open_nats(config, workspace)
+    assert nats is not None
+    try:
+        report = verify_stream(nats)
+    finally:
+        nats.close()
+    if json_out:
+        from agentctl.cli.render import print_json
+
+        print_json({**asdict(report), "ok": report.ok})
+    else:
+        from rich.markup import escape
+
+        from agentctl.cli.render import console
+
+        out = console()
+        for problem in report.problems:
+            out.print(f"[red]problem:[/] {escape(problem)}")
+        verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+        out.print(
+            f"{verdict}: {report.events} events, {report.messages} messages in stream "
+            f"{nats.stream}, each sent message stored with the digest the journal recorded"
         )
     if not report.ok:
         raise typer.Exit(1)

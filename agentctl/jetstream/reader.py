@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import AgentctlError
@@ -372,3 +372,69 @@ def resolve_stream_escalation(
     raw = transport.call(lambda: transport.js.get_msg(stream, seq), f"read escalation {seq}")
     answer(transport, parse_message(bytes(raw.data or b"")), escalation, verdict, note)
     return escalation
+
+
+@dataclass
+class StreamReport:
+    """What `verify` found in the stream."""
+
+    events: int = 0
+    messages: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+
+def verify_stream(transport: NatsTransport) -> StreamReport:
+    """`verify` on NATS: every message the journal says was sent is still in the stream, with
+    the SHA-256 it recorded, and every message in the inbox subjects was journaled.
+
+    JetStream does not let a stored message change, but it can be deleted (or published around
+    agentctl): this is what finds either. A `sent` followed by a `discarded` for the same
+    message id is a duplicate the server refused, so no copy of it is expected.
+    """
+    from agentctl.journal import content_digest
+
+    reader = StreamReader(transport)
+    report = StreamReport()
+    expected: dict[str, list[str]] = {}  # message id -> digests of its accepted sends
+    for record in reader.events():
+        report.events += 1
+        message_id, event = record.get("message_id"), record.get("event")
+        if not message_id:
+            continue
+        if event == "sent" and record.get("sha256"):
+            expected.setdefault(str(message_id), []).append(str(record["sha256"]))
+        elif event == "discarded" and expected.get(str(message_id)):
+            expected[str(message_id)].pop()
+    for stored in reader.inbox_messages():
+        report.messages += 1
+        message_id = _message_id_of(stored)
+        digest = content_digest(stored.data)
+        digests = expected.get(message_id, [])
+        if digest in digests:
+            digests.remove(digest)
+        else:
+            report.problems.append(
+                f"{transport.stream}:{stored.seq} ({stored.subject}, {message_id or 'no id'}): "
+                "stored but never journaled as sent (published around agentctl?)"
+            )
+    for message_id, digests in expected.items():
+        for digest in digests:
+            report.problems.append(
+                f"{message_id}: journaled as sent (sha256 {digest[:12]}...) but not in the "
+                "stream (deleted?)"
+            )
+    return report
+
+
+def _message_id_of(stored: StoredMessage) -> str:
+    # From the message itself: the Nats-Msg-Id of a requeued copy carries a suffix.
+    try:
+        data = json.loads(stored.data)
+    except ValueError:
+        return ""
+    return str(data.get("id", "")) if isinstance(data, dict) else ""

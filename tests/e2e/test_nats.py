@@ -164,7 +164,18 @@ def test_send_wait_status_tail_replay_with_two_replicas(
     assert compared["recorded"]["echo"]["content"] == "m0"  # read back from the stream
     assert compared["result"]["echo"]["content"] == "m0"  # answered again, over NATS
     verify = run_cli("verify", cwd=tmp_path)
-    assert verify.returncode == 1 and "transport is nats" in verify.stderr
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.startswith("ok: ")
+    # A message deleted from the stream behind agentctl's back is found.
+    client = Client(tmp_path, [nats_server.url])
+    js, stream = client.transport.js, client.transport.stream
+    first = next(client.reader.messages("agents.echo.inbox"))
+    client.transport.call(lambda: js.delete_msg(stream, first.seq), "delete")
+    client.close()
+    verify = run_cli("verify", "--json", cwd=tmp_path)
+    assert verify.returncode == 1
+    [problem] = json.loads(verify.stdout)["problems"]
+    assert "journaled as sent" in problem and "not in the stream" in problem
     assert sup.stop() == 0
 
 
