@@ -1,16 +1,18 @@
 """The workspace's halted state: the seed's HALT verdict, "stop everything".
 
 While the transport holds a halt record (`<workspace>/.agentctl/halted.json`, or a key in the
-NATS status bucket), no agent claims new work: messages in hand finish (or go back on
+NATS control bucket), no agent claims new work: messages in hand finish (or go back on
 shutdown), waiting ones wait. `agentctl resume` removes it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl.status import iso_now
-from agentctl.transport import Transport
+
+if TYPE_CHECKING:
+    from agentctl.transport import Transport
 
 
 def halt(ws: Transport, reason: str, *, by: str, run: str | None = None) -> None:
