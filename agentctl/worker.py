@@ -145,12 +145,18 @@ class Worker:
             for delivery in self.inbox.claim(self._may_claim):
                 claimed += 1
                 self._handle(delivery)
+                # Idle until the next claim: on NATS the wait for the next message is inside
+                # claim() (a fetch), and status must not show the last message as in hand.
+                self._idle()
             if self.stopping.is_set():
                 return
             if not claimed:
-                idle = AgentState.IDLE if self._connected else AgentState.DISCONNECTED
-                self.reporter.update(state=idle, current_message_id=None)
+                self._idle()
                 self.inbox.wait(self.poll_interval_s)
+
+    def _idle(self) -> None:
+        idle = AgentState.IDLE if self._connected else AgentState.DISCONNECTED
+        self.reporter.update(state=idle, current_message_id=None)
 
     def recover(self) -> None:
         """Settle what a dead worker left in hand: each interrupted message spent an attempt."""
