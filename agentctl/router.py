@@ -38,7 +38,7 @@ def router_for(ws: Workspace, nats: NatsTransport | None) -> Router:
     """The router of the roster's transport."""
     if nats is None:
         return WorkspaceRouter.of(ws)
-    from agentctl.jetstream.reader import StreamRouter
+    from agentctl.jetstream.router import StreamRouter
 
     return StreamRouter(nats)
 

@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 
 import agentctl
 from agentctl.jetstream.client import LoopThread
-from agentctl.jetstream.reader import StreamRouter
+from agentctl.jetstream.router import StreamRouter
 from agentctl.jetstream.transport import NatsTransport
 from agentctl.router import WorkspaceRouter, user_message
 from agentctl.workspace import Workspace

@@ -33,7 +33,7 @@ def list_(
     ws, names = open_light(config, workspace)
     nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
     if nats is not None:
-        from agentctl.jetstream.reader import list_stream_dead
+        from agentctl.jetstream.deadletters import list_stream_dead
 
         letters = list_stream_dead(nats, _agents(agent, names))
     else:
@@ -93,7 +93,7 @@ def requeue(
 def _requeue_on_nats(nats: Any, ident: str | None, agent: str | None, config: Any, ws: Any) -> None:
     from agentctl.cli.options import open_light
     from agentctl.deadletters import pick_dead
-    from agentctl.jetstream.reader import list_stream_dead, requeue_stream_dead
+    from agentctl.jetstream.deadletters import list_stream_dead, requeue_stream_dead
 
     _, names = open_light(config, ws)
     letters = list_stream_dead(nats, _agents(agent, names))

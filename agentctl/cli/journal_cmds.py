@@ -186,7 +186,7 @@ def replay(
         return
     if ws.transport_kind == "nats":
         from agentctl.cli.options import open_nats
-        from agentctl.jetstream.reader import StreamHistory
+        from agentctl.jetstream.history import StreamHistory
 
         nats = open_nats(config, workspace)
         assert nats is not None
@@ -228,7 +228,7 @@ def _resend(
     from agentctl.errors import AgentctlError
     from agentctl.history import FileHistory, History, load_thread
     from agentctl.ids import reply_id
-    from agentctl.jetstream.reader import StreamHistory
+    from agentctl.jetstream.history import StreamHistory
     from agentctl.router import router_for, user_message
 
     roster, ws = open_full(config, workspace)
@@ -296,26 +296,12 @@ def verify(
         _verify_stream(config, workspace, json_out=json_out)
         return
     report = verify_workspace(ws)
-    if json_out:
-        from agentctl.cli.render import print_json
-
-        print_json(report.to_json())
-    else:
-        from rich.markup import escape
-
-        from agentctl.cli.render import console
-
-        out = console()
-        for problem in report.problems:
-            out.print(f"[red]problem:[/] {escape(str(problem))}")
-        verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
-        out.print(
-            f"{verdict}: {report.events} events in {report.segments} journal file(s), "
-            f"{report.files} message files in done/ and dead/; "
-            f"head seq {report.head.seq} hash {report.head.hash or '-'}"
-        )
-    if not report.ok:
-        raise typer.Exit(1)
+    _print_verification(
+        [str(problem) for problem in report.problems],
+        f"{report.events} events in {report.segments} journal file(s), {report.files} message "
+        f"files in done/ and dead/; head seq {report.head.seq} hash {report.head.hash or '-'}",
+        report.to_json() if json_out else None,
+    )
 
 
 def _verify_stream(config: Any, workspace: Any, *, json_out: bool) -> None:
@@ -323,7 +309,7 @@ def _verify_stream(config: Any, workspace: Any, *, json_out: bool) -> None:
     from dataclasses import asdict
 
     from agentctl.cli.options import open_nats
-    from agentctl.jetstream.reader import verify_stream
+    from agentctl.jetstream.history import verify_stream
 
     nats = open_nats(config, workspace)
     assert nats is not None
@@ -331,22 +317,29 @@ def _verify_stream(config: Any, workspace: Any, *, json_out: bool) -> None:
         report = verify_stream(nats)
     finally:
         nats.close()
-    if json_out:
+    _print_verification(
+        report.problems,
+        f"{report.events} events, {report.messages} messages in stream {nats.stream}, each "
+        "sent message stored with the digest the journal recorded",
+        {**asdict(report), "ok": report.ok} if json_out else None,
+    )
+
+
+def _print_verification(problems: list[str], summary: str, json_doc: dict[str, Any] | None) -> None:
+    """One `problem:` line per finding and the summary (or `json_doc`); exit 1 on a problem."""
+    if json_doc is not None:
         from agentctl.cli.render import print_json
 
-        print_json({**asdict(report), "ok": report.ok})
+        print_json(json_doc)
     else:
         from rich.markup import escape
 
         from agentctl.cli.render import console
 
         out = console()
-        for problem in report.problems:
+        for problem in problems:
             out.print(f"[red]problem:[/] {escape(problem)}")
-        verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
-        out.print(
-            f"{verdict}: {report.events} events, {report.messages} messages in stream "
-            f"{nats.stream}, each sent message stored with the digest the journal recorded"
-        )
-    if not report.ok:
+        verdict = f"[red]{len(problems)} problem(s)[/]" if problems else "[green]ok[/]"
+        out.print(f"{verdict}: {summary}")
+    if problems:
         raise typer.Exit(1)

@@ -176,7 +176,7 @@ def escalations(
     ws, _ = open_light(config, workspace)
     nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
     if nats is not None:
-        from agentctl.jetstream.reader import stream_escalations
+        from agentctl.jetstream.escalations import stream_escalations
 
         found = stream_escalations(nats, ws.escalation_overdue_s)
     else:
@@ -214,7 +214,7 @@ def resolve(
     ws, _ = open_light(config, workspace)
     nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
     if nats is not None:
-        from agentctl.jetstream.reader import resolve_stream_escalation
+        from agentctl.jetstream.escalations import resolve_stream_escalation
 
         escalation = resolve_stream_escalation(nats, ident, verdict.value, note)
     else:

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from agentctl.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
 from agentctl.control import supervisor_info
-from agentctl.jetstream.reader import Depth, StreamReader, stream_escalations
+from agentctl.jetstream.escalations import stream_escalations
+from agentctl.jetstream.reader import Depth, StreamReader
 from agentctl.jetstream.transport import NatsTransport
 from agentctl.overview import AgentRow, Overview, pipeline_summary, row_of
 from agentctl.status import LIVE_STATES, AgentStatus, parse_iso

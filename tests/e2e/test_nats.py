@@ -57,7 +57,8 @@ class Client:
     """The Python API on the same cluster: many sends without a process each."""
 
     def __init__(self, tmp: Path, servers: list[str], *, replicas: int = 1) -> None:
-        from agentctl.jetstream.reader import StreamReader, StreamRouter
+        from agentctl.jetstream.reader import StreamReader
+        from agentctl.jetstream.router import StreamRouter
         from agentctl.jetstream.transport import NatsTransport
         from agentctl.workspace import Workspace
 
