@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from agentctl.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
 from agentctl.errors import AgentctlError
-from agentctl.journal import read_all
+from agentctl.journalreader import read_all
 from agentctl.names import validate_agent_name, validate_message_id
 from agentctl.workspace import Workspace
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from agentctl.constants import DEAD, DONE, ERROR_SUFFIX, INBOX_DIR
 from agentctl.history import STATE_AFTER
-from agentctl.journal import Entry, Head, content_digest, line_hash, read_all
+from agentctl.journal import Head, content_digest, line_hash
+from agentctl.journalreader import Entry, read_all
 from agentctl.workspace import Workspace
 
 _HASH_MARK = b',"hash":"'

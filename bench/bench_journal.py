@@ -100,7 +100,7 @@ _CHILD = """
 import resource, sys, time
 from pathlib import Path
 from agentctl.history import load_thread
-from agentctl.journal import read_last
+from agentctl.journalreader import read_last
 from agentctl.workspace import Workspace
 what, workspace, ident = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 started = time.perf_counter()

@@ -14,16 +14,8 @@ from pathlib import Path
 import pytest
 
 from agentctl.history import HistoryError, event_filter, parse_when
-from agentctl.journal import (
-    ACTIVE_NAME,
-    Entry,
-    Journal,
-    follow,
-    line_hash,
-    read_all,
-    read_last,
-    segment_paths,
-)
+from agentctl.journal import ACTIVE_NAME, Journal, line_hash, segment_paths
+from agentctl.journalreader import Entry, follow, read_all, read_last
 from agentctl.message import AgentMessage
 from agentctl.router import WorkspaceRouter
 from agentctl.verify import verify_workspace
@@ -562,7 +554,7 @@ def test_read_segment_cuts_lines_right_whatever_the_chunk_size(tmp_path: Path, m
     """The chunked reader (no joined chunks) against a plain split, on random lines and cuts."""
     import random
 
-    from agentctl import journal
+    from agentctl import journalreader
 
     rng = random.Random(1)
     path = tmp_path / "segment"
@@ -573,12 +565,12 @@ def test_read_segment_cuts_lines_right_whatever_the_chunk_size(tmp_path: Path, m
         ]
         data = b"".join(lines) + (b"torn" if rng.random() < 0.3 else b"")
         path.write_bytes(data)
-        monkeypatch.setattr(journal, "_CHUNK_BYTES", rng.randint(1, 50))
+        monkeypatch.setattr(journalreader, "_CHUNK_BYTES", rng.randint(1, 50))
         needle = rng.choice([None, b"a", b"XY", b'"{', b"torn"])
         expected, offset = [], 0
         for raw in data.splitlines(keepends=True):
             if needle is None or needle in raw:
                 expected.append((offset, raw))
             offset += len(raw)
-        got = [(e.offset, e.raw) for e in journal.read_segment(path, needle=needle)]
+        got = [(e.offset, e.raw) for e in journalreader.read_segment(path, needle=needle)]
         assert got == expected

@@ -44,8 +44,8 @@ def tail(
 
     from agentctl.cli.options import open_light
     from agentctl.history import event_filter
-    from agentctl.journal import follow as follow_journal
-    from agentctl.journal import read_last
+    from agentctl.journalreader import follow as follow_journal
+    from agentctl.journalreader import read_last
 
     ws, _ = open_light(config, workspace)
     kinds = [k for value in kind or [] for k in value.split(",") if k]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.journal import read_all
+from agentctl.journalreader import read_all
 from agentctl.workspace import Workspace
 from tests.conftest import AGENTCTL, Supervised, run_cli, wait_until, write_roster
 
