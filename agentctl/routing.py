@@ -15,7 +15,8 @@ from agentctl.agent import BaseAgent
 from agentctl.errors import AgentctlError
 
 if TYPE_CHECKING:
-    from agentctl.roster import AgentSpec, Roster
+    from agentctl.agentspec import AgentSpec
+    from agentctl.roster import Roster
 
 DEFAULT_CONFIDENCE_FLOOR = 0.3
 DEFAULT_FANOUT_THRESHOLD = 0.5

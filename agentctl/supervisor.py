@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from agentctl.agentspec import AgentSpec, HandlerKind, RestartPolicy
 from agentctl.constants import (
     ENV_AGENT,
     ENV_CONFIG,
@@ -36,7 +37,7 @@ from agentctl.constants import (
 )
 from agentctl.control import release_supervisor_lock, take_supervisor_lock
 from agentctl.proc import ProcessRef, die_with_parent, prepare_die_with_parent
-from agentctl.roster import AgentSpec, HandlerKind, RestartPolicy, Roster
+from agentctl.roster import Roster
 from agentctl.status import (
     LIVE_STATES,
     AgentState,

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from agentctl.agentspec import AgentSpec
     from agentctl.message import AgentMessage
-    from agentctl.roster import AgentSpec
     from agentctl.status import AgentStatus
     from agentctl.workspace import Workspace
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 
+from agentctl.agentspec import HandlerKind
 from agentctl.errors import ConfigError
-from agentctl.roster import HandlerKind, Roster
+from agentctl.roster import Roster
 
 
 def check_handlers(roster: Roster) -> None:

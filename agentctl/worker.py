@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from agentctl.agentspec import AgentSpec, HandlerKind
 from agentctl.constants import (
     DEFAULT_STUCK_AFTER_S,
     HANDLER_OVERRUN_GRACE_S,
@@ -46,7 +47,7 @@ from agentctl.message import AgentMessage, MessageKind, parse_message
 from agentctl.overrun import OverrunGuard
 from agentctl.proc import ProcessRef, die_with_parent
 from agentctl.reporter import StatusReporter
-from agentctl.roster import AgentSpec, HandlerKind, load_roster
+from agentctl.roster import load_roster
 from agentctl.status import (
     AgentState,
     AgentStatus,

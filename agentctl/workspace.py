@@ -37,10 +37,10 @@ from agentctl.mailbox import Mailbox
 from agentctl.names import validate_agent_name
 
 if TYPE_CHECKING:
+    from agentctl.agentspec import AgentSpec
     from agentctl.fileinbox import FileInbox
     from agentctl.journal import Journal
     from agentctl.message import AgentMessage
-    from agentctl.roster import AgentSpec
     from agentctl.status import AgentStatus
 
 SUMMARY_CHARS = 80

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agentctl.agentspec import HandlerKind, RestartPolicy
 from agentctl.errors import ConfigError
-from agentctl.roster import (
-    Durability,
-    HandlerKind,
-    RestartPolicy,
-    load_roster,
-)
+from agentctl.roster import Durability, load_roster
 from tests.conftest import run_cli
 
 VALID = """\

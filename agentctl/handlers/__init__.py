@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentctl.roster import AgentSpec, HandlerKind
+from agentctl.agentspec import AgentSpec, HandlerKind
 
 if TYPE_CHECKING:
     from pydantic import JsonValue

@@ -13,11 +13,11 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from agentctl.agentspec import AgentSpec
 from agentctl.constants import ENV_AGENT
 from agentctl.errors import BadMessageError, HandlerError, HandlerTimeoutError
 from agentctl.message import parse_json_strict
 from agentctl.proc import die_with_parent, prepare_die_with_parent
-from agentctl.roster import AgentSpec
 
 if TYPE_CHECKING:
     from pydantic import JsonValue

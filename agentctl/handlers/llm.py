@@ -21,11 +21,11 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentctl.agentspec import AgentSpec
 from agentctl.constants import STAGE_HEADER
 from agentctl.errors import HandlerError, HandlerTimeoutError, NonRetryableError
 from agentctl.fsutil import write_atomic
 from agentctl.handlers.python import context_of, task_of
-from agentctl.roster import AgentSpec
 from agentctl.verdict import Verdict
 
 if TYPE_CHECKING:

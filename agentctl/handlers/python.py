@@ -11,9 +11,10 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from agentctl.agent import BaseAgent
+from agentctl.agentspec import AgentSpec
 from agentctl.constants import STAGE_HEADER
 from agentctl.errors import ConfigError, HandlerError, HandlerTimeoutError
-from agentctl.roster import AgentSpec, Roster
+from agentctl.roster import Roster
 
 if TYPE_CHECKING:
     from pydantic import JsonValue

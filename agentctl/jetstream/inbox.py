@@ -23,8 +23,8 @@ from agentctl.names import validate_agent_name
 from agentctl.transport import Delivery
 
 if TYPE_CHECKING:
+    from agentctl.agentspec import AgentSpec
     from agentctl.message import AgentMessage
-    from agentctl.roster import AgentSpec
 
 log = logging.getLogger(__name__)
 

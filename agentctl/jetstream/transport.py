@@ -57,9 +57,9 @@ except ImportError:  # without the nats extra, NatsTransport.connect says which 
 
 
 if TYPE_CHECKING:
+    from agentctl.agentspec import AgentSpec
     from agentctl.jetstream.inbox import NatsInbox
     from agentctl.message import AgentMessage
-    from agentctl.roster import AgentSpec
     from agentctl.status import AgentStatus
     from agentctl.workspace import Workspace
 
