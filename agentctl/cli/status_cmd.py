@@ -39,28 +39,26 @@ def _nats_overview(config: Path | None, workspace: Path | None, names: list[str]
     `disconnected` while they reconnect) with a warning when the cluster cannot be reached."""
     import dataclasses
 
-    from agentctl.cli.options import open_light, open_nats
+    from agentctl.cli.options import open_full, open_light
     from agentctl.cli.render import print_note
     from agentctl.jetstream.client import BusError, MissingExtraError
     from agentctl.jetstream.overview import collect_nats_overview
+    from agentctl.jetstream.transport import NatsTransport
     from agentctl.overview import collect_overview
-    from agentctl.roster import load_roster
-    from agentctl.rosterfile import find_config
 
+    roster, _ = open_full(config, workspace)
     try:
-        nats = open_nats(config, workspace)
-        assert nats is not None
+        nats = roster.open_transport(workspace, client_name="agentctl-cli")
+        assert isinstance(nats, NatsTransport)
     except MissingExtraError:
         raise
     except BusError as exc:
         print_note(f"{exc}; showing this machine's workers from their own status files")
         ws, _ = open_light(config, workspace)
-        path = find_config(config)
-        servers = load_roster(path).transport.servers if path is not None else []
         local = collect_overview(ws, names)
-        unreachable = {"kind": "nats", "servers": servers, "reachable": False}
+        unreachable = {"kind": "nats", "servers": roster.transport.servers, "reachable": False}
         return dataclasses.replace(local, transport=unreachable)
     try:
-        return collect_nats_overview(nats, names)
+        return collect_nats_overview(nats, {agent.name: agent.replicas for agent in roster.agents})
     finally:
         nats.close()

@@ -15,14 +15,16 @@ from agentctl.jetstream.escalations import stream_escalations
 from agentctl.jetstream.reader import Depth, StreamReader
 from agentctl.jetstream.transport import NatsTransport
 from agentctl.overview import AgentRow, Overview, pipeline_summary, row_of
-from agentctl.status import LIVE_STATES, AgentStatus, parse_iso
+from agentctl.status import LIVE_STATES, AgentState, AgentStatus, parse_iso
 
 LOST = "lost"  # a live state whose heartbeat stopped: the worker died or cannot reach us
 LOST_AFTER_S = 3 * HEARTBEAT_INTERVAL_S
 
 
-def collect_nats_overview(transport: NatsTransport, names: list[str]) -> Overview:
-    """The cluster's view of every agent's workers."""
+def collect_nats_overview(transport: NatsTransport, replicas: dict[str, int]) -> Overview:
+    """The cluster's view of the workers of every agent in `replicas` (name -> how many the
+    roster runs)."""
+    names = list(replicas)
     reader = StreamReader(transport)
     statuses = reader.statuses()
     if PIPELINE_AGENT not in names and any(s.agent == PIPELINE_AGENT for s in statuses):
@@ -32,7 +34,8 @@ def collect_nats_overview(transport: NatsTransport, names: list[str]) -> Overvie
     rows = []
     for name in names:
         workers = sorted(
-            (s for s in statuses if s.agent == name), key=lambda s: (s.replica, s.host)
+            shown_workers([s for s in statuses if s.agent == name], replicas.get(name, 1)),
+            key=lambda s: (s.replica, s.host),
         )
         depth = depths.get(name, Depth(0, 0, 0))
         if not workers:
@@ -52,6 +55,17 @@ def collect_nats_overview(transport: NatsTransport, names: list[str]) -> Overvie
         pipelines=pipeline_summary(ws),
         transport={"kind": "nats", "servers": transport.servers, "reachable": True},
     )
+
+
+def shown_workers(workers: list[AgentStatus], replicas: int) -> list[AgentStatus]:
+    """The workers of one agent that `status` shows: all but the cleanly stopped ones of
+    replicas the roster no longer runs.
+
+    The bucket keeps a record for a day: without this, a roster scaled from 3 replicas to 1
+    would show replicas 1 and 2 as stopped until then. A replica that stopped without saying so
+    (`lost`) is shown whatever the roster says: something killed it.
+    """
+    return [s for s in workers if s.replica < replicas or s.state is not AgentState.STOPPED]
 
 
 def _row(status: AgentStatus, depth: Depth, now: datetime, *, recorded: bool) -> AgentRow:

@@ -178,6 +178,12 @@ def test_send_wait_status_tail_replay_with_two_replicas(
     [problem] = json.loads(verify.stdout)["problems"]
     assert "journaled as sent" in problem and "not in the stream" in problem
     assert sup.stop() == 0
+    # Stopped, both replicas say so; scaled down to one replica, the bucket still holds
+    # replica 1's record (for a day), but status shows only what the roster runs.
+    assert [r["state"] for r in _status(tmp_path)["agents"]] == ["stopped", "stopped"]
+    _roster(tmp_path, [nats_server.url], f"- name: echo\n  {ECHO}\n")
+    rows = _status(tmp_path)["agents"]
+    assert [(r["replica"], r["state"]) for r in rows] == [(0, "stopped")]
 
 
 def test_retries_then_dead_letter_then_requeue(
