@@ -4,9 +4,11 @@
     .venv/bin/python bench/bench_workspace.py --quick        # smaller counts, ~30 s
     .venv/bin/python bench/bench_workspace.py --markdown     # the table as Markdown
 
-The disk of a shared VM varies 2-5x from one run to the next, so absolute figures mean little:
-every row puts agentctl beside a bare loop doing the same file operations in the same run, and
-the targets are ratios (except the p99 latency, which is an absolute budget).
+File creation on these VMs costs 2-6x more for minutes after many files were deleted (ext4
+without a journal skips recently freed inodes), so absolute figures mean little: every row puts
+agentctl beside a bare loop doing the same file operations in the same run, the targets are
+ratios (except the p99 latency, which is an absolute budget), and the title gives the cost of a
+file creation at the start and the end. The benchmark deletes nothing until it has measured.
 
 Rows (see docs/PERFORMANCE.md for the reasoning):
   send (none / fsync)   WorkspaceRouter.send vs write-to-tmp + link into new/ (+ fsyncs)
@@ -687,7 +689,26 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
-def machine_line(load_start: float) -> str:
+def file_create_us(directory: Path, count: int = 300) -> float:
+    """Median microseconds to create, write and close a 1 KB file in a fresh directory.
+
+    On ext4 without a journal (these VMs) a new inode skips every inode freed in the last 1-6
+    minutes, so this cost swings 2-6x with what was deleted lately (a test run, a previous
+    benchmark): it is printed in the title, because every ratio below depends on it.
+    """
+    directory.mkdir()
+    data = sample_bytes()
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        fd = os.open(directory / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.close(fd)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def machine_line(load_start: float, create_us: tuple[float, float]) -> str:
     fs = subprocess.run(
         ["df", "--output=fstype", tempfile.gettempdir()], capture_output=True, text=True
     ).stdout.split()
@@ -696,7 +717,8 @@ def machine_line(load_start: float) -> str:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
         f"load {load_start:.1f} -> {os.getloadavg()[0]:.1f}, "
         f"Python {platform.python_version()}, "
-        f"temp dir on {fs[-1] if fs else '?'}"
+        f"temp dir on {fs[-1] if fs else '?'}, "
+        f"file create {create_us[0]:.0f} -> {create_us[1]:.0f} us"
     )
 
 
@@ -763,10 +785,15 @@ def stop_children_on_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_all(sizes: Sizes, only: set[str]) -> list[Row]:
+def run_all(sizes: Sizes, only: set[str]) -> tuple[list[Row], tuple[float, float]]:
+    """The rows, and the file-creation cost at the start and at the end (microseconds)."""
     rows: list[Row] = []
+    # Write back the inode tables of earlier deletions: a deleted inode counts as recent for
+    # 6 minutes while its table block is dirty, 1 minute once it is clean.
+    os.sync()
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-") as name:
         tmp = Path(name)
+        create_start_us = file_create_us(tmp / "probe-start")
         steps: list[tuple[str, Callable[[], list[Row]]]] = [
             (
                 "send",
@@ -783,7 +810,9 @@ def run_all(sizes: Sizes, only: set[str]) -> list[Row]:
             print(f"running {key} ...", file=sys.stderr, flush=True)
             rows += step()
             print(f"  {key}: {time.monotonic() - started_s:.1f} s", file=sys.stderr, flush=True)
-    return rows
+        create_end_us = file_create_us(tmp / "probe-end")
+    os.sync()  # so the next run pays for these deletions 1 minute, not 6
+    return rows, (create_start_us, create_end_us)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -806,11 +835,12 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     try:
         with stop_children_on_exit():
-            rows = run_all(sizes, set(args.only))
+            rows, create_us = run_all(sizes, set(args.only))
     except KeyboardInterrupt:
         print("interrupted; all subprocesses stopped", file=sys.stderr)
         return 130
-    title = f"agentctl bench{' --quick' if args.quick else ''}: {machine_line(load_start)}"
+    quick = " --quick" if args.quick else ""
+    title = f"agentctl bench{quick}: {machine_line(load_start, create_us)}"
     if args.markdown:
         print_markdown(rows, title)
     else:
