@@ -18,10 +18,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+# Bytecode is compiled up front: where PYTHONDONTWRITEBYTECODE is set, every agentctl process
+# (each worker, each CLI call in the tests) would otherwise compile what it imports, every time.
 run: $(VENV)/.installed
+	$(BIN)/python -m compileall -q agentctl
 	$(BIN)/agentctl run
 
 test: $(VENV)/.installed-dev
+	$(BIN)/python -m compileall -q agentctl tests
 	$(BIN)/python -m pytest -q -n 2
 
 lint: $(VENV)/.installed-dev
