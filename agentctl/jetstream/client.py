@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ STREAM_SUBJECTS = ["agents.*.inbox", "agents.*.dead", "agents.*.events"]
 DUPLICATE_WINDOW_S = 15 * 60.0
 CONNECT_TIMEOUT_S = 5.0
 STATUS_TTL_S = 24 * 3600.0
+_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # a host name as one key token
 MISSING_EXTRA = "NATS support needs the nats extra: pip install 'agentctl[nats]'"
 
 T = TypeVar("T")
@@ -57,14 +59,18 @@ def nats_module() -> Any:
 
 def status_bucket(stream: str) -> str:
     """The key-value bucket where workers publish their status (one per stream). Entries
-    expire a day after their last write: a worker gone for good (a replica removed from the
-    roster) leaves the table instead of showing `stopped` for ever."""
+    expire a day after their last write, so a worker gone for good does not stay for ever."""
     return f"{stream}_status"
 
 
 def control_bucket(stream: str) -> str:
-    """The key-value bucket of the halt record (kept until `resume`)."""
+    """The key-value bucket of the halt record (kept until `resume`) and the conductor lease."""
     return f"{stream}_control"
+
+
+def status_key(agent: str, host: str, replica: int) -> str:
+    """A worker's key in the status bucket: `status.<agent>.<host>.<replica>`."""
+    return f"status.{agent}.{_HOST_UNSAFE.sub('_', host) or 'host'}.{replica}"
 
 
 class LoopThread:

@@ -23,14 +23,12 @@ import concurrent.futures
 import functools
 import json
 import logging
-import re
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import PIPELINE_AGENT
 from agentctl.errors import AgentctlError, BadMessageError
 from agentctl.ids import new_id
 from agentctl.jetstream.client import (
@@ -44,9 +42,11 @@ from agentctl.jetstream.client import (
     ensure_stream,
     open_connection,
     status_bucket,
+    status_key,
 )
+from agentctl.jetstream.control import ControlRecords
 from agentctl.names import validate_agent_name
-from agentctl.status import iso_now, parse_iso
+from agentctl.status import iso_now
 
 try:
     from nats.errors import MsgAlreadyAckdError
@@ -65,22 +65,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HALT_KEY = "halted"
-CONDUCTOR_KEY = "conductor"
-CONDUCTOR_LEASE_S = 5.0  # a conductor whose heartbeat is older has died: its lease is free
-STATUS_KEY = "status.{agent}.{host}.{replica}"
 MAX_UNCONFIRMED_EVENTS = 256  # then wait for them (bounds memory, e.g. in the supervisor)
-HALT_CHECK_INTERVAL_S = 0.5  # how stale a worker's view of the halt record may be
 # One request to the server. Short enough that a command retries a few times within its
 # patience while a cluster elects a new leader (measured: 2-8 s after losing a node).
 CALL_TIMEOUT_S = 5.0
 COMMAND_PATIENCE_S = 20.0  # how long a command retries before it gives up with one line
-_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def host_key() -> str:
-    """This machine's name as a key token."""
-    return _HOST_UNSAFE.sub("_", socket.gethostname()) or "host"
 
 
 class NatsTransport:
@@ -114,8 +103,7 @@ class NatsTransport:
         self.patient = patient  # a worker waits out outages; a command gives up
         self.connected = True
         self._listeners: list[Callable[[bool], None]] = []
-        self._halted = False
-        self._halt_checked = 0.0
+        self.records = ControlRecords(self)
         self._known_ids: dict[str, set[str]] = {}
         self._closing = False
         # Events handed to the loop thread, not yet confirmed by the server (see append()).
@@ -323,7 +311,7 @@ class NatsTransport:
         """Put the worker's status in the bucket; skipped while disconnected (never raises)."""
         if not self.connected:
             return
-        key = STATUS_KEY.format(agent=status.agent, host=host_key(), replica=status.replica)
+        key = status_key(status.agent, socket.gethostname(), status.replica)
         status.host = status.host or socket.gethostname()
         try:
             self.loop.call(self.kv.put(key, status.to_json_bytes()), 2.0)
@@ -331,100 +319,24 @@ class NatsTransport:
             log.debug("cannot publish status: %s", exc)
 
     def is_halted(self) -> bool:
-        """The halt record's presence, looked up at most every HALT_CHECK_INTERVAL_S."""
-        now = time.monotonic()
-        if now - self._halt_checked >= HALT_CHECK_INTERVAL_S:
-            try:
-                self._halted = self.loop.call(self._halt_record(), 2.0) is not None
-                self._halt_checked = now
-            except Exception as exc:  # keep the last answer while the server is away
-                log.debug("cannot read the halt record: %s", exc)
-        return self._halted
+        """The halt record's presence (looked up at most every HALT_CHECK_INTERVAL_S)."""
+        return self.records.is_halted()
 
     def halt_state(self) -> dict[str, Any] | None:
         """The halt record, or None."""
-        value = self.call(self._halt_record, "read the halt record")
-        if value is None:
-            return None
-        try:
-            data = json.loads(value)
-        except ValueError:
-            return {"reason": "the halt record is damaged", "by": None, "run": None}
-        return data if isinstance(data, dict) else None
+        return self.records.halt_state()
 
     def write_halt(self, record: dict[str, Any]) -> None:
         """Put the halt record: every worker on every machine stops claiming."""
-        data = json.dumps(record).encode()
-        self.call(lambda: self.control.put(HALT_KEY, data), "halt")
-        self._halted, self._halt_checked = True, time.monotonic()
+        self.records.write_halt(record)
 
     def clear_halt(self) -> None:
         """Delete the halt record."""
-        self.call(lambda: self.control.delete(HALT_KEY), "resume")
-        self._halted, self._halt_checked = False, time.monotonic()
-
-    async def _halt_record(self) -> bytes | None:
-        # Through the stream leader, not a direct get: a bucket with replicas that has just
-        # been created does not answer direct gets until its replicas catch up (measured: the
-        # request times out), and a wrong "not halted" is not an answer to give.
-        from nats.js.errors import NotFoundError
-
-        bucket = control_bucket(self.stream)
-        try:
-            msg = await self.js.get_msg(
-                f"KV_{bucket}", subject=f"$KV.{bucket}.{HALT_KEY}", direct=False
-            )
-        except NotFoundError:
-            return None
-        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
-            return None  # resumed: the key's last entry is its deletion
-        return bytes(msg.data) if msg.data else None
+        self.records.clear_halt()
 
     def claim_conductor(self) -> None:
-        """One conductor per cluster: take the lease in the control bucket, or refuse (one
-        clear error) while another machine's conductor is alive. Two conductors would share
-        the `pipeline` consumer while each keeps its own run records, and split runs."""
-        me = {"host": socket.gethostname(), "workspace": str(self.workspace.root)}
-        self.call(lambda: self._claim_conductor(me), "claim the conductor's lease")
-
-    async def _claim_conductor(self, me: dict[str, str]) -> None:
-        from nats.js.errors import KeyWrongLastSequenceError
-
-        data = json.dumps({**me, "since": iso_now()}).encode()
-        try:
-            await self.control.create(CONDUCTOR_KEY, data)
-            return
-        except KeyWrongLastSequenceError:
-            pass  # held already: by us (a restart), by a dead conductor, or by a live one
-        entry = await self.control.get(CONDUCTOR_KEY)
-        try:
-            holder = json.loads(entry.value or b"{}")
-        except ValueError:
-            holder = {}
-        mine = all(holder.get(k) == v for k, v in me.items())
-        if not mine and await self._conductor_alive(str(holder.get("host", ""))):
-            raise AgentctlError(
-                f"another conductor runs on {holder.get('host')} (workspace "
-                f"{holder.get('workspace')}); one per cluster: on this machine run "
-                "`agentctl run --agent NAME ...` for the agents it should host"
-            )
-        await self.control.update(CONDUCTOR_KEY, data, last=entry.revision)
-
-    async def _conductor_alive(self, host: str) -> bool:
-        from datetime import UTC, datetime
-
-        from nats.js.errors import KeyNotFoundError
-
-        key = STATUS_KEY.format(agent=PIPELINE_AGENT, host=_HOST_UNSAFE.sub("_", host), replica=0)
-        try:
-            entry = await self.kv.get(key)
-            status = json.loads(entry.value or b"{}")
-        except (KeyNotFoundError, ValueError):
-            return False
-        heartbeat = parse_iso(str(status.get("heartbeat_at", "")))
-        if heartbeat is None or status.get("state") in ("stopped", "crashed", "fatal"):
-            return False
-        return (datetime.now(UTC) - heartbeat).total_seconds() <= CONDUCTOR_LEASE_S
+        """Take the cluster's conductor lease, or refuse while another conductor is alive."""
+        self.records.claim_conductor()
 
     def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
         """Whether `reply_id` is in `agent`'s inbox subject (one scan per agent, then cached)."""
