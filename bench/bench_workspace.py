@@ -51,6 +51,8 @@ BIN_DIR = Path(sys.executable).parent  # .venv/bin when run as `make bench` does
 READY_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 300.0
 SEND_CHUNK = 20  # messages per side between switches in the send rows
+DEFAULT_BENCH_DIR = Path(__file__).resolve().parent.parent / ".bench-tmp"
+SLOW_CREATE_US = 300.0  # a file creation slower than this: recent deletions nearby
 
 
 @dataclass(frozen=True)
@@ -708,9 +710,9 @@ def file_create_us(directory: Path, count: int = 300) -> float:
     return statistics.median(times) * 1e6
 
 
-def machine_line(load_start: float, create_us: tuple[float, float]) -> str:
+def machine_line(load_start: float, create_us: tuple[float, float], base: Path) -> str:
     fs = subprocess.run(
-        ["df", "--output=fstype", tempfile.gettempdir()], capture_output=True, text=True
+        ["df", "--output=fstype", str(base)], capture_output=True, text=True
     ).stdout.split()
     # The load average says whether something else was running (this run adds ~1-2).
     return (
@@ -785,15 +787,23 @@ def stop_children_on_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_all(sizes: Sizes, only: set[str]) -> tuple[list[Row], tuple[float, float]]:
+def run_all(sizes: Sizes, only: set[str], base: Path) -> tuple[list[Row], tuple[float, float]]:
     """The rows, and the file-creation cost at the start and at the end (microseconds)."""
     rows: list[Row] = []
     # Write back the inode tables of earlier deletions: a deleted inode counts as recent for
     # 6 minutes while its table block is dirty, 1 minute once it is clean.
     os.sync()
-    with tempfile.TemporaryDirectory(prefix="agentctl-bench-") as name:
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="agentctl-bench-", dir=base) as name:
         tmp = Path(name)
         create_start_us = file_create_us(tmp / "probe-start")
+        if create_start_us > SLOW_CREATE_US:
+            print(
+                f"warning: creating a file takes {create_start_us:.0f} us here (about 50 on a "
+                "settled disk): many files were deleted nearby in the last minutes, which "
+                "slows the baselines more than agentctl; run again in a minute",
+                file=sys.stderr,
+            )
         steps: list[tuple[str, Callable[[], list[Row]]]] = [
             (
                 "send",
@@ -827,6 +837,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only these rows (repeatable)",
     )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_BENCH_DIR,
+        help="where the temporary files go (default: .bench-tmp/ in the checkout, on the disk "
+        "of the default workspace and away from /tmp's churn)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     # PYTHONPATH can point the benchmark (and its children) at another checkout: say which.
@@ -835,12 +852,12 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     try:
         with stop_children_on_exit():
-            rows, create_us = run_all(sizes, set(args.only))
+            rows, create_us = run_all(sizes, set(args.only), args.dir)
     except KeyboardInterrupt:
         print("interrupted; all subprocesses stopped", file=sys.stderr)
         return 130
     quick = " --quick" if args.quick else ""
-    title = f"agentctl bench{quick}: {machine_line(load_start, create_us)}"
+    title = f"agentctl bench{quick}: {machine_line(load_start, create_us, args.dir)}"
     if args.markdown:
         print_markdown(rows, title)
     else:
