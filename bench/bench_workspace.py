@@ -52,7 +52,7 @@ READY_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 300.0
 SEND_CHUNK = 20  # messages per side between switches in the send rows
 DEFAULT_BENCH_DIR = Path(__file__).resolve().parent.parent / ".bench-tmp"
-SLOW_CREATE_US = 300.0  # a file creation slower than this: recent deletions nearby
+SLOW_CREATE_US = 150.0  # slower than this (settled ext4 here: 40-70): recent deletions nearby
 
 
 @dataclass(frozen=True)
@@ -799,7 +799,7 @@ def run_all(sizes: Sizes, only: set[str], base: Path) -> tuple[list[Row], tuple[
         create_start_us = file_create_us(tmp / "probe-start")
         if create_start_us > SLOW_CREATE_US:
             print(
-                f"warning: creating a file takes {create_start_us:.0f} us here (about 50 on a "
+                f"warning: creating a file takes {create_start_us:.0f} us here (40-70 on a "
                 "settled disk): many files were deleted nearby in the last minutes, which "
                 "slows the baselines more than agentctl; run again in a minute",
                 file=sys.stderr,
