@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -43,13 +42,13 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
+
+from benchkit import CHILDREN, Popen, log_tail, percentile, stop_children_on_exit, wait_until
 
 import agentctl
 from agentctl.jetstream.client import LoopThread
@@ -110,78 +109,9 @@ class Row:
 
 # -- subprocesses ---------------------------------------------------------------------------
 
-Popen = subprocess.Popen[bytes]
-
-
-class Children:
-    """Every subprocess the benchmark starts (the server too), stopped however it ends."""
-
-    def __init__(self) -> None:
-        self._procs: list[Popen] = []
-
-    def spawn(self, argv: list[str], *, cwd: Path, log: Path) -> Popen:
-        # A new session: Ctrl-C reaches only us, and we stop the children in order.
-        with open(log, "ab") as log_file:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._procs.append(proc)
-        return proc
-
-    def stop(self, proc: Popen, timeout_s: float = 15.0) -> None:
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        if proc in self._procs:
-            self._procs.remove(proc)
-
-    def stop_all(self) -> None:
-        # Newest first: the agents before the server they are connected to.
-        for proc in reversed(list(self._procs)):
-            self.stop(proc, timeout_s=5.0)
-
-
-CHILDREN = Children()
-
-
-def _signal_group(proc: Popen, signum: int) -> None:
-    try:
-        os.killpg(proc.pid, signum)
-    except ProcessLookupError:
-        pass
-
 
 def progress(text: str) -> None:
     print(f"    {text}", file=sys.stderr, flush=True)
-
-
-def log_tail(log: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def wait_until(
-    predicate: Callable[[], bool], *, timeout_s: float, what: str, proc: Popen, log: Path
-) -> None:
-    """Poll until `predicate`; fail loudly if the child died or the time is up."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{log_tail(log)}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {timeout_s:g} s\n{log_tail(log)}")
-        time.sleep(POLL_S)
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -266,15 +196,6 @@ def sample_bytes() -> bytes:
     return user_message("echo", CONTENT).to_json_bytes()
 
 
-def percentile(values: list[float], pct: float) -> float:
-    """Linear-interpolated percentile (pct in 0..100)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * pct / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def open_transport(url: str, workspace: Path, client_name: str) -> NatsTransport:
     return NatsTransport.connect(
         Workspace(workspace, fsync=False),
@@ -349,7 +270,14 @@ def wait_idle(directory: Path, proc: Popen, log: Path, agents: dict[str, int]) -
                 return False
         return True
 
-    wait_until(ready, timeout_s=READY_TIMEOUT_S, what="agents idle", proc=proc, log=log)
+    wait_until(
+        ready,
+        timeout_s=READY_TIMEOUT_S,
+        what="agents idle",
+        proc=proc,
+        log=log,
+        interval_s=POLL_S,  # each look runs `agentctl status`
+    )
 
 
 # -- 1 + 2. publish and send ----------------------------------------------------------------
@@ -850,21 +778,6 @@ def print_table(rows: list[Row], title: str, footer: str) -> None:
 
 
 # -- main -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def stop_children_on_exit() -> Iterator[None]:
-    """SIGTERM becomes an exception like Ctrl-C, so the `finally` stops every child."""
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        CHILDREN.stop_all()
-        signal.signal(signal.SIGTERM, previous)
 
 
 STEPS = ("send", "rtt", "drain", "pipeline")

@@ -26,20 +26,19 @@ import compileall
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO
+
+from benchkit import CHILDREN, Popen, log_tail, percentile, stop_children_on_exit, wait_until
 
 import agentctl
 from agentctl.message import AgentMessage
@@ -92,80 +91,11 @@ class Row:
 # -- subprocesses ---------------------------------------------------------------------------
 
 
-class Children:
-    """Every subprocess the benchmark starts, so all of them are stopped however it ends."""
-
-    def __init__(self) -> None:
-        self._procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, argv: list[str], *, cwd: Path, log: Path, env: dict[str, str]) -> Popen:
-        # A new session: Ctrl-C in the terminal reaches only us, and we stop the children in
-        # order (a worker finishing its message) instead of racing them.
-        with open(log, "wb") as log_file:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._procs.append(proc)
-        return proc
-
-    def stop(self, proc: Popen, timeout_s: float = 10.0) -> None:
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        if proc in self._procs:
-            self._procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in list(self._procs):
-            self.stop(proc, timeout_s=5.0)
-
-
-Popen = subprocess.Popen[bytes]
-CHILDREN = Children()
-
-
-def _signal_group(proc: Popen, signum: int) -> None:
-    try:
-        os.killpg(proc.pid, signum)
-    except ProcessLookupError:
-        pass
-
-
 def _child_env(extra_path: Path) -> dict[str, str]:
     # The agent module written into the temp dir must be importable by the worker.
     old = os.environ.get("PYTHONPATH")
     path = f"{extra_path}{os.pathsep}{old}" if old else str(extra_path)
     return {**os.environ, "PYTHONPATH": path}
-
-
-def _log_tail(log: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def wait_for(
-    predicate: Callable[[], bool], *, timeout_s: float, what: str, proc: Popen, log: Path
-) -> None:
-    """Poll until `predicate`; fail loudly if the child died or the time is up."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{_log_tail(log)}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {timeout_s:g} s\n{_log_tail(log)}")
-        time.sleep(0.01)
 
 
 # -- shared helpers -------------------------------------------------------------------------
@@ -232,7 +162,7 @@ def start_worker(directory: Path, roster: Path, agent: str, env: dict[str, str])
     argv = [sys.executable, "-m", "agentctl.worker", "--config", str(roster)]
     argv += ["--workspace", str(workspace), "--agent", agent]
     proc = CHILDREN.spawn(argv, cwd=directory, log=log, env=env)
-    wait_for(
+    wait_until(
         lambda: read_status(workspace, agent).get("state") in ("idle", "busy"),
         timeout_s=READY_TIMEOUT_S,
         what=f"worker {agent}",
@@ -244,15 +174,6 @@ def start_worker(directory: Path, roster: Path, agent: str, env: dict[str, str])
 
 def count_files(directory: Path) -> int:
     return sum(1 for n in os.listdir(directory) if not n.startswith("."))
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Linear-interpolated percentile (pct in 0..100)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * pct / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 # -- 1. send throughput ---------------------------------------------------------------------
@@ -443,7 +364,7 @@ def bare_latencies(tmp: Path, sizes: Sizes) -> Latencies:
     log = directory / "consumer.log"
     argv = [sys.executable, str(script), str(dirs["new"]), str(stamps), str(ready)]
     proc = CHILDREN.spawn(argv, cwd=directory, log=log, env=dict(os.environ))
-    wait_for(ready.exists, timeout_s=READY_TIMEOUT_S, what="bare consumer", proc=proc, log=log)
+    wait_until(ready.exists, timeout_s=READY_TIMEOUT_S, what="bare consumer", proc=proc, log=log)
     data = sample_bytes()
 
     def send_one(i: int) -> tuple[str, int]:
@@ -513,7 +434,7 @@ def agentctl_drain_rate(tmp: Path, count: int) -> tuple[float, str]:
                 last = (handled, parse_iso_s(status["heartbeat_at"]))
                 first = first or last
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"drain stopped at {handled}/{count}\n{_log_tail(log)}")
+                raise RuntimeError(f"drain stopped at {handled}/{count}\n{log_tail(log)}")
             # Coarse polling: reading status.json is cheap, but this machine has 2 cores.
             time.sleep(0.05)
         wall_s = time.monotonic() - spawned_s
@@ -770,21 +691,6 @@ def print_markdown(rows: list[Row], title: str) -> None:
 
 
 # -- main -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def stop_children_on_exit() -> Iterator[None]:
-    """SIGTERM becomes an exception like Ctrl-C, so the `finally` stops every child."""
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        CHILDREN.stop_all()
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_all(sizes: Sizes, only: set[str], base: Path) -> tuple[list[Row], tuple[float, float]]:
