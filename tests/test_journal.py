@@ -168,6 +168,35 @@ def test_a_torn_last_line_is_tolerated_and_the_next_append_starts_a_fresh_line(
     assert report.events == 7 and report.head.seq == 7
 
 
+def test_appenders_take_the_head_from_a_long_or_damaged_line_another_one_wrote(
+    tmp_path: Path,
+) -> None:
+    """An appender whose cached head is stale reads the last line another appender wrote: one
+    longer than its first read, or one that no longer parses, still continues the chain."""
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    first, second = (Journal(ws.journal_dir, max_bytes=1 << 20) for _ in range(2))
+    for i in range(10):
+        # Three fields cut at 2,000 characters each: a line over 6 KB.
+        first.append("sent", agent="a", n=i, error="e" * 3000, summary="s" * 3000, note="n" * 3000)
+        second.append("handled", agent="b", n=i)
+    entries = list(read_all(ws.journal_dir))
+    assert max(len(e.raw) for e in entries) > 6000
+    _assert_chain(entries)
+
+    # Given a whole last line that is not a journal line (edited by hand, say),
+    active = ws.journal_dir / ACTIVE_NAME
+    damaged_at = active.stat().st_size
+    with open(active, "ab") as f:
+        f.write(b'{"seq":21,"event":"edited by hand"}\n')
+    # when another appender writes, it continues from the last good line.
+    assert first.append("sent", agent="a") == 21
+    good = [e.record for e in read_all(ws.journal_dir) if e.record and "hash" in e.record]
+    assert [r["seq"] for r in good] == list(range(1, 22))
+    assert good[-1]["prev"] == good[-2]["hash"]
+    report = verify_workspace(ws)
+    assert [p.where for p in report.problems] == [f".agentctl/journal/{ACTIVE_NAME}@{damaged_at}"]
+
+
 # -- verify against real traffic ---------------------------------------------------------------
 
 TRAFFIC_ROSTER = """\
