@@ -5,7 +5,8 @@
 Each figure is printed beside a baseline measured in the same run, because this machine is
 noisy and only ratios mean anything:
 - append: Journal.append (flock, chain head, hash, one O_APPEND write) vs a bare os.write of a
-  line of the same size to an O_APPEND file (no lock, no hash);
+  line of the same size to an O_APPEND file (no lock, no hash); and two appenders taking turns
+  (each first reads the other's last line) vs one;
 - replay of one thread and `tail -n 20` on a journal of N events (default one million), each in
   a fresh process so its peak RSS is its own: vs `grep -F ID` over the same files and
   coreutils `tail -n 20`. The journal is written with the journal's own line format.
@@ -53,6 +54,26 @@ def bench_append(directory: Path, count: int) -> tuple[float, float]:
     bare_rate = count / (time.perf_counter() - started)
     os.close(fd)
     return journal_rate, bare_rate
+
+
+def bench_append_alternating(directory: Path, count: int) -> float:
+    """Events/s when two appenders take turns, as agents and commands sharing a workspace do:
+    each append finds its cached head stale and reads the other's last line first."""
+    journals = [Journal(directory / "journal", max_bytes=SEGMENT_BYTES) for _ in range(2)]
+    started = time.perf_counter()
+    for i in range(count):
+        journals[i % 2].append(
+            "handled",
+            agent="reviewer",
+            message_id=f"01M8A2P731H1W1HHAZ{i:08d}",
+            thread_id="01M8A2P731H1W1HHAZ2NB5QN6J",
+            attempt=1,
+            duration_ms=1.234,
+        )
+    rate = count / (time.perf_counter() - started)
+    for journal in journals:
+        journal.close()
+    return rate
 
 
 def generate(directory: Path, events: int) -> str:
@@ -148,6 +169,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="agentctl-bench-journal-") as tmp:
         root = Path(tmp)
         journal_rate, bare_rate = bench_append(root / "append", args.appends)
+        alternating_rate = bench_append_alternating(root / "alternating", args.appends)
         workspace = root / "ws"
         started = time.perf_counter()
         ident = generate(workspace / ".agentctl" / "journal", args.events)
@@ -167,6 +189,12 @@ def main() -> int:
                 f"{journal_rate:,.0f}",
                 f"{bare_rate:,.0f} bare write",
                 f"{journal_rate / bare_rate:.2f}x",
+            ),
+            (
+                "  two appenders taking turns",
+                f"{alternating_rate:,.0f}",
+                f"{journal_rate:,.0f} one appender",
+                f"{alternating_rate / journal_rate:.2f}x",
             ),
             (
                 f"replay one thread of {args.events:,} events",
