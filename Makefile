@@ -37,4 +37,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_journal.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench-tmp
