@@ -30,19 +30,24 @@ AGENTS = ("researcher", "architect", "implementer", "reviewer", "qa")
 SEGMENT_BYTES = 64 * 1024 * 1024  # the default rotation size
 
 
+def append_one(journal: Journal, i: int) -> None:
+    """The event both append rows write: a typical `handled` line."""
+    journal.append(
+        "handled",
+        agent="reviewer",
+        message_id=f"01M8A2P731H1W1HHAZ{i:08d}",
+        thread_id="01M8A2P731H1W1HHAZ2NB5QN6J",
+        attempt=1,
+        duration_ms=1.234,
+    )
+
+
 def bench_append(directory: Path, count: int) -> tuple[float, float]:
     """Events/s through Journal.append, and bare O_APPEND writes/s of same-size lines."""
     journal = Journal(directory / "journal", max_bytes=SEGMENT_BYTES)
     started = time.perf_counter()
     for i in range(count):
-        journal.append(
-            "handled",
-            agent="reviewer",
-            message_id=f"01M8A2P731H1W1HHAZ{i:08d}",
-            thread_id="01M8A2P731H1W1HHAZ2NB5QN6J",
-            attempt=1,
-            duration_ms=1.234,
-        )
+        append_one(journal, i)
     journal_rate = count / (time.perf_counter() - started)
     journal.close()
     line_bytes = (directory / "journal" / ACTIVE_NAME).stat().st_size // count
@@ -62,14 +67,7 @@ def bench_append_alternating(directory: Path, count: int) -> float:
     journals = [Journal(directory / "journal", max_bytes=SEGMENT_BYTES) for _ in range(2)]
     started = time.perf_counter()
     for i in range(count):
-        journals[i % 2].append(
-            "handled",
-            agent="reviewer",
-            message_id=f"01M8A2P731H1W1HHAZ{i:08d}",
-            thread_id="01M8A2P731H1W1HHAZ2NB5QN6J",
-            attempt=1,
-            duration_ms=1.234,
-        )
+        append_one(journals[i % 2], i)
     rate = count / (time.perf_counter() - started)
     for journal in journals:
         journal.close()

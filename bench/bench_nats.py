@@ -48,7 +48,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchkit import CHILDREN, Popen, log_tail, percentile, stop_children_on_exit, wait_until
+from benchkit import (
+    CHILDREN,
+    Popen,
+    log_tail,
+    percentile,
+    run_steps,
+    stop_children_on_exit,
+    wait_until,
+)
 
 import agentctl
 from agentctl.jetstream.client import LoopThread
@@ -797,13 +805,7 @@ def run_all(sizes: Sizes, only: set[str]) -> list[Row]:
                 ("drain", lambda: bench_drain(tmp, url, bare, sizes)),
                 ("pipeline", lambda: bench_pipeline(tmp, url, bare, sizes)),
             ]
-            for key, step in steps:
-                if only and key not in only:
-                    continue
-                started_s = time.monotonic()
-                print(f"running {key} ...", file=sys.stderr, flush=True)
-                rows += step()
-                print(f"  {key}: {time.monotonic() - started_s:.1f} s", file=sys.stderr)
+            rows += run_steps(steps, only)
         finally:
             bare.close()
             CHILDREN.stop_all()  # the agents, then the server, before the directory goes

@@ -38,7 +38,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from benchkit import CHILDREN, Popen, log_tail, percentile, stop_children_on_exit, wait_until
+from benchkit import (
+    CHILDREN,
+    Popen,
+    log_tail,
+    percentile,
+    run_steps,
+    stop_children_on_exit,
+    wait_until,
+)
 
 import agentctl
 from agentctl.message import AgentMessage
@@ -719,13 +727,7 @@ def run_all(sizes: Sizes, only: set[str], base: Path) -> tuple[list[Row], tuple[
             ("drain", lambda: bench_drain(tmp, sizes)),
             ("cli", lambda: bench_cli(tmp, sizes)),
         ]
-        for key, step in steps:
-            if only and key not in only:
-                continue
-            started_s = time.monotonic()
-            print(f"running {key} ...", file=sys.stderr, flush=True)
-            rows += step()
-            print(f"  {key}: {time.monotonic() - started_s:.1f} s", file=sys.stderr, flush=True)
+        rows += run_steps(steps, only)
         create_end_us = file_create_us(tmp / "probe-end")
     os.sync()  # so the next run pays for these deletions 1 minute, not 6
     return rows, (create_start_us, create_end_us)

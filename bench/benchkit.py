@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 Popen = subprocess.Popen[bytes]
+R = TypeVar("R")
 POLL_S = 0.01
 
 
@@ -120,3 +123,16 @@ def percentile(values: list[float], pct: float) -> float:
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def run_steps(steps: Sequence[tuple[str, Callable[[], list[R]]]], only: set[str]) -> list[R]:
+    """Run each named step (all, or those in `only`), saying on stderr how long each took."""
+    rows: list[R] = []
+    for key, step in steps:
+        if only and key not in only:
+            continue
+        started_s = time.monotonic()
+        print(f"running {key} ...", file=sys.stderr, flush=True)
+        rows += step()
+        print(f"  {key}: {time.monotonic() - started_s:.1f} s", file=sys.stderr, flush=True)
+    return rows
