@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from agentctl.agent import BaseAgent
-from agentctl.crew.scanners import relative, run_bandit, run_ruff, source_of
+from agentctl.crew.scanners import relative, run_bandit, run_ruff
+from agentctl.crew.source import Source, source_of
 from agentctl.verdict import Verdict
 
 # What to do about the findings bandit reports most; others point at bandit's page.
@@ -45,9 +46,10 @@ class SecurityReviewer(BaseAgent):
 
     async def process(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         """Scan the code with bandit."""
-        with source_of(task, Path.cwd()) as (paths, root):
-            raw = run_bandit(paths)
-        findings = [
+        with source_of(task, Path.cwd()) as source:
+            raw = run_bandit(source.paths)
+        root = source.root
+        findings = _skipped_findings(source, severity="medium") + [
             {
                 "severity": r.get("issue_severity", "").lower(),
                 "confidence": r.get("issue_confidence", "").lower(),
@@ -84,8 +86,9 @@ class LintReviewer(BaseAgent):
 
     async def process(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         """Run ruff's default rules."""
-        with source_of(task, Path.cwd()) as (paths, root):
-            findings = [_ruff_finding(d, root) for d in run_ruff(paths)]
+        with source_of(task, Path.cwd()) as source:
+            findings = [_ruff_finding(d, source.root) for d in run_ruff(source.paths)]
+        findings += _skipped_findings(source)
         verdict = Verdict.FLAG if findings else Verdict.PASS
         return {
             "agent": self.name,
@@ -106,11 +109,11 @@ class ComplexityReviewer(BaseAgent):
     async def process(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         """Report every function over the limit with its complexity."""
         setting = f"lint.mccabe.max-complexity = {self.max_complexity}"
-        with source_of(task, Path.cwd()) as (paths, root):
-            raw = run_ruff(paths, select=["C901"], config=(setting,))
-        findings = []
+        with source_of(task, Path.cwd()) as source:
+            raw = run_ruff(source.paths, select=["C901"], config=(setting,))
+        findings = _skipped_findings(source)
         for d in raw:
-            finding = _ruff_finding(d, root)
+            finding = _ruff_finding(d, source.root)
             match = re.search(r"`(?P<name>[^`]+)` is too complex \((?P<score>\d+) > \d+\)",
                               str(d.get("message", "")))  # fmt: skip
             if match:
@@ -199,6 +202,16 @@ def _ruff_finding(d: dict[str, Any], root: Path) -> dict[str, Any]:
         "message": d.get("message"),
         "recommendation": ((d.get("fix") or {}).get("message")) or d.get("url"),
     }
+
+
+def _skipped_findings(source: Source, **extra: str) -> list[dict[str, Any]]:
+    # A file the crew would not read is a finding: a review never passes over it in silence.
+    return [
+        {"file": rel, "line": None, "code": "skipped", "issue": reason, "message": reason,
+         "recommendation": "Review only code inside the folder; copy the file in if it belongs",
+         **extra}
+        for rel, reason in source.skipped
+    ]  # fmt: skip
 
 
 def _verdict(review: dict[str, Any]) -> Verdict:

@@ -7,14 +7,11 @@ is dead-lettered with that reason at once instead of being retried.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +19,6 @@ from agentctl.errors import HandlerError, NonRetryableError
 
 MISSING = "{tool} is not installed: install the crew extra (pip install 'agentctl[crew]')"
 SCAN_TIMEOUT_S = 120.0
-
-
-@contextlib.contextmanager
-def source_of(task: dict[str, Any], base_dir: Path) -> Iterator[tuple[list[str], Path]]:
-    """The files to scan for a task, and the directory findings are reported relative to.
-
-    The task is code (`content` or `code`: written to a temporary `snippet.py`) or a `path` to
-    a file or folder inside `base_dir` (the agent's working directory); a path that leads
-    outside it, through `..` or a symlink, is refused.
-    """
-    path = task.get("path")
-    if isinstance(path, str) and path:
-        resolved = (base_dir / path).resolve()
-        root = base_dir.resolve()
-        if resolved != root and root not in resolved.parents:
-            raise NonRetryableError(f"{path}: outside {root}; only code inside it is reviewed")
-        if not resolved.exists():
-            raise NonRetryableError(f"{path}: no such file or folder in {root}")
-        yield [str(resolved)], root
-        return
-    code = task.get("code", task.get("content"))
-    if not isinstance(code, str) or not code.strip():
-        raise NonRetryableError('nothing to review: send code, or {"path": FILE_OR_FOLDER}')
-    with tempfile.TemporaryDirectory(prefix="agentctl-review-") as tmp:
-        snippet = Path(tmp) / "snippet.py"
-        snippet.write_text(code, encoding="utf-8")
-        yield [str(snippet)], Path(tmp)
 
 
 def run_bandit(paths: list[str]) -> list[dict[str, Any]]:

@@ -80,6 +80,45 @@ def test_reviewers_refuse_paths_outside_their_directory(code: Path) -> None:
         review(SecurityReviewer(), {"path": "code/link"})
 
 
+def test_symlinks_inside_the_folder_never_lead_the_scanners_outside(code: Path) -> None:
+    # Given a secret outside the agent's directory, reached by symlinks inside the folder
+    outside = code / "outside"
+    outside.mkdir()
+    (outside / "secret.py").write_text('password = "s3cr3t-outside"\nimport os\n')
+    folder = code / "agent" / "code"
+    folder.mkdir(parents=True)
+    (folder / "bad.py").write_text(BAD)
+    (folder / "linked.py").symlink_to(outside / "secret.py")
+    (folder / "linked_dir").symlink_to(outside)
+    (folder / "inside.py").symlink_to("bad.py")
+    os.mkfifo(folder / "pipe.py")
+    # When the crew, working in code/agent, reviews the folder
+    os.chdir(code / "agent")
+    results = [review(agent, {"path": "code"})
+               for agent in (SecurityReviewer(), LintReviewer(), ComplexityReviewer())]
+    # Then nothing outside is read, and each reviewer says what it left out
+    for result in results:
+        assert "s3cr3t-outside" not in json.dumps(result)
+        skipped = {f["file"]: f for f in result["findings"] if f.get("code") == "skipped"}
+        assert set(skipped) == {"code/linked.py", "code/linked_dir", "code/pipe.py"}
+        assert "outside" in skipped["code/linked.py"]["message"]
+        assert result["verdict"] != "pass"
+    security = results[0]
+    assert {f["file"] for f in security["findings"] if f.get("test_id") == "B602"} == {
+        "code/bad.py", "code/inside.py"}  # a link that stays inside is reviewed
+    assert not any(f["file"].startswith("code/linked") for f in results[1]["findings"]
+                   if f.get("code") != "skipped")
+
+
+def test_a_single_file_symlinked_outside_is_refused(code: Path) -> None:
+    (code / "secret.py").write_text('password = "s3cr3t"\n')
+    os.makedirs(code / "sub" / "code")
+    (code / "sub" / "code" / "a.py").symlink_to(code / "secret.py")
+    os.chdir(code / "sub")
+    with pytest.raises(NonRetryableError, match="outside"):
+        review(SecurityReviewer(), {"path": "code/a.py"})
+
+
 def test_reporter_writes_the_report_worst_verdict_first(code: Path, monkeypatch) -> None:
     monkeypatch.setenv("AGENTCTL_WORKSPACE", str(code / "ws"))
     results = {
