@@ -3,38 +3,32 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean venv-crew venv-dev
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+# tools/venv.sh takes a lock, so `make run` and `make test` can start at once in two terminals.
+venv-crew:
+	@sh tools/venv.sh crew $(PYTHON)
 
-# Stamp files so a second `make` does not reinstall; pyproject changes trigger a reinstall.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[crew]'
-	touch $@
-
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $@ $(VENV)/.installed
+venv-dev:
+	@sh tools/venv.sh dev $(PYTHON)
 
 # Bytecode is compiled up front: where PYTHONDONTWRITEBYTECODE is set, every agentctl process
 # (each worker, each CLI call in the tests) would otherwise compile what it imports, every time.
-run: $(VENV)/.installed
+run: venv-crew
 	$(BIN)/python -m compileall -q agentctl
 	$(BIN)/agentctl run
 
-test: $(VENV)/.installed-dev
+test: venv-dev
 	$(BIN)/python -m compileall -q agentctl tests
 	$(BIN)/python -m pytest -q -n 2
 
-lint: $(VENV)/.installed-dev
+lint: venv-dev
 	$(BIN)/ruff check agentctl tests bench
 	$(BIN)/mypy agentctl
 
-bench: $(VENV)/.installed
+bench: venv-crew
 	$(BIN)/python bench/bench_workspace.py
 	$(BIN)/python bench/bench_journal.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench-tmp
+	rm -rf $(VENV) $(VENV).lock .pytest_cache .mypy_cache .ruff_cache .bench-tmp
