@@ -32,6 +32,11 @@ def check_handlers(roster: Roster) -> None:
                     f"{roster.path}: agent {agent.name!r}: {agent.python}() raised "
                     f"{type(exc).__name__}: {exc}"
                 )
+            except SystemExit as exc:  # a constructor calling sys.exit() must not end validate
+                problems.append(
+                    f"{roster.path}: agent {agent.name!r}: {agent.python}() called "
+                    f"sys.exit({exc.code!r})"
+                )
         elif kind is HandlerKind.LLM:
             assert agent.llm is not None
             url = agent.llm.resolved_base_url()

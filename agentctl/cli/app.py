@@ -6,6 +6,7 @@ so it lists stand-ins that carry the real docstrings without typer inspecting ev
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
@@ -19,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("agentctl.cli.send_cmd", "send"),
     "route": ("agentctl.cli.route_cmd", "route"),
     "status": ("agentctl.cli.status_cmd", "status"),
+    "logs": ("agentctl.cli.logs_cmd", "logs"),
     "tail": ("agentctl.cli.journal_cmds", "tail"),
     "replay": ("agentctl.cli.journal_cmds", "replay"),
     "verify": ("agentctl.cli.journal_cmds", "verify"),
@@ -44,7 +46,17 @@ def make_app(only: str | None = None) -> typer.Typer:
     )
 
     @app.callback()
-    def _root() -> None:
+    def _root(
+        _version: Annotated[
+            bool,
+            typer.Option(
+                "--version",
+                is_eager=True,
+                callback=_print_version,
+                help="Print agentctl's version and exit.",
+            ),
+        ] = False,
+    ) -> None:
         # A callback keeps typer in multi-command mode even when one command is registered.
         pass
 
@@ -60,6 +72,17 @@ def make_app(only: str | None = None) -> typer.Typer:
         else:
             app.command(name)(target)
     return app
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"agentctl {version('agentctl')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("agentctl (not installed)")
+        raise typer.Exit()
 
 
 def _listed_only() -> None:
