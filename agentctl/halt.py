@@ -15,12 +15,14 @@ if TYPE_CHECKING:
     from agentctl.transport import Transport
 
 
-def halt(ws: Transport, reason: str, *, by: str, run: str | None = None) -> None:
-    """Enter the halted state (again: the first reason is kept)."""
+def halt(ws: Transport, reason: str, *, by: str, run: str | None = None) -> dict[str, Any] | None:
+    """Enter the halted state. Already halted: nothing changes (the first reason is the one
+    `resume` lifts) and the state in force is returned; else None."""
     if ws.is_halted():
-        return
+        return halted_state(ws) or {}
     ws.write_halt({"reason": reason, "by": by, "run": run, "halted_at": iso_now()})
     ws.record("halted", None, by, reason=reason, run=run)
+    return None
 
 
 def halted_state(ws: Transport) -> dict[str, Any] | None:

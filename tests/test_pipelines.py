@@ -440,6 +440,7 @@ def test_escalate_parks_the_run_until_a_person_resolves_it(tmp_path: Path, super
     resolved = run_cli("resolve", failing, "--verdict", "block", "--note", "too risky",
                        cwd=tmp_path)  # fmt: skip
     assert resolved.returncode == 0, resolved.stderr
+    assert resolved.stdout.strip().endswith(f"run {failing} ends blocked")
     blocked = wait_status(ws, failing, "blocked")
     assert "too risky" in blocked["reason"]
     assert blocked["finished_at"] is not None
@@ -454,6 +455,7 @@ def test_escalate_parks_the_run_until_a_person_resolves_it(tmp_path: Path, super
     resolved = run_cli("resolve", late, "--verdict", "flag", "--note", "check later",
                        cwd=tmp_path)  # fmt: skip
     assert resolved.returncode == 0, resolved.stderr
+    assert resolved.stdout.strip().endswith(f"run {late} goes on")
     flagged = wait_status(ws, late, "done")
     assert flagged["flags"] == [{"stage": 2, "by": "human", "note": "check later"}]
     assert show(tmp_path, late)["verdict"] == "flag"
@@ -494,9 +496,14 @@ def test_halt_verdict_halts_the_workspace_until_resume(tmp_path: Path, supervise
     assert events(ws, "claimed", message_id=message_id) == []
     assert "HALTED" in run_cli("status", cwd=tmp_path).stdout
 
+    # A second halt keeps the first reason, and says so: it is the one resume lifts.
+    again = run_cli("halt", "--reason", "second thoughts", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("already halted since ")
+    assert outcome["reason"] in again.stdout and "second thoughts" not in again.stdout
     resumed = run_cli("resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stdout
+    assert resumed.stdout.strip().endswith(f"(was halted: {outcome['reason']})")
     wait_until(lambda: events(ws, "handled", message_id=message_id), timeout_s=60)
     assert status(tmp_path)["halted"] is None
     assert len(events(ws, "resumed")) == 1

@@ -219,7 +219,8 @@ def resolve(
         escalation = resolve_stream_escalation(nats, ident, verdict.value, note)
     else:
         escalation = resolve_escalation(ws, ident, verdict.value, note)
-    print(f"resolved {escalation.id} ({verdict.value}); run {escalation.run} goes on")
+    outcome = "ends blocked" if verdict is Answer.BLOCK else "goes on"
+    print(f"resolved {escalation.id} ({verdict.value}); run {escalation.run} {outcome}")
 
 
 def halt(
@@ -232,8 +233,15 @@ def halt(
     from agentctl.halt import halt as enter_halt
 
     ws, transport = open_transport(config, workspace)
-    enter_halt(transport, reason, by="user")
-    print(f"halted {ws.root}: {reason}")
+    already = enter_halt(transport, reason, by="user")
+    if already is None:
+        print(f"halted {ws.root}: {reason}")
+    else:
+        since = f" since {already['halted_at']}" if already.get("halted_at") else ""
+        print(
+            f"already halted{since} by {already.get('by', '?')}: {already.get('reason')} "
+            "(kept; `agentctl resume` lifts it)"
+        )
 
 
 def resume(config: ConfigOpt = None, workspace: WorkspaceOpt = None) -> None:
