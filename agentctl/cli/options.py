@@ -52,6 +52,12 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
         ws.transport_kind = peek.transport
         return ws, peek.agent_names
     ws = Workspace(workspace or Path(DEFAULT_WORKSPACE_DIR))
+    if not ws.root.is_dir():
+        # Without either there is nothing to show: say so, rather than an empty table or "ok".
+        raise ConfigError(
+            f"no roster and no workspace: ./agents.yaml and {ws.root} do not exist; pass "
+            f"--config or set {ENV_CONFIG}, pass --workspace, or create both with `agentctl init`"
+        )
     return ws, [n for n in ws.agent_names() if n != USER_AGENT]
 
 

@@ -69,3 +69,13 @@ def test_logs_of_an_unknown_agent_is_one_error_line(tmp_path: Path) -> None:
     bad = run_cli("logs", "../etc", cwd=tmp_path)
     assert bad.returncode == 1 and bad.stderr.startswith("error: invalid agent name")
     assert not os.path.exists(tmp_path / "workspace" / "nosuch")
+
+
+def test_commands_in_a_folder_without_roster_or_workspace_say_so(tmp_path: Path) -> None:
+    for command in (["status"], ["verify"], ["tail"], ["dead", "list"]):
+        result = run_cli(*command, cwd=tmp_path)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith("error: no roster and no workspace"), result.stderr
+    assert list(tmp_path.iterdir()) == []  # and nothing was created
+    (tmp_path / "workspace").mkdir()  # a workspace alone is enough to inspect by hand
+    assert run_cli("verify", cwd=tmp_path).stdout.startswith("ok: 0 events")
