@@ -206,6 +206,12 @@ class History(Protocol):
     def envelope(self, trace: MessageTrace) -> dict[str, Any] | None:
         """The JSON of a traced message, or None if it is gone."""
 
+    def file_state(self, trace: MessageTrace) -> str | None:
+        """Where the message's file is (waiting, in hand, done, dead), when that is known."""
+
+    def unjournaled_replies(self, trace: MessageTrace) -> list[dict[str, Any]]:
+        """Replies to a traced task that exist but were never journaled (a foreign agent's)."""
+
 
 class FileHistory:
     """The file journal and the message files of a workspace."""
@@ -222,11 +228,42 @@ class FileHistory:
         """The message's file, wherever its life cycle left it."""
         return message_envelope(self.ws, trace)
 
+    def file_state(self, trace: MessageTrace) -> str | None:
+        """The recipient's inbox folder that holds the file: the truth about its state."""
+        if not trace.file or not trace.to_agent:
+            return None
+        inbox = self.ws.agent_dir(trace.to_agent) / INBOX_DIR
+        for sub, state in _FOLDER_STATE.items():
+            if os.path.lexists(inbox / sub / trace.file):
+                return state
+        return None
+
+    def unjournaled_replies(self, trace: MessageTrace) -> list[dict[str, Any]]:
+        """Replies (`<rank>-<id>-reply*.json`) in the sender's inbox that the journal lacks."""
+        if trace.kind != "task" or not trace.from_agent:
+            return []
+        inbox = self.ws.agent_dir(trace.from_agent) / INBOX_DIR
+        found = []
+        for sub in _FOLDER_STATE:
+            for path in sorted(inbox.joinpath(sub).glob(f"[0-9]-{trace.id}-reply*.json")):
+                data = _read_json(path, self.ws.max_message_bytes)
+                if data is not None and data.get("in_reply_to") == trace.id:
+                    found.append({**data, "_file": path.name})
+        return found
+
 
 def load_thread(
-    source: Workspace | History, ident: str, *, keep: Callable[[Record], bool] | None = None
+    source: Workspace | History,
+    ident: str,
+    *,
+    keep: Callable[[Record], bool] | None = None,
+    as_of: datetime | None = None,
 ) -> Thread:
-    """The thread `ident` names, or the thread of the message `ident` names."""
+    """The thread `ident` names, or the thread of the message `ident` names.
+
+    `keep` chooses the events shown; each message's state is what every event up to `as_of`
+    (default: now, and then the files, which have the last word) made it.
+    """
     validate_message_id(ident)
     history = FileHistory(source) if isinstance(source, Workspace) else source
     records, torn = history.find_events(ident)
@@ -241,20 +278,58 @@ def load_thread(
         records = [r for r in records if r.get("thread_id") == thread_id]
     events = [r for r in records if keep is None or keep(r)]
     messages: dict[str, MessageTrace] = {}
-    for record in events:
+    # States come from every event up to `as_of` (a filter by agent hides events, it does not
+    # change what happened); `keep` only chooses which events each message shows.
+    for record in records:
         message_id = record.get("message_id")
         if not message_id or record.get("event") not in MESSAGE_EVENTS:
             continue
+        if as_of is not None and (event_time(record) or as_of) > as_of:
+            continue
         trace = messages.setdefault(message_id, MessageTrace(id=message_id))
-        _apply(trace, record)
-    for trace in messages.values():
-        _load_content(history, trace)
+        _apply(trace, record, shown=keep is None or keep(record))
+    for trace in list(messages.values()):
+        _load_content(history, trace, with_state=as_of is None)
+        if as_of is None:
+            for reply in history.unjournaled_replies(trace):
+                _add_unjournaled(history, messages, reply)
+    if keep is not None:
+        messages = {i: m for i, m in messages.items() if m.events or keep(_as_record(m))}
     return Thread(thread_id=thread_id, events=events, messages=messages, torn_lines=torn)
 
 
-def _apply(trace: MessageTrace, record: Record) -> None:
+# The inbox folder a message file is in, and the state it means, in life-cycle order.
+_FOLDER_STATE = {NEW: "waiting", PROCESSING: "in hand", DONE: "done", DEAD: "dead"}
+
+
+def _add_unjournaled(history: History, messages: dict[str, MessageTrace], data: Record) -> None:
+    message_id = data.get("id")
+    if not isinstance(message_id, str) or message_id in messages:
+        return
+    trace = MessageTrace(
+        id=message_id,
+        from_agent=data.get("from_agent"),
+        to_agent=data.get("to_agent"),
+        kind=data.get("kind"),
+        in_reply_to=data.get("in_reply_to"),
+        file=data.get("_file"),
+        content=data.get("content"),
+        content_found=True,
+    )
+    trace.state = history.file_state(trace) or "unknown"
+    messages[message_id] = trace
+
+
+def _as_record(trace: MessageTrace) -> Record:
+    # An unjournaled message, as the event filter sees one: by whom and to whom.
+    return {"agent": trace.from_agent, "to": trace.to_agent, "thread_id": None,
+            "event": "sent"}  # fmt: skip
+
+
+def _apply(trace: MessageTrace, record: Record, *, shown: bool = True) -> None:
     event = record["event"]
-    trace.events.append(record)
+    if shown:
+        trace.events.append(record)
     trace.state = STATE_AFTER.get(event, trace.state)
     if event == "sent":
         trace.from_agent = record.get("agent")
@@ -275,7 +350,7 @@ def _apply(trace: MessageTrace, record: Record) -> None:
         trace.file = trace.file or record.get("file")
 
 
-def _load_content(history: History, trace: MessageTrace) -> None:
+def _load_content(history: History, trace: MessageTrace, *, with_state: bool) -> None:
     data = history.envelope(trace)
     if data is not None:
         trace.content = data.get("content")
@@ -283,6 +358,10 @@ def _load_content(history: History, trace: MessageTrace) -> None:
         trace.from_agent = trace.from_agent or data.get("from_agent")
         trace.kind = trace.kind or data.get("kind")
         trace.in_reply_to = trace.in_reply_to or data.get("in_reply_to")
+    # The files are the truth about where a message is: a foreign agent moves its task to
+    # done/ without journaling it, and the journal's last lines may be lost in a power cut.
+    if with_state:
+        trace.state = history.file_state(trace) or trace.state
 
 
 def _nofollow(path: str, flags: int) -> int:
@@ -303,11 +382,16 @@ def message_envelope(ws: Workspace, trace: MessageTrace) -> dict[str, Any] | Non
     if trace.from_agent:
         paths.append(ws.agent_dir(trace.from_agent) / OUTBOX_DIR / trace.file)
     for path in paths:
-        try:
-            with open(path, "rb", opener=_nofollow) as f:
-                data = json.loads(f.read(ws.max_message_bytes + 1))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
+        data = _read_json(path, ws.max_message_bytes)
+        if data is not None:
             return data
     return None
+
+
+def _read_json(path: os.PathLike[str], max_bytes: int) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb", opener=_nofollow) as f:
+            data = json.loads(f.read(max_bytes + 1))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

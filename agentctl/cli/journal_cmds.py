@@ -168,10 +168,9 @@ def replay(
     if json_out:
         fmt = ReplayFormat.JSON
     ws, _ = open_light(config, workspace)
+    as_of = parse_when(until, option="--until") if until else None
     keep = event_filter(
-        agent=agent,
-        since=parse_when(since, option="--since") if since else None,
-        until=parse_when(until, option="--until") if until else None,
+        agent=agent, since=parse_when(since, option="--since") if since else None, until=as_of
     )
     if resend:
         _resend(
@@ -190,9 +189,9 @@ def replay(
 
         nats = open_nats(config, workspace)
         assert nats is not None
-        thread = load_thread(StreamHistory(nats), ident, keep=keep)
+        thread = load_thread(StreamHistory(nats), ident, keep=keep, as_of=as_of)
     else:
-        thread = load_thread(ws, ident, keep=keep)
+        thread = load_thread(ws, ident, keep=keep, as_of=as_of)
     if fmt is ReplayFormat.JSON:
         from agentctl.cli.render import print_json
 

@@ -46,6 +46,14 @@ class StreamHistory:
                     self._envelopes[message_id] = data
         return self._envelopes.get(trace.id)
 
+    def file_state(self, trace: Any) -> str | None:
+        """None: the stream keeps every message, so the journal's events are the state."""
+        return None
+
+    def unjournaled_replies(self, trace: Any) -> list[dict[str, Any]]:
+        """None: on NATS every delivery, a foreign worker's included, goes through the stream."""
+        return []
+
 
 @dataclass
 class StreamReport:

@@ -1,0 +1,80 @@
+"""Replay's reconstruction of a thread: states come from the files where the journal is silent,
+and a filter hides events without changing what happened."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.conftest import run_cli, write_roster
+
+
+def _replay(project: Path, ident: str, *extra: str) -> dict:
+    result = run_cli("replay", ident, "--format", "json", *extra, cwd=project)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _by_id(thread: dict) -> dict[str, dict]:
+    return {m["id"]: m for m in thread["messages"]}
+
+
+def test_replay_takes_states_from_the_files_for_a_foreign_agents_work(tmp_path: Path) -> None:
+    # Given a foreign (command:) agent, which follows the file protocol but writes no journal
+    write_roster(tmp_path, """\
+        - name: perl
+          command: [perl, agent.pl]
+    """)
+    sent = run_cli("send", "perl", "hello", "--json", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    task_id = json.loads(sent.stdout)["id"]
+    ws = tmp_path / "workspace"
+    inbox = ws / "perl" / "inbox"
+    (name,) = os.listdir(inbox / "new")
+    # When it claims the task, delivers a reply to the user and acks, as PROTOCOL.md says
+    os.link(inbox / "new" / name, inbox / "processing" / name)
+    os.unlink(inbox / "new" / name)
+    task = json.loads((inbox / "processing" / name).read_text())
+    reply = {**task, "id": f"{task_id}-reply", "from_agent": "perl", "to_agent": "user",
+             "kind": "result", "in_reply_to": task_id, "content": "HELLO"}
+    user_new = ws / "user" / "inbox" / "new"
+    user_new.mkdir(parents=True, exist_ok=True)
+    tmp = ws / "user" / "inbox" / "tmp" / "reply.json"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(json.dumps(reply))
+    os.link(tmp, user_new / f"1-{task_id}-reply.json")
+    os.unlink(tmp)
+    os.link(inbox / "processing" / name, inbox / "done" / name)
+    os.unlink(inbox / "processing" / name)
+    # Then replay shows the task done and the reply nobody has read yet, waiting in new/
+    messages = _by_id(_replay(tmp_path, task_id))
+    assert messages[task_id]["state"] == "done"
+    assert messages[f"{task_id}-reply"]["state"] == "waiting"
+    assert messages[f"{task_id}-reply"]["content"] == "HELLO"
+    assert messages[f"{task_id}-reply"]["in_reply_to"] == task_id
+    for fmt in ("tree", "mermaid"):
+        drawn = run_cli("replay", task_id, "--format", fmt, cwd=tmp_path)
+        assert drawn.returncode == 0 and "perl" in drawn.stdout, drawn.stderr
+    assert "HELLO" in run_cli("replay", task_id, cwd=tmp_path).stdout
+
+
+def test_a_filter_hides_events_but_never_changes_a_messages_state(
+    tmp_path: Path, supervised
+) -> None:
+    write_roster(tmp_path, """\
+        - name: echo
+          python: agentctl.agents.echo:EchoAgent
+    """)
+    supervised(tmp_path).wait_ready(["echo"])
+    sent = run_cli("send", "echo", "hi", "--wait", "--json", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    task_id = json.loads(sent.stdout)["in_reply_to"]
+    everything = _by_id(_replay(tmp_path, task_id))
+    only_echo = _replay(tmp_path, task_id, "--agent", "echo")
+    # The reply was received by the user: done, with or without the filter
+    assert everything[f"{task_id}-reply"]["state"] == "done"
+    assert _by_id(only_echo)[f"{task_id}-reply"]["state"] == "done"
+    assert all(e["agent"] == "echo" or e.get("to") == "echo" for e in only_echo["events"])
+    received = [e for m in only_echo["messages"] for e in m["events"] if e["event"] == "received"]
+    assert received == []  # the user's event is hidden, not forgotten
