@@ -115,6 +115,33 @@ def test_kill_9_on_the_last_attempt_dead_letters(tmp_path: Path) -> None:
     assert len(list((tmp_path / "marks").iterdir())) == 1  # never handled a second time
 
 
+def test_a_message_that_arrives_spent_is_dead_lettered_saying_so(tmp_path: Path) -> None:
+    # Given: a message another program wrote with its attempts already used up.
+    (tmp_path / "slow_agent.py").write_text(SLOW_AGENT)
+    (tmp_path / "marks").mkdir()
+    write_roster(tmp_path, """\
+        - name: slow
+          python: slow_agent:SlowFirst
+          max_attempts: 2
+    """)
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="slow", content="spent", attempt=2)
+    router.send(request)
+
+    worker = _worker(tmp_path, "slow", {"MARKS": str(tmp_path / "marks")})
+    reply = router.wait_for_reply(request, timeout_s=30)
+    worker.terminate()
+    assert worker.wait(timeout=10) == 0
+
+    # Then: it is not run, and the reason says what happened (no worker died).
+    expected = "arrived with attempt 2 >= max_attempts 2; not run"
+    assert reply.content["verdict"] == "escalate" and reply.content["error"] == expected
+    error = json.loads((tmp_path / "workspace" / "slow" / "inbox" / "dead" / ".errors" /
+                        request.file_name).read_text())
+    assert error["error"] == expected
+    assert list((tmp_path / "marks").iterdir()) == []
+
+
 def test_a_crash_between_reply_and_ack_does_not_reply_twice(tmp_path: Path) -> None:
     # Given: the state a worker leaves when it dies after replying but before acking.
     write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
