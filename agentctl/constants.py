@@ -44,7 +44,8 @@ TMP, NEW, PROCESSING, DONE, DEAD = "tmp", "new", "processing", "done", "dead"
 INBOX_SUBDIRS = (TMP, NEW, PROCESSING, DONE, DEAD)
 MESSAGE_SUFFIX = ".json"
 JOURNAL_DIR = "journal"  # under CONTROL_DIR
-ERROR_SUFFIX = ".error.json"
+ERROR_SUFFIX = ".error.json"  # a dead letter's reason beside it, as written before dead/.errors/
+DEAD_ERRORS_DIR = ".errors"  # under dead/: the reason of dead/N is dead/.errors/N
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from agentctl.constants import ERROR_SUFFIX, MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
+from agentctl.constants import MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
 from agentctl.errors import AgentctlError, BadMessageError
 from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, parse_message
@@ -56,13 +55,7 @@ def list_dead(ws: Workspace, agents: list[str]) -> list[DeadLetter]:
 
 def _letter(ws: Workspace, agent: str, name: str) -> DeadLetter:
     stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
-    error: dict[str, Any] = {}
-    try:
-        loaded = json.loads((ws.mailbox(agent).dead / (stem + ERROR_SUFFIX)).read_text())
-        if isinstance(loaded, dict):
-            error = loaded
-    except (OSError, ValueError):
-        pass
+    error = ws.mailbox(agent).read_error(name) or {}
     message_id = error.get("message_id")
     if message_id is None and "-" in stem:
         message_id = stem.split("-", 1)[1]  # `<rank>-<id>`

@@ -4,7 +4,7 @@
     inbox/new/         delivered, waiting; file names sort in processing order
     inbox/processing/  claimed by a worker (exactly one claimer wins)
     inbox/done/        handled; kept as the audit trail
-    inbox/dead/        given up on, each with `<stem>.error.json` beside it
+    inbox/dead/        given up on, each with its reason in dead/.errors/ under the same name
 
 Every transition is a link into the next directory followed by an unlink from the last, so a
 message is always in at least one directory; a crash between the two leaves it in both, which
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl.constants import (
     DEAD,
+    DEAD_ERRORS_DIR,
     DONE,
     ERROR_SUFFIX,
     INBOX_SUBDIRS,
@@ -32,7 +33,7 @@ from agentctl.constants import (
     PROCESSING,
     TMP,
 )
-from agentctl.errors import DeliveryError
+from agentctl.errors import BadMessageError, DeliveryError
 from agentctl.fsutil import (
     StrPath,
     ensure_dir,
@@ -48,6 +49,9 @@ from agentctl.fsutil import (
 
 if TYPE_CHECKING:
     from agentctl.message import AgentMessage
+
+# A reason is a few hundred bytes; anything far larger in its place is not one.
+MAX_ERROR_RECORD_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Mailbox:
         self.processing = inbox_dir / PROCESSING
         self.done = inbox_dir / DONE
         self.dead = inbox_dir / DEAD
+        self.errors = self.dead / DEAD_ERRORS_DIR
         # The same directories as strings with a trailing "/": per-message paths are built by
         # concatenation (a pathlib join costs several microseconds, and there are many).
         base = os.fspath(inbox_dir)
@@ -79,6 +84,7 @@ class Mailbox:
         self._processing_s = os.path.join(base, PROCESSING, "")
         self._done_s = os.path.join(base, DONE, "")
         self._dead_s = os.path.join(base, DEAD, "")
+        self._errors_s = os.path.join(base, DEAD, DEAD_ERRORS_DIR, "")
         # locate() checks these in life-cycle order.
         self._located = (
             (NEW, self._new_s),
@@ -92,6 +98,7 @@ class Mailbox:
         ensure_dir(self.path)
         for sub in INBOX_SUBDIRS:
             ensure_dir(self.path / sub)
+        ensure_dir(self.errors)
         return self
 
     # -- delivering --------------------------------------------------------------------------
@@ -149,6 +156,8 @@ class Mailbox:
                 os.lstat(directory + name)
             except (OSError, ValueError):  # as os.path.lexists: any failure is "not there"
                 continue
+            if sub == DEAD and self._is_old_error_file(name):
+                continue  # the reason of another dead letter, not this message
             return sub
         return None
 
@@ -156,12 +165,7 @@ class Mailbox:
 
     def list_new(self) -> list[str]:
         """Names waiting in new/, in processing order. Dot files and directories are skipped."""
-        names = []
-        with os.scandir(self.new) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
-                    continue
-                names.append(entry.name)
+        names = _waiting(self.new)
         names.sort()
         return names
 
@@ -208,18 +212,23 @@ class Mailbox:
     def bury(
         self, name: str, error: dict[str, Any], message: AgentMessage | None = None
     ) -> bytes | None:
-        """processing/ -> dead/, with `<stem>.error.json` beside it saying why.
+        """processing/ -> dead/, with `dead/.errors/<name>` saying why.
 
         The error file is written first, so a dead message always has its reason; `message`
         (with its final attempt count) replaces the file's content when given, otherwise the
         file is moved as it is (a bad file keeps its exact bytes for inspection). Returns the
         bytes written when `message` is given.
+
+        The reasons have their own folder so that no name can be both a dead letter and a
+        reason: they once shared dead/ as `<stem>.error.json`, which is also the file of a
+        message whose id ends in `.error`. Nothing from new/ can become `.errors` (dot names
+        are never claimed).
         """
-        stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
         error_bytes = json.dumps(error, indent=2, default=str).encode() + b"\n"
-        write_atomic(self.dead / (stem + ERROR_SUFFIX), error_bytes, fsync=self.fsync)
+        ensure_dir(self.errors)  # absent from inboxes made before it existed
+        write_atomic(self.errors / name, error_bytes, fsync=self.fsync)
         if message is None:
-            move_settle(self.processing / name, self.dead / name)
+            move_settle(self._processing_s + name, self._dead_s + name)
             return None
         data = message.to_json_bytes()
         self._rewrite_into(self.dead, name, data)
@@ -238,11 +247,46 @@ class Mailbox:
         return data
 
     def _drop_dead(self, name: str) -> None:
-        stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
-        unlink_quietly(self.dead / name)
-        unlink_quietly(self.dead / (stem + ERROR_SUFFIX))
+        old_error = self._old_error_file_of(name)
+        unlink_quietly(self._dead_s + name)
+        unlink_quietly(self._errors_s + name)
+        if old_error is not None:
+            unlink_quietly(self._dead_s + old_error)
         if self.fsync:
             fsync_dir(self.dead)
+
+    # -- reasons -------------------------------------------------------------------------------
+
+    def read_error(self, name: str) -> dict[str, Any] | None:
+        """The reason recorded for dead/`name`, or None if it has none (or it is unreadable)."""
+        record = _load_object(self._errors_s + name)
+        if record is None:
+            old_error = self._old_error_file_of(name)
+            if old_error is not None:
+                record = _load_object(self._dead_s + old_error)
+        return record
+
+    def _old_error_file_of(self, name: str) -> str | None:
+        """`<stem>.error.json` in dead/, if it is `name`'s reason as written before .errors/."""
+        stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
+        old_error = stem + ERROR_SUFFIX
+        return old_error if self._is_old_error_file(old_error) else None
+
+    def _is_old_error_file(self, name: str) -> bool:
+        """Whether dead/`name` is a reason written beside its letter (before .errors/ existed,
+        or by an agent written against that layout) rather than a dead letter itself.
+
+        The name alone cannot tell: `1-T1.error.json` is the reason of `1-T1.json` and also
+        the file of a message with id `T1.error`. The content can: a reason is an object with
+        an `error` field, and every message has a `from_agent`.
+        """
+        if not name.endswith(ERROR_SUFFIX):
+            return False
+        record = _load_object(self._dead_s + name)
+        return record is not None and "error" in record and "from_agent" not in record
+
+    def _is_dead_letter(self, name: str) -> bool:
+        return os.path.lexists(self._dead_s + name) and not self._is_old_error_file(name)
 
     def _rewrite_into(self, directory: Path, name: str, data: bytes) -> None:
         # Replacing is right here: a copy already in `directory` is this same message, left by
@@ -263,11 +307,12 @@ class Mailbox:
         The rest were in a handler when the worker died: the caller counts that attempt.
         """
         for name in _names(self.new):
-            if os.path.lexists(self.dead / name):
+            if self._is_dead_letter(name):
                 self._drop_dead(name)  # a revive that crashed half-way: new/ has it
         interrupted = []
         for name in sorted(os.listdir(self.processing)):
-            if any(os.path.lexists(self.path / sub / name) for sub in (NEW, DONE, DEAD)):
+            moved = any(os.path.lexists(self.path / sub / name) for sub in (NEW, DONE))
+            if moved or self._is_dead_letter(name):
                 unlink_quietly(self.processing / name)
             else:
                 interrupted.append(name)
@@ -290,16 +335,19 @@ class Mailbox:
         return removed
 
     def depth(self) -> Depth:
-        """Counts of new/, processing/ and dead/ (error files not counted)."""
+        """Counts of new/, processing/ and dead/ (reasons not counted)."""
         return Depth(
-            new=_count(self.new),
-            processing=_count(self.processing),
-            dead=_count(self.dead, skip_suffix=ERROR_SUFFIX),
+            new=len(_waiting(self.new)),
+            processing=len(_names(self.processing)),
+            dead=len(self._dead_letters()),
         )
 
     def dead_names(self) -> list[str]:
-        """Names of the dead messages (without their error files), oldest first."""
-        return sorted(n for n in _names(self.dead) if not n.endswith(ERROR_SUFFIX))
+        """Names of the dead messages (without their reasons), oldest first."""
+        return sorted(self._dead_letters())
+
+    def _dead_letters(self) -> list[str]:
+        return [n for n in _names(self.dead) if not self._is_old_error_file(n)]
 
 
 def _names(directory: Path) -> list[str]:
@@ -309,8 +357,24 @@ def _names(directory: Path) -> list[str]:
         return []
 
 
-def _count(directory: Path, *, skip_suffix: str = "") -> int:
-    names = _names(directory)
-    if skip_suffix:
-        return sum(1 for n in names if not n.endswith(skip_suffix))
-    return len(names)
+def _waiting(directory: Path) -> list[str]:
+    # A directory is never a message, and no worker claims one (it cannot be linked): left
+    # where it is, it is not counted as waiting either.
+    try:
+        with os.scandir(directory) as entries:
+            return [
+                e.name
+                for e in entries
+                if not e.name.startswith(".") and not e.is_dir(follow_symlinks=False)
+            ]
+    except FileNotFoundError:
+        return []
+
+
+def _load_object(path: str) -> dict[str, Any] | None:
+    """The JSON object in the regular file `path`, or None (missing, unreadable, not one)."""
+    try:
+        loaded = json.loads(read_limited(path, MAX_ERROR_RECORD_BYTES))
+    except (OSError, ValueError, RecursionError, BadMessageError):
+        return None
+    return loaded if isinstance(loaded, dict) else None

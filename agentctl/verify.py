@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentctl.constants import DEAD, DONE, ERROR_SUFFIX, INBOX_DIR
+from agentctl.constants import DEAD, DONE, INBOX_DIR
 from agentctl.history import STATE_AFTER
 from agentctl.journal import Head, content_digest, line_hash
 from agentctl.journalreader import Entry, read_all
@@ -157,7 +157,7 @@ def _check_files(ws: Workspace, expected: dict[tuple[str, str], _Expected], repo
     for agent in ws.agent_names():
         inbox = ws.root / agent / INBOX_DIR
         for sub in (DONE, DEAD):
-            for name in _message_files(inbox / sub):
+            for name in _message_files(ws, agent, sub):
                 report.files += 1
                 key = (agent, name)
                 seen.add(key)
@@ -188,12 +188,16 @@ def _check_files(ws: Workspace, expected: dict[tuple[str, str], _Expected], repo
             )
 
 
-def _message_files(directory: Path) -> list[str]:
+def _message_files(ws: Workspace, agent: str, sub: str) -> list[str]:
+    # Every file in done/ is a message, whatever its name (an id may end in `.error`); dead/
+    # also holds reasons written beside their letters before dead/.errors/, which are not.
+    if sub == DEAD:
+        return ws.mailbox(agent).dead_names()
     try:
-        names = os.listdir(directory)
+        names = os.listdir(ws.root / agent / INBOX_DIR / sub)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if not n.startswith(".") and not n.endswith(ERROR_SUFFIX))
+    return sorted(n for n in names if not n.startswith("."))
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -215,8 +215,15 @@ class Worker:
         if attempt > self.spec.max_attempts:
             # Redelivered after its last attempt: the worker died during that attempt (a
             # transport that counts deliveries, NATS, allows one more to settle it here).
+            # Or it came spent: another program wrote it so, or max_attempts was lowered.
+            died = "worker died while handling its last attempt"
+            if message.attempt >= self.spec.max_attempts:
+                died = (
+                    f"arrived with attempt {message.attempt} >= max_attempts "
+                    f"{self.spec.max_attempts}; not run"
+                )
             attempt, interrupted = self.spec.max_attempts, True
-            reason = reason or {"error": "worker died while handling its last attempt"}
+            reason = reason or {"error": died}
         message = message.model_copy(update={"attempt": attempt})
         self._record(
             "claimed",

@@ -86,12 +86,15 @@ def test_bad_files_go_to_dead_and_the_agent_keeps_running(tmp_path: Path, superv
         "1-misaddressed": (good(to_agent="other"), "addressed to 'other', not 'echo'"),
         # Valid as an id, but its reply id would not be: refused, not a crash-looping worker.
         "1-long-id": (edited(id="A" * 125), "too long to be answered"),
+        # Readers that keep the first value would see another recipient.
+        "1-duplicate-key": (head + b'1, "to_agent": "admin"}', "duplicate key 'to_agent'"),
     }  # fmt: skip
     assert len(good(content="x" * 4000)) > 4000
     os.symlink(outside, staging / "1-symlink.json")
     os.mkfifo(staging / "1-fifo.json")
     for stem, (data, _) in expected.items():
         drop(staging, inbox / "new", stem + ".json", data)
+    (inbox / "new" / "1-a-directory.json").mkdir()  # not a message: neither claimed nor counted
 
     reply = run_cli("send", "echo", "hi", "--wait", "--timeout-s", "30", cwd=tmp_path)
 
@@ -100,10 +103,11 @@ def test_bad_files_go_to_dead_and_the_agent_keeps_running(tmp_path: Path, superv
         "agent": "echo", "echo": {"content": "hi", "keywords": []}, "attempt": 1,
     }  # fmt: skip
     # The reply precedes the ack of "hi", and every move links before it unlinks: wait for all.
-    wait_until(lambda: len(ls(inbox / "dead")) == 2 * len(expected)
-               and ls(inbox / "new") == [] and ls(inbox / "processing") == [])
+    wait_until(lambda: len(ls(inbox / "dead" / ".errors")) == len(expected)
+               and len(ls(inbox / "dead")) == len(expected) + 1
+               and ls(inbox / "new") == ["1-a-directory.json"] and ls(inbox / "processing") == [])
     for stem, (data, reason) in expected.items():
-        record = json.loads((inbox / "dead" / f"{stem}.error.json").read_text())
+        record = json.loads((inbox / "dead" / ".errors" / f"{stem}.json").read_text())
         assert record["error"].startswith(f"{stem}.json: "), record
         assert reason in record["error"], record
         assert record["error_kind"] == "bad_message"
@@ -131,6 +135,9 @@ def test_bad_files_go_to_dead_and_the_agent_keeps_running(tmp_path: Path, superv
     # Status writes are coalesced and the reply is sent before the ack: wait for the counts.
     wait_until(lambda: (status(ws)["dead"], status(ws)["handled"]) == (len(expected), 1))
     now = status(ws)
+    overview = json.loads(run_cli("status", "--json", cwd=tmp_path).stdout)
+    (row,) = [a for a in overview["agents"] if a["name"] == "echo"]
+    assert row["inbox"] == {"new": 0, "processing": 0, "dead": len(expected)}
     assert now["pid"] == pid and pid_alive(pid)
     assert now["state"] in ("idle", "busy")
     assert now["handled"] == 1
@@ -139,7 +146,7 @@ def test_bad_files_go_to_dead_and_the_agent_keeps_running(tmp_path: Path, superv
 
 def wait_settled_or_crashed(ws: Path, pid: int, stem: str) -> None:
     """Wait until the bad file is dead-lettered, or the worker that should handle it is gone."""
-    dead = ws / "echo" / "inbox" / "dead" / f"{stem}.error.json"
+    dead = ws / "echo" / "inbox" / "dead" / ".errors" / f"{stem}.json"
 
     def settled() -> bool:
         return dead.exists() or not pid_alive(pid) or status(ws)["pid"] != pid
@@ -158,7 +165,7 @@ def test_deeply_nested_json_does_not_kill_the_agent(tmp_path: Path, supervised) 
     wait_settled_or_crashed(ws, pid, "1-nested")
 
     assert status(ws)["pid"] == pid and pid_alive(pid)
-    assert (ws / "echo" / "inbox" / "dead" / "1-nested.error.json").exists()
+    assert (ws / "echo" / "inbox" / "dead" / ".errors" / "1-nested.json").exists()
 
 
 def test_lone_surrogate_content_does_not_kill_the_agent(tmp_path: Path, supervised) -> None:

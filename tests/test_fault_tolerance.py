@@ -219,7 +219,7 @@ def _status_file(ws: Path, agent: str) -> dict[str, Any]:
 
 def _names(directory: Path) -> list[str]:
     try:
-        return sorted(n for n in os.listdir(directory) if not n.endswith(".error.json"))
+        return sorted(n for n in os.listdir(directory) if not n.startswith("."))
     except FileNotFoundError:
         return []
 
@@ -230,7 +230,7 @@ def _box(ws: Path, agent: str, sub: str) -> list[str]:
 
 def _error_of(ws: Path, agent: str, request: AgentMessage) -> dict[str, Any]:
     dead = ws / agent / "inbox" / "dead"
-    path = dead / request.file_name.replace(".json", ".error.json")
+    path = dead / ".errors" / request.file_name
     wait_until(lambda: path.exists() and (dead / request.file_name).exists(), timeout_s=30)
     return json.loads(path.read_text())
 

@@ -40,7 +40,8 @@ def ls(directory: Path) -> list[str]:
 def test_ensure_creates_the_maildir_with_private_modes(tmp_path: Path) -> None:
     mb = make(tmp_path)
     assert ls(mb.path) == ["dead", "done", "new", "processing", "tmp"]
-    for d in (mb.path, mb.tmp, mb.new, mb.processing, mb.done, mb.dead):
+    assert ls(mb.dead) == [".errors"]
+    for d in (mb.path, mb.tmp, mb.new, mb.processing, mb.done, mb.dead, mb.errors):
         assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700
     mb.ensure()  # idempotent
     outbox = tmp_path / "outbox"
@@ -51,8 +52,8 @@ def test_ensure_creates_the_maildir_with_private_modes(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(outbox / "copy.json").st_mode) == 0o600
     mb.claim(path.name)
     mb.bury(path.name, {"error": "x"})
-    for name in ls(mb.dead):
-        assert stat.S_IMODE(os.stat(mb.dead / name).st_mode) == 0o600
+    for file in (mb.dead / path.name, mb.errors / path.name):
+        assert stat.S_IMODE(os.stat(file).st_mode) == 0o600
 
 
 def test_ensure_refuses_new_replaced_by_a_symlink(tmp_path: Path) -> None:
@@ -78,6 +79,7 @@ def test_ensure_refuses_a_symlinked_inbox(tmp_path: Path) -> None:
 
 def test_ensure_refuses_a_file_where_a_directory_belongs(tmp_path: Path) -> None:
     mb = make(tmp_path)
+    os.rmdir(mb.errors)
     os.rmdir(mb.dead)
     mb.dead.write_text("not a dir")
     with pytest.raises(WorkspaceError, match=rf"^{mb.dead}: exists and is not a directory"):
@@ -347,10 +349,11 @@ def test_bury_a_bad_file_keeps_its_bytes_and_writes_the_reason(tmp_path: Path) -
     mb.claim("garbage.json")
     mb.bury("garbage.json", {"error": "garbage.json: not UTF-8", "error_kind": "bad_message"})
     assert ls(mb.processing) == []
-    assert ls(mb.dead) == ["garbage.error.json", "garbage.json"]
+    assert ls(mb.dead) == [".errors", "garbage.json"] and ls(mb.errors) == ["garbage.json"]
     assert (mb.dead / "garbage.json").read_bytes() == b"\xff not json"
-    error = json.loads((mb.dead / "garbage.error.json").read_text())
+    error = json.loads((mb.errors / "garbage.json").read_text())
     assert error == {"error": "garbage.json: not UTF-8", "error_kind": "bad_message"}
+    assert mb.read_error("garbage.json") == error
     assert mb.dead_names() == ["garbage.json"]
 
 
@@ -361,8 +364,8 @@ def test_bury_with_the_final_message_rewrites_it(tmp_path: Path) -> None:
     mb.claim(m.file_name)
     final = m.model_copy(update={"attempt": 3})
     mb.bury(m.file_name, {"error": "boom"}, final)
-    stem = m.file_name.removesuffix(".json")
-    assert ls(mb.dead) == sorted([m.file_name, stem + ".error.json"])
+    assert ls(mb.dead) == [".errors", m.file_name] and ls(mb.errors) == [m.file_name]
+    assert mb.read_error(m.file_name) == {"error": "boom"}
     assert parse_message((mb.dead / m.file_name).read_bytes()).attempt == 3
     assert ls(mb.processing) == [] and ls(mb.tmp) == []
 
@@ -372,7 +375,70 @@ def test_bury_of_a_name_without_json_suffix(tmp_path: Path) -> None:
     (mb.new / "README").write_text("hello")
     mb.claim("README")
     mb.bury("README", {"error": "nope"})
-    assert ls(mb.dead) == ["README", "README.error.json"]
+    assert ls(mb.dead) == [".errors", "README"] and ls(mb.errors) == ["README"]
+
+
+def test_a_reason_never_replaces_a_dead_letter_whose_id_ends_in_error(tmp_path: Path) -> None:
+    # `1-T1.error.json` is T1.error's file; it was also the name of T1's reason.
+    mb = make(tmp_path)
+    first, second = msg(id="T1.error", content="first"), msg(id="T1", content="second")
+    for m in (first, second):
+        mb.deliver(m)
+        mb.claim(m.file_name)
+        mb.bury(m.file_name, {"error": f"{m.id} failed"}, m)
+
+    assert parse_message((mb.dead / first.file_name).read_bytes()) == first
+    assert parse_message((mb.dead / second.file_name).read_bytes()) == second
+    assert mb.dead_names() == sorted([first.file_name, second.file_name])
+    assert mb.depth().dead == 2
+    for m in (first, second):
+        assert mb.read_error(m.file_name) == {"error": f"{m.id} failed"}
+        assert mb.locate(m.file_name) == "dead"
+
+
+def old_layout(mb: Mailbox, *messages: AgentMessage) -> None:
+    """Dead letters as agentctl wrote them before dead/.errors/: `<stem>.error.json` beside."""
+    for m in messages:
+        (mb.dead / m.file_name).write_bytes(m.to_json_bytes())
+        stem = m.file_name.removesuffix(".json")
+        record = {"message_id": m.id, "error": f"{m.id} failed", "error_kind": "error",
+                  "attempts": 1, "dead_at": "2025-01-01T00:00:00Z"}  # fmt: skip
+        (mb.dead / f"{stem}.error.json").write_text(json.dumps(record, indent=2))
+
+
+def test_old_reasons_beside_their_letters_are_told_apart_by_content(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    a, a_error = msg(id="A"), msg(id="A.error")  # a_error's file is named like a's reason
+    old_layout(mb, a_error)
+    (mb.dead / a.file_name).write_bytes(a.to_json_bytes())  # `A` died without a reason
+
+    assert mb.dead_names() == sorted([a.file_name, a_error.file_name])
+    assert mb.depth().dead == 2
+    assert mb.read_error(a.file_name) is None  # A.error's file is a message, not A's reason
+    assert mb.read_error(a_error.file_name)["error"] == "A.error failed"  # type: ignore[index]
+
+    # Requeueing `A` leaves A.error alone; requeueing A.error takes its old reason along.
+    mb.revive(a.file_name, a)
+    assert mb.dead_names() == [a_error.file_name]
+    mb.revive(a_error.file_name, a_error)
+    assert ls(mb.dead) == [".errors"]
+    assert mb.list_new() == sorted([a.file_name, a_error.file_name])
+
+
+def test_an_old_reason_is_not_taken_for_a_message_of_the_same_name(tmp_path: Path) -> None:
+    # Given T1 dead with its reason `1-T1.error.json` beside it (the old layout)
+    mb = make(tmp_path)
+    t1, t1_error = msg(id="T1"), msg(id="T1.error")
+    old_layout(mb, t1)
+    assert mb.dead_names() == [t1.file_name]
+
+    # Then T1.error is delivered even with dedupe, and recovering its claim keeps it
+    assert mb.locate(t1_error.file_name) is None
+    assert mb.deliver(t1_error, dedupe=True) is not None
+    mb.claim(t1_error.file_name)
+    assert mb.recover() == [t1_error.file_name]
+    assert ls(mb.processing) == [t1_error.file_name]
+    assert mb.read_error(t1.file_name)["error"] == "T1 failed"  # type: ignore[index]
 
 
 def test_read_is_size_limited(tmp_path: Path) -> None:
@@ -426,7 +492,7 @@ def test_recover_settles_a_move_that_crashed_between_link_and_unlink(
     assert mb.recover() == []
 
     assert ls(mb.processing) == []
-    assert ls(mb.path / other) == [m.file_name]
+    assert [n for n in ls(mb.path / other) if n != ".errors"] == [m.file_name]
     assert parse_message((mb.path / other / m.file_name).read_bytes()) == m
 
 
@@ -499,6 +565,12 @@ def test_clean_tmp_while_senders_deliver(tmp_path: Path) -> None:
     assert sender.returncode == 0
     assert len(ls(mb.new)) == 4000
     assert errors == []
+
+
+def test_a_directory_in_new_is_neither_listed_nor_counted(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    (mb.new / "1-x.json").mkdir()  # no worker claims it: it must not wait forever in status
+    assert mb.list_new() == [] and mb.depth().new == 0
 
 
 def test_depth_counts_new_processing_and_dead(tmp_path: Path) -> None:

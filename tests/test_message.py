@@ -201,6 +201,10 @@ def test_file_names_sort_by_priority_then_creation_time() -> None:
         (b'"hello"', "must be a JSON object, not str"),
         (b"null", "must be a JSON object, not NoneType"),
         (b"42", "must be a JSON object, not int"),
+        (b'{"from_agent": "user", "to_agent": "echo", "to_agent": "admin"}',
+         "invalid JSON: duplicate key 'to_agent'"),
+        (b'{"from_agent": "user", "to_agent": "echo", "content": {"a": 1, "b": 2, "a": 3}}',
+         "invalid JSON: duplicate key 'a'"),
     ],
 )
 def test_parse_rejects_what_is_not_a_strict_json_object(data: bytes, expected: str) -> None:

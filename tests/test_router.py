@@ -96,8 +96,8 @@ def test_receive_buries_a_bad_file_and_returns_the_good_ones(tmp_path: Path) -> 
 
     assert router.receive("reviewer") == [good]
 
-    assert ls(inbox / "dead") == ["0-broken.error.json", "0-broken.json"]
-    error = json.loads((inbox / "dead" / "0-broken.error.json").read_text())
+    assert ls(inbox / "dead") == [".errors", "0-broken.json"]
+    error = json.loads((inbox / "dead" / ".errors" / "0-broken.json").read_text())
     assert error["error"].startswith("0-broken.json: invalid JSON")
     assert error["error_kind"] == "bad_message"
 
@@ -112,7 +112,7 @@ def test_receive_respects_max_message_bytes(tmp_path: Path) -> None:
     # One written by another program is refused by the reader, into dead/.
     (inbox / "new" / big.file_name).write_bytes(big.to_json_bytes())
     assert router.receive("reviewer") == []
-    error = json.loads((inbox / "dead" / big.file_name.replace(".json", ".error.json")).read_text())
+    error = json.loads((inbox / "dead" / ".errors" / big.file_name).read_text())
     assert "over the limit of 1024" in error["error"]
 
 
@@ -231,7 +231,7 @@ def test_concurrent_senders_and_a_receiver_lose_and_double_nothing(tmp_path: Pat
     assert result["batches"] >= 2  # the receiver really ran while senders were sending
 
     inbox = base / "sink" / "inbox"
-    assert ls(inbox / "dead") == []  # no partial file was ever read
+    assert ls(inbox / "dead") == [".errors"]  # no partial file was ever read
     assert ls(inbox / "new") == [] and ls(inbox / "processing") == [] and ls(inbox / "tmp") == []
     assert len(ls(inbox / "done")) == total
     for n in range(senders):

@@ -48,7 +48,7 @@ def _files(directory: Path) -> list[str]:
 
 def _inbox(cwd: Path, agent: str, sub: str) -> list[str]:
     return [n for n in _files(cwd / "workspace" / agent / "inbox" / sub)
-            if not n.endswith(".error.json")]
+            if not n.startswith(".")]
 
 
 def test_kill_9_mid_message_is_handled_once_after_restart(tmp_path: Path, supervised) -> None:
@@ -109,10 +109,37 @@ def test_kill_9_on_the_last_attempt_dead_letters(tmp_path: Path) -> None:
     assert reply.content["verdict"] == "escalate"
     assert "worker died" in reply.content["error"]
     assert _inbox(tmp_path, "slow", "dead") == [request.file_name]
-    error = json.loads((tmp_path / "workspace" / "slow" / "inbox" / "dead" /
-                        request.file_name.replace(".json", ".error.json")).read_text())
+    error = json.loads((tmp_path / "workspace" / "slow" / "inbox" / "dead" / ".errors" /
+                        request.file_name).read_text())
     assert error["error_kind"] == "interrupted" and error["attempts"] == 1
     assert len(list((tmp_path / "marks").iterdir())) == 1  # never handled a second time
+
+
+def test_a_message_that_arrives_spent_is_dead_lettered_saying_so(tmp_path: Path) -> None:
+    # Given: a message another program wrote with its attempts already used up.
+    (tmp_path / "slow_agent.py").write_text(SLOW_AGENT)
+    (tmp_path / "marks").mkdir()
+    write_roster(tmp_path, """\
+        - name: slow
+          python: slow_agent:SlowFirst
+          max_attempts: 2
+    """)
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="slow", content="spent", attempt=2)
+    router.send(request)
+
+    worker = _worker(tmp_path, "slow", {"MARKS": str(tmp_path / "marks")})
+    reply = router.wait_for_reply(request, timeout_s=30)
+    worker.terminate()
+    assert worker.wait(timeout=10) == 0
+
+    # Then: it is not run, and the reason says what happened (no worker died).
+    expected = "arrived with attempt 2 >= max_attempts 2; not run"
+    assert reply.content["verdict"] == "escalate" and reply.content["error"] == expected
+    error = json.loads((tmp_path / "workspace" / "slow" / "inbox" / "dead" / ".errors" /
+                        request.file_name).read_text())
+    assert error["error"] == expected
+    assert list((tmp_path / "marks").iterdir()) == []
 
 
 def test_a_crash_between_reply_and_ack_does_not_reply_twice(tmp_path: Path) -> None:
@@ -156,7 +183,7 @@ def test_exec_timeout_kills_the_program_and_its_children(tmp_path: Path, supervi
     wait_until(lambda: not Path(f"/proc/{child}").exists() or
                Path(f"/proc/{child}/stat").read_text().split(") ")[1].startswith("Z"))
     dead = tmp_path / "workspace" / "sleepy" / "inbox" / "dead"
-    error_file = wait_until(lambda: list(dead.glob("*.error.json")))[0]  # buried after the reply
+    error_file = wait_until(lambda: list(dead.glob(".errors/*.json")))[0]  # after the reply
     assert json.loads(error_file.read_text())["error_kind"] == "timeout"
 
 

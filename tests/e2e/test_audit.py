@@ -362,7 +362,7 @@ def test_dead_letters_are_listed_and_requeued_until_handled(
     _one_error_line(run_cli("dead", "requeue", "01ZZZZZZZZZZZZZZZZZZZZZZZZ", cwd=tmp_path),
                     "no dead letter with this id")
     _one_error_line(run_cli("dead", "requeue", cwd=tmp_path), "give one dead message ID, or --all")
-    assert len(_files(tmp_path / "workspace" / "failing" / "inbox" / "dead")) == 4  # + .error
+    assert len(_files(tmp_path / "workspace" / "failing" / "inbox" / "dead" / ".errors")) == 2
 
     (tmp_path / "fixed").touch()  # the agent is fixed: what comes back now succeeds
     inbox = tmp_path / "workspace" / "failing" / "inbox"
@@ -380,7 +380,7 @@ def test_dead_letters_are_listed_and_requeued_until_handled(
     wait_until(lambda: f"1-{second}.json" in _files(inbox / "done"), timeout_s=30)
     wait_until((user_new / f"1-{second}-reply.r1.json").exists)
     assert json.loads(_ok("dead", "list", "--json", cwd=tmp_path).stdout) == []
-    assert _files(inbox / "dead") == [] and _files(inbox / "new") == []
+    assert _files(inbox / "dead") == [".errors"] and _files(inbox / "new") == []
 
     requeued = _events(tmp_path, event="requeued")
     assert [r["message_id"] for r in requeued] == [first, second]

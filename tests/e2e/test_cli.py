@@ -129,8 +129,8 @@ def test_a_failing_agent_escalates_and_dead_letters(tmp_path: Path, supervised) 
     assert "exited with status 3: boom" in reply["error"]
     dead = tmp_path / "workspace" / "failing" / "inbox" / "dead"
     # The escalation reply is published before the message is buried: wait for dead/.
-    wait_until(lambda: len(list(dead.glob("*.json"))) == 2)
-    errors = list(dead.glob("*.error.json"))
+    wait_until(lambda: len(list(dead.glob("*.json"))) == 1)
+    errors = list(dead.glob(".errors/*.json"))
     assert len(errors) == 1
     assert json.loads(errors[0].read_text())["attempts"] == 2
     assert _agent(_status(tmp_path), "failing")["inbox"]["dead"] == 1

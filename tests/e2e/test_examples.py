@@ -68,7 +68,10 @@ def _inbox(project: Path, agent: str, sub: str) -> Path:
 
 
 def _files(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+    """The names in `directory`, dot names (dead/.errors/, hidden by the protocol) aside."""
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
 
 
 def _moved(src: Path, dst: Path) -> bool:
@@ -121,7 +124,9 @@ def _check_escalated(project: Path, agent: str, result, attempts: int) -> dict:
     dead = _inbox(project, agent, "dead")
     name = f"1-{request_id}.json"
     wait_until(lambda: _moved(_inbox(project, agent, "processing") / name, dead / name))
-    error = json.loads((dead / f"1-{request_id}.error.json").read_text())
+    # agentctl's worker writes dead/.errors/N; the example agents, the older <stem>.error.json
+    reasons = (dead / ".errors" / name, dead / f"1-{request_id}.error.json")
+    error = json.loads(next(p for p in reasons if p.exists()).read_text())
     assert error["message_id"] == request_id
     assert error["attempts"] == attempts and error["error_kind"] == "error"
     assert json.loads((dead / f"1-{request_id}.json").read_text())["attempt"] == attempts
