@@ -320,3 +320,70 @@ def test_validate_finds_a_program_relative_to_the_roster(tmp_path: Path) -> None
     write(project, "agents:\n  - name: tool\n    exec: ./bin/tool.sh\n")
     result = run_cli("validate", "--config", "project/agents.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+# -- hostile rosters ------------------------------------------------------------------------
+
+# Ten lines whose aliases expand to 9**9 nodes (billion laughs): refused before anything walks
+# the expansion.
+ALIAS_BOMB = """\
+a: &a [x, x, x, x, x, x, x, x, x]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+agents: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def _limit_memory() -> None:
+    # A regression must fail fast with MemoryError, not eat the machine.
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("command", ["validate", "status"])
+def test_an_alias_bomb_is_refused_in_one_line(tmp_path: Path, command: str) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, ALIAS_BOMB)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentctl", command], cwd=tmp_path, capture_output=True,
+        text=True, timeout=15, preexec_fn=_limit_memory,  # noqa: PLW1509 - one setrlimit call
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: {path}: YAML aliases expand to over 100000 nodes; refused"
+    ], result.stderr
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "loop: &loop [*loop]\nagents: []\n")
+    assert error_of(path) == f"{path}: YAML aliases expand to over 100000 nodes; refused"
+
+
+def test_a_roster_over_1_mib_is_refused_unparsed(tmp_path: Path) -> None:
+    path = write(tmp_path, "agents:\n" + AGENT + "#" * (1024 * 1024) + "\n")
+    assert error_of(path) == f"{path}: over 1048576 bytes; a roster is not that large, refused"
+
+
+def test_aliases_within_the_limit_still_work(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "agents:\n"
+        "  - &echo {name: a, python: 'agentctl.agents.echo:EchoAgent', expertise: &kw [x, y]}\n"
+        "  - {name: b, python: 'agentctl.agents.echo:EchoAgent', expertise: *kw}\n",
+    )
+    roster = load_roster(path)
+    assert [a.expertise for a in roster.agents] == [["x", "y"], ["x", "y"]]
+
+
+def test_nesting_too_deep_for_the_parser_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "agents: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert error_of(path) == f"{path}: YAML nested too deeply; refused"
