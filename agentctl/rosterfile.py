@@ -1,8 +1,8 @@
 """Reading agents.yaml: the only module that imports yaml.
 
 `read_roster_file` gives the parsed data plus the line of every key, so validation errors can
-name the line (refusing oversized files and alias bombs). `peek_roster` reads just the workspace path and agent names without pydantic,
-for commands that must start fast (`status`).
+name the line; it refuses oversized files and alias bombs first. `peek_roster` reads just the
+workspace path and agent names without pydantic, for commands that must start fast (`status`).
 """
 
 from __future__ import annotations
