@@ -36,6 +36,7 @@ from agentctl.constants import (
     HEARTBEAT_INTERVAL_S,
     PIPELINE_AGENT,
 )
+from agentctl.envpolicy import LLM_KEY_ENV
 from agentctl.errors import ConfigError
 from agentctl.names import validate_agent_name
 from agentctl.rosterfile import RosterSource, read_roster_file, workspace_of
@@ -191,6 +192,11 @@ class Roster(BaseModel):
             for agent in self.agents
             if agent.llm is not None and (reason := agent.llm.disabled_because())
         }
+
+    def withheld_env(self) -> frozenset[str]:
+        """agentctl's LLM keys: no agent's program gets them unless its `env: pass:` lists them."""
+        names = {agent.llm.api_key_env for agent in self.agents if agent.llm is not None}
+        return frozenset({LLM_KEY_ENV, *(name for name in names if name)})
 
     def final_agent(self, pipeline: str) -> str | None:
         """The agent of a pipeline's `finally` stage, if it has one."""
