@@ -375,13 +375,22 @@ def _describe(exc: ValidationError, source: RosterSource) -> str:
         loc = tuple(err["loc"])
         line = source.line_of(loc)
         where = f"{source.path}:{line}" if line else str(source.path)
-        field = _field_path(loc) or "(roster)"
+        field = (_field_path(loc) or "(roster)") + _agent_named(loc, source.data)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see docs/ROSTER.md)"
         problems.append(f"{where}: {field}: {msg}")
     # One line per problem; the first is what a person fixes first.
     return "\n".join(problems)
+
+
+def _agent_named(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    # `agents[3]` alone makes a reader count; the name says at once which agent is wrong.
+    if len(loc) < 2 or loc[0] != "agents" or not isinstance(loc[1], int) or loc[2:3] == ("name",):
+        return ""
+    agent = data["agents"][loc[1]]
+    name = agent.get("name") if isinstance(agent, dict) else None
+    return f" (agent {name!r})" if isinstance(name, str) else ""
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -119,6 +119,7 @@ def test_validate_json_reports_the_workspace_relative_to_the_roster(tmp_path: Pa
 # -- errors ---------------------------------------------------------------------------------
 
 AGENT = "  - name: a\n    python: agentctl.agents.echo:EchoAgent\n"
+EXEC = "  - name: a\n    exec: [cat]\n"
 
 
 @pytest.mark.parametrize(
@@ -151,6 +152,28 @@ AGENT = "  - name: a\n    python: agentctl.agents.echo:EchoAgent\n"
             "agents:\n" + AGENT + "    restart: sometimes\n",
             4, "agents[0].restart", "Input should be 'always', 'on-failure' or 'never'",
         ),
+        # the environment policy
+        ("agents:\n" + EXEC + "    env: {pas: [X]}\n", 4, "agents[0].env.pas", "unknown key"),
+        (
+            "agents:\n" + EXEC + "    env: {inherit: some}\n",
+            4, "agents[0].env.inherit", "Input should be 'all' or 'none'",
+        ),
+        (
+            "agents:\n" + EXEC + "    env: {pass: [OK, BAD-NAME]}\n",
+            4, "agents[0].env.pass", "'BAD-NAME' is not an environment variable name",
+        ),
+        (
+            "agents:\n" + EXEC + "    env:\n      set: {'1X': v}\n",
+            5, "agents[0].env.set", "'1X' is not an environment variable name",
+        ),
+        (
+            "agents:\n" + EXEC + "    env: {set: {X: [1]}}\n",
+            4, "agents[0].env.set.X", "Input should be a valid string",
+        ),
+        (
+            "agents:\n" + AGENT + "    env: {inherit: none}\n",
+            2, "agents[0]", "env: is for exec: and command: agents",
+        ),
         ("durability: maybe\nagents:\n" + AGENT, 1, "durability", "'fsync' or 'none'"),
         ("poll_interval_s: 0\nagents:\n" + AGENT, 1, "poll_interval_s", "greater than 0"),
         ("max_message_bytes: 10\nagents:\n" + AGENT, 1, "max_message_bytes", "1024"),
@@ -166,7 +189,10 @@ def test_errors_name_file_line_and_field(
     path = write(tmp_path, text)
     message = error_of(path)
     first = message.splitlines()[0]
-    assert first.startswith(f"{path}:{line}: {field}: "), message
+    # An agent's field is followed by the agent's name: `agents[0].env.pas (agent 'a'): ...`.
+    named = " (agent 'a')" if field.startswith("agents[0]") and "name: a" in text else ""
+    named = " (agent 'b')" if field.startswith("agents[1]") else named
+    assert first.startswith(f"{path}:{line}: {field}{named}: "), message
     assert problem in first
 
 
@@ -179,8 +205,8 @@ def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
     )
     lines = error_of(path).splitlines()
     assert lines == [
-        f"{path}:4: agents[0].timeout_s: Input should be greater than 0",
-        f"{path}:7: agents[1].max_attempts: Input should be greater than or equal to 1",
+        f"{path}:4: agents[0].timeout_s (agent 'a'): Input should be greater than 0",
+        f"{path}:7: agents[1].max_attempts (agent 'b'): Input should be greater than or equal to 1",
     ]
 
 
@@ -270,8 +296,10 @@ def test_validate_reports_a_broken_roster_with_file_and_line(tmp_path: Path) -> 
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert lines == [
-        f"error: {path}:4: agents[0].max_attempts: Input should be greater than or equal to 1",
-        f"error: {path}:7: agents[1].restart: Input should be 'always', 'on-failure' or 'never'",
+        f"error: {path}:4: agents[0].max_attempts (agent 'a'): Input should be greater than or "
+        "equal to 1",
+        f"error: {path}:7: agents[1].restart (agent 'a-b'): Input should be 'always', "
+        "'on-failure' or 'never'",
     ]
     assert result.stdout == ""
 
