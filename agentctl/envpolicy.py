@@ -33,9 +33,8 @@ class EnvInherit(StrEnum):
 class EnvPolicy(BaseModel):
     """`env:` of an agent: `{inherit: all|none, pass: [NAME, ...], set: {NAME: value}}`."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, coerce_numbers_to_str=True
-    )
+    # Only the YAML names (`pass`, `set`): `pass_` in a roster is an unknown key.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     inherit: EnvInherit = EnvInherit.ALL
     pass_: tuple[str, ...] = Field(default=(), alias="pass")

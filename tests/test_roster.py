@@ -154,6 +154,7 @@ EXEC = "  - name: a\n    exec: [cat]\n"
         ),
         # the environment policy
         ("agents:\n" + EXEC + "    env: {pas: [X]}\n", 4, "agents[0].env.pas", "unknown key"),
+        ("agents:\n" + EXEC + "    env: {pass_: [X]}\n", 4, "agents[0].env.pass_", "unknown key"),
         (
             "agents:\n" + EXEC + "    env: {inherit: some}\n",
             4, "agents[0].env.inherit", "Input should be 'all' or 'none'",
