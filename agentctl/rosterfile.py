@@ -47,10 +47,15 @@ class RosterSource:
 MAX_ROSTER_BYTES = 1024 * 1024
 MAX_ROSTER_NODES = 100_000
 
+# The last roster parsed, by path and bytes: a command that peeks, then loads, parses it once.
+_last_parsed: tuple[Path, bytes, RosterSource] | None = None
+
 
 def read_roster_file(path: Path) -> RosterSource:
-    """Parse a roster once, with the safe loader, and index its lines; refuse a file over
-    MAX_ROSTER_BYTES or whose aliases expand to over MAX_ROSTER_NODES nodes."""
+    """Parse a roster with the safe loader and index its lines (once per process while the
+    file is unchanged); refuse a file over MAX_ROSTER_BYTES or whose aliases expand to over
+    MAX_ROSTER_NODES nodes."""
+    global _last_parsed
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_ROSTER_BYTES + 1)
@@ -58,6 +63,8 @@ def read_roster_file(path: Path) -> RosterSource:
             raise ConfigError(
                 f"{path}: over {MAX_ROSTER_BYTES} bytes; a roster is not that large, refused"
             )
+        if _last_parsed is not None and _last_parsed[:2] == (path, raw):
+            return _last_parsed[2]
         text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(
@@ -90,7 +97,9 @@ def read_roster_file(path: Path) -> RosterSource:
             key, line = duplicate
             # YAML keeps the last of two equal keys silently; a roster must not lose a list.
             raise ConfigError(f"{path}:{line}: duplicate key {key!r}")
-    return RosterSource(path=path, data=data, lines=lines)
+    source = RosterSource(path=path, data=data, lines=lines)
+    _last_parsed = (path, raw, source)
+    return source
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:

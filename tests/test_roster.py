@@ -416,3 +416,16 @@ def test_aliases_within_the_limit_still_work(tmp_path: Path) -> None:
 def test_nesting_too_deep_for_the_parser_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "agents: " + "[" * 5000 + "]" * 5000 + "\n")
     assert error_of(path) == f"{path}: YAML nested too deeply; refused"
+
+
+def test_a_roster_is_parsed_once_while_it_is_unchanged(tmp_path: Path) -> None:
+    from agentctl.rosterfile import peek_roster, read_roster_file
+
+    path = write(tmp_path, "agents:\n" + AGENT)
+    first = read_roster_file(path)
+    peek_roster(path)
+    load_roster(path)
+    assert read_roster_file(path) is first  # `send` peeks, then loads: one parse
+
+    write(tmp_path, "agents:\n" + EXEC)
+    assert read_roster_file(path).data["agents"][0]["exec"] == ["cat"]
