@@ -23,6 +23,7 @@ from agentctl.constants import (
     RESTART_MAX_QUICK_FAILURES,
     RESTART_STABLE_S,
 )
+from agentctl.envpolicy import EnvPolicy
 from agentctl.names import validate_agent_name
 
 
@@ -145,6 +146,8 @@ class AgentSpec(BaseModel):
     python: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     exec: list[str] | None = Field(default=None, min_length=1)
     command: list[str] | None = Field(default=None, min_length=1)
+    # The environment of an exec: or command: agent's program (envpolicy.py).
+    env: EnvPolicy = Field(default_factory=EnvPolicy)
     llm: LlmSpec | None = None
     budget: Budget | None = None  # for `llm:` agents
     timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
@@ -180,6 +183,8 @@ class AgentSpec(BaseModel):
             raise ValueError("budget: is for llm: agents (pipelines have their own)")
         if self.options and self.python is None:
             raise ValueError("options are given to a python: agent's constructor; this is not one")
+        if "env" in self.model_fields_set and self.exec is None and self.command is None:
+            raise ValueError("env: is for exec: and command: agents (their programs' environment)")
         return self
 
     @property

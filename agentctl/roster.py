@@ -36,6 +36,7 @@ from agentctl.constants import (
     HEARTBEAT_INTERVAL_S,
     PIPELINE_AGENT,
 )
+from agentctl.envpolicy import LLM_KEY_ENV
 from agentctl.errors import ConfigError
 from agentctl.names import validate_agent_name
 from agentctl.rosterfile import RosterSource, read_roster_file, workspace_of
@@ -191,6 +192,11 @@ class Roster(BaseModel):
             for agent in self.agents
             if agent.llm is not None and (reason := agent.llm.disabled_because())
         }
+
+    def withheld_env(self) -> frozenset[str]:
+        """agentctl's LLM keys: no agent's program gets them unless its `env: pass:` lists them."""
+        names = {agent.llm.api_key_env for agent in self.agents if agent.llm is not None}
+        return frozenset({LLM_KEY_ENV, *(name for name in names if name)})
 
     def final_agent(self, pipeline: str) -> str | None:
         """The agent of a pipeline's `finally` stage, if it has one."""
@@ -369,13 +375,22 @@ def _describe(exc: ValidationError, source: RosterSource) -> str:
         loc = tuple(err["loc"])
         line = source.line_of(loc)
         where = f"{source.path}:{line}" if line else str(source.path)
-        field = _field_path(loc) or "(roster)"
+        field = (_field_path(loc) or "(roster)") + _agent_named(loc, source.data)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see docs/ROSTER.md)"
         problems.append(f"{where}: {field}: {msg}")
     # One line per problem; the first is what a person fixes first.
     return "\n".join(problems)
+
+
+def _agent_named(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    # `agents[3]` alone makes a reader count; the name says at once which agent is wrong.
+    if len(loc) < 2 or loc[0] != "agents" or not isinstance(loc[1], int) or loc[2:3] == ("name",):
+        return ""
+    agent = data["agents"][loc[1]]
+    name = agent.get("name") if isinstance(agent, dict) else None
+    return f" (agent {name!r})" if isinstance(name, str) else ""
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

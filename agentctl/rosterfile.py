@@ -1,8 +1,8 @@
 """Reading agents.yaml: the only module that imports yaml.
 
 `read_roster_file` gives the parsed data plus the line of every key, so validation errors can
-name the line. `peek_roster` reads just the workspace path and agent names without pydantic,
-for commands that must start fast (`status`).
+name the line; it refuses oversized files and alias bombs first. `peek_roster` reads just the
+workspace path and agent names without pydantic, for commands that must start fast (`status`).
 """
 
 from __future__ import annotations
@@ -42,32 +42,88 @@ class RosterSource:
         return self.lines.get((), None)
 
 
+# A roster is a few KiB; anything near these limits is a mistake or an attack (a "billion
+# laughs" of nested aliases is ten lines that expand to 9**9 nodes).
+MAX_ROSTER_BYTES = 1024 * 1024
+MAX_ROSTER_NODES = 100_000
+
+# The last roster parsed, by path and bytes: a command that peeks, then loads, parses it once.
+_last_parsed: tuple[Path, bytes, RosterSource] | None = None
+
+
 def read_roster_file(path: Path) -> RosterSource:
-    """Parse a roster with `yaml.safe_load` (never the unsafe loader) and index its lines."""
+    """Parse a roster with the safe loader and index its lines (once per process while the
+    file is unchanged); refuse a file over MAX_ROSTER_BYTES or whose aliases expand to over
+    MAX_ROSTER_NODES nodes."""
+    global _last_parsed
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_ROSTER_BYTES + 1)
+        if len(raw) > MAX_ROSTER_BYTES:
+            raise ConfigError(
+                f"{path}: over {MAX_ROSTER_BYTES} bytes; a roster is not that large, refused"
+            )
+        if _last_parsed is not None and _last_parsed[:2] == (path, raw):
+            return _last_parsed[2]
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such roster file (create one with `agentctl init`)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    loader = yaml.SafeLoader(text)  # never the unsafe loader
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)  # for line numbers (~1 ms)
+        root = loader.get_single_node()
+        if root is not None and _expanded_size(root, {}, set()) > MAX_ROSTER_NODES:
+            raise ConfigError(
+                f"{path}: YAML aliases expand to over {MAX_ROSTER_NODES} nodes; refused"
+            )
+        # Constructed from the nodes just composed: the text is parsed once.
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:  # the composer and the walks below recurse once per level
+        raise ConfigError(f"{path}: YAML nested too deeply; refused") from None
+    finally:
+        loader.dispose()
     lines: dict[Location, int] = {}
     if root is not None:
-        duplicate = _index_lines(root, (), lines)
+        duplicate = _index_lines(root, (), lines)  # composed within the limits above
         if duplicate is not None:
             key, line = duplicate
             # YAML keeps the last of two equal keys silently; a roster must not lose a list.
             raise ConfigError(f"{path}:{line}: duplicate key {key!r}")
-    return RosterSource(path=path, data=data, lines=lines)
+    source = RosterSource(path=path, data=data, lines=lines)
+    _last_parsed = (path, raw, source)
+    return source
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes `node` stands for once every alias is expanded (capped just past the
+    limit); each distinct node is counted once, so a bomb costs as little as its text."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:  # an alias to an enclosing node: endless when expanded
+        return MAX_ROSTER_NODES + 1
+    open_nodes.add(id(node))
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    for child in children:
+        size += _expanded_size(child, sizes, open_nodes)
+        if size > MAX_ROSTER_NODES:
+            break
+    open_nodes.discard(id(node))
+    sizes[id(node)] = size
+    return size
 
 
 def _index_lines(

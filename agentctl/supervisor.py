@@ -177,8 +177,7 @@ class Supervisor:
         if proc.log_file is None:
             fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             proc.log_file = os.fdopen(fd, "ab", buffering=0)
-        argv, extra_env = self._argv_of(proc)
-        env = {**os.environ, **extra_env}
+        argv, env = self._argv_of(proc)
         try:
             popen = self.spawn(
                 argv,
@@ -219,17 +218,17 @@ class Supervisor:
         self.transport.record(event, None, agent, **fields)
 
     def _command_of(self, spec: AgentSpec) -> tuple[list[str], dict[str, str]]:
-        env = {
+        own = {
             ENV_AGENT: spec.name,
             ENV_WORKSPACE: str(self.workspace.root),
             ENV_INBOX: str(self.workspace.mailbox(spec.name).path),
             "PYTHONUNBUFFERED": "1",
         }
         if self.roster.path is not None:
-            env[ENV_CONFIG] = str(self.roster.path)
+            own[ENV_CONFIG] = str(self.roster.path)
         if spec.handler_kind is HandlerKind.COMMAND:
             assert spec.command is not None
-            return list(spec.command), env
+            return list(spec.command), spec.env.build(own, withheld=self.roster.withheld_env())
         argv = [
             sys.executable,
             "-m",
@@ -241,7 +240,8 @@ class Supervisor:
             "--agent",
             spec.name,
         ]
-        return argv, env
+        # A worker is agentctl itself: it needs the LLM keys, and applies exec: agents' policy.
+        return argv, {**os.environ, **own}
 
     def _argv_of(self, proc: AgentProcess) -> tuple[list[str], dict[str, str]]:
         argv, env = self._command_of(proc.spec)

@@ -466,7 +466,11 @@ def main(argv: list[str] | None = None) -> int:
 
             handler = build_llm_handler(spec, workspace.ensure_agent_dir(spec.name))
         else:
-            handler = build_handler(spec)
+            handler = build_handler(
+                spec,
+                max_output_bytes=roster.max_message_bytes,
+                withheld_env=roster.withheld_env(),
+            )
         worker = Worker(
             transport,
             spec,

@@ -119,6 +119,7 @@ def test_validate_json_reports_the_workspace_relative_to_the_roster(tmp_path: Pa
 # -- errors ---------------------------------------------------------------------------------
 
 AGENT = "  - name: a\n    python: agentctl.agents.echo:EchoAgent\n"
+EXEC = "  - name: a\n    exec: [cat]\n"
 
 
 @pytest.mark.parametrize(
@@ -151,6 +152,29 @@ AGENT = "  - name: a\n    python: agentctl.agents.echo:EchoAgent\n"
             "agents:\n" + AGENT + "    restart: sometimes\n",
             4, "agents[0].restart", "Input should be 'always', 'on-failure' or 'never'",
         ),
+        # the environment policy
+        ("agents:\n" + EXEC + "    env: {pas: [X]}\n", 4, "agents[0].env.pas", "unknown key"),
+        ("agents:\n" + EXEC + "    env: {pass_: [X]}\n", 4, "agents[0].env.pass_", "unknown key"),
+        (
+            "agents:\n" + EXEC + "    env: {inherit: some}\n",
+            4, "agents[0].env.inherit", "Input should be 'all' or 'none'",
+        ),
+        (
+            "agents:\n" + EXEC + "    env: {pass: [OK, BAD-NAME]}\n",
+            4, "agents[0].env.pass", "'BAD-NAME' is not an environment variable name",
+        ),
+        (
+            "agents:\n" + EXEC + "    env:\n      set: {'1X': v}\n",
+            5, "agents[0].env.set", "'1X' is not an environment variable name",
+        ),
+        (
+            "agents:\n" + EXEC + "    env: {set: {X: [1]}}\n",
+            4, "agents[0].env.set.X", "Input should be a valid string",
+        ),
+        (
+            "agents:\n" + AGENT + "    env: {inherit: none}\n",
+            2, "agents[0]", "env: is for exec: and command: agents",
+        ),
         ("durability: maybe\nagents:\n" + AGENT, 1, "durability", "'fsync' or 'none'"),
         ("poll_interval_s: 0\nagents:\n" + AGENT, 1, "poll_interval_s", "greater than 0"),
         ("max_message_bytes: 10\nagents:\n" + AGENT, 1, "max_message_bytes", "1024"),
@@ -166,7 +190,10 @@ def test_errors_name_file_line_and_field(
     path = write(tmp_path, text)
     message = error_of(path)
     first = message.splitlines()[0]
-    assert first.startswith(f"{path}:{line}: {field}: "), message
+    # An agent's field is followed by the agent's name: `agents[0].env.pas (agent 'a'): ...`.
+    named = " (agent 'a')" if field.startswith("agents[0]") and "name: a" in text else ""
+    named = " (agent 'b')" if field.startswith("agents[1]") else named
+    assert first.startswith(f"{path}:{line}: {field}{named}: "), message
     assert problem in first
 
 
@@ -179,8 +206,8 @@ def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
     )
     lines = error_of(path).splitlines()
     assert lines == [
-        f"{path}:4: agents[0].timeout_s: Input should be greater than 0",
-        f"{path}:7: agents[1].max_attempts: Input should be greater than or equal to 1",
+        f"{path}:4: agents[0].timeout_s (agent 'a'): Input should be greater than 0",
+        f"{path}:7: agents[1].max_attempts (agent 'b'): Input should be greater than or equal to 1",
     ]
 
 
@@ -270,8 +297,10 @@ def test_validate_reports_a_broken_roster_with_file_and_line(tmp_path: Path) -> 
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert lines == [
-        f"error: {path}:4: agents[0].max_attempts: Input should be greater than or equal to 1",
-        f"error: {path}:7: agents[1].restart: Input should be 'always', 'on-failure' or 'never'",
+        f"error: {path}:4: agents[0].max_attempts (agent 'a'): Input should be greater than or "
+        "equal to 1",
+        f"error: {path}:7: agents[1].restart (agent 'a-b'): Input should be 'always', "
+        "'on-failure' or 'never'",
     ]
     assert result.stdout == ""
 
@@ -320,3 +349,83 @@ def test_validate_finds_a_program_relative_to_the_roster(tmp_path: Path) -> None
     write(project, "agents:\n  - name: tool\n    exec: ./bin/tool.sh\n")
     result = run_cli("validate", "--config", "project/agents.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+# -- hostile rosters ------------------------------------------------------------------------
+
+# Ten lines whose aliases expand to 9**9 nodes (billion laughs): refused before anything walks
+# the expansion.
+ALIAS_BOMB = """\
+a: &a [x, x, x, x, x, x, x, x, x]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+agents: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def _limit_memory() -> None:
+    # A regression must fail fast with MemoryError, not eat the machine.
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("command", ["validate", "status"])
+def test_an_alias_bomb_is_refused_in_one_line(tmp_path: Path, command: str) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, ALIAS_BOMB)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentctl", command], cwd=tmp_path, capture_output=True,
+        text=True, timeout=15, preexec_fn=_limit_memory,  # noqa: PLW1509 - one setrlimit call
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: {path}: YAML aliases expand to over 100000 nodes; refused"
+    ], result.stderr
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "loop: &loop [*loop]\nagents: []\n")
+    assert error_of(path) == f"{path}: YAML aliases expand to over 100000 nodes; refused"
+
+
+def test_a_roster_over_1_mib_is_refused_unparsed(tmp_path: Path) -> None:
+    path = write(tmp_path, "agents:\n" + AGENT + "#" * (1024 * 1024) + "\n")
+    assert error_of(path) == f"{path}: over 1048576 bytes; a roster is not that large, refused"
+
+
+def test_aliases_within_the_limit_still_work(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "agents:\n"
+        "  - &echo {name: a, python: 'agentctl.agents.echo:EchoAgent', expertise: &kw [x, y]}\n"
+        "  - {name: b, python: 'agentctl.agents.echo:EchoAgent', expertise: *kw}\n",
+    )
+    roster = load_roster(path)
+    assert [a.expertise for a in roster.agents] == [["x", "y"], ["x", "y"]]
+
+
+def test_nesting_too_deep_for_the_parser_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "agents: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert error_of(path) == f"{path}: YAML nested too deeply; refused"
+
+
+def test_a_roster_is_parsed_once_while_it_is_unchanged(tmp_path: Path) -> None:
+    from agentctl.rosterfile import peek_roster, read_roster_file
+
+    path = write(tmp_path, "agents:\n" + AGENT)
+    first = read_roster_file(path)
+    peek_roster(path)
+    load_roster(path)
+    assert read_roster_file(path) is first  # `send` peeks, then loads: one parse
+
+    write(tmp_path, "agents:\n" + EXEC)
+    assert read_roster_file(path).data["agents"][0]["exec"] == ["cat"]

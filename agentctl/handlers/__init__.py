@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agentctl.agentspec import AgentSpec, HandlerKind
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from pydantic import JsonValue
 
     from agentctl.message import AgentMessage
@@ -40,8 +42,11 @@ class Handler(Protocol):
         ...
 
 
-def build_handler(spec: AgentSpec) -> Handler:
-    """The handler of a `python:` or `exec:` agent."""
+def build_handler(
+    spec: AgentSpec, *, max_output_bytes: int, withheld_env: Collection[str]
+) -> Handler:
+    """The handler of a `python:` or `exec:` agent (an `exec:` program's stdout is bounded by
+    `max_output_bytes`; it gets no variable of `withheld_env` its `env:` does not list)."""
     if spec.handler_kind is HandlerKind.PYTHON:
         from agentctl.handlers.python import PythonHandler
 
@@ -49,7 +54,7 @@ def build_handler(spec: AgentSpec) -> Handler:
     if spec.handler_kind is HandlerKind.EXEC:
         from agentctl.handlers.exec import ExecHandler
 
-        return ExecHandler(spec)
+        return ExecHandler(spec, max_output_bytes=max_output_bytes, withheld_env=withheld_env)
     raise ValueError(f"agent {spec.name!r} is a command agent: it has no in-process handler")
 
 

@@ -2,38 +2,63 @@
 
 The message JSON goes to its stdin; what it prints on stdout (JSON, or nothing for null) is the
 result; a non-zero exit status is a failure. Its stderr goes to the agent's log. It runs in a
-process group of its own, so a timeout kills everything it started.
+process group of its own, so a timeout kills everything it started, and in the environment its
+`env:` policy gives it (envpolicy.py).
+
+Nothing it prints can grow the worker without bound: stdout past `max_output_bytes` (the
+roster's `max_message_bytes`, which the result must fit anyway) fails the attempt and kills the
+group; stderr is passed to the log as it comes, up to the same bound per attempt, and only its
+last few KiB are kept, for the error message.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
+import selectors
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+import time
+from typing import IO, TYPE_CHECKING
 
 from agentctl.agentspec import AgentSpec
-from agentctl.constants import ENV_AGENT
+from agentctl.constants import DEFAULT_MAX_MESSAGE_BYTES, ENV_AGENT
+from agentctl.envpolicy import LLM_KEY_ENV
 from agentctl.errors import BadMessageError, HandlerError, HandlerTimeoutError
 from agentctl.message import parse_json_strict
 from agentctl.proc import die_with_parent, prepare_die_with_parent
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from pydantic import JsonValue
 
     from agentctl.message import AgentMessage
 
 _STDERR_TAIL_CHARS = 500
+_STDERR_TAIL_BYTES = 4096  # kept in memory for the error message (UTF-8: up to 4 per char)
+_READ_CHUNK_BYTES = 65536
+
+
+class _OutputTooLong(Exception):
+    """The program printed more on stdout than a result may hold."""
 
 
 class ExecHandler:
     """Runs the agent's program for each message."""
 
-    def __init__(self, spec: AgentSpec) -> None:
+    def __init__(
+        self,
+        spec: AgentSpec,
+        *,
+        max_output_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        withheld_env: Collection[str] = (LLM_KEY_ENV,),
+    ) -> None:
         assert spec.exec is not None
         self.argv = list(spec.exec)
-        self.env = {**os.environ, ENV_AGENT: spec.name}
+        self.env = spec.env.build({ENV_AGENT: spec.name}, withheld=withheld_env)
+        self.max_output_bytes = max_output_bytes
         prepare_die_with_parent()
 
     def handle(self, message: AgentMessage, *, timeout_s: float) -> JsonValue:
@@ -51,29 +76,110 @@ class ExecHandler:
         except OSError as exc:
             raise HandlerError(f"cannot run {self.argv[0]!r}: {exc.strerror}") from None
         try:
-            out, err = proc.communicate(message.to_json_bytes(), timeout=timeout_s)
+            out, err_tail = self._exchange(proc, message.to_json_bytes(), timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise HandlerTimeoutError(f"timed out after {timeout_s:g} s; killed") from None
+        except _OutputTooLong:
+            _kill_group(proc)
+            raise HandlerError(
+                f"{self.argv[0]}: stdout over {self.max_output_bytes} bytes, more than a result "
+                "may hold (max_message_bytes); killed"
+            ) from None
         finally:
             if proc.poll() is None:  # interrupted by an exception: leave nothing behind
                 _kill_group(proc)
-        if err:
-            sys.stderr.write(err.decode("utf-8", "replace"))
-            sys.stderr.flush()
         if proc.returncode != 0:
-            tail = err.decode("utf-8", "replace").strip()[-_STDERR_TAIL_CHARS:]
+            tail = err_tail.decode("utf-8", "replace").strip()[-_STDERR_TAIL_CHARS:]
             status = _describe_status(proc.returncode)
             raise HandlerError(f"{self.argv[0]} {status}" + (f": {tail}" if tail else ""))
         if not out.strip():
             return None
         try:
-            return parse_json_strict(out)  # type: ignore[no-any-return]
+            return parse_json_strict(bytes(out))  # type: ignore[no-any-return]
         except BadMessageError as exc:
             raise HandlerError(f"{self.argv[0]} printed a result that is not JSON: {exc}") from None
 
+    def _exchange(
+        self, proc: subprocess.Popen[bytes], data: bytes, timeout_s: float
+    ) -> tuple[bytearray, bytes]:
+        """Feed `data` to stdin while reading stdout (bounded) and stderr (to the log) until
+        both close and the program exits; return stdout and the tail of stderr."""
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        deadline = time.monotonic() + timeout_s
+        out = bytearray()
+        log = _StderrLog(self.argv[0], self.max_output_bytes)
+        sent = 0
+        with selectors.DefaultSelector() as selector:
+            if data:
+                os.set_blocking(proc.stdin.fileno(), False)
+                selector.register(proc.stdin, selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            selector.register(proc.stderr, selectors.EVENT_READ)
+            while selector.get_map():
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    raise subprocess.TimeoutExpired(self.argv, timeout_s)
+                for key, _ in selector.select(remaining_s):
+                    pipe: IO[bytes] = key.fileobj  # type: ignore[assignment]
+                    if pipe is proc.stdin:
+                        try:
+                            sent += os.write(key.fd, data[sent : sent + _READ_CHUNK_BYTES])
+                        except BlockingIOError:
+                            continue
+                        except BrokenPipeError:  # it stopped reading: it may answer anyway
+                            sent = len(data)
+                        if sent >= len(data):
+                            selector.unregister(pipe)
+                            pipe.close()
+                        continue
+                    size = _READ_CHUNK_BYTES
+                    if pipe is proc.stdout:  # never more than one byte past the bound
+                        size = min(size, self.max_output_bytes + 1 - len(out))
+                    chunk = os.read(key.fd, size)
+                    if not chunk:
+                        selector.unregister(pipe)
+                        pipe.close()
+                    elif pipe is proc.stdout:
+                        out += chunk
+                        if len(out) > self.max_output_bytes:
+                            raise _OutputTooLong
+                    else:
+                        log.write(chunk)
+        # Both pipes are closed; the program may still run (it closed them itself).
+        proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+        return out, log.tail
+
     def close(self) -> None:
         """Nothing to release: each message has its own process."""
+
+
+class _StderrLog:
+    """A program's stderr on its way to the agent's log: up to `max_bytes` per attempt pass,
+    the rest is counted and dropped; the last few KiB stay for the error message."""
+
+    def __init__(self, program: str, max_bytes: int) -> None:
+        self.program = program
+        self.max_bytes = max_bytes
+        self.logged_bytes = 0
+        self.tail = b""
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def write(self, chunk: bytes) -> None:
+        """Pass `chunk` to the log while under the bound; keep the tail either way."""
+        self.tail = (self.tail + chunk)[-_STDERR_TAIL_BYTES:]
+        room = self.max_bytes - self.logged_bytes
+        if room > 0:
+            sys.stderr.write(self._decoder.decode(chunk[:room]))
+        if room >= 0 and len(chunk) > room:  # crossing the bound now: say so, once
+            sys.stderr.write(
+                f"\n[agentctl: stderr of {self.program} over {self.max_bytes} bytes; "
+                "the rest of this attempt's is not logged]\n"
+            )
+        sys.stderr.flush()
+        self.logged_bytes += len(chunk)
 
 
 def _die_with_worker() -> None:
@@ -85,7 +191,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.communicate()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _describe_status(returncode: int) -> str:

@@ -190,7 +190,8 @@ def test_errors_are_one_red_line_and_exit_1(tmp_path: Path) -> None:
     (tmp_path / "agents.yaml").write_text(roster)
     result = run_cli("validate", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {tmp_path / 'agents.yaml'}:3: agents[0].colour: " \
+    assert result.stderr.strip() == f"error: {tmp_path / 'agents.yaml'}:3: agents[0].colour " \
+        "(agent 'x'): " \
         "unknown key (check the spelling; see docs/ROSTER.md)"
     missing = run_cli("run", "--config", "nope.yaml", cwd=tmp_path)
     assert missing.returncode == 1 and "nope.yaml: no such roster file" in missing.stderr
