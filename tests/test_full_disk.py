@@ -81,9 +81,9 @@ def fill(disk: Path) -> Path:
     return ballast
 
 
-def _status(ws: Path) -> dict[str, dict]:
+def _status(ws: Path, names: tuple[str, ...] | list[str] = ("gated", "echo")) -> dict[str, dict]:
     # What `status --json` prints, computed in-process: the test polls it many times.
-    overview = collect_overview(Workspace(ws), ["gated", "echo"])
+    overview = collect_overview(Workspace(ws), list(names))
     return {row.name: row.to_json() for row in overview.agents}
 
 
@@ -162,6 +162,37 @@ def test_a_team_waits_out_a_full_disk_and_resumes_by_itself(
     sup.stop()
     verified = run_cli("verify", cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_stopping_on_a_full_disk_puts_the_message_back_uncounted(
+    tmp_path: Path, small_disk: Path, supervised
+) -> None:
+    (tmp_path / "gated_agent.py").write_text(GATED_AGENT)
+    ws = small_disk / "workspace"
+    write_roster(tmp_path, "- name: gated\n  python: gated_agent:Gated\n", workspace=str(ws))
+    os.environ["GATE"] = str(tmp_path / "gate")
+    try:
+        sup = supervised(tmp_path)
+        sup.wait_ready(["gated"], workspace=ws)
+        request = AgentMessage(from_agent="user", to_agent="gated", content="in hand")
+        WorkspaceRouter(ws, fsync=False).send(request)
+        inbox = ws / "gated" / "inbox"
+        wait_until(lambda: os.listdir(inbox / "processing") == [request.file_name])
+        fill(small_disk)
+        (tmp_path / "gate").touch()
+        wait_until(lambda: Workspace(ws).mailbox("gated").depth().processing == 1
+                   and _status(ws, ["gated"])["gated"]["state"] == "disk full")
+    finally:
+        del os.environ["GATE"]
+
+    # When: the team is stopped while the reply cannot be written.
+    exit_code = sup.stop()
+
+    # Then: the supervisor stops cleanly, and the message waits in new/ with no attempt spent.
+    assert exit_code == 0, (tmp_path / "run.log").read_text()
+    assert os.listdir(inbox / "processing") == []
+    assert os.listdir(inbox / "new") == [request.file_name]
+    assert json.loads((inbox / "new" / request.file_name).read_text())["attempt"] == 0
 
 
 def test_send_on_a_full_disk_is_one_error_line(tmp_path: Path, small_disk: Path) -> None:
