@@ -307,7 +307,7 @@ class Worker:
         try:
             reply_id = self._reply(message, result) if answer else None
         except (AgentctlError, OSError) as exc:  # e.g. a result over max_message_bytes
-            error = f"cannot deliver the result: {exc}"  # (a full disk was waited out)
+            error = f"cannot deliver the result: {exc}"
             self._fail(delivery, message, error, "error", duration_ms)
             return
         self.writes.run(lambda: self.inbox.ack(delivery))

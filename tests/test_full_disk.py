@@ -12,14 +12,18 @@ import os
 import subprocess
 import textwrap
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from agentctl.message import AgentMessage
 from agentctl.overview import collect_overview
+from agentctl.proc import ProcessRef
+from agentctl.roster import load_roster
 from agentctl.router import WorkspaceRouter
+from agentctl.status import AgentState, AgentStatus, write_status
+from agentctl.supervisor import ProcState, Supervisor
 from agentctl.workspace import Workspace
 from tests.conftest import run_cli, wait_until, write_roster
 
@@ -193,6 +197,47 @@ def test_stopping_on_a_full_disk_puts_the_message_back_uncounted(
     assert os.listdir(inbox / "processing") == []
     assert os.listdir(inbox / "new") == [request.file_name]
     assert json.loads((inbox / "new" / request.file_name).read_text())["attempt"] == 0
+
+
+def test_a_silent_worker_on_a_read_only_disk_is_not_killed_as_stuck(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    # Given: a worker process whose heartbeat is a minute old, on a disk that takes no write at
+    # all (not even status.json in place).
+    ws = Workspace(small_disk / "workspace", fsync=False)
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n",
+                 workspace=str(ws.root))
+    now = [1000.0]
+    sup = Supervisor(load_roster(tmp_path / "agents.yaml"), ws, clock=lambda: now[0])
+    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        proc = sup.agents["echo"]
+        proc.popen, proc.state = worker, ProcState.RUNNING
+        ref = ProcessRef.of(worker.pid)
+        assert ref is not None
+        ws.ensure_agent("echo")
+        minute_ago = (datetime.now(UTC) - timedelta(seconds=60)).isoformat()
+        write_status(ws.status_path("echo"), AgentStatus(
+            agent="echo", state=AgentState.IDLE, pid=worker.pid, pid_start_ticks=ref.start_ticks,
+            heartbeat_at=minute_ago, stuck_after_s=2))
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        try:
+            # When: the supervisor checks its liveness.
+            sup.tick()
+            # Then: it asks the disk, and leaves alone a worker that could not have written.
+            assert worker.poll() is None
+            assert any("the disk refuses writes (read-only file system" in event
+                       for event in sup.drain_events())
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+
+        # And: with the disk writable again, the same silence means stuck.
+        now[0] += 2
+        sup.tick()
+        assert worker.wait(timeout=10) == -9
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def test_send_on_a_full_disk_is_one_error_line(tmp_path: Path, small_disk: Path) -> None:
