@@ -74,6 +74,33 @@ def write_new_file(path: StrPath, data: bytes, *, fsync: bool) -> None:
             view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
+    except OSError as exc:
+        # A full disk: leave no empty file behind at each retry, and name the file, which
+        # os.write() on a descriptor cannot (`error: no space left on device: <path>`).
+        _unlink_quietly(path)
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def overwrite_in_place(path: StrPath, data: bytes) -> None:
+    """Rewrite an existing file with `data` in the space it already has (no new blocks).
+
+    For a small file such as status.json when the disk is full. Not atomic: `data` is padded
+    with spaces to the old size (valid JSON stays valid) and written with one pwrite(), so a
+    reader sees the old or the new text but for a rare torn read, which status readers retry.
+    ENOSPC, without writing, when `data` would need more room than the file holds.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        room = max(st.st_size, st.st_blocks * 512)
+        if len(data) > room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+        padded = data.rstrip(b"\n").ljust(max(st.st_size, len(data)) - 1) + b"\n"
+        os.pwrite(fd, padded, 0)
     finally:
         os.close(fd)
 
@@ -81,7 +108,11 @@ def write_new_file(path: StrPath, data: bytes, *, fsync: bool) -> None:
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
     """Replace `path` with `data` so a reader sees the old or the new content, never a part."""
     tmp = path.with_name(unique_tmp_name("." + path.name))
-    write_new_file(tmp, data, fsync=fsync)
+    try:
+        write_new_file(tmp, data, fsync=fsync)
+    except OSError as exc:
+        exc.filename = os.fspath(path)  # the file the user knows, not its temporary name
+        raise
     try:
         os.replace(tmp, path)
     except BaseException:

@@ -19,6 +19,7 @@ This module holds the line format and the appender; `journalreader` reads the jo
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -137,7 +138,16 @@ class Journal:
         line, new_head = format_line(record, head)
         if torn:
             line = b"\n" + line  # end the torn fragment a crashed writer left
-        _write_all(fd, line)
+        try:
+            _write_all(fd, line)
+        except OSError as exc:
+            # A full disk can take part of a line: cut it off (the lock makes the end ours), so
+            # a write that failed leaves no torn line, and the caller can simply try again.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            self._cached_size = -1
+            exc.filename = exc.filename or self._active_path
+            raise
         self._cached_size = size + len(line)
         self._cached_head = new_head
         return new_head.seq

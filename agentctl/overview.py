@@ -16,6 +16,7 @@ from agentctl.control import SupervisorInfo, supervisor_info
 from agentctl.proc import ProcessRef
 from agentctl.status import LIVE_STATES, AgentState, AgentStatus, parse_iso, read_status
 from agentctl.workspace import Workspace
+from agentctl.writeretry import disk_error_label
 
 _REPLICA_STATUS = re.compile(r"status\.([1-9][0-9]*)\.json")
 STUCK = "stuck"  # shown instead of the recorded state when a live worker's heartbeat stopped
@@ -41,6 +42,8 @@ class AgentRow:
     log_tail: list[str]
     replica: int = 0  # which worker of the agent (`replicas: N`)
     host: str | None = None  # NATS: the machine the worker runs on
+    # Why it does not progress while alive: a write the disk refuses (`disk full: ...`).
+    write_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` form of an agent."""
@@ -155,7 +158,10 @@ def _row(workspace: Workspace, name: str, now: datetime, replica: int = 0) -> Ag
     state = status.state.value if recorded else "absent"
     if name in workspace.disabled and not alive:
         state = "disabled"  # an llm: agent whose endpoint is not set here
-    if alive and status.state in LIVE_STATES and age_s is not None and age_s > status.stuck_after_s:
+    live = alive and status.state in LIVE_STATES
+    if live and status.write_error:
+        state = disk_error_label(status.write_error)  # waiting for space, not stuck
+    elif live and age_s is not None and age_s > status.stuck_after_s:
         state = STUCK  # alive, but its heartbeat stopped: wedged
     return row_of(status, state, alive, age_s, (depth.new, depth.processing, depth.dead), replica)
 
@@ -187,4 +193,5 @@ def row_of(
         log_tail=list(status.log_tail),
         replica=replica,
         host=status.host or None,
+        write_error=status.write_error if alive else None,
     )

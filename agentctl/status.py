@@ -5,15 +5,17 @@ This module stays on the standard library because `agentctl status` must start f
 
 from __future__ import annotations
 
+import errno
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from agentctl.constants import DEFAULT_STUCK_AFTER_S
-from agentctl.fsutil import write_atomic
+from agentctl.fsutil import overwrite_in_place, write_atomic
+from agentctl.writeretry import describe_disk_error
 
 
 class AgentState(StrEnum):
@@ -62,6 +64,9 @@ class AgentStatus:
     # The heartbeat is rewritten every second; one older than this means the worker is stuck.
     stuck_after_s: float = DEFAULT_STUCK_AFTER_S
     log_tail: list[str] = field(default_factory=list)  # the last lines of agent.log, when fatal
+    # Set while the worker cannot write (`disk full: no space left on device: <path>`): it is
+    # alive and waiting for space, not stuck; None once its writes go through again.
+    write_error: str | None = None
 
     def to_json_bytes(self) -> bytes:
         """The on-disk form."""
@@ -102,17 +107,37 @@ def parse_iso(value: str) -> datetime | None:
 
 
 def write_status(path: Path, status: AgentStatus) -> None:
-    """Replace status.json atomically (readers never see half a file)."""
-    write_atomic(path, status.to_json_bytes())
+    """Replace status.json atomically (readers never see half a file).
+
+    When the disk refuses a new file (full, over quota), the old file is rewritten in place
+    instead, saying so in `write_error`: that needs no new blocks, so the heartbeat and the
+    reason keep reaching `status` and the supervisor while the disk is full. OSError if
+    neither works.
+    """
+    try:
+        write_atomic(path, status.to_json_bytes())
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if status.write_error is None:
+            status = replace(status, write_error=describe_disk_error(exc))
+        try:
+            overwrite_in_place(path, status.to_json_bytes())
+        except OSError:
+            raise exc from None
 
 
 def read_status(path: Path) -> AgentStatus | None:
     """The status in `path`, or None if there is none or it cannot be read."""
-    try:
-        data = json.loads(path.read_bytes())
-        return AgentStatus.from_dict(data)
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
+    for _ in range(2):  # once more after a torn read of a file rewritten in place
+        try:
+            data = json.loads(path.read_bytes())
+            return AgentStatus.from_dict(data)
+        except (FileNotFoundError, TypeError):
+            return None
+        except ValueError:
+            continue
+    return None
 
 
 def status_json_schema() -> dict[str, Any]:

@@ -48,6 +48,7 @@ from agentctl.status import (
     write_status,
 )
 from agentctl.workspace import Workspace
+from agentctl.writeretry import disk_error_line, probe_write
 
 if TYPE_CHECKING:
     from agentctl.transport import Transport
@@ -81,6 +82,7 @@ class AgentProcess:
     restarts: int = 0
     last_exit: int | None = None
     next_liveness_check: float = 0.0
+    spared: bool = False  # silent, but because the disk refuses writes: left running
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -135,6 +137,7 @@ class Supervisor:
         self.spawn = spawn
         self.grace_s = grace_s
         self._lock_fd: int | None = None
+        self.write_error: str | None = None  # the last write refused, while they fail
 
     # -- start ------------------------------------------------------------------------------
 
@@ -172,13 +175,13 @@ class Supervisor:
 
     def _spawn(self, proc: AgentProcess) -> None:
         spec = proc.spec
-        self.workspace.ensure_agent(spec.name)
-        log_path = self.workspace.log_path(spec.name)
-        if proc.log_file is None:
-            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            proc.log_file = os.fdopen(fd, "ab", buffering=0)
         argv, env = self._argv_of(proc)
         try:
+            self.workspace.ensure_agent(spec.name)  # a full disk can refuse these: retried
+            if proc.log_file is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                fd = os.open(self.workspace.log_path(spec.name), flags, 0o600)
+                proc.log_file = os.fdopen(fd, "ab", buffering=0)
             popen = self.spawn(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -193,7 +196,7 @@ class Supervisor:
             proc.state = ProcState.BACKOFF
             proc.last_exit = None
             self._schedule_restart(proc, quick=True)
-            error = f"cannot start {argv[0]!r}: {exc.strerror}"
+            error = f"cannot start {argv[0]!r}: {disk_error_line(exc)}"
             self._note(spec.name, "crashed", error, error=error)
             return
         proc.popen = popen
@@ -215,7 +218,23 @@ class Supervisor:
     def _note(self, agent: str, event: str, text: str, **fields: object) -> None:
         # One happening, for the live view and for the journal.
         self.events.append(f"{agent}: {text}")
-        self.transport.record(event, None, agent, **fields)
+        self._journal(event, agent, **fields)
+
+    def _journal(self, event: str, agent: str, **fields: object) -> None:
+        self._write(lambda: self.transport.record(event, None, agent, **fields))
+
+    def _write(self, step: Callable[[], object]) -> None:
+        """Run a write the supervisor can do without (journal, status files): one the disk
+        refuses is shown in the live view and skipped, so a full disk never stops the team."""
+        try:
+            step()
+        except OSError as exc:
+            line = disk_error_line(exc)
+            if line != self.write_error:
+                self.events.append(f"cannot write (going on without it): {line}")
+            self.write_error = line
+        else:
+            self.write_error = None
 
     def _command_of(self, spec: AgentSpec) -> tuple[list[str], dict[str, str]]:
         own = {
@@ -286,6 +305,18 @@ class Supervisor:
             return
         silent_s = (datetime.now(UTC) - heartbeat).total_seconds()
         if silent_s > status.stuck_after_s:
+            # A worker that cannot write cannot beat either: killing it would not help (its
+            # heartbeat goes on in place when the disk is full; this is for read-only or failing
+            # disks). Ask the disk before calling the silence stuck.
+            refused = probe_write(self.workspace.agent_dir(proc.spec.name))
+            if refused is not None:
+                if not proc.spared:
+                    proc.spared = True
+                    why = disk_error_line(refused)
+                    self.events.append(f"{proc.spec.name}: silent, but the disk refuses writes "
+                                       f"({why}); not killed")
+                return
+            proc.spared = False
             self._note(
                 proc.spec.name,
                 "killed",
@@ -369,13 +400,11 @@ class Supervisor:
         """
         if proc.spec.handler_kind is HandlerKind.COMMAND:
             return
-        for name in self.transport.release_in_hand(proc.spec.name):
-            self.transport.record(
-                "released",
-                None,
-                proc.spec.name,
-                file=name,
-                reason="stopped before its handler finished",
+        names: list[str] = []
+        self._write(lambda: names.extend(self.transport.release_in_hand(proc.spec.name)))
+        for name in names:
+            self._journal(
+                "released", proc.spec.name, file=name, reason="stopped before its handler finished"
             )
 
     def _record_fatal(self, proc: AgentProcess, reason: str) -> None:
@@ -385,7 +414,7 @@ class Supervisor:
         status.state = AgentState.FATAL
         status.last_error = reason
         status.log_tail = _log_tail(self.workspace.log_path(proc.spec.name), LOG_TAIL_LINES)
-        write_status(path, status)
+        self._write(lambda: write_status(path, status))
         self.transport.publish_status(status)
 
     def _record_exit(self, proc: AgentProcess, returncode: int) -> None:
@@ -397,23 +426,22 @@ class Supervisor:
         status.exit_code = returncode
         if returncode != 0:
             status.last_error = f"process {describe_exit(returncode)}"
-        write_status(path, status)
+        status.write_error = None  # it no longer writes, so it waits for nothing
+        self._write(lambda: write_status(path, status))
         self.transport.publish_status(status)
 
     def _write_command_status(self, proc: AgentProcess, state: AgentState) -> None:
         assert proc.popen is not None
         ref = proc.ref
-        write_status(
-            self.workspace.status_path(proc.spec.name),
-            AgentStatus(
-                agent=proc.spec.name,
-                state=state,
-                pid=proc.popen.pid,
-                pid_start_ticks=ref.start_ticks if ref else 0,
-                started_at=iso_now(),
-                heartbeat_at=iso_now(),
-            ),
+        status = AgentStatus(
+            agent=proc.spec.name,
+            state=state,
+            pid=proc.popen.pid,
+            pid_start_ticks=ref.start_ticks if ref else 0,
+            started_at=iso_now(),
+            heartbeat_at=iso_now(),
         )
+        self._write(lambda: write_status(self.workspace.status_path(proc.spec.name), status))
 
     def drain_events(self) -> list[str]:
         """Return and forget the events recorded since the last call."""
@@ -443,9 +471,7 @@ class Supervisor:
             _signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
             self._record_exit(proc, proc.popen.returncode)
             proc.state = ProcState.STOPPED
-            self.transport.record(
-                "stopped", None, proc.spec.name, exit=describe_exit(proc.popen.returncode)
-            )
+            self._journal("stopped", proc.spec.name, exit=describe_exit(proc.popen.returncode))
         for proc in self.agents.values():
             if proc.log_file is not None:
                 proc.log_file.close()
@@ -453,8 +479,8 @@ class Supervisor:
             if proc.state is ProcState.BACKOFF:
                 proc.state = ProcState.STOPPED
         if self._lock_fd is not None:
-            release_supervisor_lock(self.workspace, self._lock_fd)
-            self._lock_fd = None
+            lock_fd, self._lock_fd = self._lock_fd, None
+            self._write(lambda: release_supervisor_lock(self.workspace, lock_fd))
 
 
 def _log_tail(path: Path, lines: int) -> list[str]:

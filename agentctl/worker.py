@@ -57,6 +57,7 @@ from agentctl.status import (
     read_status,
 )
 from agentctl.workspace import Workspace
+from agentctl.writeretry import RETRY_MAX_S, WriteRetry, WritesAbandoned, is_disk_error
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
@@ -95,6 +96,8 @@ class Worker:
             publish=transport.publish_status,
         )
         self.overrun = OverrunGuard(self._on_overrun)
+        # Every write of a message's settlement waits out a full disk instead of failing it.
+        self.writes = WriteRetry(self.stopping, self._on_write_error)
         self._connected = True
         transport.watch_connection(self._on_connection)
 
@@ -106,6 +109,13 @@ class Worker:
             self.reporter.update(state=AgentState.BUSY if busy else AgentState.IDLE)
         else:
             self.reporter.update(state=AgentState.DISCONNECTED)
+
+    def _on_write_error(self, error: str | None) -> None:
+        # `status` shows `disk full` (status.json is rewritten in place, so the heartbeat goes
+        # on), and waiting for space is not the handler overrunning its timeout.
+        if error is not None:
+            self.overrun.disarm()
+        self.reporter.update(write_error=error)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -143,12 +153,18 @@ class Worker:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             claimed = 0
-            for delivery in self.inbox.claim(self._may_claim):
-                claimed += 1
-                self._handle(delivery)
-                # Idle until the next claim: on NATS the wait for the next message is inside
-                # claim() (a fetch), and status must not show the last message as in hand.
-                self._idle()
+            try:
+                for delivery in self.inbox.claim(self._may_claim):
+                    claimed += 1
+                    self._handle_or_put_back(delivery)
+                    # Idle until the next claim: on NATS the wait for the next message is
+                    # inside claim() (a fetch), and status must not show it as in hand.
+                    self._idle()
+            except OSError as exc:  # a claim is a link: a full directory can refuse it
+                if not is_disk_error(exc):
+                    raise
+                self.writes.wait(exc, RETRY_MAX_S)
+                continue
             if self.stopping.is_set():
                 return
             if not claimed:
@@ -162,7 +178,21 @@ class Worker:
     def recover(self) -> None:
         """Settle what a dead worker left in hand: each interrupted message spent an attempt."""
         for delivery in self.inbox.recover():
+            self._handle_or_put_back(delivery)
+
+    def _handle_or_put_back(self, delivery: Delivery) -> None:
+        try:
             self._handle(delivery)
+        except WritesAbandoned as exc:
+            # Asked to stop while the disk refused a write: a claim of ours goes back to new/
+            # uncounted (a link, which a full disk still allows); one a dead worker left stays
+            # in processing/, so the next worker counts that interrupted attempt.
+            log.warning("%s: stopping before it could be written (%s)", delivery.key, exc)
+            if not delivery.interrupted:
+                try:
+                    self.inbox.release(delivery, 0)
+                except OSError as release_error:
+                    log.error("%s stays in processing/: %s", delivery.key, release_error)
 
     def _on_overrun(self, delivery: Delivery, message: AgentMessage, limit_s: float) -> None:
         # Runs on the guard's thread while the handler still holds the main thread: the only
@@ -207,7 +237,7 @@ class Worker:
         if wait_s > 0 and not delivery.interrupted:
             # A retry whose delay is not over (we restarted since we scheduled it): put it back
             # untouched, without counting an attempt, and come back when it is due.
-            self.inbox.release(delivery, wait_s)
+            self.writes.run(lambda: self.inbox.release(delivery, wait_s))
             return
         # The attempt is counted here, at claim time: whatever happens next, it was spent.
         attempt = message.attempt + delivery.redeliveries + 1
@@ -265,7 +295,8 @@ class Worker:
             self.overrun.disarm()
 
     def _record(self, event: str, message: AgentMessage | None, **fields: Any) -> None:
-        self.transport.record(event, message, self.spec.name, **fields)
+        # A journal line is written whole or not at all, so a refused one is simply retried.
+        self.writes.run(lambda: self.transport.record(event, message, self.spec.name, **fields))
 
     def _timeout_s(self, message: AgentMessage) -> float:
         override = message.headers.get("timeout_s")
@@ -286,7 +317,7 @@ class Worker:
             error = f"cannot deliver the result: {exc}"
             self._fail(delivery, message, error, "error", duration_ms)
             return
-        self.inbox.ack(delivery)
+        self.writes.run(lambda: self.inbox.ack(delivery))
         self._record(
             "handled",
             message,
@@ -329,7 +360,7 @@ class Worker:
         )
         if message.attempt < self.spec.max_attempts and not final:
             delay_s = self.spec.retry.delay_s(message.attempt)
-            data = self.inbox.retry(delivery, message, delay_s)
+            data = self.writes.run(lambda: self.inbox.retry(delivery, message, delay_s))
             self._record(
                 "retried",
                 message,
@@ -351,7 +382,7 @@ class Worker:
                 },
             )
         record = error_record(message.id, error, error_kind, message.attempt)
-        buried = self.inbox.bury(delivery, record, message)
+        buried = self.writes.run(lambda: self.inbox.bury(delivery, record, message))
         self._record(
             "dead",
             message,
@@ -366,7 +397,8 @@ class Worker:
     def _bury_bad_file(self, delivery: Delivery, reason: str, data: bytes | None) -> None:
         log.warning("bad message %s: %s", delivery.key, reason)
         error = f"{delivery.key}: {reason}"
-        self.inbox.bury(delivery, error_record(None, error, "bad_message", 0), None)
+        record = error_record(None, error, "bad_message", 0)
+        self.writes.run(lambda: self.inbox.bury(delivery, record, None))
         self._record(
             "dead",
             None,
@@ -379,7 +411,8 @@ class Worker:
 
     def _reply(self, request: AgentMessage, content: JsonValue) -> str:
         reply = request.reply(content)
-        self.transport.deliver(reply, dedupe=True)
+        # Retried as it is, not rebuilt: with dedupe, a reply that did land is not sent twice.
+        self.writes.run(lambda: self.transport.deliver(reply, dedupe=True))
         return reply.id
 
 

@@ -6,7 +6,8 @@ import sys
 
 
 def main() -> None:
-    """Entry point: run the app; an AgentctlError becomes one red line and exit code 1."""
+    """Entry point: run the app; an AgentctlError, or a write the disk refused (full, read-only),
+    becomes one red line and exit code 1."""
     from agentctl.cli.app import COMMANDS, make_app
     from agentctl.errors import AgentctlError
 
@@ -14,7 +15,17 @@ def main() -> None:
     try:
         make_app(only=command)()
     except AgentctlError as exc:
-        from agentctl.cli.render import print_error
+        _fail(str(exc))
+    except OSError as exc:
+        from agentctl.writeretry import disk_error_line, is_disk_error
 
-        print_error(str(exc))
-        sys.exit(1)
+        if not is_disk_error(exc):
+            raise
+        _fail(disk_error_line(exc))  # `no space left on device: <path>`
+
+
+def _fail(line: str) -> None:
+    from agentctl.cli.render import print_error
+
+    print_error(line)
+    sys.exit(1)
