@@ -6,6 +6,7 @@ This module stays on the standard library because `agentctl status` must start f
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -62,6 +63,7 @@ class AgentStatus:
     # The heartbeat is rewritten every second; one older than this means the worker is stuck.
     stuck_after_s: float = DEFAULT_STUCK_AFTER_S
     log_tail: list[str] = field(default_factory=list)  # the last lines of agent.log, when fatal
+    next_try_at: str | None = None  # when fatal: when the supervisor tries it again, if it will
 
     def to_json_bytes(self) -> bytes:
         """The on-disk form."""
@@ -99,6 +101,26 @@ def parse_iso(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def recount_handled(path: Path, done_dir: Path) -> None:
+    """Raise a dead worker's `handled` to the number of messages in its done/.
+
+    A worker writes its counters at most every STATUS_MIN_INTERVAL_S, so one killed with
+    SIGKILL loses the last few; done/ holds exactly the messages it handled (acked), so it is
+    the durable count. Only ever raised: a done/ that someone pruned must not lower it. A
+    cleanly stopped worker wrote its final counters and is left alone.
+    """
+    status = read_status(path)
+    if status is None or status.state is AgentState.STOPPED:
+        return
+    try:
+        in_done = sum(1 for entry in os.scandir(done_dir) if not entry.name.startswith("."))
+    except OSError:
+        return  # no done/ (NATS, or never ran)
+    if in_done > status.handled:
+        status.handled = in_done
+        write_status(path, status)
 
 
 def write_status(path: Path, status: AgentStatus) -> None:
