@@ -99,3 +99,28 @@ def test_restart_errors_are_one_line(tmp_path: Path, supervised) -> None:
     assert other.returncode == 1 and len(other.stderr.splitlines()) == 1
     assert "other: not run by this supervisor" in other.stderr
     assert running.returncode == 0 and "echo: already running" in running.stdout
+
+
+def test_handled_counts_every_message_after_a_worker_is_killed(tmp_path: Path, supervised) -> None:
+    # Given a backlog the echo worker is draining
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    total = 600
+    router = WorkspaceRouter.of(Workspace(tmp_path / "workspace", fsync=False))
+    for n in range(total):
+        router.send(user_message("echo", {"n": n}))
+    inbox = tmp_path / "workspace" / "echo" / "inbox"
+    status_path = tmp_path / "workspace" / "echo" / "status.json"
+    sup = supervised(tmp_path)
+
+    # When its worker is killed with SIGKILL in the middle of the burst (its last counts were
+    # never written) and the supervisor restarts it
+    wait_until(lambda: len(os.listdir(inbox / "done")) >= 100, interval_s=0.005)
+    os.kill(json.loads(status_path.read_text())["pid"], signal.SIGKILL)
+    wait_until(lambda: len(os.listdir(inbox / "done")) == total, timeout_s=60)
+    assert run_cli("stop", cwd=tmp_path).returncode == 0
+    assert sup.proc.wait(timeout=30) == 0
+
+    # Then `handled` counts every message handled, as done/ does
+    echo = _echo(tmp_path)
+    assert echo["inbox"] == {"new": 0, "processing": 0, "dead": 0}
+    assert echo["handled"] == total
