@@ -234,8 +234,11 @@ def ask_supervisor(
     request_id = submit_request(workspace, action, agent)
     deadline = time.monotonic() + timeout_s
     while (answer := read_answer(workspace, request_id)) is None:
-        if time.monotonic() > deadline or not supervisor_is_running(workspace):
-            _withdraw(workspace, request_id, ref.pid, timeout_s)
+        if not supervisor_is_running(workspace):
+            _withdraw(workspace, request_id, f"supervisor (pid {ref.pid}) stopped")
+        if time.monotonic() > deadline:
+            _withdraw(workspace, request_id, f"supervisor (pid {ref.pid}) gave no answer within "
+                      f"{timeout_s:g} s")
         time.sleep(0.02)
     ok, lines = answer
     if not ok:
@@ -243,17 +246,13 @@ def ask_supervisor(
     return lines
 
 
-def _withdraw(workspace: Workspace, request_id: str, pid: int, timeout_s: float) -> NoReturn:
-    request = workspace.control_dir / REQUESTS_DIR / f"{request_id}.json"
+def _withdraw(workspace: Workspace, request_id: str, what: str) -> NoReturn:
+    # Withdrawn if still waiting, so a later supervisor does not act on a request nobody awaits.
     try:
-        request.unlink()
+        (workspace.control_dir / REQUESTS_DIR / f"{request_id}.json").unlink()
     except FileNotFoundError:
-        raise SupervisorError(
-            f"supervisor (pid {pid}) took the request but did not answer within {timeout_s:g} s"
-        ) from None
-    raise SupervisorError(
-        f"supervisor (pid {pid}) did not take the request within {timeout_s:g} s; withdrawn"
-    )
+        raise SupervisorError(f"{what}; it had taken the request (it may yet act)") from None
+    raise SupervisorError(f"{what}; the request is withdrawn")
 
 
 def _is_record(name: str) -> bool:

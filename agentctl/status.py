@@ -120,7 +120,10 @@ def recount_handled(path: Path, done_dir: Path) -> None:
         return  # no done/ (NATS, or never ran)
     if in_done > status.handled:
         status.handled = in_done
-        write_status(path, status)
+        try:
+            write_status(path, status)
+        except OSError:
+            pass  # a full disk: the counts stay short, and the supervisor keeps running
 
 
 def write_status(path: Path, status: AgentStatus) -> None:

@@ -226,6 +226,26 @@ def test_restart_through_the_control_channel(tmp_path: Path) -> None:
         sup.stop()
 
 
+def test_a_request_nobody_answers_is_withdrawn(tmp_path: Path) -> None:
+    from agentctl.control import (
+        ControlAction,
+        ask_supervisor,
+        release_supervisor_lock,
+        take_supervisor_lock,
+    )
+    from agentctl.errors import SupervisorError
+
+    # Given a process that holds the supervisor lock but never serves requests
+    ws = Workspace(tmp_path / "workspace", fsync=False)
+    lock_fd = take_supervisor_lock(ws, "agents.yaml")
+    try:
+        with pytest.raises(SupervisorError, match="gave no answer within 0.2 s; .* withdrawn"):
+            ask_supervisor(ws, ControlAction.RESTART, "proc", timeout_s=0.2)
+        assert os.listdir(ws.control_dir / "requests") == []
+    finally:
+        release_supervisor_lock(ws, lock_fd)
+
+
 def test_a_stable_run_resets_the_backoff(tmp_path: Path) -> None:
     clock = FakeClock()
     sup = _supervisor(tmp_path, "read line", "on-failure", clock)  # runs until signalled
