@@ -106,6 +106,10 @@ def test_backoff_grows_then_the_agent_is_fatal(tmp_path: Path) -> None:
         sup.stop()
 
 
+# Fails at once until a file `fixed` appears in the roster's directory, then runs.
+FAILS_UNTIL_FIXED = "test -e fixed || exit 1; exec sleep 300"
+
+
 def _fail_until_fatal(sup: Supervisor, clock: FakeClock) -> None:
     """Let the agent's quick failures run their course (fake time) until it is fatal."""
     while sup.agents["proc"].state is not ProcState.FATAL:
@@ -179,7 +183,7 @@ def test_a_stable_run_after_a_cooldown_resets_the_cooldown(tmp_path: Path) -> No
 
 def test_cooldown_null_leaves_a_fatal_agent_down_until_restarted(tmp_path: Path) -> None:
     clock = FakeClock()
-    sup = _supervisor(tmp_path, "test -e fixed || exit 1; exec sleep 300", "on-failure", clock,
+    sup = _supervisor(tmp_path, FAILS_UNTIL_FIXED, "on-failure", clock,
                       backoff="{max_quick_failures: 1, cooldown_s: null}")
     sup.start()
     try:
@@ -203,9 +207,9 @@ def test_cooldown_null_leaves_a_fatal_agent_down_until_restarted(tmp_path: Path)
 def test_restart_through_the_control_channel(tmp_path: Path) -> None:
     from agentctl.control import ControlAction, read_answer, submit_request
 
-    # Given an agent that fails until a file `fixed` exists, made fatal
+    # Given an agent made fatal, then fixed
     clock = FakeClock()
-    sup = _supervisor(tmp_path, "test -e fixed || exit 1; exec sleep 300", "on-failure", clock,
+    sup = _supervisor(tmp_path, FAILS_UNTIL_FIXED, "on-failure", clock,
                       backoff="{max_quick_failures: 1}")
     sup.start()
     try:
