@@ -115,7 +115,7 @@ def recount_handled(path: Path, done_dir: Path) -> None:
     if status is None or status.state is AgentState.STOPPED:
         return
     try:
-        in_done = sum(1 for entry in os.scandir(done_dir) if not entry.name.startswith("."))
+        in_done = sum(1 for name in os.listdir(done_dir) if not name.startswith("."))
     except OSError:
         return  # no done/ (NATS, or never ran)
     if in_done > status.handled:
