@@ -180,7 +180,7 @@ class Supervisor:
         for ref in leftovers:
             ref.signal_group(signal.SIGKILL)
 
-    def _spawn(self, proc: AgentProcess) -> None:
+    def _spawn(self, proc: AgentProcess, *, cause: str | None = None) -> None:
         spec = proc.spec
         self.workspace.ensure_agent(spec.name)
         if spec.handler_kind is not HandlerKind.COMMAND:
@@ -222,9 +222,10 @@ class Supervisor:
         self._note(
             spec.name,
             event,
-            f"{event} (pid {popen.pid})",
+            f"{event} (pid {popen.pid})" + (f" after {cause}" if cause else ""),
             pid=popen.pid,
             restarts=proc.restarts or None,
+            cause=cause,  # why a fatal agent runs again: its cool-down, or `agentctl restart`
         )
 
     def _note(self, agent: str, event: str, text: str, **fields: object) -> None:
@@ -286,8 +287,7 @@ class Supervisor:
                 proc.restarts += 1
                 self._spawn(proc)
             elif proc.state is ProcState.FATAL and now >= proc.restart_at:
-                self.events.append(f"{proc.spec.name}: cool-down over; trying again")
-                self._start_afresh(proc, times_fatal=proc.times_fatal)
+                self._start_afresh(proc, times_fatal=proc.times_fatal, cause="cool-down")
 
     def restart_agent(self, name: str) -> list[str]:
         """Start every worker of agent `name` now, clearing `fatal`, backoff and cool-down; one
@@ -300,19 +300,18 @@ class Supervisor:
             if proc.state is ProcState.RUNNING:
                 lines.append(f"{key}: already running (pid {proc.pid})")
                 continue
-            self.events.append(f"{key}: restart requested (was {proc.state.value})")
-            self._start_afresh(proc, times_fatal=0)
+            self._start_afresh(proc, times_fatal=0, cause=f"agentctl restart ({proc.state.value})")
             lines.append(f"{key}: restarted (pid {proc.pid})" if proc.pid else
                          f"{key}: could not start; retrying with backoff (see `agentctl tail`)")
         return lines
 
-    def _start_afresh(self, proc: AgentProcess, *, times_fatal: int) -> None:
+    def _start_afresh(self, proc: AgentProcess, *, times_fatal: int, cause: str) -> None:
         # A whole new burst of quick restarts, as after a stable run.
         proc.quick_failures = 0
         proc.backoff_s = -1.0
         proc.times_fatal = times_fatal
         proc.restarts += 1
-        self._spawn(proc)
+        self._spawn(proc, cause=cause)
 
     def _serve_requests(self) -> None:
         """Act on what commands asked (`agentctl restart`), answering each."""

@@ -73,6 +73,10 @@ def test_a_fatal_agent_is_restarted_by_agentctl_restart_and_drains_its_backlog(
     assert echo["state"] in ("idle", "busy") and echo["next_try_at"] is None
     replies = os.listdir(tmp_path / "workspace" / "user" / "inbox" / "new")
     assert len(replies) == 50
+    journal = tmp_path / "workspace" / ".agentctl" / "journal" / "journal.jsonl"
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    restarted = [e for e in events if e["event"] == "restarted" and e["agent"] == "echo"]
+    assert restarted[-1]["cause"] == "agentctl restart (fatal)"
 
 
 def test_restart_errors_are_one_line(tmp_path: Path, supervised) -> None:
