@@ -183,10 +183,7 @@ class Supervisor:
     def _spawn(self, proc: AgentProcess, *, cause: str | None = None) -> None:
         spec = proc.spec
         self.workspace.ensure_agent(spec.name)
-        if spec.handler_kind is not HandlerKind.COMMAND:
-            # The worker carries its counters over from status.json: make them durable first.
-            status_path = self.workspace.status_path(spec.name, proc.replica)
-            recount_handled(status_path, self.workspace.mailbox(spec.name).done)
+        self._recount_handled(proc)  # the worker carries its counts over from status.json
         log_path = self.workspace.log_path(spec.name)
         if proc.log_file is None:
             fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -441,9 +438,16 @@ class Supervisor:
                 reason="stopped before its handler finished",
             )
 
+    def _recount_handled(self, proc: AgentProcess) -> None:
+        # A worker killed with SIGKILL never wrote its last counts; its done/ holds them.
+        if proc.spec.handler_kind is not HandlerKind.COMMAND:  # its inbox is its own business
+            path = self.workspace.status_path(proc.spec.name, proc.replica)
+            recount_handled(path, self.workspace.mailbox(proc.spec.name).done)
+
     def _record_fatal(self, proc: AgentProcess, reason: str, cooldown_s: float | None) -> None:
         # `status` must say why the agent is down, until when: the reason and the end of its log.
         path = self.workspace.status_path(proc.spec.name, proc.replica)
+        self._recount_handled(proc)  # right while it is down, too
         status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
         status.state = AgentState.FATAL
         status.last_error = reason
