@@ -20,6 +20,8 @@ from agentctl.constants import (
     RESTART_BACKOFF_FACTOR,
     RESTART_BACKOFF_INITIAL_S,
     RESTART_BACKOFF_MAX_S,
+    RESTART_COOLDOWN_MAX_S,
+    RESTART_COOLDOWN_S,
     RESTART_MAX_QUICK_FAILURES,
     RESTART_STABLE_S,
 )
@@ -75,6 +77,17 @@ class RestartBackoff(BaseModel):
     max_s: float = Field(default=RESTART_BACKOFF_MAX_S, ge=0)
     stable_s: float = Field(default=RESTART_STABLE_S, gt=0)
     max_quick_failures: int = Field(default=RESTART_MAX_QUICK_FAILURES, ge=1)
+    # A fatal agent is tried again after this long (null: it waits for `agentctl restart`).
+    cooldown_s: float | None = Field(default=RESTART_COOLDOWN_S, gt=0)
+    cooldown_max_s: float = Field(default=RESTART_COOLDOWN_MAX_S, gt=0)
+
+    def cooldown_after_s(self, times_fatal: int) -> float | None:
+        """How long an agent that turned fatal `times_fatal` times in a row (1-based) stays
+        down before its next try: cooldown_s, times factor each time, at most cooldown_max_s."""
+        if self.cooldown_s is None:
+            return None
+        exponent = min(times_fatal - 1, 64)  # a float power overflows after ~1,000 doublings
+        return min(self.cooldown_s * self.factor**exponent, self.cooldown_max_s)
 
 
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

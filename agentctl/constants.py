@@ -35,6 +35,10 @@ ENV_INBOX = "AGENTCTL_INBOX"
 CONTROL_DIR = ".agentctl"
 SUPERVISOR_LOCK_FILE = "supervisor.lock"
 SUPERVISOR_PID_FILE = "supervisor.json"
+# Requests to a running supervisor (`agentctl restart`), one file each, and its answers.
+REQUESTS_DIR = "requests"
+ANSWERS_DIR = "answers"
+CONTROL_ANSWER_TIMEOUT_S = 10.0  # how long a command waits for the supervisor to answer
 WORKER_LOCK_FILE = "worker.lock"
 INBOX_DIR = "inbox"
 OUTBOX_DIR = "outbox"
@@ -81,6 +85,10 @@ RESTART_BACKOFF_INITIAL_S = 0.5
 RESTART_BACKOFF_FACTOR = 2.0
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_STABLE_S = 10.0
+# A fatal agent is tried again after a cool-down: 60 s, doubling each time it turns fatal
+# again, at most 30 min (systemd's start-limit interval, but retrying instead of giving up).
+RESTART_COOLDOWN_S = 60.0
+RESTART_COOLDOWN_MAX_S = 1800.0
 SUPERVISOR_TICK_S = 0.1
 LIVENESS_CHECK_INTERVAL_S = 1.0  # how often the supervisor reads each worker's heartbeat
 

@@ -1,4 +1,5 @@
-"""The workspace's control directory: the one-supervisor lock and the supervisor's pid record.
+"""The workspace's control directory: the one-supervisor lock, the supervisor's pid record, and
+the channel through which commands ask a running supervisor to act (`agentctl restart`).
 
 Standard library only: `status` and `stop` read these and must start fast.
 """
@@ -10,11 +11,20 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import NoReturn
 
-from agentctl.constants import SUPERVISOR_LOCK_FILE, SUPERVISOR_PID_FILE
-from agentctl.errors import SupervisorError
-from agentctl.fsutil import write_atomic
+from agentctl.constants import (
+    ANSWERS_DIR,
+    REQUESTS_DIR,
+    SUPERVISOR_LOCK_FILE,
+    SUPERVISOR_PID_FILE,
+)
+from agentctl.errors import AgentctlError, SupervisorError
+from agentctl.fsutil import ensure_dir, write_atomic
+from agentctl.ids import new_id
 from agentctl.proc import ProcessRef
 from agentctl.status import iso_now
 from agentctl.workspace import Workspace
@@ -114,3 +124,137 @@ def stop_supervisor(workspace: Workspace, *, timeout_s: float) -> int:
             raise SupervisorError(f"supervisor (pid {ref.pid}) did not stop within {timeout_s:g} s")
         time.sleep(0.05)
     return ref.pid
+
+
+# -- requests to a running supervisor ---------------------------------------------------------
+#
+# A command writes `.agentctl/requests/<id>.json` ({"action", "agent"}); the supervisor looks
+# there on every tick (an empty directory costs one listdir), acts, writes
+# `.agentctl/answers/<id>.json` ({"ok", "lines"}) and then removes the request. The command
+# waits for its answer and removes it. Files, not a socket: they need no server thread in the
+# supervisor (which forks, so it stays single-threaded), and a request outlives neither side
+# unnoticed. Polling, not a signal: the supervisor wakes every SUPERVISOR_TICK_S anyway.
+
+
+class ControlAction(StrEnum):
+    """What a command may ask of a running supervisor; the value is the string on disk."""
+
+    RESTART = "restart"  # start the agent now, clearing `fatal` and any backoff
+
+
+_ACTIONS = frozenset(action.value for action in ControlAction)
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """One request read from the control directory."""
+
+    request_id: str
+    action: str  # a ControlAction value, or whatever a newer command wrote
+    agent: str | None
+
+
+def submit_request(workspace: Workspace, action: ControlAction, agent: str | None) -> str:
+    """Leave a request for the supervisor; its id (to read the answer with)."""
+    requests = workspace.ensure_control_dir() / REQUESTS_DIR
+    ensure_dir(requests)
+    request_id = new_id()
+    record = {"action": action.value, "agent": agent, "requested_at": iso_now()}
+    write_atomic(requests / f"{request_id}.json", (json.dumps(record) + "\n").encode())
+    return request_id
+
+
+def take_requests(workspace: Workspace) -> list[ControlRequest]:
+    """The waiting requests, oldest first (the supervisor's side; each must be answered)."""
+    requests = workspace.control_dir / REQUESTS_DIR
+    try:
+        names = sorted(n for n in os.listdir(requests) if _is_record(n))
+    except FileNotFoundError:
+        return []
+    taken = []
+    for name in names:
+        request_id = name.removesuffix(".json")
+        try:
+            data = json.loads((requests / name).read_bytes())
+            action, agent = str(data["action"]), data.get("agent")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            action, agent = "", None  # unreadable: answered as an unknown action
+        taken.append(ControlRequest(request_id, action, agent if isinstance(agent, str) else None))
+    return taken
+
+
+def answer_request(workspace: Workspace, request_id: str, *, ok: bool, lines: list[str]) -> None:
+    """Write the answer to a request, then remove the request (answered at least once)."""
+    answers = workspace.control_dir / ANSWERS_DIR
+    ensure_dir(answers)
+    record = {"ok": ok, "lines": lines, "answered_at": iso_now()}
+    write_atomic(answers / f"{request_id}.json", (json.dumps(record) + "\n").encode())
+    (workspace.control_dir / REQUESTS_DIR / f"{request_id}.json").unlink(missing_ok=True)
+
+
+def serve_requests(
+    workspace: Workspace, actions: Mapping[ControlAction, Callable[[str], list[str]]]
+) -> None:
+    """Answer every waiting request by calling the action it names with its agent; the lines
+    it returns are the answer, and an AgentctlError it raises is a refusal."""
+    for request in take_requests(workspace):
+        act = actions.get(ControlAction(request.action)) if request.action in _ACTIONS else None
+        if act is None or request.agent is None:
+            ok, lines = False, [f"cannot do {request.action!r} (agent {request.agent!r})"]
+        else:
+            try:
+                ok, lines = True, act(request.agent)
+            except AgentctlError as exc:
+                ok, lines = False, [str(exc)]
+        answer_request(workspace, request.request_id, ok=ok, lines=lines)
+
+
+def read_answer(workspace: Workspace, request_id: str) -> tuple[bool, list[str]] | None:
+    """The answer to a request, removed once read: (ok, lines); None while there is none."""
+    path = workspace.control_dir / ANSWERS_DIR / f"{request_id}.json"
+    try:
+        data = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None  # not yet (an answer is written whole, by rename)
+    path.unlink(missing_ok=True)
+    return bool(data.get("ok")), [str(line) for line in data.get("lines") or []]
+
+
+def ask_supervisor(
+    workspace: Workspace, action: ControlAction, agent: str | None, *, timeout_s: float
+) -> list[str]:
+    """Ask the running supervisor to act and wait for its answer; its lines.
+
+    Raises SupervisorError when none is running, when it refuses (the answer says why), or when
+    it does not answer within `timeout_s` (the request is withdrawn if it was not taken yet).
+    """
+    ref = read_supervisor_ref(workspace)
+    if not supervisor_is_running(workspace) or ref is None or not ref.is_alive():
+        raise SupervisorError(f"{workspace.root}: no supervisor is running (`agentctl run`)")
+    request_id = submit_request(workspace, action, agent)
+    deadline = time.monotonic() + timeout_s
+    while (answer := read_answer(workspace, request_id)) is None:
+        if not supervisor_is_running(workspace):
+            _withdraw(workspace, request_id, f"supervisor (pid {ref.pid}) stopped")
+        if time.monotonic() > deadline:
+            _withdraw(workspace, request_id, f"supervisor (pid {ref.pid}) gave no answer within "
+                      f"{timeout_s:g} s")
+        time.sleep(0.02)
+    ok, lines = answer
+    if not ok:
+        raise SupervisorError("; ".join(lines) or f"the supervisor refused to {action.value}")
+    return lines
+
+
+def _withdraw(workspace: Workspace, request_id: str, what: str) -> NoReturn:
+    # Withdrawn if still waiting, so a later supervisor does not act on a request nobody awaits.
+    try:
+        (workspace.control_dir / REQUESTS_DIR / f"{request_id}.json").unlink()
+    except FileNotFoundError:
+        raise SupervisorError(f"{what}; it had taken the request (it may yet act)") from None
+    raise SupervisorError(f"{what}; the request is withdrawn")
+
+
+def _is_record(name: str) -> bool:
+    # write_atomic's temporary files start with a dot: not a request until renamed.
+    return name.endswith(".json") and not name.startswith(".")

@@ -11,6 +11,7 @@ AgentctlError                   anything agentctl reports as one clear line
 │   ├── HandlerTimeoutError     ... by running past its timeout_s
 │   └── NonRetryableError       ... in a way retrying cannot fix (raise it from a handler)
 └── WaitTimeoutError            no reply arrived in time
+    └── ReplyTakenError         ... because another receiver took it
 """
 
 from __future__ import annotations
@@ -62,3 +63,7 @@ class NonRetryableError(HandlerError):
 
 class WaitTimeoutError(AgentctlError):
     """No reply arrived within the wait."""
+
+
+class ReplyTakenError(WaitTimeoutError):
+    """The reply arrived, but another receiver waiting for it took it first."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ class AgentRow:
     host: str | None = None  # NATS: the machine the worker runs on
     # Why it does not progress while alive: a write the disk refuses (`disk full: ...`).
     write_error: str | None = None
+    next_try_at: str | None = None  # fatal: when the running supervisor tries it again
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` form of an agent."""
@@ -101,10 +102,14 @@ def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
     if PIPELINE_AGENT not in names and workspace.has_agent(PIPELINE_AGENT):
         names = [*names, PIPELINE_AGENT]  # the conductor runs beside the roster's agents
     escalations = open_escalations(workspace, overdue_after_s=workspace.escalation_overdue_s)
+    supervisor = supervisor_info(workspace)
+    rows = [row for name in names for row in _rows(workspace, name, now)]
+    if not supervisor.running:  # a next try that nobody will make is no next try
+        rows = [replace(row, next_try_at=None) if row.next_try_at else row for row in rows]
     return Overview(
         workspace=str(workspace.root),
-        supervisor=supervisor_info(workspace),
-        agents=[row for name in names for row in _rows(workspace, name, now)],
+        supervisor=supervisor,
+        agents=rows,
         halted=halted_state(workspace),
         escalations={
             "open": len(escalations),
@@ -194,4 +199,5 @@ def row_of(
         replica=replica,
         host=status.host or None,
         write_error=status.write_error if alive else None,
+        next_try_at=status.next_try_at if state == AgentState.FATAL else None,
     )

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from agentctl.constants import DEFAULT_MAX_MESSAGE_BYTES, USER_AGENT
-from agentctl.errors import BadMessageError, WaitTimeoutError
+from agentctl.constants import DEAD, DEFAULT_MAX_MESSAGE_BYTES, DONE, PROCESSING, USER_AGENT
+from agentctl.errors import BadMessageError, ReplyTakenError, WaitTimeoutError
 from agentctl.ids import reply_id
 from agentctl.journal import content_digest
 from agentctl.message import AgentMessage, message_file_name, new_message, parse_message
@@ -128,6 +128,17 @@ class WorkspaceRouter:
                 path = inbox.claim(name)
                 if path is not None:
                     return self._take(request.from_agent, name, path)
+                where = inbox.locate(name)
+                if where in (PROCESSING, DONE):  # another waiter claimed it: it never comes back
+                    raise ReplyTakenError(
+                        f"the reply to {request.id} arrived and was taken by another receiver: "
+                        f"{inbox.done / name}"
+                    )
+                if where == DEAD:
+                    raise ReplyTakenError(
+                        f"the reply to {request.id} arrived, but another receiver found it "
+                        f"unreadable: {inbox.dead / name}"
+                    )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WaitTimeoutError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -67,6 +68,7 @@ class AgentStatus:
     # Set while the worker cannot write (`disk full: no space left on device: <path>`): it is
     # alive and waiting for space, not stuck; None once its writes go through again.
     write_error: str | None = None
+    next_try_at: str | None = None  # when fatal: when the supervisor tries it again, if it will
 
     def to_json_bytes(self) -> bytes:
         """The on-disk form."""
@@ -104,6 +106,29 @@ def parse_iso(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def recount_handled(path: Path, done_dir: Path) -> None:
+    """Raise a dead worker's `handled` to the number of messages in its done/.
+
+    A worker writes its counters at most every STATUS_MIN_INTERVAL_S, so one killed with
+    SIGKILL loses the last few; done/ holds exactly the messages it handled (acked), so it is
+    the durable count. Only ever raised: a done/ that someone pruned must not lower it. A
+    cleanly stopped worker wrote its final counters and is left alone.
+    """
+    status = read_status(path)
+    if status is None or status.state is AgentState.STOPPED:
+        return
+    try:
+        in_done = sum(1 for name in os.listdir(done_dir) if not name.startswith("."))
+    except OSError:
+        return  # no done/ (NATS, or never ran)
+    if in_done > status.handled:
+        status.handled = in_done
+        try:
+            write_status(path, status)
+        except OSError:
+            pass  # a full disk: the counts stay short, and the supervisor keeps running
 
 
 def write_status(path: Path, status: AgentStatus) -> None:

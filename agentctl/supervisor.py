@@ -11,6 +11,7 @@ sleeping.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -35,16 +36,24 @@ from agentctl.constants import (
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
 )
-from agentctl.control import release_supervisor_lock, take_supervisor_lock
+from agentctl.control import (
+    ControlAction,
+    release_supervisor_lock,
+    serve_requests,
+    take_supervisor_lock,
+)
+from agentctl.errors import AgentctlError
 from agentctl.proc import ProcessRef, die_with_parent, prepare_die_with_parent
 from agentctl.roster import Roster
 from agentctl.status import (
     LIVE_STATES,
     AgentState,
     AgentStatus,
+    iso_after,
     iso_now,
     parse_iso,
     read_status,
+    recount_handled,
     write_status,
 )
 from agentctl.workspace import Workspace
@@ -62,7 +71,7 @@ class ProcState(StrEnum):
     RUNNING = "running"
     BACKOFF = "backoff"  # exited; waiting to restart
     EXITED = "exited"  # exited; the restart policy says stay down
-    FATAL = "fatal"  # failed quickly too many times in a row; stays down
+    FATAL = "fatal"  # failed quickly too many times in a row; down for a cool-down
     STOPPED = "stopped"
 
 
@@ -79,6 +88,7 @@ class AgentProcess:
     restart_at: float = 0.0
     backoff_s: float = -1.0  # set from the spec's restart_backoff on the first restart
     quick_failures: int = 0
+    times_fatal: int = 0  # in a row, without a stable run between: how long the cool-down is
     restarts: int = 0
     last_exit: int | None = None
     next_liveness_check: float = 0.0
@@ -173,8 +183,9 @@ class Supervisor:
         for ref in leftovers:
             ref.signal_group(signal.SIGKILL)
 
-    def _spawn(self, proc: AgentProcess) -> None:
+    def _spawn(self, proc: AgentProcess, *, cause: str | None = None) -> None:
         spec = proc.spec
+        self._recount_handled(proc)  # the worker carries its counts over from status.json
         argv, env = self._argv_of(proc)
         try:
             self.workspace.ensure_agent(spec.name)  # a full disk can refuse these: retried
@@ -210,9 +221,10 @@ class Supervisor:
         self._note(
             spec.name,
             event,
-            f"{event} (pid {popen.pid})",
+            f"{event} (pid {popen.pid})" + (f" after {cause}" if cause else ""),
             pid=popen.pid,
             restarts=proc.restarts or None,
+            cause=cause,  # why a fatal agent runs again: its cool-down, or `agentctl restart`
         )
 
     def _note(self, agent: str, event: str, text: str, **fields: object) -> None:
@@ -275,7 +287,9 @@ class Supervisor:
     # -- supervise --------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Reap exited children and restart them when their policy and backoff say so."""
+        """Answer requests, reap exited children and restart them when their policy, backoff
+        or cool-down say so."""
+        self._serve_requests()
         now = self.clock()
         for proc in self.agents.values():
             if proc.state is ProcState.RUNNING and proc.popen is not None:
@@ -288,6 +302,41 @@ class Supervisor:
             elif proc.state is ProcState.BACKOFF and now >= proc.restart_at:
                 proc.restarts += 1
                 self._spawn(proc)
+            elif proc.state is ProcState.FATAL and now >= proc.restart_at:
+                self._start_afresh(proc, times_fatal=proc.times_fatal, cause="cool-down")
+
+    def restart_agent(self, name: str) -> list[str]:
+        """Start every worker of agent `name` now, clearing `fatal`, backoff and cool-down; one
+        line per worker. AgentctlError if this supervisor does not run that agent."""
+        procs = [(key, p) for key, p in self.agents.items() if p.spec.name == name]
+        if not procs:
+            raise AgentctlError(f"{name}: not run by this supervisor (see `agentctl run --agent`)")
+        lines = []
+        for key, proc in procs:
+            if proc.state is ProcState.RUNNING:
+                lines.append(f"{key}: already running (pid {proc.pid})")
+                continue
+            self._start_afresh(proc, times_fatal=0, cause=f"agentctl restart ({proc.state.value})")
+            lines.append(f"{key}: restarted (pid {proc.pid})" if proc.pid else
+                         f"{key}: could not start; retrying with backoff (see `agentctl tail`)")
+        return lines
+
+    def _start_afresh(self, proc: AgentProcess, *, times_fatal: int, cause: str) -> None:
+        # A whole new burst of quick restarts, as after a stable run.
+        proc.quick_failures = 0
+        proc.backoff_s = -1.0
+        proc.times_fatal = times_fatal
+        proc.restarts += 1
+        self._spawn(proc, cause=cause)
+
+    def _serve_requests(self) -> None:
+        """Act on what commands asked (`agentctl restart`), answering each."""
+        if self._lock_fd is None:
+            return  # not started: only the supervisor holding the lock answers
+        try:
+            serve_requests(self.workspace, {ControlAction.RESTART: self.restart_agent})
+        except OSError as exc:  # a full disk must not take the supervisor down; retried next tick
+            self.events.append(f"cannot answer a request: {exc}")
 
     def _kill_if_stuck(self, proc: AgentProcess) -> None:
         """SIGKILL a worker whose heartbeat stopped: wedged in C code, stopped, deadlocked.
@@ -365,10 +414,20 @@ class Supervisor:
         self._schedule_restart(proc, quick=ran_s < policy_s.stable_s)
         if proc.quick_failures >= policy_s.max_quick_failures:
             proc.state = ProcState.FATAL
+            proc.times_fatal += 1
+            cooldown_s = policy_s.cooldown_after_s(proc.times_fatal)
+            proc.restart_at = now + cooldown_s if cooldown_s is not None else math.inf
             reason = f"{exit_text}; fatal after {proc.quick_failures} quick failures in a row"
-            self._record_fatal(proc, reason)
+            self._record_fatal(proc, reason, cooldown_s)
             self._note(name, event, exit_text, exit=exit_text, restart=False)
-            self._note(name, "fatal", f"{reason}, not restarted (see its agent.log)", error=reason)
+            then = f"next try in {cooldown_s:g} s" if cooldown_s is not None else "no retry"
+            self._note(
+                name,
+                "fatal",
+                f"{reason}; {then}, or `agentctl restart {name}` (see its agent.log)",
+                error=reason,
+                retry_in_s=cooldown_s,
+            )
             return
         proc.state = ProcState.BACKOFF
         self._note(
@@ -387,8 +446,9 @@ class Supervisor:
             proc.quick_failures += 1
             if proc.quick_failures > 1:
                 proc.backoff_s = min(proc.backoff_s * policy.factor, policy.max_s)
-        else:  # it stayed up: start the count and the backoff afresh
+        else:  # it stayed up: start the count, the backoff and the cool-down afresh
             proc.quick_failures = 0
+            proc.times_fatal = 0
             proc.backoff_s = policy.initial_s
         proc.restart_at = self.clock() + proc.backoff_s
 
@@ -407,12 +467,20 @@ class Supervisor:
                 "released", proc.spec.name, file=name, reason="stopped before its handler finished"
             )
 
-    def _record_fatal(self, proc: AgentProcess, reason: str) -> None:
-        # `status` must say why the agent stays down: the reason and the end of its log.
+    def _recount_handled(self, proc: AgentProcess) -> None:
+        # A worker killed with SIGKILL never wrote its last counts; its done/ holds them.
+        if proc.spec.handler_kind is not HandlerKind.COMMAND:  # its inbox is its own business
+            path = self.workspace.status_path(proc.spec.name, proc.replica)
+            recount_handled(path, self.workspace.mailbox(proc.spec.name).done)
+
+    def _record_fatal(self, proc: AgentProcess, reason: str, cooldown_s: float | None) -> None:
+        # `status` must say why the agent is down, until when: the reason and the end of its log.
         path = self.workspace.status_path(proc.spec.name, proc.replica)
+        self._recount_handled(proc)  # right while it is down, too
         status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
         status.state = AgentState.FATAL
         status.last_error = reason
+        status.next_try_at = iso_after(cooldown_s) if cooldown_s is not None else None
         status.log_tail = _log_tail(self.workspace.log_path(proc.spec.name), LOG_TAIL_LINES)
         self._write(lambda: write_status(path, status))
         self.transport.publish_status(status)

@@ -360,9 +360,9 @@ def test_custom_restart_backoff_then_fatal_with_reason_and_log_tail(tmp_path: Pa
         assert delays == [0.2, 0.6, 1.0]  # x3, capped at max_s
         assert len(spawned) == 4 and proc.quick_failures == 4
 
-        clock.now += 3600
+        clock.now = proc.restart_at - 0.001
         sup.tick()
-        assert proc.state is ProcState.FATAL and len(spawned) == 4  # stays down
+        assert proc.state is ProcState.FATAL and len(spawned) == 4  # down for its cool-down
     finally:
         sup.stop()
 

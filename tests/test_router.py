@@ -236,3 +236,54 @@ def test_concurrent_senders_and_a_receiver_lose_and_double_nothing(tmp_path: Pat
     assert len(ls(inbox / "done")) == total
     for n in range(senders):
         assert len(ls(base / f"s{n}" / "outbox")) == per_sender
+
+
+REPLY_WAITER = """\
+import sys
+from agentctl.errors import AgentctlError
+from agentctl.message import parse_message
+from agentctl.router import WorkspaceRouter
+
+request = parse_message(open(sys.argv[2], "rb").read())
+router = WorkspaceRouter(sys.argv[1], fsync=False)
+print("waiting", flush=True)
+try:
+    reply = router.wait_for_reply(request, timeout_s=5)
+except AgentctlError as exc:
+    print(f"error: {exc}", flush=True)
+    sys.exit(1)
+print(f"got {reply.id}", flush=True)
+"""
+
+
+def test_two_waiters_on_one_reply_the_loser_says_another_took_it(tmp_path: Path) -> None:
+    # Given two processes waiting, as `send --wait` does, for the reply to the same request
+    workspace = tmp_path / "workspace"
+    router = WorkspaceRouter(workspace, fsync=False)
+    request = user_message("echo", "hi")
+    path = router.send(request)
+    receivers = [
+        subprocess.Popen([sys.executable, "-c", REPLY_WAITER, str(workspace), str(path)],
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for receiver in receivers:
+        assert receiver.stdout is not None and receiver.stdout.readline() == "waiting\n"
+
+    # When the reply arrives
+    router.send(request.reply("hello"))
+
+    # Then one gets it, and the other says at once who has it, and where it is now
+    try:
+        outputs = sorted(receiver.communicate(timeout=30)[0] for receiver in receivers)
+    finally:
+        for receiver in receivers:
+            receiver.kill()
+    codes = sorted(receiver.returncode for receiver in receivers)
+    assert codes == [0, 1]
+    done = workspace / "user" / "inbox" / "done" / request.reply("hello").file_name
+    assert outputs[1] == f"got {request.reply('hello').id}\n"
+    assert outputs[0] == (
+        f"error: the reply to {request.id} arrived and was taken by another receiver: {done}\n"
+    )
+    assert done.exists()

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.constants import RESTART_BACKOFF_INITIAL_S, RESTART_MAX_QUICK_FAILURES
+from agentctl.constants import (
+    RESTART_BACKOFF_INITIAL_S,
+    RESTART_COOLDOWN_S,
+    RESTART_MAX_QUICK_FAILURES,
+)
 from agentctl.roster import load_roster
+from agentctl.status import read_status
 from agentctl.supervisor import ProcState, Supervisor
 from agentctl.workspace import Workspace
 from tests.conftest import wait_until, write_roster
@@ -29,11 +34,12 @@ class FakeClock:
 
 
 def _supervisor(tmp_path: Path, command: str, restart: str, clock: FakeClock,
-                grace_s: float = 2.0) -> Supervisor:
+                grace_s: float = 2.0, backoff: str = "{}") -> Supervisor:
     write_roster(tmp_path, f"""\
         - name: proc
           command: [sh, -c, {command!r}]
           restart: {restart}
+          restart_backoff: {backoff}
     """)
     roster = load_roster(tmp_path / "agents.yaml")
     return Supervisor(roster, Workspace(tmp_path / "workspace", fsync=False), clock=clock,
@@ -92,12 +98,157 @@ def test_backoff_grows_then_the_agent_is_fatal(tmp_path: Path) -> None:
                 sup.tick()
         assert delays == [0.5, 1.0, 2.0, 4.0]
         assert sup.agents["proc"].quick_failures == RESTART_MAX_QUICK_FAILURES
-        clock.advance(3600)
+        clock.advance(RESTART_COOLDOWN_S - 1)
         sup.tick()
-        assert sup.agents["proc"].state is ProcState.FATAL  # stays down
+        assert sup.agents["proc"].state is ProcState.FATAL  # stays down for the cool-down
         assert any("fatal" in e for e in sup.drain_events())
     finally:
         sup.stop()
+
+
+# Fails at once until a file `fixed` appears in the roster's directory, then runs.
+FAILS_UNTIL_FIXED = "test -e fixed || exit 1; exec sleep 300"
+
+
+def _fail_until_fatal(sup: Supervisor, clock: FakeClock) -> None:
+    """Let the agent's quick failures run their course (fake time) until it is fatal."""
+    while sup.agents["proc"].state is not ProcState.FATAL:
+        _wait_exit(sup)
+        proc = sup.agents["proc"]
+        if proc.state is ProcState.BACKOFF:
+            clock.advance(proc.restart_at - clock.now)
+            sup.tick()
+
+
+def test_a_fatal_agent_is_tried_again_after_a_cooldown_that_doubles_to_a_cap(
+    tmp_path: Path,
+) -> None:
+    # Given an agent that always fails fast, fatal after 2 quick failures, cool-down 60 s
+    # doubling up to 200 s
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, "exit 1", "on-failure", clock,
+                      backoff="{max_quick_failures: 2, cooldown_s: 60, cooldown_max_s: 200}")
+    sup.start()
+    cooldowns = []
+    try:
+        for _ in range(4):
+            _fail_until_fatal(sup, clock)
+            proc = sup.agents["proc"]
+            cooldown_s = proc.restart_at - clock.now
+            cooldowns.append(cooldown_s)
+            # status.json says when the next try is
+            status = read_status(sup.workspace.status_path("proc"))
+            assert status is not None and status.state == "fatal"
+            assert status.next_try_at
+            # Then nothing happens until the cool-down is over...
+            clock.advance(cooldown_s - 0.1)
+            sup.tick()
+            assert proc.state is ProcState.FATAL
+            # ...and then it gets a whole new burst of quick restarts
+            clock.advance(0.1)
+            sup.tick()
+            assert proc.state is ProcState.RUNNING
+            assert proc.quick_failures == 0
+        assert cooldowns == [60.0, 120.0, 200.0, 200.0]
+        assert any(e.startswith("proc: restarted (pid ") and e.endswith(" after cool-down")
+                   for e in sup.drain_events())
+    finally:
+        sup.stop()
+
+
+def test_a_stable_run_after_a_cooldown_resets_the_cooldown(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, "read line", "on-failure", clock,
+                      backoff="{max_quick_failures: 1, cooldown_s: 60}")
+    sup.start()
+    try:
+        for expected_s in (60.0, 120.0):
+            os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
+            _wait_exit(sup)
+            assert sup.agents["proc"].state is ProcState.FATAL
+            assert sup.agents["proc"].restart_at - clock.now == expected_s
+            clock.advance(expected_s)
+            sup.tick()
+        clock.advance(60)  # it stays up past stable_s this time
+        os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
+        _wait_exit(sup)
+        assert sup.agents["proc"].state is ProcState.BACKOFF  # one quick failure allowed again
+        clock.advance(sup.agents["proc"].restart_at - clock.now)
+        sup.tick()
+        os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
+        _wait_exit(sup)
+        assert sup.agents["proc"].restart_at - clock.now == 60.0  # the first cool-down again
+    finally:
+        sup.stop()
+
+
+def test_cooldown_null_leaves_a_fatal_agent_down_until_restarted(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, FAILS_UNTIL_FIXED, "on-failure", clock,
+                      backoff="{max_quick_failures: 1, cooldown_s: null}")
+    sup.start()
+    try:
+        _fail_until_fatal(sup, clock)
+        (tmp_path / "fixed").touch()
+        clock.advance(10 * RESTART_COOLDOWN_S)
+        sup.tick()
+        assert sup.agents["proc"].state is ProcState.FATAL
+        assert read_status(sup.workspace.status_path("proc")).next_try_at is None
+
+        answer = sup.restart_agent("proc")
+
+        assert answer == [f"proc: restarted (pid {sup.agents['proc'].pid})"]
+        assert sup.agents["proc"].state is ProcState.RUNNING
+        again = sup.restart_agent("proc")
+        assert again == [f"proc: already running (pid {sup.agents['proc'].pid})"]
+    finally:
+        sup.stop()
+
+
+def test_restart_through_the_control_channel(tmp_path: Path) -> None:
+    from agentctl.control import ControlAction, read_answer, submit_request
+
+    # Given an agent made fatal, then fixed
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, FAILS_UNTIL_FIXED, "on-failure", clock,
+                      backoff="{max_quick_failures: 1}")
+    sup.start()
+    try:
+        _fail_until_fatal(sup, clock)
+        (tmp_path / "fixed").touch()
+        restart = submit_request(sup.workspace, ControlAction.RESTART, "proc")
+        unknown = submit_request(sup.workspace, ControlAction.RESTART, "other")
+
+        sup.tick()  # the supervisor answers in its loop
+
+        assert sup.agents["proc"].state is ProcState.RUNNING
+        ok, lines = read_answer(sup.workspace, restart)
+        assert ok and lines[0].startswith("proc: restarted (pid")
+        ok, lines = read_answer(sup.workspace, unknown)
+        assert not ok and "other" in lines[0]
+        assert os.listdir(sup.workspace.control_dir / "requests") == []
+    finally:
+        sup.stop()
+
+
+def test_a_request_nobody_answers_is_withdrawn(tmp_path: Path) -> None:
+    from agentctl.control import (
+        ControlAction,
+        ask_supervisor,
+        release_supervisor_lock,
+        take_supervisor_lock,
+    )
+    from agentctl.errors import SupervisorError
+
+    # Given a process that holds the supervisor lock but never serves requests
+    ws = Workspace(tmp_path / "workspace", fsync=False)
+    lock_fd = take_supervisor_lock(ws, "agents.yaml")
+    try:
+        with pytest.raises(SupervisorError, match="gave no answer within 0.2 s; .* withdrawn"):
+            ask_supervisor(ws, ControlAction.RESTART, "proc", timeout_s=0.2)
+        assert os.listdir(ws.control_dir / "requests") == []
+    finally:
+        release_supervisor_lock(ws, lock_fd)
 
 
 def test_a_stable_run_resets_the_backoff(tmp_path: Path) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from agentctl.status import parse_iso
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -66,6 +69,16 @@ def _escape(text: str) -> str:
 def _styled(state: str) -> str:
     style = _STATE_STYLE.get(state, "")
     return f"[{style}]{state}[/]" if style else state
+
+
+def _state_cell(row: AgentRow) -> str:
+    # A fatal agent's next try, counted down: "fatal, retry in 58s".
+    cell = _styled(row.state)
+    when = parse_iso(row.next_try_at or "")
+    if when is not None:
+        in_s = (when - datetime.now(UTC)).total_seconds()
+        cell += f", retry in {_age(in_s)}" if in_s > 0 else ", retry due"
+    return cell
 
 
 def _age(seconds: float | None) -> str:
@@ -160,7 +173,7 @@ def status_table(overview: Overview, *, width: int = 200) -> Table:
     for name, row in zip(_worker_names(overview), overview.agents, strict=True):
         table.add_row(
             name,
-            _styled(row.state),
+            _state_cell(row),
             str(row.pid or "-"),
             "[green]yes[/]" if row.alive else "[red]no[/]" if row.pid else "-",
             _age(row.heartbeat_age_s),
@@ -192,7 +205,7 @@ def _compact_status_table(overview: Overview, caption: str) -> Table:
     for name, row in zip(_worker_names(overview), overview.agents, strict=True):
         pid = str(row.pid) if row.alive else f"[red]{row.pid}✗[/]" if row.pid else "-"
         new, processing, dead, handled, failed, _ = _activity_cells(row)
-        table.add_row(name, _styled(row.state), pid, _age(row.heartbeat_age_s),
+        table.add_row(name, _state_cell(row), pid, _age(row.heartbeat_age_s),
                       new, processing, dead, handled, failed)  # fmt: skip
     return table
 
@@ -267,7 +280,7 @@ def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
             _styled(proc.state.value),
             str(proc.pid or "-"),
             str(proc.restarts),
-            _styled(row.state),
+            _state_cell(row),
             *_activity_cells(row),
         )
     return table

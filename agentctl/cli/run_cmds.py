@@ -1,4 +1,5 @@
-"""`agentctl run` and `agentctl stop`: the supervisor in the foreground, and stopping it."""
+"""`agentctl run`, `stop` and `restart`: the supervisor in the foreground, stopping it, and
+asking it to start an agent again now."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 
 from agentctl.cli.options import ConfigOpt, WorkspaceOpt
+from agentctl.constants import CONTROL_ANSWER_TIMEOUT_S, PIPELINE_AGENT
 
 _REFRESH_S = 0.5
 
@@ -97,6 +99,27 @@ def stop(
     ws, _ = open_light(config, workspace)
     pid = stop_supervisor(ws, timeout_s=timeout_s)
     console().print(f"stopped supervisor (pid {pid}) of {ws.root}")
+
+
+def restart(
+    agent: Annotated[str, typer.Argument(help="The agent to start again now.")],
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
+    ] = CONTROL_ANSWER_TIMEOUT_S,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Start AGENT again now (a `fatal` one too, without waiting for its cool-down)."""
+    from agentctl.cli.options import open_light
+    from agentctl.cli.render import console
+    from agentctl.control import ControlAction, ask_supervisor
+    from agentctl.errors import AgentctlError
+
+    ws, names = open_light(config, workspace)
+    if agent not in names and agent != PIPELINE_AGENT:  # the conductor is no roster entry
+        raise AgentctlError(f"{ws.root}: no agent named {agent!r} in the roster")
+    for line in ask_supervisor(ws, ControlAction.RESTART, agent, timeout_s=timeout_s):
+        console().print(line, markup=False, highlight=False)
 
 
 def _clock() -> str:
