@@ -8,7 +8,7 @@ while sleep 0.2; do
     if ! to=$(jq -er 'select(.kind == "task") | .from_agent' "$p" 2>/dev/null); then
       if jq empty "$p" 2>/dev/null; then mv "$p" "$in/done/"; continue; fi   # not a task: ack
       jq -n --arg e "$n: not JSON" --arg now "$now" '{message_id: null, error: $e, attempts: 0,
-        error_kind: "bad_message", dead_at: $now}' >"$in/dead/${n%.json}.error.json"
+        error_kind: "bad_message", dead_at: $now}' >"$in/dead/.errors/$n"
       mv "$p" "$in/dead/"; continue                                          # not JSON: dead/
     fi
     r=${n%.json}-reply.json; t=$ws/$to/inbox/tmp/$r   # the reply's file: <rank>-<id>-reply.json

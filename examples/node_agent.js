@@ -247,9 +247,10 @@ function claim(name) { // the winner is whoever unlinks new/name
   return dst;
 }
 
-function bury(name, record, message) { // error file first, then the message (or the bad file)
-  const stem = name.endsWith('.json') ? name.slice(0, -'.json'.length) : name;
-  rewriteInto(inbox('dead'), `${stem}.error.json`, Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
+function bury(name, record, message) { // the reason first (dead/.errors/N), then the message
+  const reasons = inbox('dead', '.errors');
+  fs.mkdirSync(reasons, { recursive: true, mode: 0o700 });
+  rewriteInto(reasons, name, Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
   if (message) {
     rewriteInto(inbox('dead'), name, toBytes(message));
     unlinkQuietly(inbox('processing', name));

@@ -36,7 +36,7 @@ while :; do
     elif [ $? -lt 128 ]; then                           # not a valid task: dead/, with why
       jq -n --arg e "$n: not a valid task for $me (see agent.log)" --arg now "$now" \
         '{message_id: null, error: $e, error_kind: "bad_message", attempts: 0, dead_at: $now}' \
-        >"$in/tmp/$n.err" && mv "$in/tmp/$n.err" "$in/dead/${n%.json}.error.json"
+        >"$in/tmp/$n.err" && mv "$in/tmp/$n.err" "$in/dead/.errors/$n"
       mv "$p" "$in/dead/"
     fi
   done

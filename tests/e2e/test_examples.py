@@ -124,9 +124,7 @@ def _check_escalated(project: Path, agent: str, result, attempts: int) -> dict:
     dead = _inbox(project, agent, "dead")
     name = f"1-{request_id}.json"
     wait_until(lambda: _moved(_inbox(project, agent, "processing") / name, dead / name))
-    # agentctl's worker writes dead/.errors/N; the example agents, the older <stem>.error.json
-    reasons = (dead / ".errors" / name, dead / f"1-{request_id}.error.json")
-    error = json.loads(next(p for p in reasons if p.exists()).read_text())
+    error = json.loads((dead / ".errors" / name).read_text())  # every agent: dead/.errors/N
     assert error["message_id"] == request_id
     assert error["attempts"] == attempts and error["error_kind"] == "error"
     assert json.loads((dead / f"1-{request_id}.json").read_text())["attempt"] == attempts
@@ -142,7 +140,7 @@ def _bad_file_goes_to_dead(project: Path, agent: str) -> dict:
     wait_until(lambda: _moved(_inbox(project, agent, "processing") / "1-not-json.json",
                               dead / "1-not-json.json"))
     assert (dead / "1-not-json.json").read_text() == "{this is not json"  # exact bytes kept
-    error = json.loads((dead / "1-not-json.error.json").read_text())
+    error = json.loads((dead / ".errors" / "1-not-json.json").read_text())
     assert error["message_id"] is None and error["error_kind"] == "bad_message"
     assert error["attempts"] == 0 and error["dead_at"]
     return error
