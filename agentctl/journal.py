@@ -337,6 +337,8 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
         record = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(record, dict) or "seq" not in record or "hash" not in record:
+    if not isinstance(record, dict) or type(record.get("seq")) is not int:
+        return None
+    if not isinstance(record.get("hash"), str):
         return None
     return record

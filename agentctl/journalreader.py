@@ -19,6 +19,7 @@ from agentctl.fsutil import ensure_dir
 from agentctl.journal import ACTIVE_NAME, parse_line, segment_paths
 
 _CHUNK_BYTES = 4 * 1024 * 1024
+_BATCH_BYTES = 1024 * 1024  # line_batches holds a batch's lines at once: ~3 MB of objects
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def line_batches(path: Path) -> Iterator[tuple[int, list[bytes], bool]]:
     with f:
         position = 0  # the offset of the first line not yet yielded
         carry: list[bytes] = []  # the pieces of a line that chunks cut
-        while chunk := f.read(_CHUNK_BYTES):
+        while chunk := f.read(_BATCH_BYTES):
             lines = chunk.split(b"\n")
             if len(lines) == 1:
                 carry.append(chunk)

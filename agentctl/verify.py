@@ -22,11 +22,19 @@ from typing import Any
 
 from agentctl.constants import DEAD, DONE, ERROR_SUFFIX, INBOX_DIR
 from agentctl.history import STATE_AFTER
-from agentctl.journal import HASH_HEX_CHARS, RECOVERED, Head, content_digest, segment_paths
+from agentctl.journal import (
+    HASH_HEX_CHARS,
+    RECOVERED,
+    Head,
+    content_digest,
+    parse_line,
+    segment_paths,
+)
 from agentctl.journalreader import line_batches
 from agentctl.workspace import Workspace
 
 _HASH_MARK = b',"hash":"'
+_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -108,16 +116,25 @@ class _Chain:
         """Check one segment file; False if it vanished (rotated away meanwhile)."""
         found = False
         number = 0
-        loads, sha256, mark_of = json.loads, hashlib.sha256, _HASH_MARK
+        decode, sha256, mark_of = _DECODER.raw_decode, hashlib.sha256, _HASH_MARK
+        track, tracked = self.expected.track, STATE_AFTER
+        head_seq, head_hash = self.head.seq, self.head.hash  # locals: this loop is the cost
         for offset, lines, torn in line_batches(path):
             found = True
             for raw in lines:
                 number += 1
                 try:
-                    record = loads(raw)
+                    text = raw.decode()
+                    record, end = decode(text)
+                    if end != len(text):
+                        record = None
                 except ValueError:
                     record = None
-                if type(record) is not dict or "seq" not in record or "hash" not in record:
+                if type(record) is not dict or type(record.get("seq")) is not int:
+                    record = parse_line(raw)  # as every reader parses it (spaces around, ...)
+                elif not isinstance(record.get("hash"), str):
+                    record = None
+                if record is None:
                     self._not_a_line(name, number, offset, raw, torn=torn)
                 else:
                     # The fast path: a line whose hash, seq and prev are as they should be.
@@ -125,20 +142,22 @@ class _Chain:
                     digest = sha256(raw[:mark]).hexdigest()[:HASH_HEX_CHARS] if mark > 0 else ""
                     seq = record["seq"]
                     if (
-                        digest != record["hash"]
-                        or type(seq) is not int
-                        or seq != self.head.seq + 1
-                        or record.get("prev") != self.head.hash
-                        or self.pending is not None
+                        digest == record["hash"]
+                        and seq == head_seq + 1
+                        and record.get("prev") == head_hash
+                        and self.pending is None
                     ):
-                        self._check_slowly(record, digest, name)
-                    else:
-                        self.head = Head(seq, digest)
+                        head_seq, head_hash = seq, digest
                         self.started = True
+                    else:
+                        self.head = Head(head_seq, head_hash)
+                        self._check_slowly(record, digest, name)
+                        head_seq, head_hash = self.head.seq, self.head.hash
                     self.report.events += 1
-                    if record.get("event") in STATE_AFTER:
-                        self.expected.track(record)
+                    if record.get("event") in tracked:
+                        track(record)
                 offset += len(raw) + 1
+        self.head = Head(head_seq, head_hash)
         self._flush_pending()
         return found
 
@@ -162,7 +181,7 @@ class _Chain:
 
     def _check_slowly(self, record: dict[str, Any], digest: str, name: str) -> None:
         """Say what is wrong with a line the fast path did not accept, and go on."""
-        seq = int(record.get("seq") or 0)
+        seq = record["seq"]
         where = f"{name} seq {seq}"
         problems = self.report.problems
         count = len(problems)
@@ -216,6 +235,10 @@ def _records_recovery(record: dict[str, Any], pending: tuple[str, int, int, byte
     )
 
 
+# A recorded sha256 that is not one: unpacks to 65 hex digits, which no file's digest equals.
+_UNMATCHABLE = (1 << 256) << 1 | 1
+
+
 class _Expectations:
     """What the journal last said about each message file, packed into one int per file: a
     million-event journal names a few hundred thousand files, and objects per file cost
@@ -240,12 +263,18 @@ class _Expectations:
         key = f"{owner}/{name}"
         sha = record.get("sha256")
         if sha:
-            digest = int(sha, 16) << 1 | 1
+            digest = _UNMATCHABLE
+            if isinstance(sha, str) and len(sha) == 64:
+                try:
+                    digest = int(sha, 16) << 1 | 1
+                except ValueError:
+                    pass
         else:
             previous = self._packed.get(key)
             digest = previous >> (self._SEQ_BITS + 2) if previous is not None else 0
         state = self._CODES[STATE_AFTER[event]]
-        self._packed[key] = (digest << self._SEQ_BITS | int(record["seq"])) << 2 | state
+        seq = record["seq"] & ((1 << self._SEQ_BITS) - 1)
+        self._packed[key] = (digest << self._SEQ_BITS | seq) << 2 | state
 
     def get(self, key: tuple[str, str]) -> _Expected | None:
         """What the journal last said about (owner, file name), if anything."""

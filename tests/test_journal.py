@@ -200,6 +200,30 @@ def test_a_garbage_tail_from_a_disk_error_is_recovered_like_a_torn_line(tmp_path
     ]
 
 
+def test_lines_with_fields_of_the_wrong_type_are_reported_not_fatal(tmp_path: Path) -> None:
+    """A hand-made line whose seq, hash or sha256 is not what the journal writes: verify says
+    so, and an appender after it continues the chain."""
+    from agentctl.journal import Head, format_line
+
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=1 << 20)
+    journal.append("sent", agent="user")
+    head = verify_workspace(ws).head
+    forged, _ = format_line({"event": "sent", "to": "a", "file": "1-x.json", "sha256": "zz" * 32,
+                             "agent": "user"}, head)  # fmt: skip
+    with open(ws.journal_dir / ACTIVE_NAME, "ab") as f:
+        f.write(forged + b'{"seq":"3","hash":"h"}\n{"seq":3,"hash":7}\n')
+    assert Journal(ws.journal_dir, max_bytes=1 << 20).append("sent", agent="user") == 3
+    (ws.root / "a" / "inbox" / "done").mkdir(parents=True)
+    (ws.root / "a" / "inbox" / "done" / "1-x.json").write_bytes(b"{}")
+
+    report = verify_workspace(ws)
+
+    whats = [p.what.split(" (")[0] for p in report.problems]
+    assert whats == ["not a journal line", "not a journal line", "edited after the journal "
+                     "recorded it"], report.problems  # fmt: skip
+
+
 def _forge_recovery(ws: Workspace, index: int, garbage: bytes) -> None:
     """Replace line `index` by `garbage` and a well-formed `recovered` record for it, chained
     to the line before: an edit dressed up as a crash."""
