@@ -22,6 +22,7 @@ from agentctl.router import WorkspaceRouter
 from agentctl.verify import verify_workspace
 from agentctl.workspace import Workspace
 from tests.conftest import REPO, run_cli, wait_until, write_roster
+from tests.natsfix import nats_server  # noqa: F401 (a fixture)
 
 HASH_MARK = b',"hash":"'
 
@@ -203,7 +204,7 @@ def test_a_garbage_tail_from_a_disk_error_is_recovered_like_a_torn_line(tmp_path
 def test_lines_with_fields_of_the_wrong_type_are_reported_not_fatal(tmp_path: Path) -> None:
     """A hand-made line whose seq, hash or sha256 is not what the journal writes: verify says
     so, and an appender after it continues the chain."""
-    from agentctl.journal import Head, format_line
+    from agentctl.journal import format_line
 
     ws = Workspace(tmp_path / "ws", fsync=False)
     journal = Journal(ws.journal_dir, max_bytes=1 << 20)
@@ -880,3 +881,27 @@ def test_read_segment_cuts_lines_right_whatever_the_chunk_size(tmp_path: Path, m
             offset += len(raw)
         got = [(e.offset, e.raw) for e in journalreader.read_segment(path, needle=needle)]
         assert got == expected
+
+
+def test_events_on_nats_are_cut_to_the_same_limit(
+    tmp_path: Path, nats_server  # noqa: F811 (the fixture)
+) -> None:
+    """A server refuses a message over its max_payload (1 MB): an unbounded event would fail
+    the worker's settle; it is cut as on files, and says so."""
+    pytest.importorskip("nats", reason="the nats extra (nats-py) is not installed")
+    from agentctl.eventlimits import MAX_LINE_BYTES
+    from agentctl.jetstream.reader import StreamReader
+    from agentctl.jetstream.transport import NatsTransport
+
+    transport = NatsTransport.connect(
+        Workspace(tmp_path / "ws"), [nats_server.url], stream="AGENTCTL", replicas=1
+    )
+    try:
+        transport.append("handled", agent="big", usage={"note": "n" * 2_000_000}, attempt=1)
+        transport.confirm_events()
+        [stored] = list(StreamReader(transport).messages("agents.big.events"))
+        record = json.loads(stored.data)
+    finally:
+        transport.close()
+    assert len(stored.data) <= MAX_LINE_BYTES
+    assert record["truncated"]["usage"] > 2_000_000 and record["attempt"] == 1
