@@ -11,8 +11,13 @@ the chain at that point, which `agentctl verify` reports.
 
 Appenders from many processes take an flock on journal.lock, learn the chain's head (cached
 while nobody else wrote), and append the whole line with one write() on an O_APPEND descriptor,
-so lines never interleave. A writer killed half-way leaves a torn last line: readers skip it
-and say so, and the next appender starts on a fresh line.
+so lines never interleave. A line is at most MAX_LINE_BYTES (see `eventlimits`), but the head
+is found after a last line of any size (earlier versions wrote unbounded ones).
+
+A writer killed half-way (or a disk error) leaves a torn last line. Readers skip it and say so;
+the next appender ends it with a newline and, when it is not a journal line, journals a
+`recovered` event carrying its offset, length and SHA-256, so that `verify` can accept that one
+fragment as a crash's trace and still report any other line that is not a journal line.
 
 This module holds the line format and the appender; `journalreader` reads the journal.
 """
@@ -26,11 +31,13 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentctl.constants import FILE_MODE
+from agentctl.eventlimits import ENCODER, MAX_LINE_BYTES, cut_long_text, fit_record
 from agentctl.fsutil import ensure_dir
 from agentctl.status import iso_now
 
@@ -39,13 +46,11 @@ LOCK_NAME = "journal.lock"
 _SEGMENT_RE = re.compile(r"^journal\.(\d{6,})\.jsonl$")
 HASH_HEX_CHARS = 32
 _HASH_MARK = b',"hash":"'
-_TAIL_WINDOW_BYTES = 64 * 1024
+# What follows a line's JSON body (less its closing brace): the hash mark, the hash, `"}\n`.
+_LINE_TAIL_BYTES = len(_HASH_MARK) + HASH_HEX_CHARS + 3
+_BACKWARDS_BLOCK_BYTES = 64 * 1024
 _LAST_LINE_BYTES = 4096  # holds a whole journal line, but for ones with very long fields
-# Long free text (errors, summaries) is cut so one event stays one modest line.
-MAX_TEXT_CHARS = 2000
-# json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str), without building
-# a new encoder for every line.
-_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+RECOVERED = "recovered"  # the event an appender journals after ending a torn line
 
 
 def line_hash(body: bytes) -> str:
@@ -114,10 +119,7 @@ class Journal:
         }
         for key, value in fields.items():
             if value is not None:
-                # Cut long text, so one event stays one modest line (runs for every field).
-                if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-                    value = value[:MAX_TEXT_CHARS] + "…"
-                record[key] = value
+                cut_long_text(record, key, value)  # runs for every field: kept cheap
         with self._lock:
             lock_fd = self._lock_fd
             if lock_fd is None:
@@ -131,13 +133,17 @@ class Journal:
     def _append_locked(self, record: dict[str, Any]) -> int:
         fd, size = self._open_active()
         head, torn = self._head(fd, size)
+        if torn is not None:
+            # End the fragment a crashed writer left (in this file, before any rotation, so
+            # that verify finds the record right after the fragment it describes).
+            healing, head = _recovery(torn, head, record["agent"])
+            _write_all(fd, healing)
+            size += len(healing)
         if size >= self.max_bytes:
-            fd = self._rotate()
-            size, torn = 0, False
+            fd = self._rotate(head)
+            size = 0
         record["ts"] = iso_now()  # taken under the lock, so time order matches seq order
         line, new_head = format_line(record, head)
-        if torn:
-            line = b"\n" + line  # end the torn fragment a crashed writer left
         try:
             _write_all(fd, line)
         except OSError as exc:
@@ -181,36 +187,35 @@ class Journal:
         self._cached_size = -1
         return self._fd, st.st_size
 
-    def _head(self, fd: int, size: int) -> tuple[Head, bool]:
-        """The chain's head and whether the active file ends in a torn line."""
+    def _head(self, fd: int, size: int) -> tuple[Head, Torn | None]:
+        """The chain's head, and the torn line the active file ends in (if it does)."""
         if size == self._cached_size:
-            return self._cached_head, False
-        if size == 0:
-            segments = segment_paths(self.directory)
-            rotated = [p for p in segments if p.name != ACTIVE_NAME]
-            return (last_head(rotated[-1]) if rotated else Head()), False
-        # Another process appended since our last line (the usual case when several agents
-        # and commands share a workspace): its last line is the head. Read just that line
-        # (a few hundred bytes) rather than the whole window: 177 -> ~60 us per append.
-        tail = os.pread(fd, min(size, _LAST_LINE_BYTES), size - min(size, _LAST_LINE_BYTES))
-        if tail.endswith(b"\n"):
-            start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
-            if start > 0 or len(tail) == size:  # the window holds the whole line
-                record = parse_line(tail[start:])
-                if record is not None:
-                    return Head(int(record["seq"]), str(record["hash"])), False
-        # A torn or damaged end, or a line longer than that: search the wider window.
-        start = max(0, size - _TAIL_WINDOW_BYTES)
-        tail = os.pread(fd, size - start, start)
-        return _head_of_tail(tail), not tail.endswith(b"\n")
+            return self._cached_head, None
+        if size > 0:
+            # Another process appended since our last line (the usual case when several
+            # agents and commands share a workspace): its last line is the head. Read just
+            # that line (a few hundred bytes) rather than a window: 177 -> ~60 us per append.
+            tail = os.pread(fd, min(size, _LAST_LINE_BYTES), size - min(size, _LAST_LINE_BYTES))
+            if tail.endswith(b"\n"):
+                start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+                if start > 0 or len(tail) == size:  # the window holds the whole line
+                    record = parse_line(tail[start:])
+                    if record is not None:
+                        return _head_of(record), None
+        # A torn or damaged end, a longer line, or no line at all: search back as far as it
+        # takes, into the segment before if this one holds no journal line.
+        head, torn = _search_back(fd, size)
+        if head is None:
+            rotated = [p for p in segment_paths(self.directory) if p.name != ACTIVE_NAME]
+            head = last_head(rotated[-1]) if rotated else Head()
+        return head, torn
 
-    def _rotate(self) -> int:
+    def _rotate(self, head: Head) -> int:
         # Called under the lock with the head already read, so the chain continues into the
         # new segment and no appender can write between the rename and the re-open.
         existing = [p for p in segment_paths(self.directory) if p.name != ACTIVE_NAME]
         number = int(_SEGMENT_RE.match(existing[-1].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
         os.rename(self.directory / ACTIVE_NAME, self.directory / f"journal.{number:06d}.jsonl")
-        head = self._cached_head
         fd, _ = self._open_active()
         self._cached_size, self._cached_head = 0, head
         return fd
@@ -225,12 +230,25 @@ class Journal:
             self._cached_size = -1
 
 
+@dataclass(frozen=True)
+class Torn:
+    """The end of a file after its last newline: a line a writer did not finish."""
+
+    offset: int
+    data: bytes
+
+
 def format_line(record: dict[str, Any], head: Head) -> tuple[bytes, Head]:
-    """The journal line for `record` after `head` (sets its seq and prev), and the new head."""
+    """The journal line for `record` after `head` (sets its seq and prev), and the new head.
+
+    A line over MAX_LINE_BYTES has its largest fields cut (see `eventlimits`).
+    """
     record["seq"] = head.seq + 1
     record["prev"] = head.hash
-    body = _LINE_ENCODER.encode(record)
-    body_bytes = body[:-1].encode()  # without the closing brace: the hash goes before it
+    body_bytes = ENCODER.encode(record)[:-1].encode()  # the hash goes before the last brace
+    if len(body_bytes) + _LINE_TAIL_BYTES > MAX_LINE_BYTES:
+        record = fit_record(record, overhead_bytes=_LINE_TAIL_BYTES - 1)
+        body_bytes = ENCODER.encode(record)[:-1].encode()
     digest = line_hash(body_bytes)
     return body_bytes + _HASH_MARK + digest.encode() + b'"}\n', Head(head.seq + 1, digest)
 
@@ -242,30 +260,82 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _read_tail(f: Any, size: int) -> bytes:
-    start = max(0, size - _TAIL_WINDOW_BYTES)
-    f.seek(start)
-    return bytes(f.read(size - start))
+def _recovery(torn: Torn, head: Head, agent: str | None) -> tuple[bytes, Head]:
+    """What ends a torn line: a newline, and the `recovered` event unless the fragment is a
+    whole journal line that only lacks its newline (then it is the head already)."""
+    if parse_line(torn.data) is not None:
+        return b"\n", head
+    record: dict[str, Any] = {
+        "seq": 0,
+        "ts": iso_now(),
+        "event": RECOVERED,
+        "agent": agent,
+        "message_id": None,
+        "thread_id": None,
+        "offset": torn.offset,
+        "bytes": len(torn.data),
+        "sha256": content_digest(torn.data),
+    }
+    line, head = format_line(record, head)
+    return b"\n" + line, head
 
 
-def _head_of_tail(tail: bytes) -> Head:
-    # The last line that parses as a journal line; a torn or damaged line is skipped so the
-    # chain continues from the last good one (verify reports the damage).
-    for raw in reversed(tail.split(b"\n")):
+def _head_of(record: dict[str, Any]) -> Head:
+    return Head(int(record["seq"]), str(record["hash"]))
+
+
+def _search_back(fd: int, size: int) -> tuple[Head | None, Torn | None]:
+    """The last journal line's head (None if the file holds none) and the torn end, if any.
+
+    A torn or damaged line is skipped so the chain continues from the last good one (verify
+    reports the damage); a torn line that is a whole journal line but for its newline is the
+    head, and still needs its newline.
+    """
+    torn = None
+    for offset, raw in _lines_backwards(fd, size):
+        if offset + len(raw) == size:  # what follows the last newline
+            if raw:
+                torn = Torn(offset, raw)
+            else:
+                continue
         record = parse_line(raw)
         if record is not None:
-            return Head(int(record["seq"]), str(record["hash"]))
-    return Head()
+            return _head_of(record), torn
+    return None, torn
+
+
+def _lines_backwards(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """The lines of a file, last first, as (offset, bytes without the newline); the first is
+    what follows the last newline (empty when the file ends with one). Lines of any length."""
+    parts: list[bytes] = []  # the pieces of the line being collected, last piece first
+    position = size
+    while position > 0:
+        step = min(_BACKWARDS_BLOCK_BYTES, position)
+        position -= step
+        block = os.pread(fd, step, position)
+        stop = len(block)
+        newline = block.rfind(b"\n", 0, stop)
+        while newline != -1:
+            parts.append(block[newline + 1 : stop])
+            yield position + newline + 1, b"".join(reversed(parts))
+            parts = []
+            stop = newline
+            newline = block.rfind(b"\n", 0, stop)
+        parts.append(block[:stop])
+    yield 0, b"".join(reversed(parts))
 
 
 def last_head(path: Path) -> Head:
-    """The head of the chain at the end of one segment file."""
+    """The head of the chain at the end of one segment file (a line of any length)."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            return _head_of_tail(_read_tail(f, size))
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return Head()
+    try:
+        head, _ = _search_back(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    return head or Head()
 
 
 def parse_line(raw: bytes) -> dict[str, Any] | None:
@@ -277,6 +347,8 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
         record = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(record, dict) or "seq" not in record or "hash" not in record:
+    if not isinstance(record, dict) or type(record.get("seq")) is not int:
+        return None
+    if not isinstance(record.get("hash"), str):
         return None
     return record

@@ -19,6 +19,7 @@ from agentctl.fsutil import ensure_dir
 from agentctl.journal import ACTIVE_NAME, parse_line, segment_paths
 
 _CHUNK_BYTES = 4 * 1024 * 1024
+_BATCH_BYTES = 1024 * 1024  # line_batches holds a batch's lines at once: ~3 MB of objects
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,32 @@ def _lines_in(
         raw = data[start:end]
         yield Entry(path, base + start, raw, parse_line(raw))
         pos = data.find(needle, end, limit)
+
+
+def line_batches(path: Path) -> Iterator[tuple[int, list[bytes], bool]]:
+    """One segment's lines without their newlines, in batches: (offset of the first, lines,
+    torn). The last batch is torn when the file does not end with a newline: it is then the
+    one line after the last newline. For whole-journal passes (verify): no object per line."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        position = 0  # the offset of the first line not yet yielded
+        carry: list[bytes] = []  # the pieces of a line that chunks cut
+        while chunk := f.read(_BATCH_BYTES):
+            lines = chunk.split(b"\n")
+            if len(lines) == 1:
+                carry.append(chunk)
+                continue
+            if carry:
+                lines[0] = b"".join([*carry, lines[0]])
+            carry = [lines.pop()]
+            yield position, lines, False
+            position += sum(map(len, lines)) + len(lines)
+        tail = b"".join(carry)
+        if tail:
+            yield position, [tail], True
 
 
 def read_all(directory: Path, *, needle: bytes | None = None) -> Iterator[Entry]:

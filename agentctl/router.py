@@ -148,6 +148,19 @@ class WorkspaceRouter:
                 watcher.wait(min(remaining, 0.5))
 
 
+def ensure_deliverable(message: AgentMessage, max_message_bytes: int) -> None:
+    """BadMessageError if `message` is over `max_message_bytes`, as a delivery would be.
+
+    For what must be journaled only when the delivery goes (a routing decision).
+    """
+    size = len(message.to_json_bytes())
+    if size > max_message_bytes:
+        raise BadMessageError(
+            f"message {message.id} to {message.to_agent} is {size} bytes, over the limit of "
+            f"{max_message_bytes} (max_message_bytes)"
+        )
+
+
 def user_message(to_agent: str, content: object, **fields: object) -> AgentMessage:
     """A message from the command-line pseudo-agent `user`; BadMessageError if a field is bad."""
     return new_message(from_agent=USER_AGENT, to_agent=to_agent, content=content, **fields)

@@ -9,12 +9,17 @@ noisy and only ratios mean anything:
   (each first reads the other's last line) vs one;
 - replay of one thread and `tail -n 20` on a journal of N events (default one million), each in
   a fresh process so its peak RSS is its own: vs `grep -F ID` over the same files and
-  coreutils `tail -n 20`. The journal is written with the journal's own line format.
+  coreutils `tail -n 20`. The journal is written with the journal's own line format;
+- `verify` of that workspace (the chain, and each done/ file against its journaled SHA-256)
+  vs a bare loop in Python over the same bytes: read, `json.loads` and SHA-256 of each line,
+  read and SHA-256 of each done/ file. The messages' done/ files are hard links to a few files
+  (all messages have the same bytes): no inode per message to create, or to free afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import resource
 import shutil
@@ -74,33 +79,61 @@ def bench_append_alternating(directory: Path, count: int) -> float:
     return rate
 
 
-def generate(directory: Path, events: int) -> str:
-    """Write a chained journal of `events` lines in 64 MiB segments; return one thread's id.
+MESSAGE_BYTES = b'{"id":"bench","content":"review the authentication module"}\n'
+LINKS_PER_FILE = 60_000  # ext4 allows 65,000 links to one inode
 
-    Threads of ten events each (a task through five agents), so one thread is a needle in a
-    million-line haystack, as in real use.
+
+def generate(workspace: Path, events: int) -> str:
+    """Write a chained journal of `events` lines in 64 MiB segments and the done/ file of each
+    message it handled; return one thread's id.
+
+    Each message is sent, claimed and handled (the fields agentctl journals), three messages
+    to a thread (a task through agents), so one thread is a needle in a million-line haystack.
     """
+    directory = workspace / ".agentctl" / "journal"
     directory.mkdir(parents=True)
+    sha = hashlib.sha256(MESSAGE_BYTES).hexdigest()
+    for agent in AGENTS:
+        (workspace / agent / "inbox" / "done").mkdir(parents=True)
     head = Head()
     segment = 1
     out = open(directory / f"journal.{segment:06d}.jsonl", "wb")
     written = 0
     target = ""
     for i in range(events):
-        thread = f"01M8TH{i // 10:020d}"
+        number, step = divmod(i, 3)
+        thread = f"01M8TH{number // 3:020d}"
         if i == events // 2:
             target = thread
         minute, second, milli = (i // 60000) % 60, (i // 1000) % 60, i % 1000
+        message_id = f"01M8MS{number:020d}"
+        sender, recipient = AGENTS[number % 5], AGENTS[(number + 1) % 5]
         record = {
             "seq": 0,
             "ts": f"2026-11-25T12:{minute:02d}:{second:02d}.{milli:03d}000Z",
-            "event": ("sent", "claimed", "handled")[i % 3],
-            "agent": AGENTS[i % 5],
-            "message_id": f"01M8MS{i // 2:020d}",
+            "event": ("sent", "claimed", "handled")[step],
+            "agent": sender if step == 0 else recipient,
+            "message_id": message_id,
             "thread_id": thread,
-            "attempt": 1,
-            "summary": "review the authentication module for injection risks",
         }
+        name = f"5-{message_id}.json"
+        if step == 0:
+            record.update(
+                to=recipient,
+                kind="task",
+                priority="normal",
+                file=name,
+                sha256=sha,
+                summary="review the authentication module for injection risks",
+            )
+        else:
+            record.update(attempt=1, file=name)
+        if step == 2:
+            record.update(duration_ms=1.234, result_id=f"{message_id}.r", verdict="pass")
+            original = workspace / f"message.{number // LINKS_PER_FILE}.json"
+            if number % LINKS_PER_FILE == 0:
+                original.write_bytes(MESSAGE_BYTES)
+            os.link(original, workspace / recipient / "inbox" / "done" / name)
         line, head = format_line(record, head)
         out.write(line)
         written += len(line)
@@ -118,13 +151,35 @@ def generate(directory: Path, events: int) -> str:
 _CHILD = """
 import resource, sys, time
 from pathlib import Path
-from agentctl.history import load_thread
-from agentctl.journalreader import read_last
-from agentctl.workspace import Workspace
 what, workspace, ident = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+if what == "bare":
+    import hashlib, json, os
+    from agentctl.journal import segment_paths
+else:
+    from agentctl.history import load_thread
+    from agentctl.journalreader import read_last
+    from agentctl.verify import verify_workspace
+    from agentctl.workspace import Workspace
 started = time.perf_counter()
 if what == "replay":
     found = len(load_thread(Workspace(workspace), ident).events)
+elif what == "verify":
+    report = verify_workspace(Workspace(workspace))
+    assert report.ok, report.problems[:3]
+    found = report.events
+elif what == "bare":  # what verify cannot do without: every line parsed and hashed, every file
+    found = 0
+    for path in segment_paths(workspace / ".agentctl" / "journal"):
+        with open(path, "rb") as f:
+            for line in f:
+                json.loads(line)
+                hashlib.sha256(line[: line.rfind(b',"hash":"')]).hexdigest()
+                found += 1
+    for agent in os.listdir(workspace):
+        done = workspace / agent / "inbox" / "done"
+        if done.is_dir():
+            for name in os.listdir(done):
+                hashlib.sha256((done / name).read_bytes()).hexdigest()
 else:
     found = len(read_last(workspace / ".agentctl" / "journal", 20))
 elapsed = time.perf_counter() - started
@@ -134,7 +189,7 @@ print(found, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def run_child(what: str, workspace: Path, ident: str) -> tuple[int, float, float, float]:
     """Events found, seconds in the call, seconds of the whole process (interpreter start and
-    imports included), and peak RSS (MiB) of one replay/tail in a fresh process."""
+    imports included), and peak RSS (MiB) of one replay/tail/verify in a fresh process."""
     started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, what, str(workspace), ident],
@@ -170,13 +225,16 @@ def main() -> int:
         alternating_rate = bench_append_alternating(root / "alternating", args.appends)
         workspace = root / "ws"
         started = time.perf_counter()
-        ident = generate(workspace / ".agentctl" / "journal", args.events)
+        ident = generate(workspace, args.events)
         generate_s = time.perf_counter() - started
         segments = segment_paths(workspace / ".agentctl" / "journal")
         size_mib = sum(p.stat().st_size for p in segments) / 2**20
         run_child("tail", workspace, ident)  # warm the page cache and the imports once
         found, replay_s, replay_whole_s, replay_mib = run_child("replay", workspace, ident)
         _, tail_s, tail_whole_s, tail_mib = run_child("tail", workspace, ident)
+        verified, verify_s, verify_whole_s, verify_mib = run_child("verify", workspace, ident)
+        _, bare_s, _, bare_mib = run_child("bare", workspace, ident)
+        assert verified == args.events, verified
         grep = shutil.which("grep") or "grep"
         grep_s, _ = timed_baseline([grep, "-F", "-c", ident, *map(str, segments)])
         coreutils_tail = shutil.which("tail") or "tail"
@@ -210,6 +268,14 @@ def main() -> int:
             ),
             ("  whole process, imports included", f"{tail_whole_s * 1000:.0f} ms", "-", ""),
             ("  peak memory of tail", f"{tail_mib:.0f} MiB", "-", ""),
+            (
+                f"verify of {args.events:,} events, {args.events // 3:,} done/ files",
+                f"{verify_s:.2f} s",
+                f"{bare_s:.2f} s read+loads+sha256",
+                f"{verify_s / bare_s:.1f}x",
+            ),
+            ("  whole process, imports included", f"{verify_whole_s:.2f} s", "-", ""),
+            ("  peak memory of verify", f"{verify_mib:.0f} MiB", f"{bare_mib:.0f} MiB", ""),
         ]
         print(
             f"journal of {args.events:,} events, {len(segments)} segments, {size_mib:.0f} MiB "
@@ -221,8 +287,8 @@ def main() -> int:
         for row in (header, *rows):
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
         print(
-            "\nreplay and tail each run in a fresh process; the first row is the call, the "
-            "second the whole process; peak memory is its whole RSS."
+            "\nreplay, tail and verify each run in a fresh process; the first row is the call, "
+            "the second the whole process; peak memory is its whole RSS."
         )
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from agentctl.router import WorkspaceRouter
 from agentctl.verify import verify_workspace
 from agentctl.workspace import Workspace
 from tests.conftest import REPO, run_cli, wait_until, write_roster
+from tests.natsfix import nats_server  # noqa: F401 (a fixture)
 
 HASH_MARK = b',"hash":"'
 
@@ -121,7 +123,7 @@ def test_concurrent_appenders_keep_one_unbroken_chain_across_rotations(tmp_path:
 # -- a writer that died half-way through a line ------------------------------------------------
 
 
-def test_a_torn_last_line_is_tolerated_and_the_next_append_starts_a_fresh_line(
+def test_a_torn_last_line_is_tolerated_and_its_recovery_is_recorded_and_accepted(
     tmp_path: Path,
 ) -> None:
     ws = Workspace(tmp_path / "ws", fsync=False)
@@ -130,8 +132,9 @@ def test_a_torn_last_line_is_tolerated_and_the_next_append_starts_a_fresh_line(
         journal.append("sent", agent="user", message_id=f"m{i}", thread_id="t", n=i)
     active = ws.journal_dir / ACTIVE_NAME
     torn_at = active.stat().st_size
+    fragment = b'{"seq":6,"ts":"2026-11-25T10:00:00Z","event":"sent","agent":"us'
     with open(active, "ab") as f:  # what a writer killed in the middle of its write() leaves
-        f.write(b'{"seq":6,"ts":"2026-11-25T10:00:00Z","event":"sent","agent":"us')
+        f.write(fragment)
 
     entries = list(read_all(ws.journal_dir))
     assert [e.record["seq"] for e in entries if e.record] == [1, 2, 3, 4, 5]
@@ -140,32 +143,154 @@ def test_a_torn_last_line_is_tolerated_and_the_next_append_starts_a_fresh_line(
     tail = run_cli("tail", "-n", "2", "--json", "--workspace", str(ws.root), cwd=tmp_path)
     assert tail.returncode == 0, tail.stderr
     assert [json.loads(line)["seq"] for line in tail.stdout.splitlines()] == [4, 5]
+    # Not yet recovered: a warning, not a problem (it is what a crash leaves).
     report = verify_workspace(ws)
-    assert [p.where for p in report.problems] == [f".agentctl/journal/{ACTIVE_NAME}@{torn_at}"]
-    assert "torn" in report.problems[0].what
+    assert report.ok, report.problems
+    assert report.warnings == [f"torn line at .agentctl/journal/{ACTIVE_NAME}:6 (a writer died "
+                               "half-way through it; the next append records its recovery)"]
     good_head = report.head
 
-    # The next append, from another process, ends the fragment and continues the chain.
+    # The next append, from another process, ends the fragment, records that it did (seq 6),
+    # and continues the chain.
     appender = _python(
         "import sys; from pathlib import Path; from agentctl.journal import Journal; "
         "print(Journal(Path(sys.argv[1]), max_bytes=1 << 20).append('sent', agent='user'))",
         ws.journal_dir, stdout=subprocess.PIPE,
     )
     out, _ = appender.communicate(timeout=30)
-    assert appender.returncode == 0 and out.strip() == "6"
+    assert appender.returncode == 0 and out.strip() == "7"
     seq = journal.append("handled", agent="echo")  # an appender whose cached head is stale
-    assert seq == 7
+    assert seq == 8
 
     entries = list(read_all(ws.journal_dir))
     assert all(e.raw.endswith(b"\n") for e in entries)
-    fragment = [e for e in entries if e.record is None]
-    assert len(fragment) == 1 and fragment[0].offset == torn_at
+    torn = [e for e in entries if e.record is None]
+    assert len(torn) == 1 and torn[0].offset == torn_at and torn[0].raw == fragment + b"\n"
     good = [e.record for e in entries if e.record]
-    assert [r["seq"] for r in good] == [1, 2, 3, 4, 5, 6, 7]
-    assert good[5]["prev"] == good_head.hash and good[6]["prev"] == good[5]["hash"]
+    assert [r["seq"] for r in good] == [1, 2, 3, 4, 5, 6, 7, 8]
+    recovered = good[5]
+    assert recovered["event"] == "recovered" and recovered["prev"] == good_head.hash
+    assert recovered["offset"] == torn_at and recovered["bytes"] == len(fragment)
+    assert recovered["sha256"] == hashlib.sha256(fragment).hexdigest()
+    assert good[6]["prev"] == recovered["hash"] and good[7]["prev"] == good[6]["hash"]
     report = verify_workspace(ws)
+    assert report.ok, report.problems
+    assert report.warnings == [
+        f"recovered torn line at .agentctl/journal/{ACTIVE_NAME}:6 ({len(fragment)} bytes, "
+        "recorded by seq 6)"
+    ]
+    assert report.events == 8 and report.head.seq == 8
+    cli = run_cli("verify", "--workspace", str(ws.root), cwd=tmp_path)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.count("warning:") == 1 and "recovered torn line at" in cli.stdout
+    assert json.loads(run_cli("verify", "--json", "--workspace", str(ws.root),
+                              cwd=tmp_path).stdout)["warnings"] == report.warnings
+
+
+def test_a_garbage_tail_from_a_disk_error_is_recovered_like_a_torn_line(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=1 << 20)
+    journal.append("sent", agent="user")
+    with open(ws.journal_dir / ACTIVE_NAME, "ab") as f:
+        f.write(b"\0" * 4096)  # blocks the file system allocated but never wrote
+    assert Journal(ws.journal_dir, max_bytes=1 << 20).append("sent", agent="user") == 3
+    report = verify_workspace(ws)
+    assert report.ok, report.problems
+    assert [w.split(" (")[0] for w in report.warnings] == [
+        f"recovered torn line at .agentctl/journal/{ACTIVE_NAME}:2"
+    ]
+
+
+def test_lines_with_fields_of_the_wrong_type_are_reported_not_fatal(tmp_path: Path) -> None:
+    """A hand-made line whose seq, hash or sha256 is not what the journal writes: verify says
+    so, and an appender after it continues the chain."""
+    from agentctl.journal import format_line
+
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=1 << 20)
+    journal.append("sent", agent="user")
+    head = verify_workspace(ws).head
+    forged, _ = format_line({"event": "sent", "to": "a", "file": "1-x.json", "sha256": "zz" * 32,
+                             "agent": "user"}, head)  # fmt: skip
+    with open(ws.journal_dir / ACTIVE_NAME, "ab") as f:
+        f.write(forged + b'{"seq":"3","hash":"h"}\n{"seq":3,"hash":7}\n')
+    assert Journal(ws.journal_dir, max_bytes=1 << 20).append("sent", agent="user") == 3
+    (ws.root / "a" / "inbox" / "done").mkdir(parents=True)
+    (ws.root / "a" / "inbox" / "done" / "1-x.json").write_bytes(b"{}")
+
+    report = verify_workspace(ws)
+
+    whats = [p.what.split(" (")[0] for p in report.problems]
+    assert whats == ["not a journal line", "not a journal line", "edited after the journal "
+                     "recorded it"], report.problems  # fmt: skip
+
+
+def _forge_recovery(ws: Workspace, index: int, garbage: bytes) -> None:
+    """Replace line `index` by `garbage` and a well-formed `recovered` record for it, chained
+    to the line before: an edit dressed up as a crash."""
+    from agentctl.journal import Head, format_line
+
+    lines = _journal_lines(ws)
+    before = json.loads(lines[index - 1])
+    offset = len(b"".join(lines[:index]))
+    record = {"seq": 0, "ts": "2026-11-25T10:00:00Z", "event": "recovered", "agent": "echo",
+              "message_id": None, "thread_id": None, "offset": offset, "bytes": len(garbage),
+              "sha256": hashlib.sha256(garbage).hexdigest()}
+    line, _ = format_line(record, Head(before["seq"], before["hash"]))
+    lines[index : index + 1] = [garbage + b"\n", line]
+    _write_lines(ws, lines)
+
+
+def test_an_edit_dressed_up_as_a_recovered_torn_line_is_still_reported(
+    traffic: Path, tmp_path: Path
+) -> None:
+    ws = _copy(traffic, tmp_path)
+    lines = _journal_lines(ws)
+    index = _index(lines, "handled", 1)
+    _forge_recovery(ws, index, b'{"seq":' + str(_seq(lines[index])).encode() + b',"ts":"20')
+
+    report = verify_workspace(ws)
+
+    # The record matches its fragment, but the line after it was chained to the original.
+    assert [p.what.split(":")[0] for p in report.problems] == ["chain broken"], report.problems
+    check = run_cli("verify", cwd=tmp_path)
+    assert check.returncode == 1
+
+
+def test_a_recovered_torn_line_edited_afterwards_is_reported(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=1 << 20)
+    journal.append("sent", agent="user")
+    active = ws.journal_dir / ACTIVE_NAME
+    torn_at = active.stat().st_size
+    with open(active, "ab") as f:
+        f.write(b'{"seq":2,"ts":"2026-11')
+    Journal(ws.journal_dir, max_bytes=1 << 20).append("sent", agent="user")
+    assert verify_workspace(ws).ok
+    data = active.read_bytes()
+    active.write_bytes(data[:torn_at] + data[torn_at:].replace(b'"2026-11', b'"2027-11', 1))
+
+    report = verify_workspace(ws)
+
     assert [p.where for p in report.problems] == [f".agentctl/journal/{ACTIVE_NAME}@{torn_at}"]
-    assert report.events == 7 and report.head.seq == 7
+    assert report.problems[0].what == "not a journal line (edited or inserted)"
+
+
+def test_garbage_inserted_with_a_copied_recovery_record_is_reported(
+    traffic: Path, tmp_path: Path
+) -> None:
+    ws = _copy(traffic, tmp_path)
+    lines = _journal_lines(ws)
+    index = _index(lines, "handled", 1)
+    # Insert (not replace): garbage and a recovered record chained to the line before.
+    lines.insert(index, b"garbage\n")
+    _write_lines(ws, lines)
+    _forge_recovery(ws, index, b"garbage")
+
+    report = verify_workspace(ws)
+
+    assert not report.ok
+    assert report.problems[0].what.startswith("inserted or reordered"), report.problems
 
 
 def test_appenders_take_the_head_from_a_long_or_damaged_line_another_one_wrote(
@@ -404,6 +529,159 @@ def test_verify_cli_exits_1_and_names_each_problem(traffic: Path, tmp_path: Path
     assert whats == ["edited after the journal recorded it", "removed"]
 
 
+# -- bounded events, and the head whatever the last line's size (issue 13, item 4) -------------
+
+
+def test_an_event_with_huge_fields_is_cut_to_the_line_limit_and_says_so(tmp_path: Path) -> None:
+    from agentctl.eventlimits import MAX_LINE_BYTES
+
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=1 << 20)
+    journal.append("sent", agent="user", message_id="m0", thread_id="t")
+    keywords = [f"kw{i:05d}" for i in range(12_000)]
+    journal.append(
+        "handled", agent="exec", message_id="m0", thread_id="t", attempt=1,
+        usage={"total_tokens": 12, "note": "n" * 70_000}, keywords=keywords,
+        error="é" * 5000, verdict="pass",
+    )  # fmt: skip
+    # Given another process appending next (a fresh appender: no cached head),
+    assert Journal(ws.journal_dir, max_bytes=1 << 20).append("handled", agent="b") == 3
+
+    entries = list(read_all(ws.journal_dir))
+    _assert_chain(entries)
+    assert max(len(e.raw) for e in entries) <= MAX_LINE_BYTES
+    big = entries[1].record
+    assert big is not None
+    # What was cut says so, with each field's original size (bytes of its JSON).
+    assert set(big["truncated"]) == {"usage", "keywords", "error"}
+    assert big["truncated"]["usage"] > 70_000 and big["truncated"]["keywords"] > 12_000 * 8
+    assert big["truncated"]["error"] == len(json.dumps("é" * 5000, ensure_ascii=False).encode())
+    # What fits is kept as it was: small fields, the first keywords, the usage's small keys.
+    assert big["attempt"] == 1 and big["verdict"] == "pass"
+    assert big["usage"]["total_tokens"] == 12 and "note" not in big["usage"]
+    assert big["keywords"] == keywords[: len(big["keywords"])] and big["keywords"]
+    assert verify_workspace(ws).ok
+
+
+def _old_style_line(seq: int, prev: str, **fields: object) -> tuple[bytes, str]:
+    """A journal line as today's appender wrote it, fields of any size (no limit)."""
+    body = json.dumps(
+        {"seq": seq, "ts": "2026-11-25T10:00:00Z", "event": "handled", "agent": "a", **fields,
+         "prev": prev}, separators=(",", ":"), ensure_ascii=False,
+    )[:-1].encode()  # fmt: skip
+    digest = line_hash(body)
+    return body + HASH_MARK + digest.encode() + b'"}\n', digest
+
+
+@pytest.mark.parametrize("torn", [False, True])
+def test_an_appender_finds_the_head_after_a_last_line_of_any_size(
+    tmp_path: Path, torn: bool
+) -> None:
+    """A workspace written by earlier versions may end in a line over 64 KiB, whole or torn."""
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    first, h1 = _old_style_line(1, "", note="small")
+    second, _ = _old_style_line(2, h1, usage={"note": "n" * 200_000})
+    last = second[: len(second) // 2] if torn else second  # a writer killed half-way
+    ws.journal_dir.mkdir(parents=True)
+    (ws.journal_dir / ACTIVE_NAME).write_bytes(first + last)
+
+    seq = Journal(ws.journal_dir, max_bytes=1 << 20).append("sent", agent="user")
+
+    assert seq == 3  # after the whole line; or after the torn line's `recovered` event
+    good = [e.record for e in read_all(ws.journal_dir) if e.record]
+    assert [r["seq"] for r in good] == [1, 2, 3]
+    assert [r["event"] for r in good] == ["handled", "recovered" if torn else "handled", "sent"]
+    assert good[1]["prev"] == good[0]["hash"] and good[2]["prev"] == good[1]["hash"]
+
+
+def test_an_active_file_holding_only_a_torn_line_continues_the_rotated_chain(
+    tmp_path: Path,
+) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=512)
+    while len(segment_paths(ws.journal_dir)) < 3:
+        journal.append("tick", agent="a", pad="x" * 100)
+    journal.close()
+    # A crash during the first append after the rotation: the new file holds only its start.
+    (ws.journal_dir / ACTIVE_NAME).write_bytes(b'{"seq":')
+    before = len(list(e for e in read_all(ws.journal_dir) if e.record))
+
+    assert Journal(ws.journal_dir, max_bytes=512).append("tick", agent="b") == before + 2
+    report = verify_workspace(ws)
+    assert report.ok, report.problems
+
+
+EXEC_BIG_USAGE = """\
+import json, sys
+sys.stdin.read()
+print(json.dumps({"usage": {"note": "n" * 70_000}}))
+"""
+
+
+def test_a_result_with_a_huge_usage_keeps_the_chain_and_verify_passes(tmp_path: Path) -> None:
+    """The issue's repro: an exec agent prints a 70,000-character usage; the worker journals
+    `handled`, then another process (send --wait, journaling `received`) appends."""
+    (tmp_path / "big.py").write_text(EXEC_BIG_USAGE)
+    write_roster(tmp_path, f"""\
+        - name: big
+          exec: [{sys.executable}, {tmp_path / "big.py"}]
+        """)  # fmt: skip
+    worker = _worker(tmp_path, "big")
+    try:
+        sent = run_cli("send", "big", "go", "--wait", "--timeout-s", "30", cwd=tmp_path)
+        assert sent.returncode == 0, sent.stderr
+        again = run_cli("send", "big", "again", "--wait", "--timeout-s", "30", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
+    ws = Workspace(tmp_path / "workspace")
+    entries = list(read_all(ws.journal_dir))
+    _assert_chain(entries)  # seq 1..N, no restart
+    handled = [e.record for e in entries if e.record and e.record["event"] == "handled"]
+    assert len(handled) == 2 and all("usage" in h["truncated"] for h in handled)
+    check = run_cli("verify", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+ROUTING_ROSTER = """\
+- name: security
+  expertise: [authentication, injection]
+  python: agentctl.agents.echo:EchoAgent
+- name: perf
+  expertise: [latency, caching]
+  python: agentctl.agents.echo:EchoAgent
+"""
+
+
+def test_a_routing_decision_is_journaled_only_with_its_send(tmp_path: Path) -> None:
+    """`send --route` with 12,000 keywords: over max_message_bytes nothing is journaled;
+    a send that goes is journaled with its decision, cut to the line limit."""
+    write_roster(tmp_path, ROUTING_ROSTER)
+    keywords = ",".join(["caching", *(f"kw{i:05d}" for i in range(12_000))])
+    (tmp_path / "big.txt").write_text("x" * 1_100_000)
+
+    refused = run_cli("send", "--route", "-k", keywords, "@big.txt", cwd=tmp_path)
+
+    assert refused.returncode == 1 and refused.stderr.count("error:") == 1, refused.stderr
+    assert "max_message_bytes" in refused.stderr
+    ws = Workspace(tmp_path / "workspace")
+    assert [r["event"] for r in _journal_records(ws)] == []
+    for mode in ("--route", "--fanout"):
+        sent = run_cli("send", mode, "--threshold", "0.5", "-k", keywords, "small", cwd=tmp_path)
+        assert sent.returncode == 0, sent.stderr
+    events = _journal_records(ws)
+    assert [r["event"] for r in events] == ["routed", "sent", "routed", "sent"]
+    assert all(r["chosen"] == ["perf"] for r in events if r["event"] == "routed")
+    assert all("keywords" in r["truncated"] for r in events if r["event"] == "routed")
+    assert [r["seq"] for r in events] == [1, 2, 3, 4]
+    assert verify_workspace(ws).ok
+
+
+def _journal_records(ws: Workspace) -> list[dict]:
+    return [e.record for e in read_all(ws.journal_dir) if e.record]
+
+
 # -- reading back across segments --------------------------------------------------------------
 
 
@@ -603,3 +881,27 @@ def test_read_segment_cuts_lines_right_whatever_the_chunk_size(tmp_path: Path, m
             offset += len(raw)
         got = [(e.offset, e.raw) for e in journalreader.read_segment(path, needle=needle)]
         assert got == expected
+
+
+def test_events_on_nats_are_cut_to_the_same_limit(
+    tmp_path: Path, nats_server  # noqa: F811 (the fixture)
+) -> None:
+    """A server refuses a message over its max_payload (1 MB): an unbounded event would fail
+    the worker's settle; it is cut as on files, and says so."""
+    pytest.importorskip("nats", reason="the nats extra (nats-py) is not installed")
+    from agentctl.eventlimits import MAX_LINE_BYTES
+    from agentctl.jetstream.reader import StreamReader
+    from agentctl.jetstream.transport import NatsTransport
+
+    transport = NatsTransport.connect(
+        Workspace(tmp_path / "ws"), [nats_server.url], stream="AGENTCTL", replicas=1
+    )
+    try:
+        transport.append("handled", agent="big", usage={"note": "n" * 2_000_000}, attempt=1)
+        transport.confirm_events()
+        [stored] = list(StreamReader(transport).messages("agents.big.events"))
+        record = json.loads(stored.data)
+    finally:
+        transport.close()
+    assert len(stored.data) <= MAX_LINE_BYTES
+    assert record["truncated"]["usage"] > 2_000_000 and record["attempt"] == 1

@@ -300,6 +300,7 @@ def verify(
         f"{report.events} events in {report.segments} journal file(s), {report.files} message "
         f"files in done/ and dead/; head seq {report.head.seq} hash {report.head.hash or '-'}",
         report.to_json() if json_out else None,
+        report.warnings,
     )
 
 
@@ -324,8 +325,14 @@ def _verify_stream(config: Any, workspace: Any, *, json_out: bool) -> None:
     )
 
 
-def _print_verification(problems: list[str], summary: str, json_doc: dict[str, Any] | None) -> None:
-    """One `problem:` line per finding and the summary (or `json_doc`); exit 1 on a problem."""
+def _print_verification(
+    problems: list[str],
+    summary: str,
+    json_doc: dict[str, Any] | None,
+    warnings: list[str] | None = None,
+) -> None:
+    """One `problem:` line per finding, one `warning:` line per torn line, and the summary (or
+    `json_doc`); exit 1 on a problem."""
     if json_doc is not None:
         from agentctl.cli.render import print_json
 
@@ -338,6 +345,8 @@ def _print_verification(problems: list[str], summary: str, json_doc: dict[str, A
         out = console()
         for problem in problems:
             out.print(f"[red]problem:[/] {escape(problem)}")
+        for warning in warnings or []:
+            out.print(f"[yellow]warning:[/] {escape(warning)}")
         verdict = f"[red]{len(problems)} problem(s)[/]" if problems else "[green]ok[/]"
         out.print(f"{verdict}: {summary}")
     if problems:

@@ -91,11 +91,13 @@ def send(
         else:
             print_json({"id": message.id, "run": message.id}) if json_out else print(message.id)
         return
+    decision: dict[str, Any] | None = None
     if routed:
         roster, ws = open_full(config, workspace)
-        targets, fields["thread_id"] = _route(
-            roster, ws, nats, content, fields, fanout=fanout, threshold=threshold, floor=floor
+        targets, decision = _route(
+            roster, content, fields, fanout=fanout, threshold=threshold, floor=floor
         )
+        fields["thread_id"] = decision["thread_id"]
     else:
         to = validate_agent_name(args[0])
         if find_config(config) is not None:
@@ -111,6 +113,13 @@ def send(
         targets = [to]
     router = router_for(ws, nats)
     messages = [user_message(to, content, **fields) for to in targets]
+    if decision is not None:
+        # Journaled only with the sends it decided: refused first if they would be.
+        from agentctl.router import ensure_deliverable
+
+        for message in messages:
+            ensure_deliverable(message, ws.max_message_bytes)
+        (nats.journal if nats is not None else ws.journal).append("routed", **decision)
     paths = [router.send(message) for message in messages]
     if nats is None and not supervisor_is_running(ws):
         where = Path(paths[0]).parent
@@ -144,16 +153,14 @@ def send(
 
 def _route(
     roster: Any,
-    ws: Any,
-    nats: Any,
     content: Any,
     fields: dict[str, Any],
     *,
     fanout: bool,
     threshold: float,
     floor: float,
-) -> tuple[list[str], str]:
-    """Choose the recipients and journal the decision with every candidate's score."""
+) -> tuple[list[str], dict[str, Any]]:
+    """Choose the recipients; the `routed` event to journal, with every candidate's score."""
     from agentctl.handlers.python import task_of
     from agentctl.ids import new_id
     from agentctl.router import user_message
@@ -174,19 +181,16 @@ def _route(
             )
     else:
         chosen = [router.route(task).name]
-    thread_id = str(fields.get("thread_id") or new_id())
-    journal = nats.journal if nats is not None else ws.journal
-    journal.append(
-        "routed",
-        agent="user",
-        thread_id=thread_id,
-        mode="fanout" if fanout else "route",
-        keywords=task.get("keywords"),
-        threshold=threshold if fanout else floor,
-        candidates=[c.to_json() for c in candidates],
-        chosen=chosen,
-    )
-    return chosen, thread_id
+    decision = {
+        "agent": "user",
+        "thread_id": str(fields.get("thread_id") or new_id()),
+        "mode": "fanout" if fanout else "route",
+        "keywords": task.get("keywords"),
+        "threshold": threshold if fanout else floor,
+        "candidates": [c.to_json() for c in candidates],
+        "chosen": chosen,
+    }
+    return chosen, decision
 
 
 def _read_content(content: str, *, as_text: bool) -> Any:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import json
 import logging
 import socket
 import threading
@@ -30,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import AgentctlError, BadMessageError
+from agentctl.eventlimits import ENCODER, cut_long_text, fit_record
 from agentctl.ids import new_id
 from agentctl.jetstream.client import (
     EVENTS_SUBJECT,
@@ -230,9 +230,12 @@ class NatsTransport:
             "message_id": message_id,
             "thread_id": thread_id,
         }
-        record.update((k, v) for k, v in fields.items() if v is not None)
+        for key, value in fields.items():
+            if value is not None:
+                cut_long_text(record, key, value)
         subject = EVENTS_SUBJECT.format(agent=validate_agent_name(agent or "agentctl"))
-        data = json.dumps(record, ensure_ascii=False, default=str).encode()
+        # The file journal's limits, so an event is never refused for its size (max_payload).
+        data = ENCODER.encode(fit_record(record)).encode()
         # An id of its own, so a publish retried after a lost confirmation is stored once.
         headers = {"Nats-Msg-Id": f"event.{new_id()}"}
         future = self.loop.spawn(self.js.publish(subject, data, headers=headers))
