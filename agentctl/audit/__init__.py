@@ -1,0 +1,1 @@
+"""Reading the audit trail back: thread history, verify, the status overview."""

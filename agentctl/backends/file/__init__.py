@@ -1,0 +1,1 @@
+"""The file workspace: the backend of `agents.yaml` without a `transport:`."""

@@ -1,0 +1,1 @@
+"""The roster: its file, its schema and validation, and `agentctl init`'s scaffold."""

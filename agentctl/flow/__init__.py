@@ -1,0 +1,1 @@
+"""Coordination: routing, pipelines, escalations, dead letters, the halted state."""

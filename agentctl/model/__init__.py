@@ -1,0 +1,1 @@
+"""The data types at the bottom: messages, ids, names, verdicts, errors, constants."""

@@ -1,0 +1,1 @@
+"""The on-disk protocol: file primitives, mailboxes, the journal, status files, the watcher."""

@@ -1,0 +1,1 @@
+"""Running agents: the supervisor, the worker and its handlers."""
