@@ -14,37 +14,37 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AgentMessage": "agentctl.message",
-    "MessageKind": "agentctl.message",
-    "Priority": "agentctl.priority",
-    "WorkspaceRouter": "agentctl.router",
-    "BaseAgent": "agentctl.agent",
-    "Workspace": "agentctl.workspace",
-    "Mailbox": "agentctl.mailbox",
-    "load_roster": "agentctl.roster",
-    "AgentctlError": "agentctl.errors",
-    "NonRetryableError": "agentctl.errors",
-    "Verdict": "agentctl.verdict",
-    "ResilientOrchestrator": "agentctl.orchestrator",
-    "TaskRouter": "agentctl.routing",
-    "Pipeline": "agentctl.pipeline",
-    "MessageBusRouter": "agentctl.bus",
+    "AgentMessage": "agentctl.model.message",
+    "MessageKind": "agentctl.model.message",
+    "Priority": "agentctl.model.priority",
+    "WorkspaceRouter": "agentctl.flow.router",
+    "BaseAgent": "agentctl.model.agent",
+    "Workspace": "agentctl.backends.file.workspace",
+    "Mailbox": "agentctl.protocol.mailbox",
+    "load_roster": "agentctl.config.roster",
+    "AgentctlError": "agentctl.model.errors",
+    "NonRetryableError": "agentctl.model.errors",
+    "Verdict": "agentctl.model.verdict",
+    "ResilientOrchestrator": "agentctl.runtime.orchestrator",
+    "TaskRouter": "agentctl.flow.routing",
+    "Pipeline": "agentctl.flow.pipeline",
+    "MessageBusRouter": "agentctl.backends.nats.bus",
 }
 
 if TYPE_CHECKING:
-    from agentctl.agent import BaseAgent
-    from agentctl.bus import MessageBusRouter
-    from agentctl.errors import AgentctlError, NonRetryableError
-    from agentctl.mailbox import Mailbox
-    from agentctl.message import AgentMessage, MessageKind
-    from agentctl.orchestrator import ResilientOrchestrator
-    from agentctl.pipeline import Pipeline
-    from agentctl.priority import Priority
-    from agentctl.roster import load_roster
-    from agentctl.router import WorkspaceRouter
-    from agentctl.routing import TaskRouter
-    from agentctl.verdict import Verdict
-    from agentctl.workspace import Workspace
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.backends.nats.bus import MessageBusRouter
+    from agentctl.config.roster import load_roster
+    from agentctl.flow.pipeline import Pipeline
+    from agentctl.flow.router import WorkspaceRouter
+    from agentctl.flow.routing import TaskRouter
+    from agentctl.model.agent import BaseAgent
+    from agentctl.model.errors import AgentctlError, NonRetryableError
+    from agentctl.model.message import AgentMessage, MessageKind
+    from agentctl.model.priority import Priority
+    from agentctl.model.verdict import Verdict
+    from agentctl.protocol.mailbox import Mailbox
+    from agentctl.runtime.orchestrator import ResilientOrchestrator
 
 __all__ = [
     "AgentMessage",

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentctl.journal import ACTIVE_NAME, Head, Journal, format_line, segment_paths
+from agentctl.protocol.journal import ACTIVE_NAME, Head, Journal, format_line, segment_paths
 
 AGENTS = ("researcher", "architect", "implementer", "reviewer", "qa")
 SEGMENT_BYTES = 64 * 1024 * 1024  # the default rotation size
@@ -154,12 +154,12 @@ from pathlib import Path
 what, workspace, ident = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 if what == "bare":
     import hashlib, json, os
-    from agentctl.journal import segment_paths
+    from agentctl.protocol.journal import segment_paths
 else:
-    from agentctl.history import load_thread
-    from agentctl.journalreader import read_last
-    from agentctl.verify import verify_workspace
-    from agentctl.workspace import Workspace
+    from agentctl.audit.history import load_thread
+    from agentctl.protocol.journalreader import read_last
+    from agentctl.audit.verify import verify_workspace
+    from agentctl.backends.file.workspace import Workspace
 started = time.perf_counter()
 if what == "replay":
     found = len(load_thread(Workspace(workspace), ident).events)

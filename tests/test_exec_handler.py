@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.message import AgentMessage
-from agentctl.router import WorkspaceRouter
+from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.message import AgentMessage
 from tests.conftest import write_roster
 
 MEMORY_LIMIT_BYTES = 2**30
@@ -25,7 +25,7 @@ def _limit_memory() -> None:
 
 def _worker(cwd: Path, agent: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agentctl.worker", "--config", str(cwd / "agents.yaml"),
+        [sys.executable, "-m", "agentctl.runtime.worker", "--config", str(cwd / "agents.yaml"),
          "--workspace", str(cwd / "workspace"), "--agent", agent],
         cwd=cwd, stdout=open(cwd / f"{agent}.log", "ab"), stderr=subprocess.STDOUT,
         preexec_fn=_limit_memory,  # noqa: PLW1509 - one setrlimit call

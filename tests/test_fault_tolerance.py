@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from agentctl.message import AgentMessage
-from agentctl.proc import ProcessRef
-from agentctl.roster import load_roster
-from agentctl.router import WorkspaceRouter
-from agentctl.status import parse_iso
-from agentctl.supervisor import ProcState, Supervisor
+from agentctl.config.roster import load_roster
+from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.message import AgentMessage
+from agentctl.protocol.proc import ProcessRef
+from agentctl.protocol.status import parse_iso
+from agentctl.runtime.supervisor import ProcState, Supervisor
 from tests.conftest import run_cli, wait_until, write_roster
 
 # Agents used below. They run with the roster's directory as their working directory, and
@@ -34,8 +34,8 @@ from tests.conftest import run_cli, wait_until, write_roster
 AGENTS = textwrap.dedent("""
     import asyncio, os, time
     from pathlib import Path
-    from agentctl.agent import BaseAgent
-    from agentctl.errors import NonRetryableError
+    from agentctl.model.agent import BaseAgent
+    from agentctl.model.errors import NonRetryableError
 
     def mark(context, tag=""):
         marks = Path("marks")
@@ -158,7 +158,7 @@ def _wait_exit(sup: Supervisor, name: str) -> None:
 def _worker(cwd: Path, agent: str) -> subprocess.Popen[bytes]:
     """One worker process, started by hand (no supervisor)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "agentctl.worker", "--config", str(cwd / "agents.yaml"),
+        [sys.executable, "-m", "agentctl.runtime.worker", "--config", str(cwd / "agents.yaml"),
          "--workspace", str(cwd / "workspace"), "--agent", agent],
         cwd=cwd, stdout=open(cwd / f"{agent}.log", "ab"), stderr=subprocess.STDOUT,
     )

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.message import AgentMessage
-from agentctl.overview import collect_overview
-from agentctl.proc import ProcessRef
-from agentctl.roster import load_roster
-from agentctl.router import WorkspaceRouter
-from agentctl.status import AgentState, AgentStatus, write_status
-from agentctl.supervisor import ProcState, Supervisor
-from agentctl.workspace import Workspace
+from agentctl.audit.overview import collect_overview
+from agentctl.backends.file.workspace import Workspace
+from agentctl.config.roster import load_roster
+from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.message import AgentMessage
+from agentctl.protocol.proc import ProcessRef
+from agentctl.protocol.status import AgentState, AgentStatus, write_status
+from agentctl.runtime.supervisor import ProcState, Supervisor
 from tests.conftest import run_cli, wait_until, write_roster
 
 # A handler that holds its message until the test opens the gate (a file outside the small
@@ -32,7 +32,7 @@ from tests.conftest import run_cli, wait_until, write_roster
 GATED_AGENT = textwrap.dedent("""
     import asyncio, os
     from pathlib import Path
-    from agentctl.agent import BaseAgent
+    from agentctl.model.agent import BaseAgent
 
     class Gated(BaseAgent):
         def __init__(self, name, role, expertise):

@@ -10,11 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-from agentctl.constants import REPLY_ID_SUFFIX
-from agentctl.ids import new_id, reply_id
-from agentctl.message import AgentMessage, MessageKind
-from agentctl.names import validate_message_id
-from agentctl.priority import Priority
+from agentctl.model.constants import REPLY_ID_SUFFIX
+from agentctl.model.ids import new_id, reply_id
+from agentctl.model.message import AgentMessage, MessageKind
+from agentctl.model.names import validate_message_id
+from agentctl.model.priority import Priority
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
@@ -73,7 +73,7 @@ GENERATOR = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from agentctl.ids import new_id
+    from agentctl.model.ids import new_id
     go = Path(sys.argv[2])
     while not go.exists():
         time.sleep(0.001)
@@ -105,12 +105,12 @@ def test_ids_are_unique_across_four_processes(tmp_path: Path) -> None:
 FORKER = textwrap.dedent(
     """
     import json, os, time
-    import agentctl.ids
-    from agentctl.ids import new_id
+    import agentctl.model.ids
+    from agentctl.model.ids import new_id
     # Freeze the clock: only same-millisecond trials can collide, and on a loaded machine a
     # fork rarely fits in one real millisecond (5000 trials then found none, or hit the timeout).
     FROZEN_NS = time.time_ns()
-    agentctl.ids.time = type("FrozenTime", (), {"time_ns": staticmethod(lambda: FROZEN_NS)})
+    agentctl.model.ids.time = type("FrozenTime", (), {"time_ns": staticmethod(lambda: FROZEN_NS)})
     same_ms = collisions = trials = 0
     while same_ms < 5 and trials < 50:
         trials += 1

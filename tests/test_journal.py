@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.history import HistoryError, event_filter, parse_when
-from agentctl.journal import ACTIVE_NAME, Journal, line_hash, segment_paths
-from agentctl.journalreader import Entry, follow, read_all, read_last
-from agentctl.message import AgentMessage
-from agentctl.router import WorkspaceRouter
-from agentctl.verify import verify_workspace
-from agentctl.workspace import Workspace
+from agentctl.audit.history import HistoryError, event_filter, parse_when
+from agentctl.audit.verify import verify_workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.message import AgentMessage
+from agentctl.protocol.journal import ACTIVE_NAME, Journal, line_hash, segment_paths
+from agentctl.protocol.journalreader import Entry, follow, read_all, read_last
 from tests.conftest import REPO, run_cli, wait_until, write_roster
 from tests.natsfix import nats_server  # noqa: F401 (a fixture)
 
@@ -30,7 +30,7 @@ HASH_MARK = b',"hash":"'
 GATED_WRITER = """
 import os, sys, time
 from pathlib import Path
-from agentctl.journal import Journal
+from agentctl.protocol.journal import Journal
 directory, name, count, max_bytes, gate = sys.argv[1:6]
 journal = Journal(Path(directory), max_bytes=int(max_bytes))
 Path(gate + "." + name).touch()
@@ -44,7 +44,7 @@ for i in range(int(count)):
 STEP_WRITER = """
 import sys
 from pathlib import Path
-from agentctl.journal import Journal
+from agentctl.protocol.journal import Journal
 journal = Journal(Path(sys.argv[1]), max_bytes=int(sys.argv[2]))
 for line in sys.stdin:
     for i in range(int(line)):
@@ -153,7 +153,7 @@ def test_a_torn_last_line_is_tolerated_and_its_recovery_is_recorded_and_accepted
     # The next append, from another process, ends the fragment, records that it did (seq 6),
     # and continues the chain.
     appender = _python(
-        "import sys; from pathlib import Path; from agentctl.journal import Journal; "
+        "import sys; from pathlib import Path; from agentctl.protocol.journal import Journal; "
         "print(Journal(Path(sys.argv[1]), max_bytes=1 << 20).append('sent', agent='user'))",
         ws.journal_dir, stdout=subprocess.PIPE,
     )
@@ -204,7 +204,7 @@ def test_a_garbage_tail_from_a_disk_error_is_recovered_like_a_torn_line(tmp_path
 def test_lines_with_fields_of_the_wrong_type_are_reported_not_fatal(tmp_path: Path) -> None:
     """A hand-made line whose seq, hash or sha256 is not what the journal writes: verify says
     so, and an appender after it continues the chain."""
-    from agentctl.journal import format_line
+    from agentctl.protocol.journal import format_line
 
     ws = Workspace(tmp_path / "ws", fsync=False)
     journal = Journal(ws.journal_dir, max_bytes=1 << 20)
@@ -228,7 +228,7 @@ def test_lines_with_fields_of_the_wrong_type_are_reported_not_fatal(tmp_path: Pa
 def _forge_recovery(ws: Workspace, index: int, garbage: bytes) -> None:
     """Replace line `index` by `garbage` and a well-formed `recovered` record for it, chained
     to the line before: an edit dressed up as a crash."""
-    from agentctl.journal import Head, format_line
+    from agentctl.protocol.journal import Head, format_line
 
     lines = _journal_lines(ws)
     before = json.loads(lines[index - 1])
@@ -335,7 +335,7 @@ TRAFFIC_ROSTER = """\
 
 def _worker(project: Path, agent: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agentctl.worker", "--config", str(project / "agents.yaml"),
+        [sys.executable, "-m", "agentctl.runtime.worker", "--config", str(project / "agents.yaml"),
          "--workspace", str(project / "workspace"), "--agent", agent],
         cwd=project, stdout=open(project / f"{agent}.log", "ab"), stderr=subprocess.STDOUT,
     )
@@ -533,7 +533,7 @@ def test_verify_cli_exits_1_and_names_each_problem(traffic: Path, tmp_path: Path
 
 
 def test_an_event_with_huge_fields_is_cut_to_the_line_limit_and_says_so(tmp_path: Path) -> None:
-    from agentctl.eventlimits import MAX_LINE_BYTES
+    from agentctl.protocol.eventlimits import MAX_LINE_BYTES
 
     ws = Workspace(tmp_path / "ws", fsync=False)
     journal = Journal(ws.journal_dir, max_bytes=1 << 20)
@@ -861,7 +861,7 @@ def test_read_segment_cuts_lines_right_whatever_the_chunk_size(tmp_path: Path, m
     """The chunked reader (no joined chunks) against a plain split, on random lines and cuts."""
     import random
 
-    from agentctl import journalreader
+    from agentctl.protocol import journalreader
 
     rng = random.Random(1)
     path = tmp_path / "segment"
@@ -889,9 +889,9 @@ def test_events_on_nats_are_cut_to_the_same_limit(
     """A server refuses a message over its max_payload (1 MB): an unbounded event would fail
     the worker's settle; it is cut as on files, and says so."""
     pytest.importorskip("nats", reason="the nats extra (nats-py) is not installed")
-    from agentctl.eventlimits import MAX_LINE_BYTES
-    from agentctl.jetstream.reader import StreamReader
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.reader import StreamReader
+    from agentctl.backends.nats.transport import NatsTransport
+    from agentctl.protocol.eventlimits import MAX_LINE_BYTES
 
     transport = NatsTransport.connect(
         Workspace(tmp_path / "ws"), [nats_server.url], stream="AGENTCTL", replicas=1

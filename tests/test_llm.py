@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agentctl.handlers.llm import VERDICT_INSTRUCTIONS
+from agentctl.runtime.handlers.llm import VERDICT_INSTRUCTIONS
 from tests.conftest import REPO, run_cli, wait_until, write_roster
 
 SECRET = "sk-agentctl-test-7f3a9c1e5b2d4068"  # the "API key": must never be written anywhere

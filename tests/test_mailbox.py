@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.errors import DeliveryError, WorkspaceError
-from agentctl.mailbox import Depth, Mailbox
-from agentctl.message import AgentMessage, parse_message
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.errors import DeliveryError, WorkspaceError
+from agentctl.model.message import AgentMessage, parse_message
+from agentctl.protocol.mailbox import Depth, Mailbox
 
 
 def make(tmp_path: Path, *, max_message_bytes: int = 1 << 20) -> Mailbox:
@@ -218,7 +218,7 @@ CLAIMER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from agentctl.mailbox import Mailbox
+    from agentctl.protocol.mailbox import Mailbox
     mb = Mailbox(Path(sys.argv[1]), fsync=False, max_message_bytes=1 << 20)
     go, out = Path(sys.argv[2]), Path(sys.argv[3])
     Path(str(out) + ".ready").touch()
@@ -289,7 +289,7 @@ def test_a_claimer_whose_link_lands_after_the_winner_acked_loses(
 ) -> None:
     # Deterministic form of the race above: link() resolved new/x, then paused while another
     # claimer claimed and acked x; the paused link then creates processing/x.
-    import agentctl.mailbox as mailbox_module
+    import agentctl.protocol.mailbox as mailbox_module
 
     mb = make(tmp_path)
     m = msg()
@@ -442,7 +442,7 @@ def test_an_old_reason_is_not_taken_for_a_message_of_the_same_name(tmp_path: Pat
 
 
 def test_read_is_size_limited(tmp_path: Path) -> None:
-    from agentctl.errors import BadMessageError
+    from agentctl.model.errors import BadMessageError
 
     mb = make(tmp_path, max_message_bytes=1024)
     m = msg(content="x" * 2000)
@@ -455,7 +455,7 @@ def test_read_is_size_limited(tmp_path: Path) -> None:
 
 
 def test_read_refuses_a_symlink_and_never_touches_its_target(tmp_path: Path) -> None:
-    from agentctl.errors import BadMessageError
+    from agentctl.model.errors import BadMessageError
 
     mb = make(tmp_path)
     secret = tmp_path / "secret.json"
@@ -541,8 +541,8 @@ SENDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from agentctl.mailbox import Mailbox
-    from agentctl.message import AgentMessage
+    from agentctl.protocol.mailbox import Mailbox
+    from agentctl.model.message import AgentMessage
     mb = Mailbox(Path(sys.argv[1]), fsync=False, max_message_bytes=1 << 20)
     for i in range(int(sys.argv[2])):
         mb.deliver(AgentMessage(from_agent="user", to_agent="agent", content=i))

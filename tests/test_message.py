@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agentctl.errors import AgentctlError, BadMessageError
-from agentctl.message import AgentMessage, MessageKind, parse_message
-from agentctl.priority import Priority
+from agentctl.model.errors import AgentctlError, BadMessageError
+from agentctl.model.message import AgentMessage, MessageKind, parse_message
+from agentctl.model.priority import Priority
 from tests.conftest import run_cli, write_roster
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agentctl.constants import AGENT_NAME_PATTERN
-from agentctl.errors import AgentctlError, BadMessageError, ConfigError, InvalidNameError
-from agentctl.ids import new_id
-from agentctl.message import AgentMessage, parse_message
-from agentctl.names import validate_agent_name, validate_message_id
-from agentctl.roster import load_roster
-from agentctl.rosterfile import peek_roster
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.config.roster import load_roster
+from agentctl.config.rosterfile import peek_roster
+from agentctl.model.constants import AGENT_NAME_PATTERN
+from agentctl.model.errors import AgentctlError, BadMessageError, ConfigError, InvalidNameError
+from agentctl.model.ids import new_id
+from agentctl.model.message import AgentMessage, parse_message
+from agentctl.model.names import validate_agent_name, validate_message_id
 from tests.conftest import run_cli, write_roster
 
 VALID_NAMES = ["a", "echo", "a-b_c9", "x0", "a" * 32, "security-reviewer"]

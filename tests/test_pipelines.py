@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 
 from agentctl import BaseAgent
-from agentctl.message import AgentMessage, MessageKind
-from agentctl.pipeline import Pipeline
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.flow.pipeline import Pipeline
+from agentctl.model.message import AgentMessage, MessageKind
 from tests.conftest import AGENTCTL, run_cli, wait_until, write_roster
 
 STAGE_AGENTS = textwrap.dedent("""
     import asyncio, os
     from pathlib import Path
-    from agentctl.agent import BaseAgent
+    from agentctl.model.agent import BaseAgent
 
     HERE = Path(__file__).resolve().parent
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.agentspec import HandlerKind, RestartPolicy
-from agentctl.errors import ConfigError
-from agentctl.roster import Durability, load_roster
+from agentctl.config.agentspec import HandlerKind, RestartPolicy
+from agentctl.config.roster import Durability, load_roster
+from agentctl.model.errors import ConfigError
 from tests.conftest import run_cli
 
 VALID = """\
@@ -419,7 +419,7 @@ def test_nesting_too_deep_for_the_parser_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_roster_is_parsed_once_while_it_is_unchanged(tmp_path: Path) -> None:
-    from agentctl.rosterfile import peek_roster, read_roster_file
+    from agentctl.config.rosterfile import peek_roster, read_roster_file
 
     path = write(tmp_path, "agents:\n" + AGENT)
     first = read_roster_file(path)

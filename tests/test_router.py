@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.errors import BadMessageError, DeliveryError, InvalidNameError, WorkspaceError
-from agentctl.message import AgentMessage, parse_message
-from agentctl.router import WorkspaceRouter, user_message
+from agentctl.flow.router import WorkspaceRouter, user_message
+from agentctl.model.errors import BadMessageError, DeliveryError, InvalidNameError, WorkspaceError
+from agentctl.model.message import AgentMessage, parse_message
 from tests.conftest import wait_until
 
 
@@ -155,8 +155,8 @@ SENDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from agentctl.message import AgentMessage
-    from agentctl.router import WorkspaceRouter
+    from agentctl.model.message import AgentMessage
+    from agentctl.flow.router import WorkspaceRouter
     base, name, count, go, out = sys.argv[1:6]
     router = WorkspaceRouter(base, fsync=False)
     while not Path(go).exists():
@@ -175,7 +175,7 @@ RECEIVER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from agentctl.router import WorkspaceRouter
+    from agentctl.flow.router import WorkspaceRouter
     base, total, ready, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     router = WorkspaceRouter(base, fsync=False)
     router.receive("sink")
@@ -240,9 +240,9 @@ def test_concurrent_senders_and_a_receiver_lose_and_double_nothing(tmp_path: Pat
 
 REPLY_WAITER = """\
 import sys
-from agentctl.errors import AgentctlError
-from agentctl.message import parse_message
-from agentctl.router import WorkspaceRouter
+from agentctl.model.errors import AgentctlError
+from agentctl.model.message import parse_message
+from agentctl.flow.router import WorkspaceRouter
 
 request = parse_message(open(sys.argv[2], "rb").read())
 router = WorkspaceRouter(sys.argv[1], fsync=False)

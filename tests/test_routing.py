@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentctl import BaseAgent, TaskRouter
-from agentctl.routing import NoConfidentAgentError
+from agentctl.flow.routing import NoConfidentAgentError
 from tests.conftest import run_cli, write_roster
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.constants import (
+from agentctl.backends.file.workspace import Workspace
+from agentctl.config.roster import load_roster
+from agentctl.model.constants import (
     RESTART_BACKOFF_INITIAL_S,
     RESTART_COOLDOWN_S,
     RESTART_MAX_QUICK_FAILURES,
 )
-from agentctl.roster import load_roster
-from agentctl.status import read_status
-from agentctl.supervisor import ProcState, Supervisor
-from agentctl.workspace import Workspace
+from agentctl.protocol.status import read_status
+from agentctl.runtime.supervisor import ProcState, Supervisor
 from tests.conftest import wait_until, write_roster
 
 
@@ -206,7 +206,7 @@ def test_cooldown_null_leaves_a_fatal_agent_down_until_restarted(tmp_path: Path)
 
 
 def test_restart_through_the_control_channel(tmp_path: Path) -> None:
-    from agentctl.control import ControlAction, read_answer, submit_request
+    from agentctl.protocol.control import ControlAction, read_answer, submit_request
 
     # Given an agent made fatal, then fixed
     clock = FakeClock()
@@ -232,13 +232,13 @@ def test_restart_through_the_control_channel(tmp_path: Path) -> None:
 
 
 def test_a_request_nobody_answers_is_withdrawn(tmp_path: Path) -> None:
-    from agentctl.control import (
+    from agentctl.model.errors import SupervisorError
+    from agentctl.protocol.control import (
         ControlAction,
         ask_supervisor,
         release_supervisor_lock,
         take_supervisor_lock,
     )
-    from agentctl.errors import SupervisorError
 
     # Given a process that holds the supervisor lock but never serves requests
     ws = Workspace(tmp_path / "workspace", fsync=False)
@@ -348,7 +348,7 @@ def test_a_program_that_cannot_start_is_retried_not_fatal_at_once(tmp_path: Path
 
 
 def test_the_supervisor_lock_is_exclusive(tmp_path: Path) -> None:
-    from agentctl.errors import SupervisorError
+    from agentctl.model.errors import SupervisorError
 
     first = _supervisor(tmp_path, "read line", "never", FakeClock())
     first.start()

@@ -10,15 +10,15 @@ import sys
 import textwrap
 from pathlib import Path
 
-from agentctl.message import AgentMessage
-from agentctl.router import WorkspaceRouter
+from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.message import AgentMessage
 from tests.conftest import run_cli, wait_until, write_roster
 
 # An agent that records each attempt and stalls on its first one, so a test can kill it there.
 SLOW_AGENT = textwrap.dedent("""
     import asyncio, os
     from pathlib import Path
-    from agentctl.agent import BaseAgent
+    from agentctl.model.agent import BaseAgent
 
     class SlowFirst(BaseAgent):
         def __init__(self, name, role, expertise):
@@ -35,7 +35,7 @@ SLOW_AGENT = textwrap.dedent("""
 
 def _worker(cwd: Path, agent: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agentctl.worker", "--config", str(cwd / "agents.yaml"),
+        [sys.executable, "-m", "agentctl.runtime.worker", "--config", str(cwd / "agents.yaml"),
          "--workspace", str(cwd / "workspace"), "--agent", agent],
         cwd=cwd, env={**os.environ, **(env or {})},
         stdout=open(cwd / f"{agent}.log", "ab"), stderr=subprocess.STDOUT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentctl.agent import BaseAgent
+from agentctl.model.agent import BaseAgent
 
 
 class EchoAgent(BaseAgent):

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from agentctl.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
-from agentctl.errors import AgentctlError
-from agentctl.journalreader import read_all
-from agentctl.names import validate_agent_name, validate_message_id
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
+from agentctl.model.errors import AgentctlError
+from agentctl.model.names import validate_agent_name, validate_message_id
+from agentctl.protocol.journalreader import read_all
 
 Record = dict[str, Any]
 

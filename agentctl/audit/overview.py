@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agentctl.constants import PIPELINE_AGENT
-from agentctl.control import SupervisorInfo, supervisor_info
-from agentctl.proc import ProcessRef
-from agentctl.status import LIVE_STATES, AgentState, AgentStatus, parse_iso, read_status
-from agentctl.workspace import Workspace
-from agentctl.writeretry import disk_error_label
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import PIPELINE_AGENT
+from agentctl.protocol.control import SupervisorInfo, supervisor_info
+from agentctl.protocol.proc import ProcessRef
+from agentctl.protocol.status import LIVE_STATES, AgentState, AgentStatus, parse_iso, read_status
+from agentctl.protocol.writeretry import disk_error_label
 
 _REPLICA_STATUS = re.compile(r"status\.([1-9][0-9]*)\.json")
 STUCK = "stuck"  # shown instead of the recorded state when a live worker's heartbeat stopped
@@ -95,8 +95,8 @@ class Overview:
 
 def collect_overview(workspace: Workspace, names: list[str]) -> Overview:
     """Read every agent's status and inbox depth."""
-    from agentctl.escalation import open_escalations
-    from agentctl.halt import halted_state
+    from agentctl.flow.escalation import open_escalations
+    from agentctl.flow.halt import halted_state
 
     now = datetime.now(UTC)
     if PIPELINE_AGENT not in names and workspace.has_agent(PIPELINE_AGENT):
@@ -123,7 +123,7 @@ def pipeline_summary(workspace: Workspace) -> dict[str, Any]:
     """How many runs are in each status, and which runs carry flags for later review."""
     if not workspace.has_agent(PIPELINE_AGENT):
         return {"runs": {}, "flagged": []}  # no conductor ever ran: `status` skips the import
-    from agentctl.pipeline import RunStore
+    from agentctl.flow.pipeline import RunStore
 
     counts: dict[str, int] = {}
     flagged = []

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentctl.constants import DEAD, DONE, INBOX_DIR
-from agentctl.history import STATE_AFTER
-from agentctl.journal import (
+from agentctl.audit.history import STATE_AFTER
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import DEAD, DONE, INBOX_DIR
+from agentctl.protocol.journal import (
     HASH_HEX_CHARS,
     RECOVERED,
     Head,
@@ -30,8 +31,7 @@ from agentctl.journal import (
     parse_line,
     segment_paths,
 )
-from agentctl.journalreader import line_batches
-from agentctl.workspace import Workspace
+from agentctl.protocol.journalreader import line_batches
 
 _HASH_MARK = b',"hash":"'
 _DECODER = json.JSONDecoder()

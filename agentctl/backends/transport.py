@@ -1,7 +1,7 @@
 """The transport: how messages move between agents, and where their history is kept.
 
 Two implement it: the file workspace (`Workspace` with `FileInbox`, the default) and NATS
-JetStream (`agentctl.jetstream`, `transport: {kind: nats}` in the roster). The worker, the
+JetStream (`agentctl.backends.nats`, `transport: {kind: nats}` in the roster). The worker, the
 conductor and the commands are written against these protocols only, so an agent, a pipeline
 and `send`/`status`/`tail`/`replay` behave the same on both.
 
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from agentctl.agentspec import AgentSpec
-    from agentctl.message import AgentMessage
-    from agentctl.status import AgentStatus
-    from agentctl.workspace import Workspace
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.config.agentspec import AgentSpec
+    from agentctl.model.message import AgentMessage
+    from agentctl.protocol.status import AgentStatus
 
 
 @dataclass

@@ -9,7 +9,7 @@ def main() -> None:
     """Entry point: run the app; an AgentctlError, or a write the disk refused (full, read-only),
     becomes one red line and exit code 1."""
     from agentctl.cli.app import COMMANDS, make_app
-    from agentctl.errors import AgentctlError
+    from agentctl.model.errors import AgentctlError
 
     command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
     try:
@@ -17,7 +17,7 @@ def main() -> None:
     except AgentctlError as exc:
         _fail(str(exc))
     except OSError as exc:
-        from agentctl.writeretry import disk_error_line, is_disk_error
+        from agentctl.protocol.writeretry import disk_error_line, is_disk_error
 
         if not is_disk_error(exc):
             raise

@@ -14,7 +14,7 @@ AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", help="Only this a
 
 
 def _agents(agent: str | None, names: list[str]) -> list[str]:
-    from agentctl.names import validate_agent_name
+    from agentctl.model.names import validate_agent_name
 
     return [validate_agent_name(agent)] if agent else names
 
@@ -28,12 +28,12 @@ def list_(
 ) -> None:
     """Every dead letter with its attempts and error."""
     from agentctl.cli.options import open_light, open_nats
-    from agentctl.deadletters import list_dead
+    from agentctl.flow.deadletters import list_dead
 
     ws, names = open_light(config, workspace)
     nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
     if nats is not None:
-        from agentctl.jetstream.deadletters import list_stream_dead
+        from agentctl.backends.nats.deadletters import list_stream_dead
 
         letters = list_stream_dead(nats, _agents(agent, names))
     else:
@@ -61,8 +61,8 @@ def requeue(
 ) -> None:
     """Put dead letters back in new/ with their attempts reset; print each message id."""
     from agentctl.cli.options import open_full
-    from agentctl.deadletters import DeadLetterError, find_dead, list_dead, requeue
-    from agentctl.rosterfile import find_config
+    from agentctl.config.rosterfile import find_config
+    from agentctl.flow.deadletters import DeadLetterError, find_dead, list_dead, requeue
 
     if (ident is None) == (not all_):
         raise DeadLetterError("give one dead message ID, or --all")
@@ -91,9 +91,9 @@ def requeue(
 
 
 def _requeue_on_nats(nats: Any, ident: str | None, agent: str | None, config: Any, ws: Any) -> None:
+    from agentctl.backends.nats.deadletters import list_stream_dead, requeue_stream_dead
     from agentctl.cli.options import open_light
-    from agentctl.deadletters import pick_dead
-    from agentctl.jetstream.deadletters import list_stream_dead, requeue_stream_dead
+    from agentctl.flow.deadletters import pick_dead
 
     _, names = open_light(config, ws)
     letters = list_stream_dead(nats, _agents(agent, names))

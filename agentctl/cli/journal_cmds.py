@@ -42,10 +42,10 @@ def tail(
     """Show the last events of the journal; with -f, follow new ones until Ctrl-C."""
     import threading
 
+    from agentctl.audit.history import event_filter
     from agentctl.cli.options import open_light
-    from agentctl.history import event_filter
-    from agentctl.journalreader import follow as follow_journal
-    from agentctl.journalreader import read_last
+    from agentctl.protocol.journalreader import follow as follow_journal
+    from agentctl.protocol.journalreader import read_last
 
     ws, _ = open_light(config, workspace)
     kinds = [k for value in kind or [] for k in value.split(",") if k]
@@ -84,8 +84,8 @@ def _tail_stream(
     import collections
     import math
 
+    from agentctl.backends.nats.reader import StreamReader
     from agentctl.cli.options import open_nats
-    from agentctl.jetstream.reader import StreamReader
 
     nats = open_nats(config, workspace)
     assert nats is not None
@@ -162,8 +162,8 @@ def replay(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Reconstruct a thread (or a message's thread) from the journal and the message files."""
+    from agentctl.audit.history import event_filter, load_thread, parse_when
     from agentctl.cli.options import open_light
-    from agentctl.history import event_filter, load_thread, parse_when
 
     if json_out:
         fmt = ReplayFormat.JSON
@@ -184,8 +184,8 @@ def replay(
         )
         return
     if ws.transport_kind == "nats":
+        from agentctl.backends.nats.history import StreamHistory
         from agentctl.cli.options import open_nats
-        from agentctl.jetstream.history import StreamHistory
 
         nats = open_nats(config, workspace)
         assert nats is not None
@@ -221,14 +221,14 @@ def _resend(
     config: Any,
     workspace: Any,
 ) -> None:
+    from agentctl.audit.history import FileHistory, History, load_thread
+    from agentctl.backends.nats.history import StreamHistory
     from agentctl.cli.options import open_full, open_nats
     from agentctl.cli.render import console, print_json
-    from agentctl.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
-    from agentctl.errors import AgentctlError
-    from agentctl.history import FileHistory, History, load_thread
-    from agentctl.ids import reply_id
-    from agentctl.jetstream.history import StreamHistory
-    from agentctl.router import router_for, user_message
+    from agentctl.flow.router import router_for, user_message
+    from agentctl.model.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
+    from agentctl.model.errors import AgentctlError
+    from agentctl.model.ids import reply_id
 
     roster, ws = open_full(config, workspace)
     nats = open_nats(config, workspace)
@@ -287,8 +287,8 @@ def verify(
     json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """Check the journal's hash chain and the done/ and dead/ files against it."""
+    from agentctl.audit.verify import verify_workspace
     from agentctl.cli.options import open_light
-    from agentctl.verify import verify_workspace
 
     ws, _ = open_light(config, workspace)
     if ws.transport_kind == "nats":
@@ -308,8 +308,8 @@ def _verify_stream(config: Any, workspace: Any, *, json_out: bool) -> None:
     """`verify` on NATS: the journal's sends against the stream's messages."""
     from dataclasses import asdict
 
+    from agentctl.backends.nats.history import verify_stream
     from agentctl.cli.options import open_nats
-    from agentctl.jetstream.history import verify_stream
 
     nats = open_nats(config, workspace)
     assert nats is not None

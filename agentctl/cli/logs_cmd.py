@@ -21,10 +21,10 @@ def logs(
     """Show an agent's log (its stdout and stderr); with -f, follow it."""
     import threading
 
-    from agentctl.agentlog import follow_log, last_lines
     from agentctl.cli.options import open_light
-    from agentctl.errors import ConfigError
-    from agentctl.names import validate_agent_name
+    from agentctl.model.errors import ConfigError
+    from agentctl.model.names import validate_agent_name
+    from agentctl.protocol.agentlog import follow_log, last_lines
 
     ws, names = open_light(config, workspace)
     validate_agent_name(agent)

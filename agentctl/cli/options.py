@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentctl.constants import DEFAULT_WORKSPACE_DIR, ENV_CONFIG, ENV_WORKSPACE, USER_AGENT
-from agentctl.errors import ConfigError
+from agentctl.model.constants import DEFAULT_WORKSPACE_DIR, ENV_CONFIG, ENV_WORKSPACE, USER_AGENT
+from agentctl.model.errors import ConfigError
 
 if TYPE_CHECKING:
-    from agentctl.jetstream.transport import NatsTransport
-    from agentctl.roster import Roster
-    from agentctl.transport import Transport
-    from agentctl.workspace import Workspace
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.backends.nats.transport import NatsTransport
+    from agentctl.backends.transport import Transport
+    from agentctl.config.roster import Roster
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -41,8 +41,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable, docum
 
 def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, list[str]]:
     """Workspace and agent names without pydantic (fast commands: status, stop)."""
-    from agentctl.rosterfile import find_config, peek_roster
-    from agentctl.workspace import Workspace
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.config.rosterfile import find_config, peek_roster
 
     config_path = find_config(config)
     if config_path is not None:
@@ -63,8 +63,8 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
 
 def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Workspace]:
     """The validated roster and its workspace (run, validate, send)."""
-    from agentctl.roster import load_roster
-    from agentctl.rosterfile import find_config
+    from agentctl.config.roster import load_roster
+    from agentctl.config.rosterfile import find_config
 
     config_path = find_config(config)
     if config_path is None:
@@ -79,12 +79,12 @@ def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Work
 def open_nats(config: Path | None, workspace: Path | None) -> NatsTransport | None:
     """The NATS transport when the roster names one (None on files): commands that read or
     send go to the cluster instead of the workspace's files."""
-    from agentctl.rosterfile import find_config, peek_roster
+    from agentctl.config.rosterfile import find_config, peek_roster
 
     config_path = find_config(config)
     if config_path is None or peek_roster(config_path).transport != "nats":
         return None
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.transport import NatsTransport
 
     roster, _ = open_full(config, workspace)
     transport = roster.open_transport(workspace, client_name="agentctl-cli")

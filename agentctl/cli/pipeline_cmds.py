@@ -10,10 +10,10 @@ import typer
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
 
 if TYPE_CHECKING:
-    from agentctl.message import AgentMessage
-    from agentctl.roster import Roster
-    from agentctl.router import Router
-    from agentctl.workspace import Workspace
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.config.roster import Roster
+    from agentctl.flow.router import Router
+    from agentctl.model.message import AgentMessage
 
 app = typer.Typer(help="Start pipeline runs and look at them.", no_args_is_help=True)
 
@@ -25,9 +25,9 @@ def start_run(
     roster: Roster, router: Router, pipeline: str, content: Any, fields: dict[str, Any]
 ) -> tuple[AgentMessage, Any]:
     """Send the message that starts a run of `pipeline`; the message and its path."""
-    from agentctl.constants import PIPELINE_AGENT, PIPELINE_HEADER
-    from agentctl.errors import ConfigError
-    from agentctl.router import user_message
+    from agentctl.flow.router import user_message
+    from agentctl.model.constants import PIPELINE_AGENT, PIPELINE_HEADER
+    from agentctl.model.errors import ConfigError
 
     stages = roster.stages(pipeline)  # a clear error for an unknown pipeline, before sending
     final = roster.final_agent(pipeline)
@@ -74,7 +74,7 @@ def start(
     """Start a run of PIPELINE with CONTENT (the same as `send pipeline:PIPELINE CONTENT`)."""
     from agentctl.cli.options import open_full, open_nats
     from agentctl.cli.send_cmd import _read_content
-    from agentctl.router import router_for
+    from agentctl.flow.router import router_for
 
     roster, ws = open_full(config, workspace)
     router = router_for(ws, open_nats(config, workspace))
@@ -117,8 +117,8 @@ def show(
 ) -> None:
     """One run: each stage's agents, verdict and results, flags, and the outcome."""
     from agentctl.cli.options import open_light
-    from agentctl.errors import AgentctlError
-    from agentctl.names import validate_message_id
+    from agentctl.model.errors import AgentctlError
+    from agentctl.model.names import validate_message_id
 
     ws, _ = open_light(config, workspace)
     run = _store(ws).load(validate_message_id(run_id))
@@ -143,7 +143,7 @@ def show(
 
 
 def _store(ws: Workspace) -> Any:
-    from agentctl.pipeline import RunStore
+    from agentctl.flow.pipeline import RunStore
 
     return RunStore.of(ws)
 
@@ -171,12 +171,12 @@ def escalations(
 ) -> None:
     """The open escalations waiting for a person, oldest first."""
     from agentctl.cli.options import open_light, open_nats
-    from agentctl.escalation import open_escalations
+    from agentctl.flow.escalation import open_escalations
 
     ws, _ = open_light(config, workspace)
     nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
     if nats is not None:
-        from agentctl.jetstream.escalations import stream_escalations
+        from agentctl.backends.nats.escalations import stream_escalations
 
         found = stream_escalations(nats, ws.escalation_overdue_s)
     else:
@@ -209,12 +209,12 @@ def resolve(
 ) -> None:
     """Answer an escalation: the parked run goes on (pass, flag) or ends (block)."""
     from agentctl.cli.options import open_light, open_nats
-    from agentctl.escalation import resolve_escalation
+    from agentctl.flow.escalation import resolve_escalation
 
     ws, _ = open_light(config, workspace)
     nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
     if nats is not None:
-        from agentctl.jetstream.escalations import resolve_stream_escalation
+        from agentctl.backends.nats.escalations import resolve_stream_escalation
 
         escalation = resolve_stream_escalation(nats, ident, verdict.value, note)
     else:
@@ -230,7 +230,7 @@ def halt(
 ) -> None:
     """Stop every agent from claiming new work (as a HALT verdict does) until `resume`."""
     from agentctl.cli.options import open_transport
-    from agentctl.halt import halt as enter_halt
+    from agentctl.flow.halt import halt as enter_halt
 
     ws, transport = open_transport(config, workspace)
     already = enter_halt(transport, reason, by="user")
@@ -247,7 +247,7 @@ def halt(
 def resume(config: ConfigOpt = None, workspace: WorkspaceOpt = None) -> None:
     """Lift the halted state: agents claim new work again."""
     from agentctl.cli.options import open_transport
-    from agentctl.halt import resume as leave_halt
+    from agentctl.flow.halt import resume as leave_halt
 
     ws, transport = open_transport(config, workspace)
     lifted = leave_halt(transport, by="user")

@@ -24,7 +24,7 @@ def init(
     workspace directory it points at (default workspace/ beside the roster).
     """
     from agentctl.cli.render import console
-    from agentctl.scaffold import init_project
+    from agentctl.config.scaffold import init_project
 
     for path in init_project(directory, config=config, workspace=workspace):
         console().print(f"created {path}")
@@ -39,7 +39,7 @@ def validate(
     """Check the roster (schema, names, handlers) and print what it found."""
     from agentctl.cli.options import open_full
     from agentctl.cli.render import console, print_json, roster_table
-    from agentctl.validation import check_handlers
+    from agentctl.runtime.validation import check_handlers
 
     roster, ws = open_full(config, workspace)
     check_handlers(roster)
@@ -68,8 +68,8 @@ def schema(
 ) -> None:
     """Print the JSON Schema of message files and status.json, for other languages."""
     from agentctl.cli.render import print_json
-    from agentctl.message import AgentMessage
-    from agentctl.status import status_json_schema
+    from agentctl.model.message import AgentMessage
+    from agentctl.protocol.status import status_json_schema
 
     schemas = {"message": AgentMessage.model_json_schema(), "status": status_json_schema()}
     print_json(schemas if name is SchemaName.ALL else schemas[name.value])

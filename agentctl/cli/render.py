@@ -7,15 +7,15 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agentctl.status import parse_iso
+from agentctl.protocol.status import parse_iso
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from agentctl.overview import AgentRow, Overview
-    from agentctl.roster import Roster
-    from agentctl.supervisor import Supervisor
+    from agentctl.audit.overview import AgentRow, Overview
+    from agentctl.config.roster import Roster
+    from agentctl.runtime.supervisor import Supervisor
 
 LAST_ERROR_CHARS = 40
 

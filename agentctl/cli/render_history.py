@@ -11,10 +11,10 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.tree import Tree
 
-    from agentctl.deadletters import DeadLetter
-    from agentctl.escalation import Escalation
-    from agentctl.history import MessageTrace, Thread
-    from agentctl.routing import Candidate
+    from agentctl.audit.history import MessageTrace, Thread
+    from agentctl.flow.deadletters import DeadLetter
+    from agentctl.flow.escalation import Escalation
+    from agentctl.flow.routing import Candidate
 
 Record = dict[str, Any]
 
@@ -121,7 +121,7 @@ def _content_text(content: Any, limit: int = 100) -> str:
 
 
 def _offset(thread: Thread, record: Record) -> str:
-    from agentctl.history import event_time
+    from agentctl.audit.history import event_time
 
     start, when = thread.started, event_time(record)
     if start is None or when is None:
@@ -303,7 +303,7 @@ def _styled_verdict(verdict: str) -> str:
 
 
 def _verdict_of(result: Any) -> str:
-    from agentctl.pipeline import stage_verdict
+    from agentctl.flow.pipeline import stage_verdict
 
     return stage_verdict(result).value
 

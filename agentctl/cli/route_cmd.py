@@ -23,7 +23,7 @@ def route(
 ) -> None:
     """Score every agent for these keywords: who `send --route` and `--fanout` would pick."""
     from agentctl.cli.options import open_full
-    from agentctl.routing import TaskRouter, explain, roster_candidates
+    from agentctl.flow.routing import TaskRouter, explain, roster_candidates
 
     roster, _ = open_full(config, workspace)
     task = {"keywords": [k.strip() for k in keywords.split(",") if k.strip()]}

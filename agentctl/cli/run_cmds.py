@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from agentctl.cli.options import ConfigOpt, WorkspaceOpt
-from agentctl.constants import CONTROL_ANSWER_TIMEOUT_S, PIPELINE_AGENT
+from agentctl.model.constants import CONTROL_ANSWER_TIMEOUT_S, PIPELINE_AGENT
 
 _REFRESH_S = 0.5
 
@@ -27,11 +27,11 @@ def run(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start the roster's agents and supervise them until Ctrl-C or SIGTERM."""
+    from agentctl.audit.overview import collect_overview
     from agentctl.cli.options import open_full
     from agentctl.cli.render import console
-    from agentctl.constants import SUPERVISOR_TICK_S
-    from agentctl.overview import collect_overview
-    from agentctl.supervisor import Supervisor
+    from agentctl.model.constants import SUPERVISOR_TICK_S
+    from agentctl.runtime.supervisor import Supervisor
 
     roster, ws = open_full(config, workspace)
     for name in agent or []:
@@ -94,7 +94,7 @@ def stop(
     """Stop the supervisor running on this workspace (its agents finish their message)."""
     from agentctl.cli.options import open_light
     from agentctl.cli.render import console
-    from agentctl.control import stop_supervisor
+    from agentctl.protocol.control import stop_supervisor
 
     ws, _ = open_light(config, workspace)
     pid = stop_supervisor(ws, timeout_s=timeout_s)
@@ -112,8 +112,8 @@ def restart(
     """Start AGENT again now (a `fatal` one too, without waiting for its cool-down)."""
     from agentctl.cli.options import open_light
     from agentctl.cli.render import console
-    from agentctl.control import ControlAction, ask_supervisor
-    from agentctl.errors import AgentctlError
+    from agentctl.model.errors import AgentctlError
+    from agentctl.protocol.control import ControlAction, ask_supervisor
 
     ws, names = open_light(config, workspace)
     if agent not in names and agent != PIPELINE_AGENT:  # the conductor is no roster entry

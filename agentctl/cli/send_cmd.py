@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
-from agentctl.errors import AgentctlError
-from agentctl.priority import Priority
+from agentctl.model.errors import AgentctlError
+from agentctl.model.priority import Priority
 
 KeywordsOpt = Annotated[
     str | None,
@@ -58,10 +58,10 @@ def send(
     """Send CONTENT to agent TO (or route it); print the message id (or, with --wait, the reply)."""
     from agentctl.cli.options import open_full, open_light, open_nats
     from agentctl.cli.render import print_json, print_note
-    from agentctl.control import supervisor_is_running
-    from agentctl.names import validate_agent_name
-    from agentctl.rosterfile import find_config
-    from agentctl.router import router_for, user_message
+    from agentctl.config.rosterfile import find_config
+    from agentctl.flow.router import router_for, user_message
+    from agentctl.model.names import validate_agent_name
+    from agentctl.protocol.control import supervisor_is_running
 
     routed = route or fanout
     if route and fanout:
@@ -115,7 +115,7 @@ def send(
     messages = [user_message(to, content, **fields) for to in targets]
     if decision is not None:
         # Journaled only with the sends it decided: refused first if they would be.
-        from agentctl.router import ensure_deliverable
+        from agentctl.flow.router import ensure_deliverable
 
         for message in messages:
             ensure_deliverable(message, ws.max_message_bytes)
@@ -161,10 +161,10 @@ def _route(
     floor: float,
 ) -> tuple[list[str], dict[str, Any]]:
     """Choose the recipients; the `routed` event to journal, with every candidate's score."""
-    from agentctl.handlers.python import task_of
-    from agentctl.ids import new_id
-    from agentctl.router import user_message
-    from agentctl.routing import TaskRouter, explain, roster_candidates
+    from agentctl.flow.router import user_message
+    from agentctl.flow.routing import TaskRouter, explain, roster_candidates
+    from agentctl.model.ids import new_id
+    from agentctl.runtime.handlers.python import task_of
 
     # Score the task exactly as an agent will see it (content fields plus keywords).
     task = task_of(user_message(roster.agents[0].name, content, **fields))
@@ -211,8 +211,8 @@ def _read_content(content: str, *, as_text: bool) -> Any:
         raise AgentctlError("CONTENT is not valid UTF-8") from None
     if as_text or not content.lstrip().startswith(("{", "[")):
         return content
-    from agentctl.errors import BadMessageError
-    from agentctl.message import parse_json_strict
+    from agentctl.model.errors import BadMessageError
+    from agentctl.model.message import parse_json_strict
 
     try:
         return parse_json_strict(content.encode())

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
 
 if TYPE_CHECKING:
-    from agentctl.overview import Overview
+    from agentctl.audit.overview import Overview
 
 
 def status(
     json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """Show each agent's state, pid, liveness, heartbeat age, inbox depth and counters."""
+    from agentctl.audit.overview import collect_overview
     from agentctl.cli.options import open_light
-    from agentctl.overview import collect_overview
 
     ws, names = open_light(config, workspace)
     if ws.transport_kind == "nats":
@@ -39,12 +39,12 @@ def _nats_overview(config: Path | None, workspace: Path | None, names: list[str]
     `disconnected` while they reconnect) with a warning when the cluster cannot be reached."""
     import dataclasses
 
+    from agentctl.audit.overview import collect_overview
+    from agentctl.backends.nats.client import BusError, MissingExtraError
+    from agentctl.backends.nats.overview import collect_nats_overview
+    from agentctl.backends.nats.transport import NatsTransport
     from agentctl.cli.options import open_full, open_light
     from agentctl.cli.render import print_note
-    from agentctl.jetstream.client import BusError, MissingExtraError
-    from agentctl.jetstream.overview import collect_nats_overview
-    from agentctl.jetstream.transport import NatsTransport
-    from agentctl.overview import collect_overview
 
     roster, _ = open_full(config, workspace)
     try:

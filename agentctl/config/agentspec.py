@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agentctl.constants import (
+from agentctl.config.envpolicy import EnvPolicy
+from agentctl.model.constants import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_S,
     DEFAULT_RETRY_FACTOR,
@@ -25,8 +26,7 @@ from agentctl.constants import (
     RESTART_MAX_QUICK_FAILURES,
     RESTART_STABLE_S,
 )
-from agentctl.envpolicy import EnvPolicy
-from agentctl.names import validate_agent_name
+from agentctl.model.names import validate_agent_name
 
 
 class RestartPolicy(StrEnum):

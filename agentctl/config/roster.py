@@ -16,7 +16,8 @@ from pydantic import (
     model_validator,
 )
 
-from agentctl.agentspec import (
+from agentctl.backends.file.workspace import Workspace
+from agentctl.config.agentspec import (
     ENV_REF,
     AgentSpec,
     Budget,
@@ -24,7 +25,9 @@ from agentctl.agentspec import (
     RestartPolicy,
     RetryPolicy,
 )
-from agentctl.constants import (
+from agentctl.config.envpolicy import LLM_KEY_ENV
+from agentctl.config.rosterfile import RosterSource, read_roster_file, workspace_of
+from agentctl.model.constants import (
     DEFAULT_ESCALATION_OVERDUE_S,
     DEFAULT_JOURNAL_MAX_BYTES,
     DEFAULT_MAX_ATTEMPTS,
@@ -36,14 +39,11 @@ from agentctl.constants import (
     HEARTBEAT_INTERVAL_S,
     PIPELINE_AGENT,
 )
-from agentctl.envpolicy import LLM_KEY_ENV
-from agentctl.errors import ConfigError
-from agentctl.names import validate_agent_name
-from agentctl.rosterfile import RosterSource, read_roster_file, workspace_of
-from agentctl.workspace import Workspace
+from agentctl.model.errors import ConfigError
+from agentctl.model.names import validate_agent_name
 
 if TYPE_CHECKING:
-    from agentctl.transport import Transport
+    from agentctl.backends.transport import Transport
 
 
 class Durability(StrEnum):
@@ -209,7 +209,7 @@ class Roster(BaseModel):
             name=PIPELINE_AGENT,
             role="Conducts pipeline runs: dispatches stages, joins verdicts, escalates",
             expertise=[],
-            python="agentctl.conductor:Conductor",
+            python="agentctl.runtime.conductor:Conductor",
             exec=None,
             command=None,
             llm=None,
@@ -251,7 +251,7 @@ class Roster(BaseModel):
         workspace = self.open_workspace(override)
         if self.transport.kind is TransportKind.FILE:
             return workspace
-        from agentctl.jetstream.transport import NatsTransport
+        from agentctl.backends.nats.transport import NatsTransport
 
         return NatsTransport.connect(
             workspace,
@@ -283,7 +283,7 @@ def pipeline_problems(
     name: str, definition: Any, agent_names: list[str]
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """What is wrong with one pipeline's definition: (where in it, the problem) pairs."""
-    from agentctl.errors import InvalidNameError
+    from agentctl.model.errors import InvalidNameError
 
     problems: list[tuple[tuple[str | int, ...], str]] = []
     try:

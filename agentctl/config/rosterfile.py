@@ -14,13 +14,13 @@ from typing import Any
 
 import yaml
 
-from agentctl.constants import (
+from agentctl.model.constants import (
     DEFAULT_CONFIG_FILE,
     DEFAULT_ESCALATION_OVERDUE_S,
     DEFAULT_WORKSPACE_DIR,
 )
-from agentctl.errors import ConfigError
-from agentctl.names import validate_agent_name
+from agentctl.model.errors import ConfigError
+from agentctl.model.names import validate_agent_name
 
 Location = tuple[str | int, ...]
 

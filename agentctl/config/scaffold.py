@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from agentctl.constants import DEFAULT_CONFIG_FILE, DEFAULT_WORKSPACE_DIR
-from agentctl.errors import ConfigError
-from agentctl.fsutil import ensure_dir
+from agentctl.model.constants import DEFAULT_CONFIG_FILE, DEFAULT_WORKSPACE_DIR
+from agentctl.model.errors import ConfigError
+from agentctl.protocol.fsutil import ensure_dir
 
 STARTER_ROSTER = """\
 # agentctl roster: see docs/ROSTER.md for every key.

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agentctl.agent import BaseAgent
 from agentctl.crew.scanners import relative, run_bandit, run_ruff
 from agentctl.crew.source import Source, source_of
-from agentctl.verdict import Verdict
+from agentctl.model.agent import BaseAgent
+from agentctl.model.verdict import Verdict
 
 # What to do about the findings bandit reports most; others point at bandit's page.
 _ADVICE = {

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentctl.errors import HandlerError, NonRetryableError
+from agentctl.model.errors import HandlerError, NonRetryableError
 
 MISSING = "{tool} is not installed: install the crew extra (pip install 'agentctl[crew]')"
 SCAN_TIMEOUT_S = 120.0

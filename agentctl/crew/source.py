@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentctl.errors import NonRetryableError
+from agentctl.model.errors import NonRetryableError
 
 # What bandit and ruff read in a folder; other files are not copied.
 SOURCE_SUFFIXES = (".py", ".pyi", ".pyw", ".ipynb")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentctl.constants import MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
-from agentctl.errors import AgentctlError, BadMessageError
-from agentctl.journal import content_digest
-from agentctl.message import AgentMessage, parse_message
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
+from agentctl.model.errors import AgentctlError, BadMessageError
+from agentctl.model.message import AgentMessage, parse_message
+from agentctl.protocol.journal import content_digest
 
 
 class DeadLetterError(AgentctlError):

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import DEFAULT_ESCALATION_OVERDUE_S, HUMAN_AGENT
-from agentctl.errors import AgentctlError, BadMessageError
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import DEFAULT_ESCALATION_OVERDUE_S, HUMAN_AGENT
+from agentctl.model.errors import AgentctlError, BadMessageError
 
 if TYPE_CHECKING:
-    from agentctl.message import AgentMessage
-    from agentctl.transport import Transport
+    from agentctl.backends.transport import Transport
+    from agentctl.model.message import AgentMessage
 
 
 class EscalationError(AgentctlError):
@@ -66,7 +66,7 @@ def open_escalations(
     names = mailbox.list_new()
     if not names:
         return []  # the usual case: `status` then never pays for pydantic
-    from agentctl.message import parse_message
+    from agentctl.model.message import parse_message
 
     now = datetime.now(UTC)
     found = []
@@ -133,7 +133,7 @@ def answer(
 def resolve_escalation(ws: Workspace, ident: str, verdict: str, note: str | None) -> Escalation:
     """Answer the escalation `ident` (its id, or its run's id) with a person's verdict."""
     escalation = pick_escalation(open_escalations(ws), ident)
-    from agentctl.message import parse_message
+    from agentctl.model.message import parse_message
 
     mailbox = ws.mailbox(HUMAN_AGENT)
     path = mailbox.claim(escalation.file)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agentctl.status import iso_now
+from agentctl.protocol.status import iso_now
 
 if TYPE_CHECKING:
-    from agentctl.transport import Transport
+    from agentctl.backends.transport import Transport
 
 
 def halt(ws: Transport, reason: str, *, by: str, run: str | None = None) -> dict[str, Any] | None:

@@ -3,7 +3,7 @@
 A roster's `pipelines: {review: [researcher, [lint, security], reporter]}` declares stages; a
 stage that is a list runs its agents in parallel and joins them (the worst verdict wins). A run's
 state is one JSON file, rewritten atomically after every step, so the conductor process that
-drives runs (agentctl/conductor.py) can be killed at any moment and resume where it was.
+drives runs (agentctl/runtime/conductor.py) can be killed at any moment and resume where it was.
 
 Ids are derived, never random, so every step can be repeated safely: the message to stage i's
 agent A is `<run>.s<i>.<A>`, its reply `<run>.s<i>.<A>-reply`, a stage's escalation
@@ -20,15 +20,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-exported
-from agentctl.constants import PIPELINE_HEADER as PIPELINE_HEADER
-from agentctl.constants import STAGE_HEADER as STAGE_HEADER
-from agentctl.fsutil import ensure_dir, write_atomic
-from agentctl.status import iso_now
-from agentctl.verdict import Verdict
+from agentctl.model.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-exported
+from agentctl.model.constants import PIPELINE_HEADER as PIPELINE_HEADER
+from agentctl.model.constants import STAGE_HEADER as STAGE_HEADER
+from agentctl.model.verdict import Verdict
+from agentctl.protocol.fsutil import ensure_dir, write_atomic
+from agentctl.protocol.status import iso_now
 
 if TYPE_CHECKING:
-    from agentctl.workspace import Workspace
+    from agentctl.backends.file.workspace import Workspace
 
 RUNS_DIR = "runs"  # under the conductor's agent directory
 

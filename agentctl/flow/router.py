@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from agentctl.constants import DEAD, DEFAULT_MAX_MESSAGE_BYTES, DONE, PROCESSING, USER_AGENT
-from agentctl.errors import BadMessageError, ReplyTakenError, WaitTimeoutError
-from agentctl.ids import reply_id
-from agentctl.journal import content_digest
-from agentctl.message import AgentMessage, message_file_name, new_message, parse_message
-from agentctl.status import error_record
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import DEAD, DEFAULT_MAX_MESSAGE_BYTES, DONE, PROCESSING, USER_AGENT
+from agentctl.model.errors import BadMessageError, ReplyTakenError, WaitTimeoutError
+from agentctl.model.ids import reply_id
+from agentctl.model.message import AgentMessage, message_file_name, new_message, parse_message
+from agentctl.protocol.journal import content_digest
+from agentctl.protocol.status import error_record
 
 if TYPE_CHECKING:
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.transport import NatsTransport
 
 
 class Router(Protocol):
@@ -38,7 +38,7 @@ def router_for(ws: Workspace, nats: NatsTransport | None) -> Router:
     """The router of the roster's transport."""
     if nats is None:
         return WorkspaceRouter.of(ws)
-    from agentctl.jetstream.router import StreamRouter
+    from agentctl.backends.nats.router import StreamRouter
 
     return StreamRouter(nats)
 
@@ -117,7 +117,7 @@ class WorkspaceRouter:
 
     def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
         """Wait for the one reply to `request` in its sender's inbox; claim, ack and return it."""
-        from agentctl.watcher import DirectoryWatcher  # only waiting pays for watchdog
+        from agentctl.protocol.watcher import DirectoryWatcher  # only waiting pays for watchdog
 
         inbox = self.workspace.ensure_agent(request.from_agent)
         name = message_file_name(request.priority, reply_id(request.id, request.requeued))

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentctl.agent import BaseAgent
-from agentctl.errors import AgentctlError
+from agentctl.model.agent import BaseAgent
+from agentctl.model.errors import AgentctlError
 
 if TYPE_CHECKING:
-    from agentctl.agentspec import AgentSpec
-    from agentctl.roster import Roster
+    from agentctl.config.agentspec import AgentSpec
+    from agentctl.config.roster import Roster
 
 DEFAULT_CONFIDENCE_FLOOR = 0.3
 DEFAULT_FANOUT_THRESHOLD = 0.5
@@ -80,7 +80,7 @@ def roster_candidates(roster: Roster) -> list[BaseAgent]:
     A `python:` agent whose class overrides `can_handle` scores with its own method (its class
     is loaded for that); every other agent scores by its declared expertise.
     """
-    from agentctl.handlers.python import allow_imports_from
+    from agentctl.runtime.handlers.python import allow_imports_from
 
     allow_imports_from(roster)
     return [_candidate(spec) for spec in roster.agents]
@@ -88,7 +88,7 @@ def roster_candidates(roster: Roster) -> list[BaseAgent]:
 
 def _candidate(spec: AgentSpec) -> BaseAgent:
     if spec.python is not None:
-        from agentctl.handlers.python import agent_class, load_agent
+        from agentctl.runtime.handlers.python import agent_class, load_agent
 
         if agent_class(spec).can_handle is not BaseAgent.can_handle:
             return load_agent(spec)

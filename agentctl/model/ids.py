@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from agentctl.constants import REPLY_ID_SUFFIX
+from agentctl.model.constants import REPLY_ID_SUFFIX
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _lock = threading.Lock()

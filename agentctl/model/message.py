@@ -19,16 +19,16 @@ from pydantic import (
     model_validator,
 )
 
-from agentctl.constants import (
+from agentctl.model.constants import (
     AGENT_NAME_PATTERN,
     MAX_MESSAGE_ID_CHARS,
     MESSAGE_ID_PATTERN,
     MESSAGE_ID_RE,
     REQUEUED_HEADER,
 )
-from agentctl.errors import BadMessageError
-from agentctl.ids import new_id, reply_id
-from agentctl.priority import Priority
+from agentctl.model.errors import BadMessageError
+from agentctl.model.ids import new_id, reply_id
+from agentctl.model.priority import Priority
 
 
 class MessageKind(StrEnum):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agentctl.constants import AGENT_NAME_PATTERN, AGENT_NAME_RE, MESSAGE_ID_RE
-from agentctl.errors import InvalidNameError
+from agentctl.model.constants import AGENT_NAME_PATTERN, AGENT_NAME_RE, MESSAGE_ID_RE
+from agentctl.model.errors import InvalidNameError
 
 
 def validate_agent_name(name: object, *, where: str = "") -> str:

@@ -39,7 +39,7 @@ def last_lines(path: Path, count: int) -> list[str]:
 def follow_log(path: Path, *, stop: threading.Event, poll_interval_s: float = 1.0) -> Iterator[str]:
     """Lines written to the log from now on, until `stop`; a truncated or replaced log is read
     again from its start."""
-    from agentctl.watcher import DirectoryWatcher  # only following pays for watchdog
+    from agentctl.protocol.watcher import DirectoryWatcher  # only following pays for watchdog
 
     path.parent.mkdir(parents=True, exist_ok=True)
     offset = path.stat().st_size if path.exists() else 0

@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NoReturn
 
-from agentctl.constants import (
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import (
     ANSWERS_DIR,
     REQUESTS_DIR,
     SUPERVISOR_LOCK_FILE,
     SUPERVISOR_PID_FILE,
 )
-from agentctl.errors import AgentctlError, SupervisorError
-from agentctl.fsutil import ensure_dir, write_atomic
-from agentctl.ids import new_id
-from agentctl.proc import ProcessRef
-from agentctl.status import iso_now
-from agentctl.workspace import Workspace
+from agentctl.model.errors import AgentctlError, SupervisorError
+from agentctl.model.ids import new_id
+from agentctl.protocol.fsutil import ensure_dir, write_atomic
+from agentctl.protocol.proc import ProcessRef
+from agentctl.protocol.status import iso_now
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import os
 import stat
 from pathlib import Path
 
-from agentctl.constants import DIR_MODE, FILE_MODE
-from agentctl.errors import BadMessageError, WorkspaceError
+from agentctl.model.constants import DIR_MODE, FILE_MODE
+from agentctl.model.errors import BadMessageError, WorkspaceError
 
 _tmp_counter = itertools.count()
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentctl.constants import FILE_MODE
-from agentctl.eventlimits import ENCODER, MAX_LINE_BYTES, cut_long_text, fit_record
-from agentctl.fsutil import ensure_dir
-from agentctl.status import iso_now
+from agentctl.model.constants import FILE_MODE
+from agentctl.protocol.eventlimits import ENCODER, MAX_LINE_BYTES, cut_long_text, fit_record
+from agentctl.protocol.fsutil import ensure_dir
+from agentctl.protocol.status import iso_now
 
 ACTIVE_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentctl.fsutil import ensure_dir
-from agentctl.journal import ACTIVE_NAME, parse_line, segment_paths
+from agentctl.protocol.fsutil import ensure_dir
+from agentctl.protocol.journal import ACTIVE_NAME, parse_line, segment_paths
 
 _CHUNK_BYTES = 4 * 1024 * 1024
 _BATCH_BYTES = 1024 * 1024  # line_batches holds a batch's lines at once: ~3 MB of objects
@@ -187,7 +187,7 @@ def follow(
     Starts at the current end. Woken by watchdog on the journal directory, with a poll as the
     safety net (events can be lost). Only complete lines are yielded.
     """
-    from agentctl.watcher import DirectoryWatcher  # only following pays for watchdog
+    from agentctl.protocol.watcher import DirectoryWatcher  # only following pays for watchdog
 
     ensure_dir(directory)
     active = directory / ACTIVE_NAME

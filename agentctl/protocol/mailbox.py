@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import (
+from agentctl.model.constants import (
     DEAD,
     DEAD_ERRORS_DIR,
     DONE,
@@ -33,8 +33,8 @@ from agentctl.constants import (
     PROCESSING,
     TMP,
 )
-from agentctl.errors import BadMessageError, DeliveryError
-from agentctl.fsutil import (
+from agentctl.model.errors import BadMessageError, DeliveryError
+from agentctl.protocol.fsutil import (
     StrPath,
     ensure_dir,
     fsync_dir,
@@ -48,7 +48,7 @@ from agentctl.fsutil import (
 )
 
 if TYPE_CHECKING:
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
 
 # A reason is a few hundred bytes; anything far larger in its place is not one.
 MAX_ERROR_RECORD_BYTES = 1 << 20

@@ -14,9 +14,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from agentctl.constants import DEFAULT_STUCK_AFTER_S
-from agentctl.fsutil import overwrite_in_place, write_atomic
-from agentctl.writeretry import describe_disk_error
+from agentctl.model.constants import DEFAULT_STUCK_AFTER_S
+from agentctl.protocol.fsutil import overwrite_in_place, write_atomic
+from agentctl.protocol.writeretry import describe_disk_error
 
 
 class AgentState(StrEnum):

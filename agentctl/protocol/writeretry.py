@@ -56,7 +56,7 @@ def disk_error_label(write_error: str) -> str:
 
 def probe_write(directory: Path) -> OSError | None:
     """Whether the disk under `directory` refuses a small new file: the error, or None."""
-    from agentctl.fsutil import unique_tmp_name, unlink_quietly, write_new_file
+    from agentctl.protocol.fsutil import unique_tmp_name, unlink_quietly, write_new_file
 
     probe = directory / unique_tmp_name(".write-probe")
     try:

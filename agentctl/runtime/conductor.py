@@ -22,14 +22,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from agentctl.constants import HUMAN_AGENT, PIPELINE_AGENT
-from agentctl.errors import NonRetryableError
-from agentctl.halt import halt
-from agentctl.handlers import NO_REPLY
-from agentctl.handlers.python import task_of
-from agentctl.ids import reply_id
-from agentctl.message import AgentMessage, MessageKind
-from agentctl.pipeline import (
+from agentctl.backends.transport import Transport
+from agentctl.config.roster import Roster
+from agentctl.flow.halt import halt
+from agentctl.flow.pipeline import (
     PIPELINE_HEADER,
     STAGE_HEADER,
     Run,
@@ -41,11 +37,15 @@ from agentctl.pipeline import (
     stage_message_id,
     stage_verdict,
 )
-from agentctl.priority import Priority
-from agentctl.roster import Roster
-from agentctl.status import iso_now, parse_iso
-from agentctl.transport import Transport
-from agentctl.verdict import Verdict
+from agentctl.model.constants import HUMAN_AGENT, PIPELINE_AGENT
+from agentctl.model.errors import NonRetryableError
+from agentctl.model.ids import reply_id
+from agentctl.model.message import AgentMessage, MessageKind
+from agentctl.model.priority import Priority
+from agentctl.model.verdict import Verdict
+from agentctl.protocol.status import iso_now, parse_iso
+from agentctl.runtime.handlers import NO_REPLY
+from agentctl.runtime.handlers.python import task_of
 
 log = logging.getLogger(__name__)
 

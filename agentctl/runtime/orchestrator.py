@@ -21,8 +21,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from agentctl.errors import NonRetryableError
-from agentctl.verdict import Verdict
+from agentctl.model.errors import NonRetryableError
+from agentctl.model.verdict import Verdict
 
 log = logging.getLogger(__name__)
 

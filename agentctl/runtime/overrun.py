@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentctl.message import AgentMessage
-    from agentctl.transport import Delivery
+    from agentctl.backends.transport import Delivery
+    from agentctl.model.message import AgentMessage
 
 
 class OverrunGuard:

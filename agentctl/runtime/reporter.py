@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentctl.constants import HEARTBEAT_INTERVAL_S, STATUS_MIN_INTERVAL_S
-from agentctl.status import AgentState, AgentStatus, iso_now, write_status
+from agentctl.model.constants import HEARTBEAT_INTERVAL_S, STATUS_MIN_INTERVAL_S
+from agentctl.protocol.status import AgentState, AgentStatus, iso_now, write_status
 
 log = logging.getLogger(__name__)
 

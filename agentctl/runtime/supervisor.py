@@ -24,8 +24,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from agentctl.agentspec import AgentSpec, HandlerKind, RestartPolicy
-from agentctl.constants import (
+from agentctl.backends.file.workspace import Workspace
+from agentctl.config.agentspec import AgentSpec, HandlerKind, RestartPolicy
+from agentctl.config.roster import Roster
+from agentctl.model.constants import (
     ENV_AGENT,
     ENV_CONFIG,
     ENV_INBOX,
@@ -36,16 +38,15 @@ from agentctl.constants import (
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
 )
-from agentctl.control import (
+from agentctl.model.errors import AgentctlError
+from agentctl.protocol.control import (
     ControlAction,
     release_supervisor_lock,
     serve_requests,
     take_supervisor_lock,
 )
-from agentctl.errors import AgentctlError
-from agentctl.proc import ProcessRef, die_with_parent, prepare_die_with_parent
-from agentctl.roster import Roster
-from agentctl.status import (
+from agentctl.protocol.proc import ProcessRef, die_with_parent, prepare_die_with_parent
+from agentctl.protocol.status import (
     LIVE_STATES,
     AgentState,
     AgentStatus,
@@ -56,11 +57,10 @@ from agentctl.status import (
     recount_handled,
     write_status,
 )
-from agentctl.workspace import Workspace
-from agentctl.writeretry import disk_error_line, probe_write
+from agentctl.protocol.writeretry import disk_error_line, probe_write
 
 if TYPE_CHECKING:
-    from agentctl.transport import Transport
+    from agentctl.backends.transport import Transport
 
 Spawn = Callable[..., "subprocess.Popen[bytes]"]
 
@@ -263,7 +263,7 @@ class Supervisor:
         argv = [
             sys.executable,
             "-m",
-            "agentctl.worker",
+            "agentctl.runtime.worker",
             "--config",
             str(self.roster.path),
             "--workspace",

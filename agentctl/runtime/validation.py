@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 
-from agentctl.agentspec import HandlerKind
-from agentctl.errors import ConfigError
-from agentctl.roster import Roster
+from agentctl.config.agentspec import HandlerKind
+from agentctl.config.roster import Roster
+from agentctl.model.errors import ConfigError
 
 
 def check_handlers(roster: Roster) -> None:
     """Raise ConfigError (one line per problem) if a python class cannot be imported or an
     exec/command program cannot be found."""
-    from agentctl.handlers.python import allow_imports_from
+    from agentctl.runtime.handlers.python import allow_imports_from
 
     allow_imports_from(roster)
     problems = []
@@ -21,7 +21,7 @@ def check_handlers(roster: Roster) -> None:
     for agent in roster.agents:
         kind = agent.handler_kind
         if kind is HandlerKind.PYTHON:
-            from agentctl.handlers.python import load_agent
+            from agentctl.runtime.handlers.python import load_agent
 
             try:
                 load_agent(agent)

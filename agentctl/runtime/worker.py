@@ -1,6 +1,6 @@
 """The agent runtime: one worker process per agent, claiming and handling its messages.
 
-    python -m agentctl.worker --config agents.yaml --workspace workspace --agent NAME
+    python -m agentctl.runtime.worker --config agents.yaml --workspace workspace --agent NAME
 
 The loop: clear the wake-up, list new/, claim and handle each message in order, then wait for a
 watchdog wake-up or the poll interval, whichever comes first (events can be lost; the rescan
@@ -24,8 +24,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from agentctl.agentspec import AgentSpec, HandlerKind
-from agentctl.constants import (
+from agentctl.backends.file.workspace import Workspace
+from agentctl.config.agentspec import AgentSpec, HandlerKind
+from agentctl.config.roster import load_roster
+from agentctl.model.constants import (
     DEFAULT_STUCK_AFTER_S,
     HANDLER_OVERRUN_GRACE_S,
     INTERRUPTED_NOTE_FILE,
@@ -33,22 +35,18 @@ from agentctl.constants import (
     PIPELINE_AGENT,
     WORKER_RESTART_EXIT_CODE,
 )
-from agentctl.errors import (
+from agentctl.model.errors import (
     AgentctlError,
     BadMessageError,
     HandlerError,
     HandlerTimeoutError,
     NonRetryableError,
 )
-from agentctl.fsutil import write_atomic
-from agentctl.handlers import NO_REPLY
-from agentctl.journal import content_digest
-from agentctl.message import AgentMessage, MessageKind, parse_message
-from agentctl.overrun import OverrunGuard
-from agentctl.proc import ProcessRef, die_with_parent
-from agentctl.reporter import StatusReporter
-from agentctl.roster import load_roster
-from agentctl.status import (
+from agentctl.model.message import AgentMessage, MessageKind, parse_message
+from agentctl.protocol.fsutil import write_atomic
+from agentctl.protocol.journal import content_digest
+from agentctl.protocol.proc import ProcessRef, die_with_parent
+from agentctl.protocol.status import (
     AgentState,
     AgentStatus,
     error_record,
@@ -56,16 +54,18 @@ from agentctl.status import (
     parse_iso,
     read_status,
 )
-from agentctl.workspace import Workspace
-from agentctl.writeretry import RETRY_MAX_S, WriteRetry, WritesAbandoned, is_disk_error
+from agentctl.protocol.writeretry import RETRY_MAX_S, WriteRetry, WritesAbandoned, is_disk_error
+from agentctl.runtime.handlers import NO_REPLY
+from agentctl.runtime.overrun import OverrunGuard
+from agentctl.runtime.reporter import StatusReporter
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
-    from agentctl.handlers import Handler
-    from agentctl.transport import Delivery, Transport
+    from agentctl.backends.transport import Delivery, Transport
+    from agentctl.runtime.handlers import Handler
 
-log = logging.getLogger("agentctl.worker")
+log = logging.getLogger("agentctl.runtime.worker")
 
 
 class Worker:
@@ -480,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         roster = load_roster(args.config)
         spec = roster.agent(args.agent)
-        from agentctl.handlers import build_handler
-        from agentctl.handlers.python import allow_imports_from
+        from agentctl.runtime.handlers import build_handler
+        from agentctl.runtime.handlers.python import allow_imports_from
 
         allow_imports_from(roster)
         # A worker waits for an unreachable NATS server (status: disconnected) instead of failing.
@@ -491,11 +491,11 @@ def main(argv: list[str] | None = None) -> int:
         workspace = transport.local
         handler: Handler
         if spec.name == PIPELINE_AGENT:
-            from agentctl.conductor import ConductorHandler
+            from agentctl.runtime.conductor import ConductorHandler
 
             handler = ConductorHandler(roster, transport)
         elif spec.handler_kind is HandlerKind.LLM:
-            from agentctl.handlers import build_llm_handler
+            from agentctl.runtime.handlers import build_llm_handler
 
             handler = build_llm_handler(spec, workspace.ensure_agent_dir(spec.name))
         else:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agentctl.journalreader import read_all
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.protocol.journalreader import read_all
 from tests.conftest import AGENTCTL, Supervised, run_cli, wait_until, write_roster
 
 # `failing` fails (exit 3, "boom" on stderr) until a file named `fixed` exists beside the roster.
@@ -398,7 +398,7 @@ def test_dead_letters_are_listed_and_requeued_until_handled(
 
 def _worker(project: Path, agent: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agentctl.worker", "--config", str(project / "agents.yaml"),
+        [sys.executable, "-m", "agentctl.runtime.worker", "--config", str(project / "agents.yaml"),
          "--workspace", str(project / "workspace"), "--agent", agent],
         cwd=project, stdout=open(project / f"{agent}.log", "ab"), stderr=subprocess.STDOUT,
     )

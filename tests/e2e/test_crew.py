@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.crew.reviewers import ComplexityReviewer, LintReviewer, Reporter, SecurityReviewer
-from agentctl.errors import NonRetryableError
+from agentctl.model.errors import NonRetryableError
 from tests.conftest import run_cli, write_roster
 
 pytestmark = pytest.mark.skipif(

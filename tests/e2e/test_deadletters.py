@@ -9,9 +9,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from agentctl.journalreader import read_all
-from agentctl.message import AgentMessage, parse_message
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.message import AgentMessage, parse_message
+from agentctl.protocol.journalreader import read_all
 from tests.conftest import run_cli, wait_until, write_roster
 
 # Fails (exit 3) until a file named `fixed` exists beside the roster; one attempt only.

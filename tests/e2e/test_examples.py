@@ -369,7 +369,7 @@ def test_examples_roster_validates(tmp_path: Path) -> None:
 def test_every_valid_request_id_has_a_valid_reply_id() -> None:
     from pydantic import ValidationError
 
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
 
     try:
         request = AgentMessage(id="A" * 128, from_agent="user", to_agent="echo")
@@ -379,7 +379,7 @@ def test_every_valid_request_id_has_a_valid_reply_id() -> None:
 
 
 def test_a_requeued_header_never_breaks_the_reply() -> None:
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
 
     request = AgentMessage(from_agent="user", to_agent="echo", headers={"requeued": "²"})
     assert request.reply("ok").id.startswith(request.id + "-reply")

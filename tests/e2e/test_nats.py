@@ -57,10 +57,10 @@ class Client:
     """The Python API on the same cluster: many sends without a process each."""
 
     def __init__(self, tmp: Path, servers: list[str], *, replicas: int = 1) -> None:
-        from agentctl.jetstream.reader import StreamReader
-        from agentctl.jetstream.router import StreamRouter
-        from agentctl.jetstream.transport import NatsTransport
-        from agentctl.workspace import Workspace
+        from agentctl.backends.file.workspace import Workspace
+        from agentctl.backends.nats.reader import StreamReader
+        from agentctl.backends.nats.router import StreamRouter
+        from agentctl.backends.nats.transport import NatsTransport
 
         self.transport = NatsTransport.connect(
             Workspace(tmp / "client"), servers, stream="AGENTCTL", replicas=replicas
@@ -69,14 +69,14 @@ class Client:
         self.reader = StreamReader(self.transport)
 
     def send(self, to: str, content: str) -> str:
-        from agentctl.router import user_message
+        from agentctl.flow.router import user_message
 
         message = user_message(to, content)
         self.router.send(message)
         return message.id
 
     def count(self, event: str) -> Counter[str]:
-        from agentctl.errors import AgentctlError
+        from agentctl.model.errors import AgentctlError
 
         try:
             return self._count(event)
@@ -88,7 +88,7 @@ class Client:
 
     def settled(self, agent: str) -> bool:
         """Nothing waiting for or held by the agent's consumer."""
-        from agentctl.errors import AgentctlError
+        from agentctl.model.errors import AgentctlError
 
         try:
             depth = self.reader.depth([agent])[agent]

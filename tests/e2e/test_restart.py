@@ -7,8 +7,8 @@ import os
 import signal
 from pathlib import Path
 
-from agentctl.router import WorkspaceRouter, user_message
-from agentctl.workspace import Workspace
+from agentctl.backends.file.workspace import Workspace
+from agentctl.flow.router import WorkspaceRouter, user_message
 from tests.conftest import run_cli, wait_until, write_roster
 
 # Three quick failures make it fatal; its cool-down is long, so only `restart` brings it back.

@@ -15,22 +15,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import (
+from agentctl.backends.transport import Delivery
+from agentctl.model.constants import (
     CLAIM_BATCH,
     INTERRUPTED_NOTE_FILE,
     NOT_BEFORE_HEADER,
     STALE_TMP_AGE_S,
     WORKER_LOCK_FILE,
 )
-from agentctl.errors import AgentctlError
-from agentctl.overrun import take_note
-from agentctl.status import iso_after
-from agentctl.transport import Delivery
-from agentctl.watcher import DirectoryWatcher
+from agentctl.model.errors import AgentctlError
+from agentctl.protocol.status import iso_after
+from agentctl.protocol.watcher import DirectoryWatcher
+from agentctl.runtime.overrun import take_note
 
 if TYPE_CHECKING:
-    from agentctl.mailbox import Mailbox
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
+    from agentctl.protocol.mailbox import Mailbox
 
 import logging
 

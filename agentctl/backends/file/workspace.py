@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import (
+from agentctl.model.constants import (
     AGENT_NAME_RE,
     CONTROL_DIR,
     DEFAULT_ESCALATION_OVERDUE_S,
@@ -31,17 +31,17 @@ from agentctl.constants import (
     OUTBOX_DIR,
     STATUS_FILE,
 )
-from agentctl.errors import BadMessageError
-from agentctl.fsutil import check_real_dir, ensure_dir
-from agentctl.mailbox import Mailbox
-from agentctl.names import validate_agent_name
+from agentctl.model.errors import BadMessageError
+from agentctl.model.names import validate_agent_name
+from agentctl.protocol.fsutil import check_real_dir, ensure_dir
+from agentctl.protocol.mailbox import Mailbox
 
 if TYPE_CHECKING:
-    from agentctl.agentspec import AgentSpec
-    from agentctl.fileinbox import FileInbox
-    from agentctl.journal import Journal
-    from agentctl.message import AgentMessage
-    from agentctl.status import AgentStatus
+    from agentctl.backends.file.inbox import FileInbox
+    from agentctl.config.agentspec import AgentSpec
+    from agentctl.model.message import AgentMessage
+    from agentctl.protocol.journal import Journal
+    from agentctl.protocol.status import AgentStatus
 
 SUMMARY_CHARS = 80
 _SUMMARY_PREFIX_CHARS = 4 * SUMMARY_CHARS
@@ -87,7 +87,7 @@ class Workspace:
 
     def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> FileInbox:
         """The agent's consuming end: claims from inbox/new/ by rename."""
-        from agentctl.fileinbox import FileInbox
+        from agentctl.backends.file.inbox import FileInbox
 
         return FileInbox(
             self.ensure_agent(spec.name), self.agent_dir(spec.name), poll_interval_s=poll_interval_s
@@ -111,7 +111,7 @@ class Workspace:
 
     def write_halt(self, record: dict[str, Any]) -> None:
         """Create halted.json: from now on, no worker claims."""
-        from agentctl.fsutil import write_atomic
+        from agentctl.protocol.fsutil import write_atomic
 
         self.ensure_control_dir()
         data = json.dumps(record, indent=2).encode() + b"\n"
@@ -126,8 +126,8 @@ class Workspace:
 
     def has_reply(self, agent: str, reply_id: str, priority: str) -> bool:
         """Whether the reply's file is anywhere in `agent`'s inbox."""
-        from agentctl.message import message_file_name
-        from agentctl.priority import Priority
+        from agentctl.model.message import message_file_name
+        from agentctl.model.priority import Priority
 
         name = message_file_name(Priority(priority), reply_id)
         return self.mailbox(agent).locate(name) is not None
@@ -167,7 +167,7 @@ class Workspace:
         """The journal appender (opened on first use)."""
         if self._journal is None:
             # Imported here: read-only commands (status) never pay for hashlib and friends.
-            from agentctl.journal import Journal
+            from agentctl.protocol.journal import Journal
 
             self._journal = Journal(self.journal_dir, max_bytes=self.journal_max_bytes)
         return self._journal
@@ -292,7 +292,7 @@ class Workspace:
 
 def sent_fields(message: AgentMessage, data: bytes) -> dict[str, Any]:
     """What a `sent` event records about a message (on any transport)."""
-    from agentctl.journal import content_digest
+    from agentctl.protocol.journal import content_digest
 
     return {
         "to": message.to_agent,

@@ -12,7 +12,7 @@ and a message id sent twice is stored once (JetStream's `Nats-Msg-Id` de-duplica
     await router.subscribe("reviewer", handler)   # handler(msg): msg.data is the JSON
 
 `nats-py` is the `nats` extra; without it, connect() says which extra to install. It shares
-the stream and subjects of the NATS transport (agentctl/jetstream/, docs/NATS.md), so a seed
+the stream and subjects of the NATS transport (agentctl/backends/nats/, docs/NATS.md), so a seed
 program and `agentctl run` agents can talk to each other.
 """
 
@@ -24,8 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentctl.errors import NonRetryableError
-from agentctl.jetstream.client import (
+from agentctl.backends.nats.client import (
     CONNECT_TIMEOUT_S,
     DEAD_SUBJECT,
     INBOX_SUBJECT,
@@ -35,7 +34,8 @@ from agentctl.jetstream.client import (
     ensure_stream,
     open_connection,
 )
-from agentctl.names import validate_agent_name
+from agentctl.model.errors import NonRetryableError
+from agentctl.model.names import validate_agent_name
 
 __all__ = ["CONNECT_TIMEOUT_S", "MISSING_EXTRA", "BusError", "MessageBusRouter"]
 

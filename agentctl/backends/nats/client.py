@@ -21,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from agentctl.errors import AgentctlError
+from agentctl.model.errors import AgentctlError
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import PIPELINE_AGENT
-from agentctl.errors import AgentctlError
-from agentctl.jetstream.client import control_bucket, status_key
-from agentctl.status import iso_now, parse_iso
+from agentctl.backends.nats.client import control_bucket, status_key
+from agentctl.model.constants import PIPELINE_AGENT
+from agentctl.model.errors import AgentctlError
+from agentctl.protocol.status import iso_now, parse_iso
 
 if TYPE_CHECKING:
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.transport import NatsTransport
 
 log = logging.getLogger(__name__)
 

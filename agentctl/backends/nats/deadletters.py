@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from agentctl.errors import AgentctlError
-from agentctl.jetstream.reader import StreamReader
+from agentctl.backends.nats.reader import StreamReader
+from agentctl.model.errors import AgentctlError
 
 if TYPE_CHECKING:
-    from agentctl.deadletters import DeadLetter
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.transport import NatsTransport
+    from agentctl.flow.deadletters import DeadLetter
 
 
 def list_stream_dead(transport: NatsTransport, agents: list[str]) -> list[DeadLetter]:
     """`dead list` on NATS: the dead-letter subjects of `agents`, oldest first."""
-    from agentctl.deadletters import DeadLetter
+    from agentctl.flow.deadletters import DeadLetter
 
     reader = StreamReader(transport)
     letters = []
@@ -42,9 +42,9 @@ def list_stream_dead(transport: NatsTransport, agents: list[str]) -> list[DeadLe
 def requeue_stream_dead(transport: NatsTransport, letter: DeadLetter) -> str:
     """`dead requeue` on NATS: publish the message again with its attempts reset, then remove
     the dead letter (the journal keeps its `dead` and `requeued` events)."""
-    from agentctl.deadletters import DeadLetterError, revive
-    from agentctl.errors import BadMessageError
-    from agentctl.message import parse_message
+    from agentctl.flow.deadletters import DeadLetterError, revive
+    from agentctl.model.errors import BadMessageError
+    from agentctl.model.message import parse_message
 
     seq = int(letter.file.rpartition(":")[2])
     stream = transport.stream

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agentctl.jetstream.client import INBOX_SUBJECT
-from agentctl.jetstream.reader import StreamReader
+from agentctl.backends.nats.client import INBOX_SUBJECT
+from agentctl.backends.nats.reader import StreamReader
 
 if TYPE_CHECKING:
-    from agentctl.escalation import Escalation
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.transport import NatsTransport
+    from agentctl.flow.escalation import Escalation
 
 
 def stream_escalations(transport: NatsTransport, overdue_after_s: float) -> list[Escalation]:
     """`escalations` on NATS: messages on `agents.human.inbox` whose reply is not stored yet."""
     from datetime import UTC, datetime
 
-    from agentctl.constants import HUMAN_AGENT
-    from agentctl.errors import BadMessageError
-    from agentctl.escalation import escalation_of
-    from agentctl.ids import reply_id
-    from agentctl.message import parse_message
+    from agentctl.flow.escalation import escalation_of
+    from agentctl.model.constants import HUMAN_AGENT
+    from agentctl.model.errors import BadMessageError
+    from agentctl.model.ids import reply_id
+    from agentctl.model.message import parse_message
 
     reader = StreamReader(transport)
     asked = []
@@ -50,8 +50,8 @@ def resolve_stream_escalation(
 ) -> Escalation:
     """`resolve` on NATS: publish the person's verdict as the escalation's reply (stored once,
     by its derived id, however many people answer at the same time)."""
-    from agentctl.escalation import answer, pick_escalation
-    from agentctl.message import parse_message
+    from agentctl.flow.escalation import answer, pick_escalation
+    from agentctl.model.message import parse_message
 
     escalation = pick_escalation(
         stream_escalations(transport, transport.workspace.escalation_overdue_s), ident

@@ -1,5 +1,5 @@
 """`replay` and `verify` on NATS: a thread's events and messages, read from the stream
-(the counterpart of agentctl/history.py and agentctl/verify.py for files)."""
+(the counterpart of agentctl/audit/history.py and agentctl/audit/verify.py for files)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentctl.jetstream.reader import StoredMessage, StreamReader
+from agentctl.backends.nats.reader import StoredMessage, StreamReader
 
 if TYPE_CHECKING:
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.transport import NatsTransport
 
 
 class StreamHistory:
@@ -77,7 +77,7 @@ def verify_stream(transport: NatsTransport) -> StreamReport:
     agentctl): this is what finds either. A `sent` followed by a `discarded` for the same
     message id is a duplicate the server refused, so no copy of it is expected.
     """
-    from agentctl.journal import content_digest
+    from agentctl.protocol.journal import content_digest
 
     reader = StreamReader(transport)
     report = StreamReport()

@@ -15,16 +15,16 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentctl.constants import HANDLER_OVERRUN_GRACE_S
-from agentctl.errors import BadMessageError
-from agentctl.jetstream.client import DEAD_SUBJECT, INBOX_SUBJECT
-from agentctl.jetstream.transport import CALL_TIMEOUT_S, NatsTransport
-from agentctl.names import validate_agent_name
-from agentctl.transport import Delivery
+from agentctl.backends.nats.client import DEAD_SUBJECT, INBOX_SUBJECT
+from agentctl.backends.nats.transport import CALL_TIMEOUT_S, NatsTransport
+from agentctl.backends.transport import Delivery
+from agentctl.model.constants import HANDLER_OVERRUN_GRACE_S
+from agentctl.model.errors import BadMessageError
+from agentctl.model.names import validate_agent_name
 
 if TYPE_CHECKING:
-    from agentctl.agentspec import AgentSpec
-    from agentctl.message import AgentMessage
+    from agentctl.config.agentspec import AgentSpec
+    from agentctl.model.message import AgentMessage
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agentctl.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
-from agentctl.control import supervisor_info
-from agentctl.jetstream.escalations import stream_escalations
-from agentctl.jetstream.reader import Depth, StreamReader
-from agentctl.jetstream.transport import NatsTransport
-from agentctl.overview import AgentRow, Overview, pipeline_summary, row_of
-from agentctl.status import LIVE_STATES, AgentState, AgentStatus, parse_iso
+from agentctl.audit.overview import AgentRow, Overview, pipeline_summary, row_of
+from agentctl.backends.nats.escalations import stream_escalations
+from agentctl.backends.nats.reader import Depth, StreamReader
+from agentctl.backends.nats.transport import NatsTransport
+from agentctl.model.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
+from agentctl.protocol.control import supervisor_info
+from agentctl.protocol.status import LIVE_STATES, AgentState, AgentStatus, parse_iso
 
 LOST = "lost"  # a live state whose heartbeat stopped: the worker died or cannot reach us
 LOST_AFTER_S = 3 * HEARTBEAT_INTERVAL_S

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentctl.jetstream.client import DEAD_SUBJECT, EVENTS_SUBJECT, INBOX_SUBJECT
-from agentctl.status import AgentStatus
+from agentctl.backends.nats.client import DEAD_SUBJECT, EVENTS_SUBJECT, INBOX_SUBJECT
+from agentctl.protocol.status import AgentStatus
 
 if TYPE_CHECKING:
-    from agentctl.jetstream.transport import NatsTransport
+    from agentctl.backends.nats.transport import NatsTransport
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agentctl.jetstream.client import INBOX_SUBJECT
-from agentctl.jetstream.reader import StreamReader
+from agentctl.backends.nats.client import INBOX_SUBJECT
+from agentctl.backends.nats.reader import StreamReader
 
 if TYPE_CHECKING:
-    from agentctl.jetstream.transport import NatsTransport
-    from agentctl.message import AgentMessage
+    from agentctl.backends.nats.transport import NatsTransport
+    from agentctl.model.message import AgentMessage
 
 
 class StreamRouter:
@@ -34,9 +34,9 @@ class StreamRouter:
 
         The reply stays in the stream (the audit trail); nothing consumes the sender's subject.
         """
-        from agentctl.errors import WaitTimeoutError
-        from agentctl.ids import reply_id
-        from agentctl.message import parse_message
+        from agentctl.model.errors import WaitTimeoutError
+        from agentctl.model.ids import reply_id
+        from agentctl.model.message import parse_message
 
         wanted = reply_id(request.id, request.requeued)
         for stored in self.reader.messages(

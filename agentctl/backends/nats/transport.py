@@ -28,10 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from agentctl.errors import AgentctlError, BadMessageError
-from agentctl.eventlimits import ENCODER, cut_long_text, fit_record
-from agentctl.ids import new_id
-from agentctl.jetstream.client import (
+from agentctl.backends.nats.client import (
     EVENTS_SUBJECT,
     INBOX_SUBJECT,
     STATUS_TTL_S,
@@ -44,9 +41,12 @@ from agentctl.jetstream.client import (
     status_bucket,
     status_key,
 )
-from agentctl.jetstream.control import ControlRecords
-from agentctl.names import validate_agent_name
-from agentctl.status import iso_now
+from agentctl.backends.nats.control import ControlRecords
+from agentctl.model.errors import AgentctlError, BadMessageError
+from agentctl.model.ids import new_id
+from agentctl.model.names import validate_agent_name
+from agentctl.protocol.eventlimits import ENCODER, cut_long_text, fit_record
+from agentctl.protocol.status import iso_now
 
 try:
     from nats.errors import MsgAlreadyAckdError
@@ -57,11 +57,11 @@ except ImportError:  # without the nats extra, NatsTransport.connect says which 
 
 
 if TYPE_CHECKING:
-    from agentctl.agentspec import AgentSpec
-    from agentctl.jetstream.inbox import NatsInbox
-    from agentctl.message import AgentMessage
-    from agentctl.status import AgentStatus
-    from agentctl.workspace import Workspace
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.backends.nats.inbox import NatsInbox
+    from agentctl.config.agentspec import AgentSpec
+    from agentctl.model.message import AgentMessage
+    from agentctl.protocol.status import AgentStatus
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class NatsTransport:
     def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> str | None:
         """Publish `message` to its recipient's inbox subject; `STREAM:SEQ`, or None when
         `dedupe` and the server already holds this message id."""
-        from agentctl.workspace import sent_fields
+        from agentctl.backends.file.workspace import sent_fields
 
         subject = INBOX_SUBJECT.format(agent=validate_agent_name(message.to_agent))
         validate_agent_name(message.from_agent)
@@ -306,7 +306,7 @@ class NatsTransport:
 
     def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> NatsInbox:
         """The agent's durable consumer."""
-        from agentctl.jetstream.inbox import NatsInbox
+        from agentctl.backends.nats.inbox import NatsInbox
 
         return NatsInbox(self, spec, poll_interval_s=poll_interval_s)
 
@@ -345,7 +345,7 @@ class NatsTransport:
         """Whether `reply_id` is in `agent`'s inbox subject (one scan per agent, then cached)."""
         known = self._known_ids.get(agent)
         if known is None:
-            from agentctl.jetstream.reader import StreamReader
+            from agentctl.backends.nats.reader import StreamReader
 
             reader = StreamReader(self)
             known = {

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentctl.agentspec import AgentSpec, HandlerKind
+from agentctl.config.agentspec import AgentSpec, HandlerKind
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from pydantic import JsonValue
 
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
 
 
 class _NoReply:
@@ -48,11 +48,11 @@ def build_handler(
     """The handler of a `python:` or `exec:` agent (an `exec:` program's stdout is bounded by
     `max_output_bytes`; it gets no variable of `withheld_env` its `env:` does not list)."""
     if spec.handler_kind is HandlerKind.PYTHON:
-        from agentctl.handlers.python import PythonHandler
+        from agentctl.runtime.handlers.python import PythonHandler
 
         return PythonHandler(spec)
     if spec.handler_kind is HandlerKind.EXEC:
-        from agentctl.handlers.exec import ExecHandler
+        from agentctl.runtime.handlers.exec import ExecHandler
 
         return ExecHandler(spec, max_output_bytes=max_output_bytes, withheld_env=withheld_env)
     raise ValueError(f"agent {spec.name!r} is a command agent: it has no in-process handler")
@@ -60,6 +60,6 @@ def build_handler(
 
 def build_llm_handler(spec: AgentSpec, state_dir: Path) -> Handler:
     """The handler of an `llm:` agent (it keeps its budget in `state_dir`)."""
-    from agentctl.handlers.llm import LlmHandler
+    from agentctl.runtime.handlers.llm import LlmHandler
 
     return LlmHandler(spec, state_dir=state_dir)

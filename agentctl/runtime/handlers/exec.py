@@ -22,19 +22,19 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING
 
-from agentctl.agentspec import AgentSpec
-from agentctl.constants import DEFAULT_MAX_MESSAGE_BYTES, ENV_AGENT
-from agentctl.envpolicy import LLM_KEY_ENV
-from agentctl.errors import BadMessageError, HandlerError, HandlerTimeoutError
-from agentctl.message import parse_json_strict
-from agentctl.proc import die_with_parent, prepare_die_with_parent
+from agentctl.config.agentspec import AgentSpec
+from agentctl.config.envpolicy import LLM_KEY_ENV
+from agentctl.model.constants import DEFAULT_MAX_MESSAGE_BYTES, ENV_AGENT
+from agentctl.model.errors import BadMessageError, HandlerError, HandlerTimeoutError
+from agentctl.model.message import parse_json_strict
+from agentctl.protocol.proc import die_with_parent, prepare_die_with_parent
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from pydantic import JsonValue
 
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
 
 _STDERR_TAIL_CHARS = 500
 _STDERR_TAIL_BYTES = 4096  # kept in memory for the error message (UTF-8: up to 4 per char)

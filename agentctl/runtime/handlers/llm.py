@@ -21,17 +21,17 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentctl.agentspec import AgentSpec
-from agentctl.constants import STAGE_HEADER
-from agentctl.errors import HandlerError, HandlerTimeoutError, NonRetryableError
-from agentctl.fsutil import write_atomic
-from agentctl.handlers.python import context_of, task_of
-from agentctl.verdict import Verdict
+from agentctl.config.agentspec import AgentSpec
+from agentctl.model.constants import STAGE_HEADER
+from agentctl.model.errors import HandlerError, HandlerTimeoutError, NonRetryableError
+from agentctl.model.verdict import Verdict
+from agentctl.protocol.fsutil import write_atomic
+from agentctl.runtime.handlers.python import context_of, task_of
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
 
 FLAG_AT = 0.8  # share of a budget that flags the result
 VERDICT_INSTRUCTIONS = (

@@ -10,16 +10,16 @@ import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from agentctl.agent import BaseAgent
-from agentctl.agentspec import AgentSpec
-from agentctl.constants import STAGE_HEADER
-from agentctl.errors import ConfigError, HandlerError, HandlerTimeoutError
-from agentctl.roster import Roster
+from agentctl.config.agentspec import AgentSpec
+from agentctl.config.roster import Roster
+from agentctl.model.agent import BaseAgent
+from agentctl.model.constants import STAGE_HEADER
+from agentctl.model.errors import ConfigError, HandlerError, HandlerTimeoutError
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
-    from agentctl.message import AgentMessage
+    from agentctl.model.message import AgentMessage
 
 
 def allow_imports_from(roster: Roster) -> None:
