@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NoReturn
+from pathlib import Path
+from typing import NoReturn, Protocol
 
-from agentctl.backends.file.workspace import Workspace
 from agentctl.model.constants import (
     ANSWERS_DIR,
     REQUESTS_DIR,
@@ -28,6 +28,21 @@ from agentctl.model.ids import new_id
 from agentctl.protocol.fsutil import ensure_dir, write_atomic
 from agentctl.protocol.proc import ProcessRef
 from agentctl.protocol.status import iso_now
+
+
+class Workspace(Protocol):
+    """What the control channel needs of a workspace: where it is and its control directory
+    (the file workspace has both; so does each machine's local workspace on NATS)."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def control_dir(self) -> Path: ...
+
+    def ensure_control_dir(self) -> Path:
+        """Create the control directory if needed; its path."""
+        ...
 
 
 @dataclass(frozen=True)
