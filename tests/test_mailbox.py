@@ -586,3 +586,32 @@ def test_depth_counts_new_processing_and_dead(tmp_path: Path) -> None:
     mb.bury(ms[1].file_name, {"error": "x"})
     assert mb.depth() == Depth(new=2, processing=1, dead=1)  # error file not counted
     assert mb.dead_names() == [ms[1].file_name]
+
+
+def test_a_message_at_the_size_limit_survives_its_retry_rewrite(tmp_path: Path, supervised) -> None:
+    # Given a message of exactly max_message_bytes for an agent that always fails
+    from tests.conftest import wait_until, write_roster
+
+    write_roster(tmp_path, """\
+        - name: failing
+          exec: [sh, -c, "exit 3"]
+          max_attempts: 3
+          retry: {backoff_s: 0.05, factor: 1, max_s: 0.05}
+    """, max_message_bytes=4096)
+    ws = Workspace(tmp_path / "workspace", max_message_bytes=4096)
+    message = msg(from_agent="user", to_agent="failing", content="")
+    message = message.model_copy(
+        update={"content": "x" * (4096 - len(message.to_json_bytes()))}
+    )
+    assert len(message.to_json_bytes()) == 4096
+    ws.deliver(message)
+    # When its attempts (each rewrite adds the attempt count and a not_before header) run out
+    supervised(tmp_path)
+    dead = tmp_path / "workspace" / "failing" / "inbox" / "dead"
+    wait_until(lambda: message.file_name in ls(dead), timeout_s=30)
+    # Then it is dead as itself, with its id and attempts, and the sender has its escalation
+    reason = json.loads((dead / ".errors" / message.file_name).read_text())
+    assert reason["message_id"] == message.id and reason["error_kind"] != "bad_message"
+    assert reason["attempts"] == 3
+    replies = tmp_path / "workspace" / "user" / "inbox" / "new"
+    wait_until(lambda: ls(replies) == [f"1-{message.id}-reply.json"])

@@ -57,6 +57,9 @@ FILE_MODE = 0o600
 # Defaults of the roster's workspace-level settings and per-agent settings.
 DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+# A retry rewrites a message with its attempt count and a `not_before` header: a message that
+# was within max_message_bytes may grow by this much, and is still read as itself.
+REWRITE_HEADROOM_BYTES = 512
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
 # Between attempts of a failed message: 0.5 s, 1 s, 2 s, ... up to 30 s.

@@ -153,8 +153,11 @@ def unlink_quietly(path: StrPath) -> None:
     _unlink_quietly(path)
 
 
-def read_limited(path: StrPath, max_bytes: int) -> bytes:
-    """Read a regular file of at most max_bytes, never following a symlink."""
+def read_limited(path: StrPath, max_bytes: int, *, headroom_bytes: int = 0) -> bytes:
+    """Read a regular file of at most max_bytes (+ headroom_bytes), never following a symlink.
+
+    Errors name `max_bytes`, the limit writers know; the headroom is agentctl's own."""
+    limit_bytes = max_bytes + headroom_bytes
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
@@ -165,10 +168,10 @@ def read_limited(path: StrPath, max_bytes: int) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise BadMessageError("is not a regular file")
-        if st.st_size > max_bytes:
+        if st.st_size > limit_bytes:
             raise BadMessageError(f"is {st.st_size} bytes, over the limit of {max_bytes}")
         chunks = []
-        remaining = max_bytes + 1
+        remaining = limit_bytes + 1
         while remaining > 0:
             chunk = os.read(fd, min(remaining, 1 << 20))
             if not chunk:
@@ -176,7 +179,7 @@ def read_limited(path: StrPath, max_bytes: int) -> bytes:
             chunks.append(chunk)
             remaining -= len(chunk)
         data = b"".join(chunks)
-        if len(data) > max_bytes:  # grew while we read it
+        if len(data) > limit_bytes:  # grew while we read it
             raise BadMessageError(f"is over the limit of {max_bytes} bytes")
         return data
     finally:

@@ -31,6 +31,7 @@ from agentctl.model.constants import (
     MESSAGE_SUFFIX,
     NEW,
     PROCESSING,
+    REWRITE_HEADROOM_BYTES,
     TMP,
 )
 from agentctl.model.errors import BadMessageError, DeliveryError
@@ -191,8 +192,12 @@ class Mailbox:
         return self.processing / name
 
     def read(self, path: Path) -> bytes:
-        """The bytes of a claimed file (size-limited, symlinks refused: BadMessageError)."""
-        return read_limited(path, self.max_message_bytes)
+        """The bytes of a claimed file (size-limited, symlinks refused: BadMessageError).
+
+        The limit leaves room for agentctl's own retry headers, so a message sent within
+        max_message_bytes is never turned into a bad file by its retry rewrite.
+        """
+        return read_limited(path, self.max_message_bytes, headroom_bytes=REWRITE_HEADROOM_BYTES)
 
     def ack(self, name: str) -> None:
         """processing/ -> done/: handled. done/ is kept: it is the audit trail."""

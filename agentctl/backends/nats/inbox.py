@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from agentctl.backends.nats.client import DEAD_SUBJECT, INBOX_SUBJECT
 from agentctl.backends.nats.transport import CALL_TIMEOUT_S, NatsTransport
 from agentctl.backends.transport import Delivery
-from agentctl.model.constants import HANDLER_OVERRUN_GRACE_S
+from agentctl.model.constants import HANDLER_OVERRUN_GRACE_S, REWRITE_HEADROOM_BYTES
 from agentctl.model.errors import BadMessageError
 from agentctl.model.names import validate_agent_name
 
@@ -149,7 +149,7 @@ class NatsInbox:
     def read(self, delivery: Delivery) -> bytes:
         """The message's bytes (size-limited like a file)."""
         data = bytes(delivery.handle.data)
-        if len(data) > self.transport.max_message_bytes:
+        if len(data) > self.transport.max_message_bytes + REWRITE_HEADROOM_BYTES:
             raise BadMessageError(
                 f"{len(data)} bytes, over the limit of {self.transport.max_message_bytes}"
             )
