@@ -198,6 +198,17 @@ class Roster(BaseModel):
         names = {agent.llm.api_key_env for agent in self.agents if agent.llm is not None}
         return frozenset({LLM_KEY_ENV, *(name for name in names if name)})
 
+    def settings_env(self, spec: AgentSpec) -> dict[str, str]:
+        """The roster settings a `command:` agent must honour, as environment variables, so a
+        program in any language needs no YAML parser to read them."""
+        return {
+            "AGENTCTL_DURABILITY": self.durability.value,
+            "AGENTCTL_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
+            "AGENTCTL_POLL_INTERVAL_S": _number(self.poll_interval_s),
+            "AGENTCTL_MAX_ATTEMPTS": str(spec.max_attempts),
+            "AGENTCTL_TIMEOUT_S": _number(spec.timeout_s),
+        }
+
     def final_agent(self, pipeline: str) -> str | None:
         """The agent of a pipeline's `finally` stage, if it has one."""
         definition = self.pipelines.get(pipeline)
@@ -398,3 +409,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def _number(value: float) -> str:
+    """`300` rather than `300.0`: what a shell's arithmetic and `sleep` accept."""
+    return str(int(value)) if float(value).is_integer() else str(value)

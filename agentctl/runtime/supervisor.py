@@ -259,6 +259,7 @@ class Supervisor:
             own[ENV_CONFIG] = str(self.roster.path)
         if spec.handler_kind is HandlerKind.COMMAND:
             assert spec.command is not None
+            own |= self.roster.settings_env(spec)  # so it needs no YAML parser to honour them
             return list(spec.command), spec.env.build(own, withheld=self.roster.withheld_env())
         argv = [
             sys.executable,
