@@ -37,19 +37,24 @@ def validate(
     config: ConfigOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False
 ) -> None:
     """Check the roster (schema, names, handlers) and print what it found."""
+    from rich.markup import escape
+
     from agentctl.cli.options import open_full
     from agentctl.cli.render import console, print_json, roster_table
     from agentctl.runtime.validation import check_handlers
 
     roster, ws = open_full(config, workspace)
-    check_handlers(roster)
+    warnings = check_handlers(roster)
     if json_out:
         data = roster.model_dump(mode="json", by_alias=True)
         data["disabled"] = roster.disabled_agents()
+        data["warnings"] = warnings
         data["path"], data["workspace_path"] = str(roster.path), str(ws.root)
         print_json(data)
         return
     console().print(roster_table(roster))
+    for warning in warnings:
+        console().print(f"[yellow]warning[/]: {escape(warning)}", highlight=False)
     for name, why in roster.disabled_agents().items():
         console().print(f"[yellow]{name}[/]: {why}; `agentctl run` leaves it out")
     console().print(f"[green]ok[/]: {roster.path} is valid")

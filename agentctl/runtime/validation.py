@@ -5,26 +5,29 @@ from __future__ import annotations
 import os
 import shutil
 
-from agentctl.config.agentspec import HandlerKind
+from agentctl.config.agentspec import AgentSpec, HandlerKind
 from agentctl.config.roster import Roster
+from agentctl.model.agent import BaseAgent
 from agentctl.model.errors import ConfigError
 
 
-def check_handlers(roster: Roster) -> None:
+def check_handlers(roster: Roster) -> list[str]:
     """Raise ConfigError (one line per problem) if a python class cannot be imported or an
-    exec/command program cannot be found."""
+    exec/command program cannot be found; return warnings, one line per agent."""
     from agentctl.runtime.handlers.python import allow_imports_from
 
     allow_imports_from(roster)
     problems = []
+    warnings = []
     base = roster.path.parent if roster.path else None
     for agent in roster.agents:
         kind = agent.handler_kind
         if kind is HandlerKind.PYTHON:
-            from agentctl.runtime.handlers.python import load_agent
+            from agentctl.runtime.handlers.python import construct_agent
 
             try:
-                load_agent(agent)
+                if (warning := _values_lost(agent, construct_agent(agent))) is not None:
+                    warnings.append(warning)
             except ConfigError as exc:
                 problems.append(f"{roster.path}: {exc}")
             except Exception as exc:  # the agent's own constructor failed
@@ -57,3 +60,23 @@ def check_handlers(roster: Roster) -> None:
                 )
     if problems:
         raise ConfigError("\n".join(problems))
+    return warnings
+
+
+def _values_lost(spec: AgentSpec, agent: BaseAgent) -> str | None:
+    """What a class sets that the roster replaces (the seed's classes name themselves): said,
+    since routing and `route` then go by the roster alone."""
+    lost, used = [], []
+    if agent.name != spec.name:
+        lost.append(f"name {agent.name!r}")
+        used.append(f"name {spec.name!r}")
+    # The class's expertise survives only where the roster gives none and the class scores
+    # tasks with its own can_handle (which reads it); default scoring reads the roster's.
+    own_scoring = type(agent).can_handle is not BaseAgent.can_handle
+    if list(agent.expertise) != list(spec.expertise) and (spec.expertise or not own_scoring):
+        lost.append(f"expertise {list(agent.expertise)!r}")
+        used.append(f"expertise {list(spec.expertise)!r}")
+    if not lost:
+        return None
+    return (f"agent {spec.name!r}: {spec.python} sets {', '.join(lost)}; "
+            f"the roster's win: {', '.join(used)} (routing uses these)")

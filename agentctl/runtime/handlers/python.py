@@ -54,6 +54,18 @@ def load_agent(spec: AgentSpec) -> BaseAgent:
     that takes no arguments (like the seed's SecurityReviewer) sets its own. The roster's name
     always wins, and its role and expertise win when given.
     """
+    agent = construct_agent(spec)
+    agent.name = spec.name
+    if spec.role:
+        agent.role = spec.role
+    if spec.expertise:
+        agent.expertise = list(spec.expertise)
+    return agent
+
+
+def construct_agent(spec: AgentSpec) -> BaseAgent:
+    """The agent class a `python:` spec names, constructed: with the name, role and expertise
+    its constructor gave it, before the roster's replace them."""
     cls = agent_class(spec)
     params = inspect.signature(cls).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -68,13 +80,7 @@ def load_agent(spec: AgentSpec) -> BaseAgent:
         "expertise": list(spec.expertise),
     }
     kwargs = {k: v for k, v in offered.items() if k in params}
-    agent = cls(**kwargs, **spec.options)
-    agent.name = spec.name
-    if spec.role:
-        agent.role = spec.role
-    if spec.expertise:
-        agent.expertise = list(spec.expertise)
-    return agent
+    return cls(**kwargs, **spec.options)
 
 
 def task_of(message: AgentMessage) -> dict[str, Any]:
