@@ -11,7 +11,6 @@ dead one left in processing/, counting the interrupted attempt.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -30,7 +29,6 @@ from agentctl.config.roster import load_roster
 from agentctl.model.constants import (
     DEFAULT_STUCK_AFTER_S,
     HANDLER_OVERRUN_GRACE_S,
-    INTERRUPTED_NOTE_FILE,
     NOT_BEFORE_HEADER,
     PIPELINE_AGENT,
     WORKER_RESTART_EXIT_CODE,
@@ -43,8 +41,8 @@ from agentctl.model.errors import (
     NonRetryableError,
 )
 from agentctl.model.message import AgentMessage, MessageKind, parse_message
-from agentctl.protocol.fsutil import write_atomic
 from agentctl.protocol.journal import content_digest
+from agentctl.protocol.overrunnote import write_note
 from agentctl.protocol.proc import ProcessRef, die_with_parent
 from agentctl.protocol.status import (
     AgentState,
@@ -203,16 +201,12 @@ class Worker:
             "later, so the worker was restarted)"
         )
         log.error("%s: %s", message.id, error)
-        note = {
-            "file": delivery.key,
-            "message_id": message.id,
-            "error": error,
-            "error_kind": "timeout",
-        }
         try:
-            write_atomic(
-                self.workspace.agent_dir(self.spec.name) / INTERRUPTED_NOTE_FILE,
-                json.dumps(note).encode(),
+            write_note(
+                self.workspace.agent_dir(self.spec.name),
+                file=delivery.key,
+                message_id=message.id,
+                error=error,
             )
         finally:
             logging.shutdown()

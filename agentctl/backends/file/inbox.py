@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any
 from agentctl.backends.transport import Delivery
 from agentctl.model.constants import (
     CLAIM_BATCH,
-    INTERRUPTED_NOTE_FILE,
     NOT_BEFORE_HEADER,
     STALE_TMP_AGE_S,
     WORKER_LOCK_FILE,
 )
 from agentctl.model.errors import AgentctlError
+from agentctl.protocol.overrunnote import take_note
 from agentctl.protocol.status import iso_after
 from agentctl.protocol.watcher import DirectoryWatcher
-from agentctl.runtime.overrun import take_note
 
 if TYPE_CHECKING:
     from agentctl.model.message import AgentMessage
@@ -70,7 +69,7 @@ class FileInbox:
         If the last worker left a note (it gave up on a handler that overran its timeout), the
         message it names carries the note as its reason.
         """
-        note = take_note(self.agent_dir / INTERRUPTED_NOTE_FILE)
+        note = take_note(self.agent_dir)
         found = []
         for name in self.mailbox.recover():
             log.warning("recovering %s, interrupted when its worker died", name)
