@@ -240,3 +240,48 @@ def test_a_second_worker_for_the_same_agent_is_refused(tmp_path: Path) -> None:
     assert "another worker is already running" in (tmp_path / "echo.log").read_text()
     first.terminate()
     assert first.wait(timeout=10) == 0
+
+
+def test_a_handler_error_of_megabytes_is_dead_lettered_bounded_and_escalated(
+    tmp_path: Path,
+) -> None:
+    # Given: an agent whose exception carries a 5 MB message, larger than any message may be.
+    (tmp_path / "huge_error.py").write_text(textwrap.dedent("""
+        from agentctl.model.agent import BaseAgent
+
+        class Loud(BaseAgent):
+            async def process(self, task, context):
+                raise ValueError("x" * (5 * 1024 * 1024))
+    """))
+    write_roster(tmp_path, """\
+        - name: loud
+          python: huge_error:Loud
+          max_attempts: 2
+          retry: {backoff_s: 0}
+    """)
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="loud", content="x")
+    router.send(request)
+
+    worker = _worker(tmp_path, "loud")
+    try:
+        reply = router.wait_for_reply(request, timeout_s=30)
+        # Then: the worker carried on (it did not exit on the last attempt)...
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+    assert worker.wait(timeout=10) == 0
+
+    # ... the sender got the escalation, with the real error's start and its length ...
+    assert reply.content["verdict"] == "escalate" and reply.content["attempts"] == 2
+    error = reply.content["error"]
+    assert error.startswith("ValueError: xxxx") and len(error) < 10_000
+    assert f"{len('ValueError: ') + 5 * 1024 * 1024} characters" in error
+    # ... and the message is in dead/ with that same readable, bounded error.
+    assert _inbox(tmp_path, "loud", "dead") == [request.file_name]
+    dead = tmp_path / "workspace" / "loud" / "inbox" / "dead"
+    record = json.loads((dead / ".errors" / request.file_name).read_text())
+    assert record["error"] == error and record["error_kind"] == "error"
+    assert record["attempts"] == 2
+    status = json.loads((tmp_path / "workspace" / "loud" / "status.json").read_text())
+    assert len(status["last_error"]) < 10_000

@@ -39,6 +39,7 @@ from agentctl.model.errors import (
     HandlerError,
     HandlerTimeoutError,
     NonRetryableError,
+    cap_error,
 )
 from agentctl.model.message import AgentMessage, MessageKind, parse_message
 from agentctl.protocol.journal import content_digest
@@ -335,6 +336,7 @@ class Worker:
         *,
         final: bool = False,
     ) -> None:
+        error = cap_error(error)  # a handler's error can be megabytes; its start says enough
         log.warning(
             "%s attempt %d/%d failed: %s",
             message.id,
@@ -365,16 +367,7 @@ class Worker:
             )
             return
         if message.kind is MessageKind.TASK:
-            # The seed's escalation result, so requesters (and `send --wait`) hear of it.
-            self._reply(
-                message,
-                {
-                    "agent": self.spec.name,
-                    "verdict": "escalate",
-                    "error": error,
-                    "attempts": message.attempt,
-                },
-            )
+            self._escalate(message, error)
         record = error_record(message.id, error, error_kind, message.attempt)
         buried = self.writes.run(lambda: self.inbox.bury(delivery, record, message))
         self._record(
@@ -387,6 +380,21 @@ class Worker:
             sha256=content_digest(buried) if buried else None,
         )
         self.reporter.count(dead=1)
+
+    def _escalate(self, message: AgentMessage, error: str) -> None:
+        # The seed's escalation result, so requesters (and `send --wait`) hear of it. Guarded
+        # like _succeed's reply: one the transport refuses (over max_message_bytes) must not
+        # stop the worker before the message is in dead/, where the error is kept.
+        content: JsonValue = {
+            "agent": self.spec.name,
+            "verdict": "escalate",
+            "error": error,
+            "attempts": message.attempt,
+        }
+        try:
+            self._reply(message, content)
+        except (AgentctlError, OSError) as exc:
+            log.error("%s: cannot deliver the escalation reply: %s", message.id, exc)
 
     def _bury_bad_file(self, delivery: Delivery, reason: str, data: bytes | None) -> None:
         log.warning("bad message %s: %s", delivery.key, reason)
