@@ -23,6 +23,7 @@ import pytest
 
 from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.clock import FakeClock
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.proc import ProcessRef
 from agentctl.protocol.status import parse_iso
@@ -109,16 +110,6 @@ AGENTS = textwrap.dedent("""
             await asyncio.sleep(0.005)
             return {"n": task["n"], "attempt": context["attempt"]}
 """)
-
-
-class FakeClock:
-    """Monotonic time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -298,10 +289,10 @@ def test_restart_policy_journal_and_status(tmp_path: Path, policy: str, ending: 
         if restarts:
             assert proc.state is ProcState.BACKOFF
             assert ended[0]["restart_in_s"] == 0.5
-            clock.now = proc.restart_at - 0.01
+            clock.advance_to(proc.restart_at - 0.01)
             sup.tick()
             assert proc.state is ProcState.BACKOFF and len(spawned) == 1  # not a moment early
-            clock.now = proc.restart_at
+            clock.advance_to(proc.restart_at)
             sup.tick()
             assert proc.state is ProcState.RUNNING and proc.restarts == 1
             assert len(spawned) == 2 and spawned[0] == spawned[1]
@@ -310,7 +301,7 @@ def test_restart_policy_journal_and_status(tmp_path: Path, policy: str, ending: 
         else:
             assert proc.state is ProcState.EXITED
             assert ended[0]["restart"] is False
-            clock.now += 3600
+            clock.advance(3600)
             sup.tick()
             assert proc.state is ProcState.EXITED and len(spawned) == 1  # stays down
             assert _events(ws, "restarted", agent="proc") == []
@@ -350,17 +341,17 @@ def test_custom_restart_backoff_then_fatal_with_reason_and_log_tail(tmp_path: Pa
         while proc.state is not ProcState.FATAL:
             _wait_exit(sup, "proc")
             if proc.state is ProcState.BACKOFF:
-                delays.append(round(proc.restart_at - clock.now, 6))
-                clock.now = proc.restart_at - 0.001
+                delays.append(round(proc.restart_at - clock.monotonic(), 6))
+                clock.advance_to(proc.restart_at - 0.001)
                 sup.tick()
                 assert proc.state is ProcState.BACKOFF
-                clock.now = proc.restart_at
+                clock.advance_to(proc.restart_at)
                 sup.tick()
                 assert proc.state is ProcState.RUNNING
         assert delays == [0.2, 0.6, 1.0]  # x3, capped at max_s
         assert len(spawned) == 4 and proc.quick_failures == 4
 
-        clock.now = proc.restart_at - 0.001
+        clock.advance_to(proc.restart_at - 0.001)
         sup.tick()
         assert proc.state is ProcState.FATAL and len(spawned) == 4  # down for its cool-down
     finally:
@@ -405,11 +396,11 @@ def test_a_run_longer_than_stable_s_resets_count_and_backoff(tmp_path: Path) -> 
         while proc.state is not ProcState.FATAL:
             assert proc.popen is not None
             proc.popen.wait(timeout=30)
-            clock.now += next(run_lengths)
+            clock.advance(next(run_lengths))
             sup.tick()
             if proc.state is ProcState.BACKOFF:
-                delays.append(round(proc.restart_at - clock.now, 6))
-                clock.now = proc.restart_at
+                delays.append(round(proc.restart_at - clock.monotonic(), 6))
+                clock.advance_to(proc.restart_at)
                 sup.tick()
         # 4.9 s is still quick; 5 s is stable and starts afresh; then 3 quick ones are fatal.
         assert delays == [0.2, 0.6, 0.2, 0.2, 0.6]
@@ -432,7 +423,7 @@ def test_a_python_agent_that_cannot_start_is_shown_fatal(tmp_path: Path) -> None
         while proc.state is not ProcState.FATAL:
             _wait_exit(sup, "broken")
             if proc.state is ProcState.BACKOFF:
-                clock.now = proc.restart_at
+                clock.advance_to(proc.restart_at)
                 sup.tick()
     finally:
         sup.stop()

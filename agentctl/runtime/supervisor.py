@@ -5,8 +5,8 @@ process group of its own; stopping sends SIGTERM to every group, then SIGKILL af
 period, and reaps every child. Children ask the kernel for SIGTERM when the supervisor dies,
 and a new supervisor also stops any agent a dead one left running (checked by pid *and* start time).
 
-The clock and the process factory are parameters, so restart timing is testable without
-sleeping.
+The clock (agentctl.model.clock) and the process factory are parameters, so restart timing,
+cool-downs and the stuck check are testable without sleeping.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -27,6 +25,7 @@ from typing import IO, TYPE_CHECKING
 from agentctl.backends.file.workspace import Workspace
 from agentctl.config.agentspec import AgentSpec, HandlerKind, RestartPolicy
 from agentctl.config.roster import Roster
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     ENV_AGENT,
     ENV_CONFIG,
@@ -123,7 +122,7 @@ class Supervisor:
         *,
         agents: Sequence[str] | None = None,
         transport: Transport | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         spawn: Spawn = subprocess.Popen,
         grace_s: float = STOP_GRACE_S,
     ) -> None:
@@ -177,9 +176,9 @@ class Supervisor:
             if ref.is_alive() and ref.signal_group(signal.SIGTERM):
                 self.events.append(f"{key}: stopped a leftover process (pid {status.pid})")
                 leftovers.append(ref)
-        deadline = self.clock() + self.grace_s
-        while any(ref.is_alive() for ref in leftovers) and self.clock() < deadline:
-            time.sleep(0.05)
+        deadline = self.clock.monotonic() + self.grace_s
+        while any(ref.is_alive() for ref in leftovers) and self.clock.monotonic() < deadline:
+            self.clock.sleep(0.05)
         for ref in leftovers:
             ref.signal_group(signal.SIGKILL)
 
@@ -213,7 +212,7 @@ class Supervisor:
         proc.popen = popen
         proc.ref = ProcessRef.of(popen.pid)
         proc.state = ProcState.RUNNING
-        proc.started_at = self.clock()
+        proc.started_at = self.clock.monotonic()
         if spec.handler_kind is HandlerKind.COMMAND:
             # A command agent may not write status.json itself; record what we know.
             self._write_command_status(proc, AgentState.IDLE)
@@ -290,7 +289,7 @@ class Supervisor:
         """Answer requests, reap exited children and restart them when their policy, backoff
         or cool-down say so."""
         self._serve_requests()
-        now = self.clock()
+        now = self.clock.monotonic()
         for proc in self.agents.values():
             if proc.state is ProcState.RUNNING and proc.popen is not None:
                 returncode = proc.popen.poll()
@@ -352,7 +351,7 @@ class Supervisor:
         heartbeat = parse_iso(status.heartbeat_at)
         if heartbeat is None:
             return
-        silent_s = (datetime.now(UTC) - heartbeat).total_seconds()
+        silent_s = (self.clock.now() - heartbeat).total_seconds()
         if silent_s > status.stuck_after_s:
             # A worker that cannot write cannot beat either: killing it would not help (its
             # heartbeat goes on in place when the disk is full; this is for read-only or failing
@@ -450,7 +449,7 @@ class Supervisor:
             proc.quick_failures = 0
             proc.times_fatal = 0
             proc.backoff_s = policy.initial_s
-        proc.restart_at = self.clock() + proc.backoff_s
+        proc.restart_at = self.clock.monotonic() + proc.backoff_s
 
     def _release_in_hand(self, proc: AgentProcess) -> None:
         """Put back what a worker killed at the end of the stop grace had in hand.
@@ -480,7 +479,9 @@ class Supervisor:
         status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
         status.state = AgentState.FATAL
         status.last_error = reason
-        status.next_try_at = iso_after(cooldown_s) if cooldown_s is not None else None
+        status.next_try_at = (
+            iso_after(cooldown_s, self.clock.now()) if cooldown_s is not None else None
+        )
         status.log_tail = _log_tail(self.workspace.log_path(proc.spec.name), LOG_TAIL_LINES)
         self._write(lambda: write_status(path, status))
         self.transport.publish_status(status)
@@ -523,10 +524,10 @@ class Supervisor:
         running = [p for p in self.agents.values() if p.state is ProcState.RUNNING and p.popen]
         for proc in running:
             _signal_group(proc, signal.SIGTERM)
-        deadline = self.clock() + self.grace_s
+        deadline = self.clock.monotonic() + self.grace_s
         for proc in running:
             assert proc.popen is not None
-            remaining = max(0.0, deadline - self.clock())
+            remaining = max(0.0, deadline - self.clock.monotonic())
             try:
                 proc.popen.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
