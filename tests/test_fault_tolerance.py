@@ -571,55 +571,6 @@ def test_retries_are_spaced_by_the_retry_backoff(tmp_path: Path) -> None:
     assert len(_marks(tmp_path, request)) == 3
 
 
-def test_a_restarted_worker_waits_for_a_pending_retry(tmp_path: Path) -> None:
-    ws = _setup(tmp_path, """\
-        - name: flaky
-          python: ft_agents:FailsOnce
-          max_attempts: 3
-          retry: {backoff_s: 6, factor: 1}
-    """)
-    router, request = _send(ws, "flaky", "x")
-    waiting = ws / "flaky" / "inbox" / "new" / request.file_name
-
-    def waiting_message() -> dict[str, Any] | None:
-        try:
-            return json.loads(waiting.read_bytes())
-        except (OSError, ValueError):
-            return None
-
-    first = _worker(tmp_path, "flaky")
-    second = None
-    try:
-        wait_until(lambda: _events(ws, "retried", message_id=request.id), timeout_s=60)
-        message = wait_until(lambda: (m := waiting_message()) and m["attempt"] == 1 and m)
-        not_before = parse_iso(message["headers"]["not_before"])
-        assert not_before is not None
-        first.kill()  # while the retry is pending
-        first.wait()
-
-        second = _worker(tmp_path, "flaky")
-        wait_until(lambda: _status_file(ws, "flaky").get("pid") == second.pid
-                   and _status_file(ws, "flaky").get("state") == "idle", timeout_s=60)
-        if datetime.now(not_before.tzinfo) < not_before - timedelta(seconds=0.5):
-            # It saw the message, put it back uncounted and left it waiting.
-            wait_until(lambda: (m := waiting_message()) and m["attempt"] == 1)
-            assert [c["attempt"] for c in _events(ws, "claimed", message_id=request.id)] == [1]
-
-        reply = router.wait_for_reply(request, timeout_s=60)
-    finally:
-        _stop_worker(first)
-        if second is not None:
-            _stop_worker(second)
-
-    assert reply.content == {"attempt": 2}  # releasing it did not spend an attempt
-    claimed = _events(ws, "claimed", message_id=request.id)
-    assert [c["attempt"] for c in claimed] == [1, 2]
-    assert _ts(claimed[1]) >= not_before
-    marks = _marks(tmp_path, request)
-    assert marks == {"1": first.pid, "2": second.pid}
-    assert _box(ws, "flaky", "done") == [request.file_name]
-
-
 def test_a_non_retryable_error_goes_straight_to_dead(tmp_path: Path) -> None:
     ws = _setup(tmp_path, """\
         - name: strict
