@@ -15,7 +15,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -632,17 +632,42 @@ def test_a_handler_that_kills_its_worker_every_time_ends_in_dead(
 # -- stuck workers --------------------------------------------------------------------------
 
 
-def test_a_worker_whose_heartbeat_stops_is_shown_stuck_then_killed_and_replaced(
+def test_a_live_worker_with_an_old_heartbeat_is_shown_stuck(tmp_path: Path) -> None:
+    # Given: a live process recorded as the worker, whose heartbeat is a minute old.
+    ws = _setup(tmp_path, "- name: napper\n  python: ft_agents:Napper\n", stuck_after_s=2)
+    silent = subprocess.Popen(["sleep", "60"])
+    try:
+        ref = ProcessRef.of(silent.pid)
+        assert ref is not None
+        (ws / "napper").mkdir(parents=True, exist_ok=True)
+        minute_ago = (datetime.now(UTC) - timedelta(seconds=60)).isoformat()
+        (ws / "napper" / "status.json").write_text(json.dumps({
+            "agent": "napper", "state": "busy", "pid": silent.pid,
+            "pid_start_ticks": ref.start_ticks, "heartbeat_at": minute_ago,
+            "current_message_id": "m1", "stuck_after_s": 2}))
+
+        row = _status_json(tmp_path)["napper"]  # When: `status` looks.
+    finally:
+        silent.kill()
+        silent.wait()
+    # Then: it says stuck, not busy.
+    assert row["state"] == "stuck" and row["alive"] is True and row["pid"] == silent.pid
+    assert row["current_message_id"] == "m1"
+
+
+def test_a_worker_whose_heartbeat_stops_is_killed_and_replaced(
     tmp_path: Path,
 ) -> None:
     ws = _setup(tmp_path, """\
         - name: napper
           python: ft_agents:Napper
+          retry: {backoff_s: 0}
     """, stuck_after_s=2)
     roster = load_roster(tmp_path / "agents.yaml")
-    # The real clock, but ticks only when the test calls tick(): nothing is killed behind
-    # its back while it looks at `status`.
-    sup = Supervisor(roster, roster.open_workspace(), grace_s=2.0)
+    # The supervisor's time is a fake one that moves only when the test says: it kills nothing
+    # behind the test's back, and the silence is replayed instead of waited for.
+    clock = FakeClock()
+    sup = Supervisor(roster, roster.open_workspace(), clock=clock, grace_s=2.0)
     sup.start()
     stopped_pid: int | None = None
     stopped_ref: ProcessRef | None = None
@@ -661,17 +686,21 @@ def test_a_worker_whose_heartbeat_stops_is_shown_stuck_then_killed_and_replaced(
 
         os.kill(stopped_pid, signal.SIGSTOP)
 
-        row = wait_until(lambda: (r := _status_json(tmp_path)["napper"])["state"] == "stuck" and r,
-                         timeout_s=30, interval_s=0.1)
-        assert row["alive"] is True and row["pid"] == stopped_pid
-        assert row["current_message_id"] == request.id
-
-        def replaced() -> bool:
-            sup.tick()
-            proc = sup.agents["napper"]
-            return proc.state is ProcState.RUNNING and proc.popen.pid != stopped_pid
-
-        wait_until(replaced, timeout_s=30, interval_s=0.05)
+        last_beat = wait_until(lambda: parse_iso(_status_file(ws, "napper")["heartbeat_at"]))
+        # The supervisor, on its clock: silent 1.5 s is left alone; silent 2.5 s is killed.
+        proc = sup.agents["napper"]
+        clock.advance((last_beat + timedelta(seconds=1.5) - clock.now()).total_seconds())
+        sup.tick()
+        assert proc.state is ProcState.RUNNING and proc.popen.pid == stopped_pid
+        assert _events(ws, "killed", agent="napper") == []
+        clock.advance(1.0)
+        sup.tick()
+        assert proc.popen.wait(timeout=30) == -signal.SIGKILL
+        sup.tick()
+        assert proc.state is ProcState.BACKOFF
+        clock.advance_to(proc.restart_at)
+        sup.tick()
+        assert proc.state is ProcState.RUNNING and proc.popen.pid != stopped_pid
         reply_path = ws / "user" / "inbox" / "new" / request.reply(None).file_name
         wait_until(lambda: sup.tick() or reply_path.exists(), timeout_s=60, interval_s=0.05)
         reply = router.wait_for_reply(request, timeout_s=5)
