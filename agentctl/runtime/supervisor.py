@@ -24,7 +24,6 @@ from agentctl.config.roster import Roster
 from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     LIVENESS_CHECK_INTERVAL_S,
-    LOG_TAIL_LINES,
     PIPELINE_AGENT,
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
@@ -38,14 +37,10 @@ from agentctl.protocol.control import (
 )
 from agentctl.protocol.proc import ProcessRef, die_with_parent, prepare_die_with_parent
 from agentctl.protocol.status import (
-    LIVE_STATES,
     AgentState,
     AgentStatus,
     iso_after,
-    iso_now,
-    parse_iso,
     read_status,
-    recount_handled,
     write_status,
 )
 from agentctl.protocol.writeretry import disk_error_line, probe_write
@@ -54,9 +49,10 @@ from agentctl.runtime.agentprocess import (
     AgentProcess,
     ProcState,
     describe_exit,
-    log_tail,
     signal_group,
 )
+from agentctl.runtime.agentstatus import command_status, exit_status, fatal_status, recount_of
+from agentctl.runtime.stuckcheck import stuck_for_s
 
 if TYPE_CHECKING:
     from agentctl.backends.transport import Transport
@@ -258,19 +254,10 @@ class Supervisor:
     def _kill_if_stuck(self, proc: AgentProcess) -> None:
         """SIGKILL a worker whose heartbeat stopped: wedged in C code, stopped, deadlocked.
 
-        Its message stays in processing/ and the next worker counts that attempt. `command`
-        agents write no heartbeat of theirs, so they are left alone.
+        Its message stays in processing/ and the next worker counts that attempt.
         """
-        if proc.spec.handler_kind is HandlerKind.COMMAND or proc.popen is None:
-            return
-        status = read_status(self.workspace.status_path(proc.spec.name, proc.replica))
-        if status is None or status.pid != proc.popen.pid or status.state not in LIVE_STATES:
-            return
-        heartbeat = parse_iso(status.heartbeat_at)
-        if heartbeat is None:
-            return
-        silent_s = (self.clock.now() - heartbeat).total_seconds()
-        if silent_s > status.stuck_after_s:
+        silent_s = stuck_for_s(self.workspace, proc, self.clock.now())
+        if silent_s is not None:
             # A worker that cannot write cannot beat either: killing it would not help (its
             # heartbeat goes on in place when the disk is full; this is for read-only or failing
             # disks). Ask the disk before calling the silence stuck.
@@ -371,49 +358,24 @@ class Supervisor:
             )
 
     def _recount_handled(self, proc: AgentProcess) -> None:
-        # A worker killed with SIGKILL never wrote its last counts; its done/ holds them.
-        if proc.spec.handler_kind is not HandlerKind.COMMAND:  # its inbox is its own business
-            path = self.workspace.status_path(proc.spec.name, proc.replica)
-            recount_handled(path, self.workspace.mailbox(proc.spec.name).done)
+        recount_of(self.workspace, proc)
 
     def _record_fatal(self, proc: AgentProcess, reason: str, cooldown_s: float | None) -> None:
         # `status` must say why the agent is down, until when: the reason and the end of its log.
-        path = self.workspace.status_path(proc.spec.name, proc.replica)
         self._recount_handled(proc)  # right while it is down, too
-        status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
-        status.state = AgentState.FATAL
-        status.last_error = reason
-        status.next_try_at = (
-            iso_after(cooldown_s, self.clock.now()) if cooldown_s is not None else None
-        )
-        status.log_tail = log_tail(self.workspace.log_path(proc.spec.name), LOG_TAIL_LINES)
-        self._write(lambda: write_status(path, status))
-        self.transport.publish_status(status)
+        next_try_at = iso_after(cooldown_s, self.clock.now()) if cooldown_s is not None else None
+        self._record_status(proc, fatal_status(self.workspace, proc, reason, next_try_at))
 
     def _record_exit(self, proc: AgentProcess, returncode: int) -> None:
+        self._record_status(proc, exit_status(self.workspace, proc, returncode))
+
+    def _record_status(self, proc: AgentProcess, status: AgentStatus) -> None:
         path = self.workspace.status_path(proc.spec.name, proc.replica)
-        status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
-        if returncode != 0 or status.state not in (AgentState.STOPPED,):
-            status.state = AgentState.CRASHED if returncode != 0 else AgentState.STOPPED
-            status.current_message_id = None
-        status.exit_code = returncode
-        if returncode != 0:
-            status.last_error = f"process {describe_exit(returncode)}"
-        status.write_error = None  # it no longer writes, so it waits for nothing
         self._write(lambda: write_status(path, status))
         self.transport.publish_status(status)
 
     def _write_command_status(self, proc: AgentProcess, state: AgentState) -> None:
-        assert proc.popen is not None
-        ref = proc.ref
-        status = AgentStatus(
-            agent=proc.spec.name,
-            state=state,
-            pid=proc.popen.pid,
-            pid_start_ticks=ref.start_ticks if ref else 0,
-            started_at=iso_now(),
-            heartbeat_at=iso_now(),
-        )
+        status = command_status(proc, state)
         self._write(lambda: write_status(self.workspace.status_path(proc.spec.name), status))
 
     def drain_events(self) -> list[str]:
