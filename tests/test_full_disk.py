@@ -21,6 +21,7 @@ from agentctl.audit.overview import collect_overview
 from agentctl.backends.file.workspace import Workspace
 from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.clock import FakeClock
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.proc import ProcessRef
 from agentctl.protocol.status import AgentState, AgentStatus, write_status
@@ -207,8 +208,8 @@ def test_a_silent_worker_on_a_read_only_disk_is_not_killed_as_stuck(
     ws = Workspace(small_disk / "workspace", fsync=False)
     write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n",
                  workspace=str(ws.root))
-    now = [1000.0]
-    sup = Supervisor(load_roster(tmp_path / "agents.yaml"), ws, clock=lambda: now[0])
+    clock = FakeClock()
+    sup = Supervisor(load_roster(tmp_path / "agents.yaml"), ws, clock=clock)
     worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
         proc = sup.agents["echo"]
@@ -232,7 +233,7 @@ def test_a_silent_worker_on_a_read_only_disk_is_not_killed_as_stuck(
             subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
 
         # And: with the disk writable again, the same silence means stuck.
-        now[0] += 2
+        clock.advance(2)
         sup.tick()
         assert worker.wait(timeout=10) == -9
     finally:

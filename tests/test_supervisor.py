@@ -10,6 +10,7 @@ import pytest
 
 from agentctl.backends.file.workspace import Workspace
 from agentctl.config.roster import load_roster
+from agentctl.model.clock import SYSTEM_CLOCK, FakeClock
 from agentctl.model.constants import (
     RESTART_BACKOFF_INITIAL_S,
     RESTART_COOLDOWN_S,
@@ -18,19 +19,6 @@ from agentctl.model.constants import (
 from agentctl.protocol.status import read_status
 from agentctl.runtime.supervisor import ProcState, Supervisor
 from tests.conftest import wait_until, write_roster
-
-
-class FakeClock:
-    """Monotonic time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _supervisor(tmp_path: Path, command: str, restart: str, clock: FakeClock,
@@ -93,8 +81,8 @@ def test_backoff_grows_then_the_agent_is_fatal(tmp_path: Path) -> None:
             _wait_exit(sup)
             proc = sup.agents["proc"]
             if proc.state is ProcState.BACKOFF:
-                delays.append(proc.restart_at - clock.now)
-                clock.advance(proc.restart_at - clock.now)
+                delays.append(proc.restart_at - clock.monotonic())
+                clock.advance(proc.restart_at - clock.monotonic())
                 sup.tick()
         assert delays == [0.5, 1.0, 2.0, 4.0]
         assert sup.agents["proc"].quick_failures == RESTART_MAX_QUICK_FAILURES
@@ -116,7 +104,7 @@ def _fail_until_fatal(sup: Supervisor, clock: FakeClock) -> None:
         _wait_exit(sup)
         proc = sup.agents["proc"]
         if proc.state is ProcState.BACKOFF:
-            clock.advance(proc.restart_at - clock.now)
+            clock.advance(proc.restart_at - clock.monotonic())
             sup.tick()
 
 
@@ -134,7 +122,7 @@ def test_a_fatal_agent_is_tried_again_after_a_cooldown_that_doubles_to_a_cap(
         for _ in range(4):
             _fail_until_fatal(sup, clock)
             proc = sup.agents["proc"]
-            cooldown_s = proc.restart_at - clock.now
+            cooldown_s = proc.restart_at - clock.monotonic()
             cooldowns.append(cooldown_s)
             # status.json says when the next try is
             status = read_status(sup.workspace.status_path("proc"))
@@ -166,18 +154,19 @@ def test_a_stable_run_after_a_cooldown_resets_the_cooldown(tmp_path: Path) -> No
             os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
             _wait_exit(sup)
             assert sup.agents["proc"].state is ProcState.FATAL
-            assert sup.agents["proc"].restart_at - clock.now == expected_s
+            assert sup.agents["proc"].restart_at - clock.monotonic() == expected_s
             clock.advance(expected_s)
             sup.tick()
         clock.advance(60)  # it stays up past stable_s this time
         os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
         _wait_exit(sup)
         assert sup.agents["proc"].state is ProcState.BACKOFF  # one quick failure allowed again
-        clock.advance(sup.agents["proc"].restart_at - clock.now)
+        clock.advance(sup.agents["proc"].restart_at - clock.monotonic())
         sup.tick()
         os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
         _wait_exit(sup)
-        assert sup.agents["proc"].restart_at - clock.now == 60.0  # the first cool-down again
+        # The first cool-down again.
+        assert sup.agents["proc"].restart_at - clock.monotonic() == 60.0
     finally:
         sup.stop()
 
@@ -259,7 +248,7 @@ def test_a_stable_run_resets_the_backoff(tmp_path: Path) -> None:
         for _ in range(3):  # three quick crashes
             os.kill(sup.agents["proc"].popen.pid, signal.SIGKILL)
             _wait_exit(sup)
-            clock.advance(sup.agents["proc"].restart_at - clock.now)
+            clock.advance(sup.agents["proc"].restart_at - clock.monotonic())
             sup.tick()
         assert sup.agents["proc"].backoff_s == 2.0
         clock.advance(60)  # then it stays up a long time
@@ -302,7 +291,7 @@ def test_many_crashes_leave_no_zombies(tmp_path: Path) -> None:
             _wait_exit(sup)  # the tick reaps the exited child
             proc = sup.agents["proc"]
             proc.quick_failures = 0  # keep it from turning fatal: we count zombies, not policy
-            clock.advance(proc.restart_at - clock.now)
+            clock.advance(proc.restart_at - clock.monotonic())
             sup.tick()
         _wait_exit(sup)
         assert sup.agents["proc"].restarts == 100
@@ -315,9 +304,7 @@ def test_many_crashes_leave_no_zombies(tmp_path: Path) -> None:
 def test_stop_kills_what_ignores_sigterm_after_the_grace_period(tmp_path: Path) -> None:
     sup = _supervisor(tmp_path, "trap '' TERM; sleep 300 & echo $! > child.pid; wait",
                       "always", FakeClock(), grace_s=0.3)
-    import time
-
-    sup.clock = time.monotonic  # the grace period is real time here
+    sup.clock = SYSTEM_CLOCK  # the grace period is real time here
     sup.start()
     wait_until(lambda: (tmp_path / "child.pid").exists() and
                (tmp_path / "child.pid").read_text().strip())

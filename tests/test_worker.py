@@ -10,8 +10,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.clock import FakeClock
 from agentctl.model.message import AgentMessage
+from agentctl.protocol.status import iso_after
+from agentctl.runtime.handlers import build_handler
+from agentctl.runtime.worker import Worker
 from tests.conftest import run_cli, wait_until, write_roster
 
 # An agent that records each attempt and stalls on its first one, so a test can kill it there.
@@ -240,3 +245,103 @@ def test_a_second_worker_for_the_same_agent_is_refused(tmp_path: Path) -> None:
     assert "another worker is already running" in (tmp_path / "echo.log").read_text()
     first.terminate()
     assert first.wait(timeout=10) == 0
+
+
+def test_a_handler_error_of_megabytes_is_dead_lettered_bounded_and_escalated(
+    tmp_path: Path,
+) -> None:
+    # Given: an agent whose exception carries a 5 MB message, larger than any message may be.
+    (tmp_path / "huge_error.py").write_text(textwrap.dedent("""
+        from agentctl.model.agent import BaseAgent
+
+        class Loud(BaseAgent):
+            async def process(self, task, context):
+                raise ValueError("x" * (5 * 1024 * 1024))
+    """))
+    write_roster(tmp_path, """\
+        - name: loud
+          python: huge_error:Loud
+          max_attempts: 2
+          retry: {backoff_s: 0}
+    """)
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="loud", content="x")
+    router.send(request)
+
+    worker = _worker(tmp_path, "loud")
+    try:
+        reply = router.wait_for_reply(request, timeout_s=30)
+        # Then: the worker carried on (it did not exit on the last attempt)...
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+    assert worker.wait(timeout=10) == 0
+
+    # ... the sender got the escalation, with the real error's start and its length ...
+    assert reply.content["verdict"] == "escalate" and reply.content["attempts"] == 2
+    error = reply.content["error"]
+    assert error.startswith("ValueError: xxxx") and len(error) < 10_000
+    assert f"{len('ValueError: ') + 5 * 1024 * 1024} characters" in error
+    # ... and the message is in dead/ with that same readable, bounded error.
+    assert _inbox(tmp_path, "loud", "dead") == [request.file_name]
+    dead = tmp_path / "workspace" / "loud" / "inbox" / "dead"
+    record = json.loads((dead / ".errors" / request.file_name).read_text())
+    assert record["error"] == error and record["error_kind"] == "error"
+    assert record["attempts"] == 2
+    status = json.loads((tmp_path / "workspace" / "loud" / "status.json").read_text())
+    assert len(status["last_error"]) < 10_000
+
+
+def test_a_restarted_worker_waits_for_a_pending_retry(tmp_path: Path) -> None:
+    # Given: what a worker that failed attempt 1 and died leaves behind: the message back in
+    # new/ with attempt 1 and a `not_before` 6 s ahead (on the fake clock).
+    write_roster(tmp_path, """\
+        - name: echo
+          python: agentctl.agents.echo:EchoAgent
+          max_attempts: 3
+    """)
+    roster = load_roster(tmp_path / "agents.yaml")
+    ws, spec, clock = roster.open_workspace(), roster.agent("echo"), FakeClock()
+    router = WorkspaceRouter(ws.root, fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="echo", content="x", attempt=1,
+                           headers={"not_before": iso_after(6, clock.now())})
+    router.send(request)
+
+    def worker() -> Worker:
+        handler = build_handler(spec, max_output_bytes=roster.max_message_bytes,
+                                withheld_env=roster.withheld_env())
+        started = Worker(ws, spec, handler, poll_interval_s=0.5, clock=clock)
+        started.inbox.open()
+        return started
+
+    def attempts_claimed() -> list[int]:
+        journal = ws.root / ".agentctl" / "journal" / "journal.jsonl"
+        records = [json.loads(line) for line in journal.read_bytes().splitlines()]
+        return [r["attempt"] for r in records if r["event"] == "claimed"]
+
+    # When/Then, replayed on the fake clock: (seconds since, a new worker?, claimed, in new/).
+    table = [
+        (0.0, True, [], True),  # seen early: put back untouched, no attempt counted
+        (3.0, True, [], True),  # a worker restarted meanwhile waits it out too
+        (2.9, False, [], True),  # 5.9 s: still early
+        (0.1, False, [2], False),  # 6 s: due, handled as attempt 2
+    ]
+    current: Worker | None = None
+    try:
+        for advance_s, restart, claimed, waiting in table:
+            clock.advance(advance_s)
+            if restart:
+                if current is not None:
+                    current.inbox.close()
+                current = worker()
+            assert current is not None
+            current.claim_and_handle()
+            assert attempts_claimed() == claimed
+            assert _inbox(tmp_path, "echo", "new") == ([request.file_name] if waiting else [])
+    finally:
+        if current is not None:
+            current.inbox.close()
+            current.overrun.close()
+    assert _inbox(tmp_path, "echo", "done") == [request.file_name]
+    reply = router.wait_for_reply(request, timeout_s=5)
+    assert reply.attempt == 0 and reply.content is not None

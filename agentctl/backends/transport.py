@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
+
 if TYPE_CHECKING:
     from agentctl.backends.file.workspace import Workspace
     from agentctl.config.agentspec import AgentSpec
@@ -107,7 +109,9 @@ class Transport(Protocol):
     def record(self, event: str, message: AgentMessage | None, agent: str, **fields: Any) -> None:
         """Journal `event` by `agent` about `message`."""
 
-    def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> Inbox:
+    def inbox(
+        self, spec: AgentSpec, *, poll_interval_s: float, clock: Clock = SYSTEM_CLOCK
+    ) -> Inbox:
         """The consuming end of agent `spec.name`."""
 
     def publish_status(self, status: AgentStatus) -> None:

@@ -77,6 +77,9 @@ DEFAULT_STUCK_AFTER_S = 10.0  # no heartbeat for this long: the worker is stuck,
 HANDLER_OVERRUN_GRACE_S = 1.0
 WORKER_RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: restart me now; not counted as a crash
 INTERRUPTED_NOTE_FILE = "interrupted.json"  # why the last worker left its message behind
+# A handler's error is kept to its start: one of megabytes would not fit in the escalation
+# reply (max_message_bytes), the journal or status.json.
+MAX_ERROR_CHARS = 4000
 LOG_TAIL_LINES = 10
 STATUS_MIN_INTERVAL_S = 0.05  # coalesce status writes during a burst
 CLAIM_BATCH = 1000  # re-list new/ after this many messages so priorities stay honoured

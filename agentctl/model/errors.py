@@ -16,6 +16,8 @@ AgentctlError                   anything agentctl reports as one clear line
 
 from __future__ import annotations
 
+from agentctl.model.constants import MAX_ERROR_CHARS
+
 
 class AgentctlError(Exception):
     """Base of every error agentctl reports to a user as one line."""
@@ -67,3 +69,12 @@ class WaitTimeoutError(AgentctlError):
 
 class ReplyTakenError(WaitTimeoutError):
     """The reply arrived, but another receiver waiting for it took it first."""
+
+
+def cap_error(error: str, max_chars: int = MAX_ERROR_CHARS) -> str:
+    """`error`, or its start and how long it was in all, in at most `max_chars` characters."""
+    if len(error) <= max_chars:
+        return error
+    # The whole result fits in max_chars, so capping it again leaves it as it is.
+    said = f"… (cut: {len(error)} characters in all)"
+    return error[: max_chars - len(said)] + said

@@ -91,9 +91,9 @@ def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def iso_after(seconds: float) -> str:
-    """The time `seconds` from now, in the same form as iso_now()."""
-    when = datetime.now(UTC) + timedelta(seconds=seconds)
+def iso_after(seconds: float, now: datetime | None = None) -> str:
+    """The time `seconds` from `now` (the real now by default), in the same form as iso_now()."""
+    when = (now or datetime.now(UTC)) + timedelta(seconds=seconds)
     return when.isoformat(timespec="microseconds")[:-6] + "Z"
 
 

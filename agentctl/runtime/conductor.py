@@ -19,7 +19,6 @@ is not delivered twice, and a completed stage is never dispatched again.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from agentctl.backends.transport import Transport
@@ -37,6 +36,7 @@ from agentctl.flow.pipeline import (
     stage_message_id,
     stage_verdict,
 )
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import HUMAN_AGENT, PIPELINE_AGENT
 from agentctl.model.errors import NonRetryableError
 from agentctl.model.ids import reply_id
@@ -55,8 +55,11 @@ BUDGET_FLAG_AT = 0.8  # share of a run's budget that flags it
 class ConductorHandler:
     """The `pipeline` agent's handler (see the module docstring)."""
 
-    def __init__(self, roster: Roster, transport: Transport) -> None:
+    def __init__(
+        self, roster: Roster, transport: Transport, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.roster = roster
+        self.clock = clock  # a run's wall-time budget is read on it
         self.ws = transport
         # Runs live on the conductor's machine: one conductor drives them all.
         self.runs = RunStore.of(transport.local)
@@ -149,9 +152,8 @@ class ConductorHandler:
             for r in stage.results.values()
             if isinstance(r, dict) and isinstance(r.get("usage"), dict)
         )
-        wall_s = (
-            datetime.now(UTC) - (parse_iso(run.started_at) or datetime.now(UTC))
-        ).total_seconds()
+        now = self.clock.now()
+        wall_s = (now - (parse_iso(run.started_at) or now)).total_seconds()
         share = budget.share(tokens, wall_s)
         spent = f"{tokens} tokens, {wall_s:.0f} s"
         if share >= 1.0:

@@ -9,12 +9,11 @@ next worker fails that message as a timeout instead of a crash.
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from agentctl.backends.transport import Delivery
@@ -37,8 +36,10 @@ class OverrunGuard:
         on_overrun: Callable[[Delivery, AgentMessage, float], None],
         *,
         check_interval_s: float = 0.25,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._on_overrun = on_overrun
+        self._clock = clock
         self._check_interval_s = check_interval_s
         self._armed: tuple[float, float, Delivery, AgentMessage] | None = None
         self._closed = threading.Event()
@@ -47,7 +48,7 @@ class OverrunGuard:
 
     def arm(self, limit_s: float, delivery: Delivery, message: AgentMessage) -> None:
         """Start the clock for one handler call."""
-        self._armed = (time.monotonic() + limit_s, limit_s, delivery, message)
+        self._armed = (self._clock.monotonic() + limit_s, limit_s, delivery, message)
 
     def disarm(self) -> None:
         """The handler returned (or raised) in time."""
@@ -61,17 +62,8 @@ class OverrunGuard:
     def _run(self) -> None:
         while not self._closed.wait(self._check_interval_s):
             armed = self._armed  # one read: arm/disarm replace the tuple, never change it
-            if armed is not None and time.monotonic() >= armed[0]:
+            if armed is not None and self._clock.monotonic() >= armed[0]:
                 _, limit_s, delivery, message = armed
                 self._on_overrun(delivery, message, limit_s)
                 return
 
-
-def take_note(path: Path) -> dict[str, Any] | None:
-    """Read and remove the note a worker left when it gave up on an overrunning handler."""
-    try:
-        note = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    path.unlink(missing_ok=True)
-    return note if isinstance(note, dict) else None

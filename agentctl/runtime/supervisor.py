@@ -5,8 +5,8 @@ process group of its own; stopping sends SIGTERM to every group, then SIGKILL af
 period, and reaps every child. Children ask the kernel for SIGTERM when the supervisor dies,
 and a new supervisor also stops any agent a dead one left running (checked by pid *and* start time).
 
-The clock and the process factory are parameters, so restart timing is testable without
-sleeping.
+The clock (agentctl.model.clock) and the process factory are parameters, so restart timing,
+cool-downs and the stuck check are testable without sleeping.
 """
 
 from __future__ import annotations
@@ -15,25 +15,15 @@ import math
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
-from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from agentctl.backends.file.workspace import Workspace
-from agentctl.config.agentspec import AgentSpec, HandlerKind, RestartPolicy
+from agentctl.config.agentspec import HandlerKind, RestartPolicy
 from agentctl.config.roster import Roster
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
-    ENV_AGENT,
-    ENV_CONFIG,
-    ENV_INBOX,
-    ENV_WORKSPACE,
     LIVENESS_CHECK_INTERVAL_S,
-    LOG_TAIL_LINES,
     PIPELINE_AGENT,
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
@@ -47,70 +37,29 @@ from agentctl.protocol.control import (
 )
 from agentctl.protocol.proc import ProcessRef, die_with_parent, prepare_die_with_parent
 from agentctl.protocol.status import (
-    LIVE_STATES,
     AgentState,
     AgentStatus,
     iso_after,
-    iso_now,
-    parse_iso,
     read_status,
-    recount_handled,
     write_status,
 )
 from agentctl.protocol.writeretry import disk_error_line, probe_write
+from agentctl.runtime.agentcommand import command_of, cwd_of
+from agentctl.runtime.agentprocess import (
+    AgentProcess,
+    ProcState,
+    describe_exit,
+    signal_group,
+)
+from agentctl.runtime.agentstatus import command_status, exit_status, fatal_status, recount_of
+from agentctl.runtime.stuckcheck import stuck_for_s
 
 if TYPE_CHECKING:
     from agentctl.backends.transport import Transport
 
 Spawn = Callable[..., "subprocess.Popen[bytes]"]
 
-
-class ProcState(StrEnum):
-    """The supervisor's view of one agent process."""
-
-    RUNNING = "running"
-    BACKOFF = "backoff"  # exited; waiting to restart
-    EXITED = "exited"  # exited; the restart policy says stay down
-    FATAL = "fatal"  # failed quickly too many times in a row; down for a cool-down
-    STOPPED = "stopped"
-
-
-@dataclass
-class AgentProcess:
-    """One agent as the supervisor tracks it."""
-
-    spec: AgentSpec
-    replica: int = 0  # which of the agent's workers (`replicas: N`)
-    state: ProcState = ProcState.STOPPED
-    popen: subprocess.Popen[bytes] | None = None
-    ref: ProcessRef | None = None
-    started_at: float = 0.0
-    restart_at: float = 0.0
-    backoff_s: float = -1.0  # set from the spec's restart_backoff on the first restart
-    quick_failures: int = 0
-    times_fatal: int = 0  # in a row, without a stable run between: how long the cool-down is
-    restarts: int = 0
-    last_exit: int | None = None
-    next_liveness_check: float = 0.0
-    spared: bool = False  # silent, but because the disk refuses writes: left running
-    log_file: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        """The running process's pid, if any."""
-        return (
-            self.popen.pid if self.popen is not None and self.state is ProcState.RUNNING else None
-        )
-
-
-def describe_exit(returncode: int) -> str:
-    """`exit 1` or `signal SIGKILL`."""
-    if returncode < 0:
-        try:
-            return f"signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit {returncode}"
+__all__ = ["AgentProcess", "ProcState", "Spawn", "Supervisor", "describe_exit"]
 
 
 class Supervisor:
@@ -123,7 +72,7 @@ class Supervisor:
         *,
         agents: Sequence[str] | None = None,
         transport: Transport | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         spawn: Spawn = subprocess.Popen,
         grace_s: float = STOP_GRACE_S,
     ) -> None:
@@ -177,16 +126,16 @@ class Supervisor:
             if ref.is_alive() and ref.signal_group(signal.SIGTERM):
                 self.events.append(f"{key}: stopped a leftover process (pid {status.pid})")
                 leftovers.append(ref)
-        deadline = self.clock() + self.grace_s
-        while any(ref.is_alive() for ref in leftovers) and self.clock() < deadline:
-            time.sleep(0.05)
+        deadline = self.clock.monotonic() + self.grace_s
+        while any(ref.is_alive() for ref in leftovers) and self.clock.monotonic() < deadline:
+            self.clock.sleep(0.05)
         for ref in leftovers:
             ref.signal_group(signal.SIGKILL)
 
     def _spawn(self, proc: AgentProcess, *, cause: str | None = None) -> None:
         spec = proc.spec
         self._recount_handled(proc)  # the worker carries its counts over from status.json
-        argv, env = self._argv_of(proc)
+        argv, env = command_of(self.roster, self.workspace, proc)
         try:
             self.workspace.ensure_agent(spec.name)  # a full disk can refuse these: retried
             if proc.log_file is None:
@@ -198,7 +147,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=proc.log_file,
                 stderr=subprocess.STDOUT,
-                cwd=self._cwd(),
+                cwd=cwd_of(self.roster),
                 env=env,
                 process_group=0,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - a single prctl call
@@ -206,14 +155,14 @@ class Supervisor:
         except OSError as exc:
             proc.state = ProcState.BACKOFF
             proc.last_exit = None
-            self._schedule_restart(proc, quick=True)
+            proc.schedule_restart(self.clock.monotonic(), quick=True)
             error = f"cannot start {argv[0]!r}: {disk_error_line(exc)}"
             self._note(spec.name, "crashed", error, error=error)
             return
         proc.popen = popen
         proc.ref = ProcessRef.of(popen.pid)
         proc.state = ProcState.RUNNING
-        proc.started_at = self.clock()
+        proc.started_at = self.clock.monotonic()
         if spec.handler_kind is HandlerKind.COMMAND:
             # A command agent may not write status.json itself; record what we know.
             self._write_command_status(proc, AgentState.IDLE)
@@ -248,50 +197,13 @@ class Supervisor:
         else:
             self.write_error = None
 
-    def _command_of(self, spec: AgentSpec) -> tuple[list[str], dict[str, str]]:
-        own = {
-            ENV_AGENT: spec.name,
-            ENV_WORKSPACE: str(self.workspace.root),
-            ENV_INBOX: str(self.workspace.mailbox(spec.name).path),
-            "PYTHONUNBUFFERED": "1",
-        }
-        if self.roster.path is not None:
-            own[ENV_CONFIG] = str(self.roster.path)
-        if spec.handler_kind is HandlerKind.COMMAND:
-            assert spec.command is not None
-            own |= self.roster.settings_env(spec)  # so it needs no YAML parser to honour them
-            return list(spec.command), spec.env.build(own, withheld=self.roster.withheld_env())
-        argv = [
-            sys.executable,
-            "-m",
-            "agentctl.runtime.worker",
-            "--config",
-            str(self.roster.path),
-            "--workspace",
-            str(self.workspace.root),
-            "--agent",
-            spec.name,
-        ]
-        # A worker is agentctl itself: it needs the LLM keys, and applies exec: agents' policy.
-        return argv, {**os.environ, **own}
-
-    def _argv_of(self, proc: AgentProcess) -> tuple[list[str], dict[str, str]]:
-        argv, env = self._command_of(proc.spec)
-        if proc.replica:
-            argv += ["--replica", str(proc.replica)]
-        return argv, env
-
-    def _cwd(self) -> str:
-        # Relative paths in a roster (exec scripts, python modules) mean the roster's directory.
-        return str(self.roster.path.parent) if self.roster.path is not None else os.getcwd()
-
     # -- supervise --------------------------------------------------------------------------
 
     def tick(self) -> None:
         """Answer requests, reap exited children and restart them when their policy, backoff
         or cool-down say so."""
         self._serve_requests()
-        now = self.clock()
+        now = self.clock.monotonic()
         for proc in self.agents.values():
             if proc.state is ProcState.RUNNING and proc.popen is not None:
                 returncode = proc.popen.poll()
@@ -342,19 +254,10 @@ class Supervisor:
     def _kill_if_stuck(self, proc: AgentProcess) -> None:
         """SIGKILL a worker whose heartbeat stopped: wedged in C code, stopped, deadlocked.
 
-        Its message stays in processing/ and the next worker counts that attempt. `command`
-        agents write no heartbeat of theirs, so they are left alone.
+        Its message stays in processing/ and the next worker counts that attempt.
         """
-        if proc.spec.handler_kind is HandlerKind.COMMAND or proc.popen is None:
-            return
-        status = read_status(self.workspace.status_path(proc.spec.name, proc.replica))
-        if status is None or status.pid != proc.popen.pid or status.state not in LIVE_STATES:
-            return
-        heartbeat = parse_iso(status.heartbeat_at)
-        if heartbeat is None:
-            return
-        silent_s = (datetime.now(UTC) - heartbeat).total_seconds()
-        if silent_s > status.stuck_after_s:
+        silent_s = stuck_for_s(self.workspace, proc, self.clock.now())
+        if silent_s is not None:
             # A worker that cannot write cannot beat either: killing it would not help (its
             # heartbeat goes on in place when the disk is full; this is for read-only or failing
             # disks). Ask the disk before calling the silence stuck.
@@ -373,7 +276,7 @@ class Supervisor:
                 f"stuck: no heartbeat for {silent_s:.0f} s; killed (SIGKILL)",
                 error=f"no heartbeat for {silent_s:.0f} s",
             )
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
 
     def _on_exit(self, proc: AgentProcess, returncode: int, now: float) -> None:
         name = proc.spec.name
@@ -412,7 +315,7 @@ class Supervisor:
             )
             return
         policy_s = proc.spec.restart_backoff
-        self._schedule_restart(proc, quick=ran_s < policy_s.stable_s)
+        proc.schedule_restart(now, quick=ran_s < policy_s.stable_s)
         if proc.quick_failures >= policy_s.max_quick_failures:
             proc.state = ProcState.FATAL
             proc.times_fatal += 1
@@ -439,20 +342,6 @@ class Supervisor:
             restart_in_s=proc.backoff_s,
         )
 
-    def _schedule_restart(self, proc: AgentProcess, *, quick: bool) -> None:
-        policy = proc.spec.restart_backoff
-        if proc.backoff_s < 0:
-            proc.backoff_s = policy.initial_s
-        if quick:
-            proc.quick_failures += 1
-            if proc.quick_failures > 1:
-                proc.backoff_s = min(proc.backoff_s * policy.factor, policy.max_s)
-        else:  # it stayed up: start the count, the backoff and the cool-down afresh
-            proc.quick_failures = 0
-            proc.times_fatal = 0
-            proc.backoff_s = policy.initial_s
-        proc.restart_at = self.clock() + proc.backoff_s
-
     def _release_in_hand(self, proc: AgentProcess) -> None:
         """Put back what a worker killed at the end of the stop grace had in hand.
 
@@ -469,47 +358,24 @@ class Supervisor:
             )
 
     def _recount_handled(self, proc: AgentProcess) -> None:
-        # A worker killed with SIGKILL never wrote its last counts; its done/ holds them.
-        if proc.spec.handler_kind is not HandlerKind.COMMAND:  # its inbox is its own business
-            path = self.workspace.status_path(proc.spec.name, proc.replica)
-            recount_handled(path, self.workspace.mailbox(proc.spec.name).done)
+        recount_of(self.workspace, proc)
 
     def _record_fatal(self, proc: AgentProcess, reason: str, cooldown_s: float | None) -> None:
         # `status` must say why the agent is down, until when: the reason and the end of its log.
-        path = self.workspace.status_path(proc.spec.name, proc.replica)
         self._recount_handled(proc)  # right while it is down, too
-        status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
-        status.state = AgentState.FATAL
-        status.last_error = reason
-        status.next_try_at = iso_after(cooldown_s) if cooldown_s is not None else None
-        status.log_tail = _log_tail(self.workspace.log_path(proc.spec.name), LOG_TAIL_LINES)
-        self._write(lambda: write_status(path, status))
-        self.transport.publish_status(status)
+        next_try_at = iso_after(cooldown_s, self.clock.now()) if cooldown_s is not None else None
+        self._record_status(proc, fatal_status(self.workspace, proc, reason, next_try_at))
 
     def _record_exit(self, proc: AgentProcess, returncode: int) -> None:
+        self._record_status(proc, exit_status(self.workspace, proc, returncode))
+
+    def _record_status(self, proc: AgentProcess, status: AgentStatus) -> None:
         path = self.workspace.status_path(proc.spec.name, proc.replica)
-        status = read_status(path) or AgentStatus(agent=proc.spec.name, replica=proc.replica)
-        if returncode != 0 or status.state not in (AgentState.STOPPED,):
-            status.state = AgentState.CRASHED if returncode != 0 else AgentState.STOPPED
-            status.current_message_id = None
-        status.exit_code = returncode
-        if returncode != 0:
-            status.last_error = f"process {describe_exit(returncode)}"
-        status.write_error = None  # it no longer writes, so it waits for nothing
         self._write(lambda: write_status(path, status))
         self.transport.publish_status(status)
 
     def _write_command_status(self, proc: AgentProcess, state: AgentState) -> None:
-        assert proc.popen is not None
-        ref = proc.ref
-        status = AgentStatus(
-            agent=proc.spec.name,
-            state=state,
-            pid=proc.popen.pid,
-            pid_start_ticks=ref.start_ticks if ref else 0,
-            started_at=iso_now(),
-            heartbeat_at=iso_now(),
-        )
+        status = command_status(proc, state)
         self._write(lambda: write_status(self.workspace.status_path(proc.spec.name), status))
 
     def drain_events(self) -> list[str]:
@@ -523,21 +389,21 @@ class Supervisor:
         """SIGTERM every agent's group, SIGKILL what is left after the grace period, reap all."""
         running = [p for p in self.agents.values() if p.state is ProcState.RUNNING and p.popen]
         for proc in running:
-            _signal_group(proc, signal.SIGTERM)
-        deadline = self.clock() + self.grace_s
+            signal_group(proc, signal.SIGTERM)
+        deadline = self.clock.monotonic() + self.grace_s
         for proc in running:
             assert proc.popen is not None
-            remaining = max(0.0, deadline - self.clock())
+            remaining = max(0.0, deadline - self.clock.monotonic())
             try:
                 proc.popen.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
                 self._note(
                     proc.spec.name, "killed", f"still running after {self.grace_s:g} s; killed"
                 )
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
                 proc.popen.wait()
                 self._release_in_hand(proc)
-            _signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
+            signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
             self._record_exit(proc, proc.popen.returncode)
             proc.state = ProcState.STOPPED
             self._journal("stopped", proc.spec.name, exit=describe_exit(proc.popen.returncode))
@@ -550,22 +416,3 @@ class Supervisor:
         if self._lock_fd is not None:
             lock_fd, self._lock_fd = self._lock_fd, None
             self._write(lambda: release_supervisor_lock(self.workspace, lock_fd))
-
-
-def _log_tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a log file (reading only its end)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [line for line in text.splitlines() if line.strip()][-lines:]
-
-
-def _signal_group(proc: AgentProcess, signum: int) -> None:
-    assert proc.popen is not None
-    try:
-        os.killpg(proc.popen.pid, signum)  # process_group=0 made the pid the group id
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -11,15 +11,13 @@ dead one left in processing/, counting the interrupted attempt.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 import traceback
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -27,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 from agentctl.backends.file.workspace import Workspace
 from agentctl.config.agentspec import AgentSpec, HandlerKind
 from agentctl.config.roster import load_roster
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     DEFAULT_STUCK_AFTER_S,
     HANDLER_OVERRUN_GRACE_S,
-    INTERRUPTED_NOTE_FILE,
     NOT_BEFORE_HEADER,
     PIPELINE_AGENT,
     WORKER_RESTART_EXIT_CODE,
@@ -41,10 +39,11 @@ from agentctl.model.errors import (
     HandlerError,
     HandlerTimeoutError,
     NonRetryableError,
+    cap_error,
 )
 from agentctl.model.message import AgentMessage, MessageKind, parse_message
-from agentctl.protocol.fsutil import write_atomic
 from agentctl.protocol.journal import content_digest
+from agentctl.protocol.overrunnote import write_note
 from agentctl.protocol.proc import ProcessRef, die_with_parent
 from agentctl.protocol.status import (
     AgentState,
@@ -80,22 +79,24 @@ class Worker:
         poll_interval_s: float,
         stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
         replica: int = 0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.transport = transport
+        self.clock = clock
         self.workspace = transport.local
         self.spec = spec
         self.handler = handler
         self.poll_interval_s = poll_interval_s
         self.replica = replica
         self.workspace.ensure_agent(spec.name)  # logs, status and notes live here on any transport
-        self.inbox = transport.inbox(spec, poll_interval_s=poll_interval_s)
+        self.inbox = transport.inbox(spec, poll_interval_s=poll_interval_s, clock=clock)
         self.stopping = threading.Event()
         self.reporter = StatusReporter(
             self.workspace.status_path(spec.name, replica),
             _initial_status(self.workspace, spec, stuck_after_s, replica),
             publish=transport.publish_status,
         )
-        self.overrun = OverrunGuard(self._on_overrun)
+        self.overrun = OverrunGuard(self._on_overrun, clock=clock)
         # Every write of a message's settlement waits out a full disk instead of failing it.
         self.writes = WriteRetry(self.stopping, self._on_write_error)
         self._connected = True
@@ -152,14 +153,8 @@ class Worker:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            claimed = 0
             try:
-                for delivery in self.inbox.claim(self._may_claim):
-                    claimed += 1
-                    self._handle_or_put_back(delivery)
-                    # Idle until the next claim: on NATS the wait for the next message is
-                    # inside claim() (a fetch), and status must not show it as in hand.
-                    self._idle()
+                claimed = self.claim_and_handle()
             except OSError as exc:  # a claim is a link: a full directory can refuse it
                 if not is_disk_error(exc):
                     raise
@@ -170,6 +165,17 @@ class Worker:
             if not claimed:
                 self._idle()
                 self.inbox.wait(self.poll_interval_s)
+
+    def claim_and_handle(self) -> int:
+        """Claim and handle, in order, what the inbox holds that is due; how many were claimed."""
+        claimed = 0
+        for delivery in self.inbox.claim(self._may_claim):
+            claimed += 1
+            self._handle_or_put_back(delivery)
+            # Idle until the next claim: on NATS the wait for the next message is inside
+            # claim() (a fetch), and status must not show it as in hand.
+            self._idle()
+        return claimed
 
     def _idle(self) -> None:
         idle = AgentState.IDLE if self._connected else AgentState.DISCONNECTED
@@ -203,16 +209,12 @@ class Worker:
             "later, so the worker was restarted)"
         )
         log.error("%s: %s", message.id, error)
-        note = {
-            "file": delivery.key,
-            "message_id": message.id,
-            "error": error,
-            "error_kind": "timeout",
-        }
         try:
-            write_atomic(
-                self.workspace.agent_dir(self.spec.name) / INTERRUPTED_NOTE_FILE,
-                json.dumps(note).encode(),
+            write_note(
+                self.workspace.agent_dir(self.spec.name),
+                file=delivery.key,
+                message_id=message.id,
+                error=error,
             )
         finally:
             logging.shutdown()
@@ -233,7 +235,7 @@ class Worker:
         except Exception as exc:  # a parser bug must not crash-loop the agent on one file
             self._bury_bad_file(delivery, f"unreadable: {type(exc).__name__}: {exc}", data)
             return
-        wait_s = _seconds_until(message.headers.get(NOT_BEFORE_HEADER))
+        wait_s = _seconds_until(message.headers.get(NOT_BEFORE_HEADER), self.clock.now())
         if wait_s > 0 and not delivery.interrupted:
             # A retry whose delay is not over (we restarted since we scheduled it): put it back
             # untouched, without counting an attempt, and come back when it is due.
@@ -274,25 +276,30 @@ class Worker:
                 self._fail(delivery, message, "worker died while handling it", "interrupted")
             return
         self.reporter.update(state=AgentState.BUSY, current_message_id=message.id)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         timeout_s = self._timeout_s(message)
         self.overrun.arm(timeout_s + HANDLER_OVERRUN_GRACE_S, delivery, message)
         try:
             result = self.handler.handle(message, timeout_s=timeout_s)
         except HandlerTimeoutError as exc:
-            self._fail(delivery, message, str(exc), "timeout", _ms_since(started))
+            self._fail(delivery, message, str(exc), "timeout", self._ms_since(started))
         except NonRetryableError as exc:
-            self._fail(delivery, message, str(exc), "non_retryable", _ms_since(started), final=True)
+            self._fail(
+                delivery, message, str(exc), "non_retryable", self._ms_since(started), final=True
+            )
         except HandlerError as exc:
-            self._fail(delivery, message, str(exc), "error", _ms_since(started))
+            self._fail(delivery, message, str(exc), "error", self._ms_since(started))
         except Exception as exc:  # a bug must not stop the agent: count it as a failed attempt
             log.error("handler crashed on %s:\n%s", message.id, traceback.format_exc())
             error = f"{type(exc).__name__}: {exc}"
-            self._fail(delivery, message, error, "error", _ms_since(started))
+            self._fail(delivery, message, error, "error", self._ms_since(started))
         else:
-            self._succeed(delivery, message, result, _ms_since(started))
+            self._succeed(delivery, message, result, self._ms_since(started))
         finally:
             self.overrun.disarm()
+
+    def _ms_since(self, started: float) -> float:
+        return round((self.clock.monotonic() - started) * 1000, 3)
 
     def _record(self, event: str, message: AgentMessage | None, **fields: Any) -> None:
         # A journal line is written whole or not at all, so a refused one is simply retried.
@@ -341,6 +348,7 @@ class Worker:
         *,
         final: bool = False,
     ) -> None:
+        error = cap_error(error)  # a handler's error can be megabytes; its start says enough
         log.warning(
             "%s attempt %d/%d failed: %s",
             message.id,
@@ -371,16 +379,7 @@ class Worker:
             )
             return
         if message.kind is MessageKind.TASK:
-            # The seed's escalation result, so requesters (and `send --wait`) hear of it.
-            self._reply(
-                message,
-                {
-                    "agent": self.spec.name,
-                    "verdict": "escalate",
-                    "error": error,
-                    "attempts": message.attempt,
-                },
-            )
+            self._escalate(message, error)
         record = error_record(message.id, error, error_kind, message.attempt)
         buried = self.writes.run(lambda: self.inbox.bury(delivery, record, message))
         self._record(
@@ -393,6 +392,21 @@ class Worker:
             sha256=content_digest(buried) if buried else None,
         )
         self.reporter.count(dead=1)
+
+    def _escalate(self, message: AgentMessage, error: str) -> None:
+        # The seed's escalation result, so requesters (and `send --wait`) hear of it. Guarded
+        # like _succeed's reply: one the transport refuses (over max_message_bytes) must not
+        # stop the worker before the message is in dead/, where the error is kept.
+        content: JsonValue = {
+            "agent": self.spec.name,
+            "verdict": "escalate",
+            "error": error,
+            "attempts": message.attempt,
+        }
+        try:
+            self._reply(message, content)
+        except (AgentctlError, OSError) as exc:
+            log.error("%s: cannot deliver the escalation reply: %s", message.id, exc)
 
     def _bury_bad_file(self, delivery: Delivery, reason: str, data: bytes | None) -> None:
         log.warning("bad message %s: %s", delivery.key, reason)
@@ -429,18 +443,14 @@ def verdict_of(result: object) -> str | None:
     return None
 
 
-def _seconds_until(when: str | None) -> float:
-    """Seconds from now until the ISO time `when` (0 when absent, past or unreadable)."""
+def _seconds_until(when: str | None, now: datetime) -> float:
+    """Seconds from `now` until the ISO time `when` (0 when absent, past or unreadable)."""
     if not when:
         return 0.0
     moment = parse_iso(when)
     if moment is None:
         return 0.0
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-
-
-def _ms_since(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 3)
+    return max(0.0, (moment - now).total_seconds())
 
 
 def _initial_status(

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl.backends.transport import Delivery
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     CLAIM_BATCH,
-    INTERRUPTED_NOTE_FILE,
     NOT_BEFORE_HEADER,
     STALE_TMP_AGE_S,
     WORKER_LOCK_FILE,
 )
 from agentctl.model.errors import AgentctlError
+from agentctl.protocol.overrunnote import take_note
 from agentctl.protocol.status import iso_after
 from agentctl.protocol.watcher import DirectoryWatcher
-from agentctl.runtime.overrun import take_note
 
 if TYPE_CHECKING:
     from agentctl.model.message import AgentMessage
@@ -40,12 +39,20 @@ log = logging.getLogger(__name__)
 class FileInbox:
     """Claims from `inbox/new/` by rename; settles into done/, dead/ or back into new/."""
 
-    def __init__(self, mailbox: Mailbox, agent_dir: Path, *, poll_interval_s: float) -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        agent_dir: Path,
+        *,
+        poll_interval_s: float,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.mailbox = mailbox
+        self.clock = clock
         self.agent_dir = agent_dir
         self.poll_interval_s = poll_interval_s
         self.watcher = DirectoryWatcher(mailbox.new)
-        # name -> time.monotonic() before which a retried message is not claimed again.
+        # name -> clock.monotonic() before which a retried message is not claimed again.
         self._delayed: dict[str, float] = {}
         self._lock_fd: int | None = None
 
@@ -70,7 +77,7 @@ class FileInbox:
         If the last worker left a note (it gave up on a handler that overran its timeout), the
         message it names carries the note as its reason.
         """
-        note = take_note(self.agent_dir / INTERRUPTED_NOTE_FILE)
+        note = take_note(self.agent_dir)
         found = []
         for name in self.mailbox.recover():
             log.warning("recovering %s, interrupted when its worker died", name)
@@ -97,7 +104,7 @@ class FileInbox:
         # Messages waiting out a retry delay stay in new/ (visible, in order) but are skipped.
         if not self._delayed:
             return names
-        now = time.monotonic()
+        now = self.clock.monotonic()
         present = set(names)
         for name in [n for n in self._delayed if n not in present]:
             del self._delayed[name]  # claimed by someone else, or requeued by hand
@@ -106,7 +113,7 @@ class FileInbox:
     def wait(self, timeout_s: float) -> None:
         """Until a file lands in new/, the next retry is due, or `timeout_s`."""
         if self._delayed:
-            until_due_s = min(self._delayed.values()) - time.monotonic()
+            until_due_s = min(self._delayed.values()) - self.clock.monotonic()
             timeout_s = max(0.0, min(timeout_s, until_due_s))
         self.watcher.wait(timeout_s)
 
@@ -127,15 +134,15 @@ class FileInbox:
         """processing/ -> new/ untouched; skipped for `wait_s`."""
         self.mailbox.release(delivery.key)
         if wait_s > 0:
-            self._delayed[delivery.key] = time.monotonic() + wait_s
+            self._delayed[delivery.key] = self.clock.monotonic() + wait_s
 
     def retry(self, delivery: Delivery, message: AgentMessage, delay_s: float) -> bytes:
         """Rewrite into new/ with its attempt count (and `not_before` when delayed)."""
         if delay_s > 0:
             # On disk too: a worker restarted meanwhile still waits the delay out.
-            headers = {**message.headers, NOT_BEFORE_HEADER: iso_after(delay_s)}
+            headers = {**message.headers, NOT_BEFORE_HEADER: iso_after(delay_s, self.clock.now())}
             message = message.model_copy(update={"headers": headers})
-            self._delayed[delivery.key] = time.monotonic() + delay_s
+            self._delayed[delivery.key] = self.clock.monotonic() + delay_s
         return self.mailbox.requeue(delivery.key, message)
 
     def bury(

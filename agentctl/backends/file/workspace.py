@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     AGENT_NAME_RE,
     CONTROL_DIR,
@@ -85,12 +86,17 @@ class Workspace:
         """The file transport is its own local directory."""
         return self
 
-    def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> FileInbox:
+    def inbox(
+        self, spec: AgentSpec, *, poll_interval_s: float, clock: Clock = SYSTEM_CLOCK
+    ) -> FileInbox:
         """The agent's consuming end: claims from inbox/new/ by rename."""
         from agentctl.backends.file.inbox import FileInbox
 
         return FileInbox(
-            self.ensure_agent(spec.name), self.agent_dir(spec.name), poll_interval_s=poll_interval_s
+            self.ensure_agent(spec.name),
+            self.agent_dir(spec.name),
+            poll_interval_s=poll_interval_s,
+            clock=clock,
         )
 
     def publish_status(self, status: AgentStatus) -> None:

@@ -42,6 +42,7 @@ from agentctl.backends.nats.client import (
     status_key,
 )
 from agentctl.backends.nats.control import ControlRecords
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.errors import AgentctlError, BadMessageError
 from agentctl.model.ids import new_id
 from agentctl.model.names import validate_agent_name
@@ -304,8 +305,10 @@ class NatsTransport:
             return None
         return f"{self.stream}:{ack.seq}"
 
-    def inbox(self, spec: AgentSpec, *, poll_interval_s: float) -> NatsInbox:
-        """The agent's durable consumer."""
+    def inbox(
+        self, spec: AgentSpec, *, poll_interval_s: float, clock: Clock = SYSTEM_CLOCK
+    ) -> NatsInbox:
+        """The agent's durable consumer (the server keeps its redelivery times: no clock)."""
         from agentctl.backends.nats.inbox import NatsInbox
 
         return NatsInbox(self, spec, poll_interval_s=poll_interval_s)

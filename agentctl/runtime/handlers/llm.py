@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl.config.agentspec import AgentSpec
+from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import STAGE_HEADER
 from agentctl.model.errors import HandlerError, HandlerTimeoutError, NonRetryableError
 from agentctl.model.verdict import Verdict
@@ -44,9 +44,12 @@ VERDICT_INSTRUCTIONS = (
 class LlmHandler:
     """Calls the endpoint once per attempt."""
 
-    def __init__(self, spec: AgentSpec, *, state_dir: Path) -> None:
+    def __init__(
+        self, spec: AgentSpec, *, state_dir: Path, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         assert spec.llm is not None
         self.spec = spec
+        self.clock = clock  # the wall-time budget is read on it
         self.llm = spec.llm
         self.budget = spec.budget
         self.budget_path = state_dir / "budget.json"
@@ -66,11 +69,11 @@ class LlmHandler:
                 "reason": f"budget exhausted ({self._describe(spent)})",
             }
         wants_verdict = self.llm.verdict or STAGE_HEADER in message.headers
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             reply = self._complete(base_url, self._messages(message, wants_verdict), timeout_s)
         finally:
-            spent["wall_s"] = spent.get("wall_s", 0.0) + (time.monotonic() - started)
+            spent["wall_s"] = spent.get("wall_s", 0.0) + (self.clock.monotonic() - started)
             self._save(spent)
         raw_usage = reply.get("usage")
         usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}

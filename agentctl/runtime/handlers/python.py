@@ -14,7 +14,7 @@ from agentctl.config.agentspec import AgentSpec
 from agentctl.config.roster import Roster
 from agentctl.model.agent import BaseAgent
 from agentctl.model.constants import STAGE_HEADER
-from agentctl.model.errors import ConfigError, HandlerError, HandlerTimeoutError
+from agentctl.model.errors import ConfigError, HandlerError, HandlerTimeoutError, cap_error
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
@@ -160,7 +160,7 @@ class PythonHandler:
         except HandlerError:
             raise
         except Exception as exc:  # the agent's own bug: report it, the worker goes on
-            raise HandlerError(f"{type(exc).__name__}: {exc}") from exc
+            raise HandlerError(cap_error(f"{type(exc).__name__}: {exc}")) from exc
         finally:
             self.agent.status = "idle"
         try:
