@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agentctl.backends import open_workspace
 from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.message import AgentMessage
@@ -144,7 +145,7 @@ def _fake_supervisor(
         spawned.append(list(argv))
         return subprocess.Popen(argv, **kwargs)
 
-    sup = Supervisor(roster, roster.open_workspace(), clock=clock, spawn=spawn, grace_s=2.0)
+    sup = Supervisor(roster, open_workspace(roster), clock=clock, spawn=spawn, grace_s=2.0)
     return sup, clock, spawned
 
 
@@ -700,7 +701,7 @@ def test_a_worker_whose_heartbeat_stops_is_shown_stuck_then_killed_and_replaced(
     roster = load_roster(tmp_path / "agents.yaml")
     # The real clock, but ticks only when the test calls tick(): nothing is killed behind
     # its back while it looks at `status`.
-    sup = Supervisor(roster, roster.open_workspace(), grace_s=2.0)
+    sup = Supervisor(roster, open_workspace(roster), grace_s=2.0)
     sup.start()
     stopped_pid: int | None = None
     stopped_ref: ProcessRef | None = None

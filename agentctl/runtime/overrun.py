@@ -9,12 +9,10 @@ next worker fails that message as a timeout instead of a crash.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agentctl.backends.transport import Delivery
@@ -65,13 +63,3 @@ class OverrunGuard:
                 _, limit_s, delivery, message = armed
                 self._on_overrun(delivery, message, limit_s)
                 return
-
-
-def take_note(path: Path) -> dict[str, Any] | None:
-    """Read and remove the note a worker left when it gave up on an overrunning handler."""
-    try:
-        note = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    path.unlink(missing_ok=True)
-    return note if isinstance(note, dict) else None

@@ -24,9 +24,9 @@ from agentctl.model.constants import (
     WORKER_LOCK_FILE,
 )
 from agentctl.model.errors import AgentctlError
+from agentctl.protocol.interrupted import take_note
 from agentctl.protocol.status import iso_after
 from agentctl.protocol.watcher import DirectoryWatcher
-from agentctl.runtime.overrun import take_note
 
 if TYPE_CHECKING:
     from agentctl.model.message import AgentMessage
