@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agentctl.backends import open_workspace
 from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.clock import FakeClock
@@ -135,7 +136,7 @@ def _fake_supervisor(
         spawned.append(list(argv))
         return subprocess.Popen(argv, **kwargs)
 
-    sup = Supervisor(roster, roster.open_workspace(), clock=clock, spawn=spawn, grace_s=2.0)
+    sup = Supervisor(roster, open_workspace(roster), clock=clock, spawn=spawn, grace_s=2.0)
     return sup, clock, spawned
 
 
@@ -667,7 +668,7 @@ def test_a_worker_whose_heartbeat_stops_is_killed_and_replaced(
     # The supervisor's time is a fake one that moves only when the test says: it kills nothing
     # behind the test's back, and the silence is replayed instead of waited for.
     clock = FakeClock()
-    sup = Supervisor(roster, roster.open_workspace(), clock=clock, grace_s=2.0)
+    sup = Supervisor(roster, open_workspace(roster), clock=clock, grace_s=2.0)
     sup.start()
     stopped_pid: int | None = None
     stopped_ref: ProcessRef | None = None

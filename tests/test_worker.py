@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from agentctl.backends import open_workspace
 from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.clock import FakeClock
@@ -301,7 +302,7 @@ def test_a_restarted_worker_waits_for_a_pending_retry(tmp_path: Path) -> None:
           max_attempts: 3
     """)
     roster = load_roster(tmp_path / "agents.yaml")
-    ws, spec, clock = roster.open_workspace(), roster.agent("echo"), FakeClock()
+    ws, spec, clock = open_workspace(roster), roster.agent("echo"), FakeClock()
     router = WorkspaceRouter(ws.root, fsync=False)
     request = AgentMessage(from_agent="user", to_agent="echo", content="x", attempt=1,
                            headers={"not_before": iso_after(6, clock.now())})

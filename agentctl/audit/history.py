@@ -7,21 +7,20 @@ who sent what to whom, in order, with attempts, results, verdicts and errors.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
+from agentctl.backends.base import History as History  # its old home, for importers
+from agentctl.backends.base import Record
+from agentctl.backends.file.history import FileHistory as FileHistory
+from agentctl.backends.file.history import find_events as find_events
+from agentctl.backends.file.history import message_envelope as message_envelope
 from agentctl.backends.file.workspace import Workspace
-from agentctl.model.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
 from agentctl.model.errors import AgentctlError
 from agentctl.model.names import validate_agent_name, validate_message_id
-from agentctl.protocol.journalreader import read_all
-
-Record = dict[str, Any]
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -180,78 +179,6 @@ class Thread:
         }
 
 
-def find_events(ws: Workspace, ident: str) -> tuple[list[Record], int]:
-    """Records whose thread or message id is `ident`, and the count of torn lines seen."""
-    needle = f'"{ident}"'.encode()
-    found: list[Record] = []
-    torn = 0
-    for entry in read_all(ws.journal_dir, needle=needle):
-        if entry.record is None:
-            torn += 1
-            continue
-        record = entry.record
-        if ident in (record.get("thread_id"), record.get("message_id")):
-            found.append(record)
-    return found, torn
-
-
-class History(Protocol):
-    """Where a thread's events and messages are read from (files, or the NATS stream)."""
-
-    where: str  # named in "not found" errors
-
-    def find_events(self, ident: str) -> tuple[list[Record], int]:
-        """Records whose thread or message id is `ident`, and how many damaged ones were seen."""
-
-    def envelope(self, trace: MessageTrace) -> dict[str, Any] | None:
-        """The JSON of a traced message, or None if it is gone."""
-
-    def file_state(self, trace: MessageTrace) -> str | None:
-        """Where the message's file is (waiting, in hand, done, dead), when that is known."""
-
-    def unjournaled_replies(self, trace: MessageTrace) -> list[dict[str, Any]]:
-        """Replies to a traced task that exist but were never journaled (a foreign agent's)."""
-
-
-class FileHistory:
-    """The file journal and the message files of a workspace."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-        self.where = str(ws.journal_dir)
-
-    def find_events(self, ident: str) -> tuple[list[Record], int]:
-        """Records about `ident`, found with a byte search of the journal."""
-        return find_events(self.ws, ident)
-
-    def envelope(self, trace: MessageTrace) -> dict[str, Any] | None:
-        """The message's file, wherever its life cycle left it."""
-        return message_envelope(self.ws, trace)
-
-    def file_state(self, trace: MessageTrace) -> str | None:
-        """The recipient's inbox folder that holds the file: the truth about its state."""
-        if not trace.file or not trace.to_agent:
-            return None
-        inbox = self.ws.agent_dir(trace.to_agent) / INBOX_DIR
-        for sub, state in _FOLDER_STATE.items():
-            if os.path.lexists(inbox / sub / trace.file):
-                return state
-        return None
-
-    def unjournaled_replies(self, trace: MessageTrace) -> list[dict[str, Any]]:
-        """Replies (`<rank>-<id>-reply*.json`) in the sender's inbox that the journal lacks."""
-        if trace.kind != "task" or not trace.from_agent:
-            return []
-        inbox = self.ws.agent_dir(trace.from_agent) / INBOX_DIR
-        found = []
-        for sub in _FOLDER_STATE:
-            for path in sorted(inbox.joinpath(sub).glob(f"[0-9]-{trace.id}-reply*.json")):
-                data = _read_json(path, self.ws.max_message_bytes)
-                if data is not None and data.get("in_reply_to") == trace.id:
-                    found.append({**data, "_file": path.name})
-        return found
-
-
 def load_thread(
     source: Workspace | History,
     ident: str,
@@ -299,9 +226,6 @@ def load_thread(
 
 
 # The inbox folder a message file is in, and the state it means, in life-cycle order.
-_FOLDER_STATE = {NEW: "waiting", PROCESSING: "in hand", DONE: "done", DEAD: "dead"}
-
-
 def _add_unjournaled(history: History, messages: dict[str, MessageTrace], data: Record) -> None:
     message_id = data.get("id")
     if not isinstance(message_id, str) or message_id in messages:
@@ -362,36 +286,3 @@ def _load_content(history: History, trace: MessageTrace, *, with_state: bool) ->
     # done/ without journaling it, and the journal's last lines may be lost in a power cut.
     if with_state:
         trace.state = history.file_state(trace) or trace.state
-
-
-def _nofollow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)
-
-
-def message_envelope(ws: Workspace, trace: MessageTrace) -> dict[str, Any] | None:
-    """The JSON of a traced message's file, or None if it is gone.
-
-    The file is wherever its life cycle left it; the sender's outbox keeps a copy.
-    """
-    if not trace.file:
-        return None
-    paths = []
-    if trace.to_agent:
-        inbox = ws.agent_dir(trace.to_agent) / INBOX_DIR
-        paths += [inbox / sub / trace.file for sub in (DONE, DEAD, NEW, PROCESSING)]
-    if trace.from_agent:
-        paths.append(ws.agent_dir(trace.from_agent) / OUTBOX_DIR / trace.file)
-    for path in paths:
-        data = _read_json(path, ws.max_message_bytes)
-        if data is not None:
-            return data
-    return None
-
-
-def _read_json(path: os.PathLike[str], max_bytes: int) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb", opener=_nofollow) as f:
-            data = json.loads(f.read(max_bytes + 1))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

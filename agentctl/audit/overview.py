@@ -5,10 +5,12 @@ Standard library only (plus our own modules that are): `status` must start fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from agentctl.backends.file.workspace import Workspace
@@ -17,6 +19,8 @@ from agentctl.protocol.control import SupervisorInfo, supervisor_info
 from agentctl.protocol.proc import ProcessRef
 from agentctl.protocol.status import LIVE_STATES, AgentState, AgentStatus, parse_iso, read_status
 from agentctl.protocol.writeretry import disk_error_label
+
+log = logging.getLogger(__name__)
 
 _REPLICA_STATUS = re.compile(r"status\.([1-9][0-9]*)\.json")
 STUCK = "stuck"  # shown instead of the recorded state when a live worker's heartbeat stopped
@@ -201,3 +205,40 @@ def row_of(
         write_error=status.write_error if alive else None,
         next_try_at=status.next_try_at if state == AgentState.FATAL else None,
     )
+
+
+def collect_status(workspace: Workspace, names: list[str], config: Path | None) -> Overview:
+    """`agentctl status`: the overview of the backend the roster at `config` names.
+
+    On NATS, the cluster's view; this machine's own view (its workers' status files, which say
+    `disconnected` while they reconnect) with a warning when the cluster cannot be reached.
+    """
+    from agentctl.config.rosterfile import peek_roster
+
+    if config is None or peek_roster(config).transport == "file":
+        return collect_overview(workspace, names)  # without pydantic: `status` starts fast
+    import dataclasses
+
+    from agentctl.backends import open_backend
+    from agentctl.backends.nats.client import BusError, MissingExtraError
+    from agentctl.backends.nats.overview import collect_nats_overview
+    from agentctl.backends.nats.transport import NatsTransport
+    from agentctl.config.roster import load_roster
+
+    roster = load_roster(config)
+    try:
+        backend = open_backend(roster, workspace.root, client_name="agentctl-cli")
+        assert isinstance(backend, NatsTransport)
+    except MissingExtraError:
+        raise
+    except BusError as exc:
+        log.warning("%s; showing this machine's workers from their own status files", exc)
+        local = collect_overview(workspace, names)
+        unreachable = {"kind": roster.transport.kind.value, "servers": roster.transport.servers}
+        return dataclasses.replace(local, transport={**unreachable, "reachable": False})
+    try:
+        return collect_nats_overview(
+            backend, {agent.name: agent.replicas for agent in roster.agents}
+        )
+    finally:
+        backend.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -13,10 +13,10 @@ app = typer.Typer(help="List dead letters, or put them back in their inbox.", no
 AgentOpt = Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's inbox.")]
 
 
-def _agents(agent: str | None, names: list[str]) -> list[str]:
+def _agents(agent: str | None) -> list[str] | None:
     from agentctl.model.names import validate_agent_name
 
-    return [validate_agent_name(agent)] if agent else names
+    return [validate_agent_name(agent)] if agent else None
 
 
 @app.command("list")
@@ -27,17 +27,11 @@ def list_(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Every dead letter with its attempts and error."""
-    from agentctl.cli.options import open_light, open_nats
+    from agentctl.cli.options import opened_backend
     from agentctl.flow.deadletters import list_dead
 
-    ws, names = open_light(config, workspace)
-    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
-    if nats is not None:
-        from agentctl.backends.nats.deadletters import list_stream_dead
-
-        letters = list_stream_dead(nats, _agents(agent, names))
-    else:
-        letters = list_dead(ws, _agents(agent, ws.agent_names()))
+    with opened_backend(config, workspace) as backend:
+        letters = list_dead(backend, _agents(agent))
     if json_out:
         from agentctl.cli.render import print_json
 
@@ -59,44 +53,17 @@ def requeue(
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Put dead letters back in new/ with their attempts reset; print each message id."""
-    from agentctl.cli.options import open_full
-    from agentctl.config.rosterfile import find_config
-    from agentctl.flow.deadletters import DeadLetterError, find_dead, list_dead, requeue
+    """Put dead letters back in their inbox with their attempts reset; print each message id."""
+    from agentctl.backends.records import DeadLetterError
+    from agentctl.cli.options import opened_backend
+    from agentctl.flow.deadletters import requeue_dead
 
     if (ident is None) == (not all_):
         raise DeadLetterError("give one dead message ID, or --all")
-    from agentctl.cli.options import open_nats
-
-    nats = open_nats(config, workspace)
-    if nats is not None:
-        _requeue_on_nats(nats, ident, agent, config, workspace)
-        return
-    if find_config(config) is not None:
-        _, ws = open_full(config, workspace)  # the roster's durability applies to the rewrite
-    else:
-        from agentctl.cli.options import open_light
-
-        ws, _ = open_light(config, workspace)
-    agents = _agents(agent, ws.agent_names())
-    letters = list_dead(ws, agents) if all_ else [find_dead(ws, agents, str(ident))]
-    failures = []
-    for letter in letters:
-        try:
-            print(requeue(ws, letter))
-        except DeadLetterError as exc:
-            failures.append(str(exc))
+    # The roster's durability applies to the rewrite.
+    with opened_backend(config, workspace) as backend:
+        requeued, failures = requeue_dead(backend, ident, _agents(agent))
+    for message_id in requeued:
+        print(message_id)
     if failures:
         raise DeadLetterError("\n".join(failures))
-
-
-def _requeue_on_nats(nats: Any, ident: str | None, agent: str | None, config: Any, ws: Any) -> None:
-    from agentctl.backends.nats.deadletters import list_stream_dead, requeue_stream_dead
-    from agentctl.cli.options import open_light
-    from agentctl.flow.deadletters import pick_dead
-
-    _, names = open_light(config, ws)
-    letters = list_stream_dead(nats, _agents(agent, names))
-    chosen = letters if ident is None else [pick_dead(letters, ident)]
-    for letter in chosen:
-        print(requeue_stream_dead(nats, letter))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -43,70 +42,29 @@ def tail(
     import threading
 
     from agentctl.audit.history import event_filter
-    from agentctl.cli.options import open_light
-    from agentctl.protocol.journalreader import follow as follow_journal
-    from agentctl.protocol.journalreader import read_last
+    from agentctl.cli.options import opened_backend
 
-    ws, _ = open_light(config, workspace)
     kinds = [k for value in kind or [] for k in value.split(",") if k]
     keep = event_filter(agent=agent, thread=thread, kinds=kinds)
     show = _printer(json_out)
-    if ws.transport_kind == "nats":
-        _tail_stream(config, workspace, lines, keep, show, follow=follow)
-        return
 
-    def damaged(path: Path, raw: bytes) -> None:
+    def damaged(where: str) -> None:
         print(
-            f"tail: {path.name}: skipped a damaged line (torn by a crash, or edited; "
-            f"see `agentctl verify`): {raw[:60]!r}",
+            f"tail: skipped a damaged journal line (see `agentctl verify`): {where}",
             file=sys.stderr,
         )
 
-    for record in read_last(ws.journal_dir, lines, keep, on_damaged=damaged):
-        show(record, None)
-    if not follow:
-        return
     stop = threading.Event()
-    try:
-        for entry in follow_journal(ws.journal_dir, stop=stop):
-            if entry.record is not None and keep(entry.record):
-                show(entry.record, entry.raw)
-            elif entry.record is None and entry.raw.strip():
-                print(f"tail: skipped a damaged journal line: {entry.raw[:80]!r}", file=sys.stderr)
-    except KeyboardInterrupt:
-        stop.set()
-
-
-def _tail_stream(
-    config: Any, workspace: Any, lines: int, keep: Any, show: Any, *, follow: bool
-) -> None:
-    """`tail` on NATS: the events subjects of the stream."""
-    import collections
-    import math
-
-    from agentctl.backends.nats.reader import StreamReader
-    from agentctl.cli.options import open_nats
-
-    nats = open_nats(config, workspace)
-    assert nats is not None
-    reader = StreamReader(nats)
-    last: collections.deque[dict[str, Any]] = collections.deque(maxlen=max(lines, 1))
-    next_seq = 1
-    for record in reader.events():
-        next_seq = int(record["seq"]) + 1
-        if keep(record):
-            last.append(record)
-    for record in list(last)[-lines:] if lines else []:
-        show(record, None)
-    try:
-        if follow:  # one consumer whose fetch waits for the next event
-            for record in reader.events(start_seq=next_seq, follow_s=math.inf):
-                if keep(record):
-                    show(record, None)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        nats.close()
+    with opened_backend(config, workspace) as backend:
+        for record in backend.read_events(lines, keep, on_damaged=damaged):
+            show(record, None)
+        if not follow:
+            return
+        try:
+            for record in backend.follow_events(keep, stop, on_damaged=damaged):
+                show(record, None)
+        except KeyboardInterrupt:
+            stop.set()
 
 
 def _printer(json_out: bool) -> Any:
@@ -163,11 +121,10 @@ def replay(
 ) -> None:
     """Reconstruct a thread (or a message's thread) from the journal and the message files."""
     from agentctl.audit.history import event_filter, load_thread, parse_when
-    from agentctl.cli.options import open_light
+    from agentctl.cli.options import opened_backend
 
     if json_out:
         fmt = ReplayFormat.JSON
-    ws, _ = open_light(config, workspace)
     as_of = parse_when(until, option="--until") if until else None
     keep = event_filter(
         agent=agent, since=parse_when(since, option="--since") if since else None, until=as_of
@@ -183,15 +140,8 @@ def replay(
             workspace=workspace,
         )
         return
-    if ws.transport_kind == "nats":
-        from agentctl.backends.nats.history import StreamHistory
-        from agentctl.cli.options import open_nats
-
-        nats = open_nats(config, workspace)
-        assert nats is not None
-        thread = load_thread(StreamHistory(nats), ident, keep=keep, as_of=as_of)
-    else:
-        thread = load_thread(ws, ident, keep=keep, as_of=as_of)
+    with opened_backend(config, workspace) as backend:
+        thread = load_thread(backend.history(), ident, keep=keep, as_of=as_of)
     if fmt is ReplayFormat.JSON:
         from agentctl.cli.render import print_json
 
@@ -221,50 +171,27 @@ def _resend(
     config: Any,
     workspace: Any,
 ) -> None:
-    from agentctl.audit.history import FileHistory, History, load_thread
-    from agentctl.backends.nats.history import StreamHistory
-    from agentctl.cli.options import open_full, open_nats
+    from agentctl.audit.resend import resend
+    from agentctl.backends import open_backend
+    from agentctl.cli.options import load_config
     from agentctl.cli.render import console, print_json
-    from agentctl.flow.router import router_for, user_message
-    from agentctl.model.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
-    from agentctl.model.errors import AgentctlError
     from agentctl.model.ids import reply_id
 
-    roster, ws = open_full(config, workspace)
-    nats = open_nats(config, workspace)
-    history: History = StreamHistory(nats) if nats is not None else FileHistory(ws)
-    thread = load_thread(history, ident)
-    original = thread.messages.get(ident) or next(
-        (m for m in thread.roots() if m.kind == "task"), None
-    )
-    if original is None:
-        raise AgentctlError(f"{ident}: no task in this thread to resend")
-    envelope = history.envelope(original)
-    if envelope is None:
-        raise AgentctlError(f"{original.id}: its message file is gone; cannot resend it")
-    target = to or original.to_agent or ""
-    roster.agent(target)  # a clear error for an unknown agent
-    headers = dict(envelope.get("headers") or {})
-    # The copy starts a life of its own: no retry delay or requeue count carried over.
-    for internal in (REQUEUED_HEADER, NOT_BEFORE_HEADER):
-        headers.pop(internal, None)
-    headers["resent_from"] = original.id
-    message = user_message(
-        target,
-        envelope.get("content"),
-        keywords=envelope.get("keywords") or [],
-        priority=envelope.get("priority") or "normal",
-        headers=headers,
-    )
-    router = router_for(ws, nats)
-    router.send(message)
+    roster = load_config(config)
+    backend = open_backend(roster, workspace, client_name="agentctl-cli")
+    try:
+        original, message, thread = resend(backend, roster, ident, to=to)
+        target = message.to_agent
+        reply = backend.wait_for_reply(message, timeout_s=timeout_s) if wait else None
+    finally:
+        backend.close()
     if not wait:
         if json_out:
             print_json({"original": original.id, "id": message.id, "to": target})
         else:
             print(message.id)
         return
-    reply = router.wait_for_reply(message, timeout_s=timeout_s)
+    assert reply is not None
     recorded_reply = thread.messages.get(reply_id(original.id))
     recorded = recorded_reply.content if recorded_reply else None
     if json_out:
@@ -287,41 +214,14 @@ def verify(
     json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """Check the journal's hash chain and the done/ and dead/ files against it."""
-    from agentctl.audit.verify import verify_workspace
+    from agentctl.audit.verify import verify_at
     from agentctl.cli.options import open_light
+    from agentctl.config.rosterfile import find_config
 
     ws, _ = open_light(config, workspace)
-    if ws.transport_kind == "nats":
-        _verify_stream(config, workspace, json_out=json_out)
-        return
-    report = verify_workspace(ws)
+    found = verify_at(ws, find_config(config))
     _print_verification(
-        [str(problem) for problem in report.problems],
-        f"{report.events} events in {report.segments} journal file(s), {report.files} message "
-        f"files in done/ and dead/; head seq {report.head.seq} hash {report.head.hash or '-'}",
-        report.to_json() if json_out else None,
-        report.warnings,
-    )
-
-
-def _verify_stream(config: Any, workspace: Any, *, json_out: bool) -> None:
-    """`verify` on NATS: the journal's sends against the stream's messages."""
-    from dataclasses import asdict
-
-    from agentctl.backends.nats.history import verify_stream
-    from agentctl.cli.options import open_nats
-
-    nats = open_nats(config, workspace)
-    assert nats is not None
-    try:
-        report = verify_stream(nats)
-    finally:
-        nats.close()
-    _print_verification(
-        report.problems,
-        f"{report.events} events, {report.messages} messages in stream {nats.stream}, each "
-        "sent message stored with the digest the journal recorded",
-        {**asdict(report), "ok": report.ok} if json_out else None,
+        found.problems, found.summary, found.doc if json_out else None, found.warnings
     )
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from agentctl.model.constants import DEFAULT_WORKSPACE_DIR, ENV_CONFIG, ENV_WORKSPACE, USER_AGENT
-from agentctl.model.errors import ConfigError
+from agentctl.model.errors import AgentctlError, ConfigError
 
 if TYPE_CHECKING:
+    from agentctl.backends.base import Backend
     from agentctl.backends.file.workspace import Workspace
-    from agentctl.backends.nats.transport import NatsTransport
-    from agentctl.backends.transport import Transport
     from agentctl.config.roster import Roster
 
 WorkspaceOpt = Annotated[
@@ -49,7 +51,6 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
         peek = peek_roster(config_path)
         ws = Workspace(workspace or peek.workspace, escalation_overdue_s=peek.escalation_overdue_s)
         ws.disabled = peek.disabled
-        ws.transport_kind = peek.transport
         return ws, peek.agent_names
     ws = Workspace(workspace or Path(DEFAULT_WORKSPACE_DIR))
     if not ws.root.is_dir():
@@ -63,6 +64,14 @@ def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, 
 
 def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Workspace]:
     """The validated roster and its workspace (run, validate, send)."""
+    from agentctl.backends import open_workspace
+
+    roster = load_config(config)
+    return roster, open_workspace(roster, workspace)
+
+
+def load_config(config: Path | None) -> Roster:
+    """The validated roster (ConfigError with what to do when there is none)."""
     from agentctl.config.roster import load_roster
     from agentctl.config.rosterfile import find_config
 
@@ -72,28 +81,52 @@ def open_full(config: Path | None, workspace: Path | None) -> tuple[Roster, Work
             f"no roster: ./agents.yaml does not exist; pass --config or set {ENV_CONFIG}, "
             "or create one with `agentctl init`"
         )
-    roster = load_roster(config_path)
-    return roster, roster.open_workspace(workspace)
+    return load_roster(config_path)
 
 
-def open_nats(config: Path | None, workspace: Path | None) -> NatsTransport | None:
-    """The NATS transport when the roster names one (None on files): commands that read or
-    send go to the cluster instead of the workspace's files."""
-    from agentctl.config.rosterfile import find_config, peek_roster
+@contextlib.contextmanager
+def opened_backend(config: Path | None, workspace: Path | None) -> Iterator[Backend]:
+    """The backend commands act on (the roster's; without a roster, the workspace's files),
+    closed when the command is done."""
+    from agentctl.backends import open_backend
+    from agentctl.config.rosterfile import find_config
 
-    config_path = find_config(config)
-    if config_path is None or peek_roster(config_path).transport != "nats":
-        return None
-    from agentctl.backends.nats.transport import NatsTransport
+    if find_config(config) is None:
+        ws, _ = open_light(config, workspace)
+        yield ws
+        return
+    backend = open_backend(load_config(config), workspace, client_name="agentctl-cli")
+    try:
+        yield backend
+    finally:
+        backend.close()
 
-    roster, _ = open_full(config, workspace)
-    transport = roster.open_transport(workspace, client_name="agentctl-cli")
-    assert isinstance(transport, NatsTransport)
-    return transport
 
+def read_content(content: str, *, as_text: bool) -> Any:
+    """CONTENT as given: text, JSON, '-' (stdin), @FILE (its text) or @FOLDER (its path)."""
+    if content == "-":
+        content = sys.stdin.read()
+    elif content.startswith("@"):
+        path = Path(content[1:])
+        if path.is_dir():
+            # A folder is sent by reference: agents that read code (the review crew) take it.
+            return {"path": str(path.absolute())}
+        try:
+            content = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AgentctlError(f"{path}: cannot read: {exc}") from None
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AgentctlError("CONTENT is not valid UTF-8") from None
+    if as_text or not content.lstrip().startswith(("{", "[")):
+        return content
+    from agentctl.model.errors import BadMessageError
+    from agentctl.model.message import parse_json_strict
 
-def open_transport(config: Path | None, workspace: Path | None) -> tuple[Workspace, Transport]:
-    """The workspace, and the transport commands act on (the workspace itself on files)."""
-    ws, _ = open_light(config, workspace)
-    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
-    return ws, (nats if nats is not None else ws)
+    try:
+        return parse_json_strict(content.encode())
+    except BadMessageError as exc:
+        raise AgentctlError(
+            f"CONTENT looks like JSON but is not ({exc}); use --text to send it as a string"
+        ) from None

@@ -10,9 +10,9 @@ import typer
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
 
 if TYPE_CHECKING:
+    from agentctl.backends.base import Backend
     from agentctl.backends.file.workspace import Workspace
     from agentctl.config.roster import Roster
-    from agentctl.flow.router import Router
     from agentctl.model.message import AgentMessage
 
 app = typer.Typer(help="Start pipeline runs and look at them.", no_args_is_help=True)
@@ -22,7 +22,7 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout-s", help="With --wait.")]
 
 
 def start_run(
-    roster: Roster, router: Router, pipeline: str, content: Any, fields: dict[str, Any]
+    roster: Roster, router: Backend, pipeline: str, content: Any, fields: dict[str, Any]
 ) -> tuple[AgentMessage, Any]:
     """Send the message that starts a run of `pipeline`; the message and its path."""
     from agentctl.flow.router import user_message
@@ -40,11 +40,11 @@ def start_run(
         raise ConfigError(f"pipeline {pipeline!r} needs agents that cannot run here ({reasons})")
     headers = {**fields.pop("headers", {}), PIPELINE_HEADER: pipeline}
     message = user_message(PIPELINE_AGENT, content, headers=headers, **fields)
-    return message, router.send(message)
+    return message, router.deliver(message)
 
 
 def wait_and_show(
-    router: Router, message: AgentMessage, *, timeout_s: float, json_out: bool
+    router: Backend, message: AgentMessage, *, timeout_s: float, json_out: bool
 ) -> None:
     """Wait for a run's outcome and print it; exit 1 unless the run is done."""
     from agentctl.cli.render import console, print_json
@@ -72,20 +72,23 @@ def start(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start a run of PIPELINE with CONTENT (the same as `send pipeline:PIPELINE CONTENT`)."""
-    from agentctl.cli.options import open_full, open_nats
-    from agentctl.cli.send_cmd import _read_content
-    from agentctl.flow.router import router_for
+    from agentctl.backends import open_backend
+    from agentctl.cli.options import load_config, read_content
 
-    roster, ws = open_full(config, workspace)
-    router = router_for(ws, open_nats(config, workspace))
+    roster = load_config(config)
     fields: dict[str, Any] = {
         "keywords": [k.strip() for k in keywords.split(",") if k.strip()] if keywords else []
     }
-    message, _ = start_run(roster, router, pipeline, _read_content(content, as_text=False), fields)
-    if wait:
-        wait_and_show(router, message, timeout_s=timeout_s, json_out=json_out)
-    else:
-        print(message.id)
+    task = read_content(content, as_text=False)
+    backend = open_backend(roster, workspace, client_name="agentctl-cli")
+    try:
+        message, _ = start_run(roster, backend, pipeline, task, fields)
+        if wait:
+            wait_and_show(backend, message, timeout_s=timeout_s, json_out=json_out)
+        else:
+            print(message.id)
+    finally:
+        backend.close()
 
 
 @app.command("list")
@@ -170,17 +173,12 @@ def escalations(
     json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """The open escalations waiting for a person, oldest first."""
-    from agentctl.cli.options import open_light, open_nats
+    from agentctl.cli.options import opened_backend
     from agentctl.flow.escalation import open_escalations
 
-    ws, _ = open_light(config, workspace)
-    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
-    if nats is not None:
-        from agentctl.backends.nats.escalations import stream_escalations
-
-        found = stream_escalations(nats, ws.escalation_overdue_s)
-    else:
-        found = open_escalations(ws, overdue_after_s=ws.escalation_overdue_s)
+    with opened_backend(config, workspace) as backend:
+        overdue_s = backend.local.escalation_overdue_s
+        found = open_escalations(backend, overdue_after_s=overdue_s)
     if json_out:
         from agentctl.cli.render import print_json
 
@@ -208,17 +206,11 @@ def resolve(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Answer an escalation: the parked run goes on (pass, flag) or ends (block)."""
-    from agentctl.cli.options import open_light, open_nats
+    from agentctl.cli.options import opened_backend
     from agentctl.flow.escalation import resolve_escalation
 
-    ws, _ = open_light(config, workspace)
-    nats = open_nats(config, workspace) if ws.transport_kind == "nats" else None
-    if nats is not None:
-        from agentctl.backends.nats.escalations import resolve_stream_escalation
-
-        escalation = resolve_stream_escalation(nats, ident, verdict.value, note)
-    else:
-        escalation = resolve_escalation(ws, ident, verdict.value, note)
+    with opened_backend(config, workspace) as backend:
+        escalation = resolve_escalation(backend, ident, verdict.value, note)
     outcome = "ends blocked" if verdict is Answer.BLOCK else "goes on"
     print(f"resolved {escalation.id} ({verdict.value}); run {escalation.run} {outcome}")
 
@@ -229,13 +221,13 @@ def halt(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Stop every agent from claiming new work (as a HALT verdict does) until `resume`."""
-    from agentctl.cli.options import open_transport
+    from agentctl.cli.options import opened_backend
     from agentctl.flow.halt import halt as enter_halt
 
-    ws, transport = open_transport(config, workspace)
-    already = enter_halt(transport, reason, by="user")
+    with opened_backend(config, workspace) as backend:
+        already = enter_halt(backend, reason, by="user")
     if already is None:
-        print(f"halted {ws.root}: {reason}")
+        print(f"halted {backend.local.root}: {reason}")
     else:
         since = f" since {already['halted_at']}" if already.get("halted_at") else ""
         print(
@@ -246,9 +238,10 @@ def halt(
 
 def resume(config: ConfigOpt = None, workspace: WorkspaceOpt = None) -> None:
     """Lift the halted state: agents claim new work again."""
-    from agentctl.cli.options import open_transport
+    from agentctl.cli.options import opened_backend
     from agentctl.flow.halt import resume as leave_halt
 
-    ws, transport = open_transport(config, workspace)
-    lifted = leave_halt(transport, by="user")
-    print(f"resumed {ws.root} (was halted: {lifted['reason']})" if lifted else "not halted")
+    with opened_backend(config, workspace) as backend:
+        lifted = leave_halt(backend, by="user")
+    where = backend.local.root
+    print(f"resumed {where} (was halted: {lifted['reason']})" if lifted else "not halted")

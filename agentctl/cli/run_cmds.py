@@ -28,6 +28,7 @@ def run(
 ) -> None:
     """Start the roster's agents and supervise them until Ctrl-C or SIGTERM."""
     from agentctl.audit.overview import collect_overview
+    from agentctl.backends import open_backend
     from agentctl.cli.options import open_full
     from agentctl.cli.render import console
     from agentctl.model.constants import SUPERVISOR_TICK_S
@@ -37,7 +38,7 @@ def run(
     for name in agent or []:
         roster.agent(name)  # unknown names fail before anything starts
     # NATS: connect now, so a missing server is one clear line before anything starts.
-    transport = roster.open_transport(workspace, client_name="supervisor")
+    transport = open_backend(roster, workspace, client_name="supervisor")
     supervisor = Supervisor(roster, ws, agents=agent, transport=transport, grace_s=grace_s)
     stop = threading.Event()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,10 +55,10 @@ def send(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Send CONTENT to agent TO (or route it); print the message id (or, with --wait, the reply)."""
-    from agentctl.cli.options import open_full, open_light, open_nats
+    from agentctl.cli.options import open_full, open_light, opened_backend, read_content
     from agentctl.cli.render import print_json, print_note
     from agentctl.config.rosterfile import find_config
-    from agentctl.flow.router import router_for, user_message
+    from agentctl.flow.router import user_message
     from agentctl.model.names import validate_agent_name
     from agentctl.protocol.control import supervisor_is_running
 
@@ -70,26 +69,25 @@ def send(
         raise typer.BadParameter(
             "expected CONTENT only with --route/--fanout" if routed else "expected TO and CONTENT"
         )
-    content = _read_content(args[-1], as_text=text)
+    content = read_content(args[-1], as_text=text)
     fields: dict[str, Any] = {
         "priority": priority,
         "keywords": [k.strip() for k in keywords.split(",") if k.strip()] if keywords else [],
     }
     if thread:
         fields["thread_id"] = thread
-    nats = open_nats(config, workspace)  # None on files
     if not routed and args[0].startswith("pipeline:"):
         from agentctl.cli.pipeline_cmds import start_run, wait_and_show
 
         roster, ws = open_full(config, workspace)
-        router = router_for(ws, nats)
-        message, path = start_run(roster, router, args[0].partition(":")[2], content, fields)
-        if nats is None and not supervisor_is_running(ws):
-            print_note(f"no supervisor is running on {ws.root}; the run waits in {path.parent}")
-        if wait:
-            wait_and_show(router, message, timeout_s=timeout_s, json_out=json_out)
-        else:
-            print_json({"id": message.id, "run": message.id}) if json_out else print(message.id)
+        with opened_backend(config, workspace) as router:
+            message, path = start_run(roster, router, args[0].partition(":")[2], content, fields)
+            if isinstance(path, Path) and not supervisor_is_running(ws):
+                print_note(f"no supervisor is running on {ws.root}; the run waits in {path.parent}")
+            if wait:
+                wait_and_show(router, message, timeout_s=timeout_s, json_out=json_out)
+                return
+        print_json({"id": message.id, "run": message.id}) if json_out else print(message.id)
         return
     decision: dict[str, Any] | None = None
     if routed:
@@ -111,31 +109,31 @@ def send(
             if to not in names:
                 raise AgentctlError(f"{ws.root}: no agent named {to!r} (and no roster to say so)")
         targets = [to]
-    router = router_for(ws, nats)
     messages = [user_message(to, content, **fields) for to in targets]
-    if decision is not None:
-        # Journaled only with the sends it decided: refused first if they would be.
-        from agentctl.flow.router import ensure_deliverable
+    with opened_backend(config, workspace) as router:
+        if decision is not None:
+            # Journaled only with the sends it decided: refused first if they would be.
+            from agentctl.flow.router import ensure_deliverable
 
-        for message in messages:
-            ensure_deliverable(message, ws.max_message_bytes)
-        (nats.journal if nats is not None else ws.journal).append("routed", **decision)
-    paths = [router.send(message) for message in messages]
-    if nats is None and not supervisor_is_running(ws):
-        where = Path(paths[0]).parent
-        print_note(f"no supervisor is running on {ws.root}; the message waits in {where}")
-    if not wait:
-        if json_out:
-            sent = [
-                {"id": m.id, "to": m.to_agent, "thread_id": m.thread_id, "path": str(p)}
-                for m, p in zip(messages, paths, strict=True)
-            ]
-            print_json(sent[0] if not fanout else sent)
-        else:
             for message in messages:
-                print(message.id)
-        return
-    replies = [router.wait_for_reply(message, timeout_s=timeout_s) for message in messages]
+                ensure_deliverable(message, ws.max_message_bytes)
+            router.journal.append("routed", **decision)
+        paths = [router.deliver(message) for message in messages]
+        if isinstance(paths[0], Path) and not supervisor_is_running(ws):
+            where = paths[0].parent
+            print_note(f"no supervisor is running on {ws.root}; the message waits in {where}")
+        if not wait:
+            if json_out:
+                sent = [
+                    {"id": m.id, "to": m.to_agent, "thread_id": m.thread_id, "path": str(p)}
+                    for m, p in zip(messages, paths, strict=True)
+                ]
+                print_json(sent[0] if not fanout else sent)
+            else:
+                for message in messages:
+                    print(message.id)
+            return
+        replies = [router.wait_for_reply(message, timeout_s=timeout_s) for message in messages]
     if fanout:
         # One answer per reviewer, keyed by agent.
         print_json(
@@ -191,35 +189,6 @@ def _route(
         "chosen": chosen,
     }
     return chosen, decision
-
-
-def _read_content(content: str, *, as_text: bool) -> Any:
-    if content == "-":
-        content = sys.stdin.read()
-    elif content.startswith("@"):
-        path = Path(content[1:])
-        if path.is_dir():
-            # A folder is sent by reference: agents that read code (the review crew) take it.
-            return {"path": str(path.absolute())}
-        try:
-            content = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AgentctlError(f"{path}: cannot read: {exc}") from None
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError:
-        raise AgentctlError("CONTENT is not valid UTF-8") from None
-    if as_text or not content.lstrip().startswith(("{", "[")):
-        return content
-    from agentctl.model.errors import BadMessageError
-    from agentctl.model.message import parse_json_strict
-
-    try:
-        return parse_json_strict(content.encode())
-    except BadMessageError as exc:
-        raise AgentctlError(
-            f"CONTENT looks like JSON but is not ({exc}); use --text to send it as a string"
-        ) from None
 
 
 def _is_failure(content: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -16,7 +16,6 @@ from pydantic import (
     model_validator,
 )
 
-from agentctl.backends.file.workspace import Workspace
 from agentctl.config.agentspec import (
     ENV_REF,
     AgentSpec,
@@ -41,9 +40,6 @@ from agentctl.model.constants import (
 )
 from agentctl.model.errors import ConfigError
 from agentctl.model.names import validate_agent_name
-
-if TYPE_CHECKING:
-    from agentctl.backends.transport import Transport
 
 
 class Durability(StrEnum):
@@ -244,34 +240,6 @@ class Roster(BaseModel):
         """The workspace directory, relative to the roster file's directory."""
         base = self._path if self._path is not None else Path.cwd() / "agents.yaml"
         return workspace_of(base, self.workspace)
-
-    def open_workspace(self, override: Path | None = None) -> Workspace:
-        """The workspace this roster describes (or `override`), with its settings."""
-        return Workspace(
-            override or self.workspace_path,
-            fsync=self.durability is Durability.FSYNC,
-            max_message_bytes=self.max_message_bytes,
-            journal_max_bytes=self.journal_max_bytes,
-            escalation_overdue_s=self.escalation_overdue_s,
-        )
-
-    def open_transport(
-        self, override: Path | None = None, *, client_name: str = "agentctl", patient: bool = False
-    ) -> Transport:
-        """The transport this roster names: its workspace, or a NATS connection beside it."""
-        workspace = self.open_workspace(override)
-        if self.transport.kind is TransportKind.FILE:
-            return workspace
-        from agentctl.backends.nats.transport import NatsTransport
-
-        return NatsTransport.connect(
-            workspace,
-            self.transport.resolved_servers(),
-            stream=self.transport.stream,
-            replicas=self.transport.replicas,
-            client_name=client_name,
-            patient=patient,
-        )
 
     @property
     def names(self) -> list[str]:

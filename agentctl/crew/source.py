@@ -88,8 +88,13 @@ class _Budget:
 
 
 def _copy_one(
-    file: Path, root: Path, copy_root: Path, source: Source, budget: _Budget,
-    *, explicit: bool = False,
+    file: Path,
+    root: Path,
+    copy_root: Path,
+    source: Source,
+    budget: _Budget,
+    *,
+    explicit: bool = False,
 ) -> None:
     rel = _rel(file, root)
     try:

@@ -1,78 +1,27 @@
-"""Dead letters: list what was given up on, and bring it back (`agentctl dead`)."""
+"""Dead letters: list what was given up on, and bring it back (`agentctl dead`), on any backend."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from agentctl.backends.file.workspace import Workspace
-from agentctl.model.constants import MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
-from agentctl.model.errors import AgentctlError, BadMessageError
-from agentctl.model.message import AgentMessage, parse_message
+from agentctl.backends.records import DeadLetter as DeadLetter  # its old home, for importers
+from agentctl.backends.records import DeadLetterError
+from agentctl.model.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
 from agentctl.protocol.journal import content_digest
 
-
-class DeadLetterError(AgentctlError):
-    """A dead letter that cannot be found or requeued."""
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """One message in an agent's dead/, with the reason beside it."""
-
-    agent: str
-    file: str
-    message_id: str | None
-    attempts: int | None
-    error_kind: str | None
-    error: str | None
-    dead_at: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The stable JSON form of `dead list --json`."""
-        return {
-            "agent": self.agent,
-            "file": self.file,
-            "message_id": self.message_id,
-            "attempts": self.attempts,
-            "error_kind": self.error_kind,
-            "error": self.error,
-            "dead_at": self.dead_at,
-        }
+if TYPE_CHECKING:
+    from agentctl.backends.base import Backend
+    from agentctl.model.message import AgentMessage
 
 
-def list_dead(ws: Workspace, agents: list[str]) -> list[DeadLetter]:
-    """Every dead letter of `agents`, by agent, oldest first."""
-    letters = []
-    for agent in agents:
-        if not ws.has_agent(agent):
-            continue
-        mailbox = ws.mailbox(agent)
-        for name in mailbox.dead_names():
-            letters.append(_letter(ws, agent, name))
-    return letters
+def list_dead(backend: Backend, agents: list[str] | None = None) -> list[DeadLetter]:
+    """Every dead letter of `agents` (every agent's with None), by agent, oldest first."""
+    return backend.dead_letters(agents)
 
 
-def _letter(ws: Workspace, agent: str, name: str) -> DeadLetter:
-    stem = name[: -len(MESSAGE_SUFFIX)] if name.endswith(MESSAGE_SUFFIX) else name
-    error = ws.mailbox(agent).read_error(name) or {}
-    message_id = error.get("message_id")
-    if message_id is None and "-" in stem:
-        message_id = stem.split("-", 1)[1]  # `<rank>-<id>`
-    return DeadLetter(
-        agent=agent,
-        file=name,
-        message_id=message_id,
-        attempts=error.get("attempts"),
-        error_kind=error.get("error_kind"),
-        error=error.get("error"),
-        dead_at=error.get("dead_at"),
-    )
-
-
-def find_dead(ws: Workspace, agents: list[str], ident: str) -> DeadLetter:
+def find_dead(backend: Backend, agents: list[str] | None, ident: str) -> DeadLetter:
     """The dead letter whose message id or file name is `ident`."""
-    return pick_dead(list_dead(ws, agents), ident)
+    return pick_dead(backend.dead_letters(agents), ident)
 
 
 def pick_dead(letters: list[DeadLetter], ident: str) -> DeadLetter:
@@ -86,24 +35,15 @@ def pick_dead(letters: list[DeadLetter], ident: str) -> DeadLetter:
     return matches[0]
 
 
-def requeue(ws: Workspace, letter: DeadLetter) -> str:
-    """Put a dead letter back in its inbox's new/ with its attempts reset; its message id.
+def requeue(backend: Backend, letter: DeadLetter) -> str:
+    """Put a dead letter back in its inbox with its attempts reset; its message id.
 
-    A file that is not a valid message cannot be requeued: it would only die again.
+    A message that is not valid cannot be requeued: it would only die again.
     """
-    mailbox = ws.mailbox(letter.agent)
-    try:
-        message = parse_message(mailbox.read(mailbox.dead / letter.file))
-    except FileNotFoundError:
-        raise DeadLetterError(f"{letter.agent}/{letter.file}: no longer in dead/") from None
-    except BadMessageError as exc:
-        raise DeadLetterError(
-            f"{letter.agent}/{letter.file}: not a valid message, cannot requeue ({exc}); "
-            "fix it or remove it by hand"
-        ) from None
-    revived = revive(message)
-    # Journaled before it becomes claimable, as a send is, so `requeued` precedes `claimed`.
-    ws.record(
+    revived = revive(backend.read_dead(letter))
+    # Journaled before it becomes claimable, as a send is, so `requeued` precedes `claimed`;
+    # with its digest, so `verify` finds the requeued copy as it finds a sent one.
+    backend.record(
         "requeued",
         revived,
         letter.agent,
@@ -112,8 +52,24 @@ def requeue(ws: Workspace, letter: DeadLetter) -> str:
         previous_error=letter.error,
         previous_attempts=letter.attempts,
     )
-    mailbox.revive(letter.file, revived)
+    backend.restore_dead(letter, revived)
     return revived.id
+
+
+def requeue_dead(
+    backend: Backend, ident: str | None, agents: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """`dead requeue`: the letter `ident` (every letter with None) back in its inbox. Each
+    letter is tried: the message ids requeued, and why each of the others was not."""
+    letters = backend.dead_letters(agents)
+    chosen = letters if ident is None else [pick_dead(letters, ident)]
+    requeued, failures = [], []
+    for letter in chosen:
+        try:
+            requeued.append(requeue(backend, letter))
+        except DeadLetterError as exc:
+            failures.append(str(exc))
+    return requeued, failures
 
 
 def revive(message: AgentMessage) -> AgentMessage:

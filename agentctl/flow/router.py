@@ -8,39 +8,13 @@ reads to done/.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
+from agentctl.backends.file.replies import take
 from agentctl.backends.file.workspace import Workspace
-from agentctl.model.constants import DEAD, DEFAULT_MAX_MESSAGE_BYTES, DONE, PROCESSING, USER_AGENT
-from agentctl.model.errors import BadMessageError, ReplyTakenError, WaitTimeoutError
-from agentctl.model.ids import reply_id
-from agentctl.model.message import AgentMessage, message_file_name, new_message, parse_message
-from agentctl.protocol.journal import content_digest
-from agentctl.protocol.status import error_record
-
-if TYPE_CHECKING:
-    from agentctl.backends.nats.transport import NatsTransport
-
-
-class Router(Protocol):
-    """What `send` needs of a transport: WorkspaceRouter on files, StreamRouter on NATS."""
-
-    def send(self, message: AgentMessage) -> Path | str:
-        """Deliver `message`; where it went."""
-
-    def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
-        """The one reply to `request` (WaitTimeoutError after `timeout_s`)."""
-
-
-def router_for(ws: Workspace, nats: NatsTransport | None) -> Router:
-    """The router of the roster's transport."""
-    if nats is None:
-        return WorkspaceRouter.of(ws)
-    from agentctl.backends.nats.router import StreamRouter
-
-    return StreamRouter(nats)
+from agentctl.model.constants import DEFAULT_MAX_MESSAGE_BYTES, USER_AGENT
+from agentctl.model.errors import BadMessageError
+from agentctl.model.message import AgentMessage, new_message
 
 
 class WorkspaceRouter:
@@ -96,56 +70,11 @@ class WorkspaceRouter:
         return messages
 
     def _take(self, agent_name: str, name: str, path: Path) -> AgentMessage:
-        # Claimed by us: read, ack into done/, and journal what was received. A bad file goes
-        # to dead/ with its reason (never left claimed), and BadMessageError names it.
-        inbox = self.workspace.mailbox(agent_name)
-        try:
-            data = inbox.read(path)
-            message = parse_message(data)
-        except BadMessageError as exc:
-            error = f"{name}: {exc}"
-            inbox.bury(name, error_record(None, error, "bad_message", 0))
-            self.workspace.record(
-                "dead", None, agent_name, file=name, error=error, error_kind="bad_message"
-            )
-            raise BadMessageError(f"{inbox.dead / name}: {exc}") from None
-        inbox.ack(name)
-        self.workspace.record(
-            "received", message, agent_name, file=name, sha256=content_digest(data)
-        )
-        return message
+        return take(self.workspace, agent_name, name, path)
 
     def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
         """Wait for the one reply to `request` in its sender's inbox; claim, ack and return it."""
-        from agentctl.protocol.watcher import DirectoryWatcher  # only waiting pays for watchdog
-
-        inbox = self.workspace.ensure_agent(request.from_agent)
-        name = message_file_name(request.priority, reply_id(request.id, request.requeued))
-        deadline = time.monotonic() + timeout_s
-        with DirectoryWatcher(inbox.new) as watcher:
-            while True:
-                watcher.clear()
-                path = inbox.claim(name)
-                if path is not None:
-                    return self._take(request.from_agent, name, path)
-                where = inbox.locate(name)
-                if where in (PROCESSING, DONE):  # another waiter claimed it: it never comes back
-                    raise ReplyTakenError(
-                        f"the reply to {request.id} arrived and was taken by another receiver: "
-                        f"{inbox.done / name}"
-                    )
-                if where == DEAD:
-                    raise ReplyTakenError(
-                        f"the reply to {request.id} arrived, but another receiver found it "
-                        f"unreadable: {inbox.dead / name}"
-                    )
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WaitTimeoutError(
-                        f"no reply to {request.id} within {timeout_s:g} s "
-                        f"(the request is still queued for {request.to_agent})"
-                    )
-                watcher.wait(min(remaining, 0.5))
+        return self.workspace.wait_for_reply(request, timeout_s=timeout_s)
 
 
 def ensure_deliverable(message: AgentMessage, max_message_bytes: int) -> None:

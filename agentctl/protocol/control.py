@@ -252,8 +252,11 @@ def ask_supervisor(
         if not supervisor_is_running(workspace):
             _withdraw(workspace, request_id, f"supervisor (pid {ref.pid}) stopped")
         if time.monotonic() > deadline:
-            _withdraw(workspace, request_id, f"supervisor (pid {ref.pid}) gave no answer within "
-                      f"{timeout_s:g} s")
+            _withdraw(
+                workspace,
+                request_id,
+                f"supervisor (pid {ref.pid}) gave no answer within {timeout_s:g} s",
+            )
         time.sleep(0.02)
     ok, lines = answer
     if not ok:

@@ -230,8 +230,11 @@ class Supervisor:
                 lines.append(f"{key}: already running (pid {proc.pid})")
                 continue
             self._start_afresh(proc, times_fatal=0, cause=f"agentctl restart ({proc.state.value})")
-            lines.append(f"{key}: restarted (pid {proc.pid})" if proc.pid else
-                         f"{key}: could not start; retrying with backoff (see `agentctl tail`)")
+            lines.append(
+                f"{key}: restarted (pid {proc.pid})"
+                if proc.pid
+                else f"{key}: could not start; retrying with backoff (see `agentctl tail`)"
+            )
         return lines
 
     def _start_afresh(self, proc: AgentProcess, *, times_fatal: int, cause: str) -> None:
@@ -266,8 +269,9 @@ class Supervisor:
                 if not proc.spared:
                     proc.spared = True
                     why = disk_error_line(refused)
-                    self.events.append(f"{proc.spec.name}: silent, but the disk refuses writes "
-                                       f"({why}); not killed")
+                    self.events.append(
+                        f"{proc.spec.name}: silent, but the disk refuses writes ({why}); not killed"
+                    )
                 return
             proc.spared = False
             self._note(

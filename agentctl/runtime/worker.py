@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from agentctl.backends import open_backend
 from agentctl.backends.file.workspace import Workspace
 from agentctl.config.agentspec import AgentSpec, HandlerKind
 from agentctl.config.roster import load_roster
@@ -61,6 +62,7 @@ from agentctl.runtime.reporter import StatusReporter
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
+    from agentctl.backends.base import Backend
     from agentctl.backends.transport import Delivery, Transport
     from agentctl.runtime.handlers import Handler
 
@@ -487,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s {args.agent}[%(process)d] %(levelname)s %(message)s",
     )
     die_with_parent(signal.SIGTERM)
+    transport: Backend | None = None
     try:
         roster = load_roster(args.config)
         spec = roster.agent(args.agent)
@@ -495,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
 
         allow_imports_from(roster)
         # A worker waits for an unreachable NATS server (status: disconnected) instead of failing.
-        transport = roster.open_transport(
-            args.workspace, client_name=f"{spec.name}.{args.replica}", patient=True
+        transport = open_backend(
+            roster, args.workspace, client_name=f"{spec.name}.{args.replica}", patient=True
         )
         workspace = transport.local
         handler: Handler
@@ -522,7 +525,11 @@ def main(argv: list[str] | None = None) -> int:
             stuck_after_s=roster.stuck_after_s,
             replica=args.replica,
         )
-    except AgentctlError as exc:
+    except BaseException as exc:
+        if transport is not None:  # its connection's thread would keep the process alive
+            transport.close()
+        if not isinstance(exc, AgentctlError):
+            raise
         log.error("%s", exc)
         return 2
 

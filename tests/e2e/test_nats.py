@@ -58,21 +58,19 @@ class Client:
 
     def __init__(self, tmp: Path, servers: list[str], *, replicas: int = 1) -> None:
         from agentctl.backends.file.workspace import Workspace
+        from agentctl.backends.nats.backend import NatsBackend
         from agentctl.backends.nats.reader import StreamReader
-        from agentctl.backends.nats.router import StreamRouter
-        from agentctl.backends.nats.transport import NatsTransport
 
-        self.transport = NatsTransport.connect(
+        self.transport = NatsBackend.connect(
             Workspace(tmp / "client"), servers, stream="AGENTCTL", replicas=replicas
         )
-        self.router = StreamRouter(self.transport)
         self.reader = StreamReader(self.transport)
 
     def send(self, to: str, content: str) -> str:
         from agentctl.flow.router import user_message
 
         message = user_message(to, content)
-        self.router.send(message)
+        self.transport.deliver(message)
         return message.id
 
     def count(self, event: str) -> Counter[str]:

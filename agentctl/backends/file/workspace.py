@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +39,13 @@ from agentctl.protocol.fsutil import check_real_dir, ensure_dir
 from agentctl.protocol.mailbox import Mailbox
 
 if TYPE_CHECKING:
+    from agentctl.backends.file.history import FileHistory
     from agentctl.backends.file.inbox import FileInbox
+    from agentctl.backends.records import DeadLetter
     from agentctl.config.agentspec import AgentSpec
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.journal import Journal
+    from agentctl.protocol.mailbox import Depth
     from agentctl.protocol.status import AgentStatus
 
 SUMMARY_CHARS = 80
@@ -70,8 +74,6 @@ class Workspace:
         self.journal_max_bytes = journal_max_bytes
         self.escalation_overdue_s = escalation_overdue_s
         self.disabled: frozenset[str] = frozenset()  # agents that cannot run here (no endpoint)
-        # The roster's `transport.kind` ("nats": commands go to the cluster, not these files).
-        self.transport_kind = "file"
         self._ensured: dict[str, Mailbox] = {}
         # Each ensured agent's outbox as a string ending in "/": the copy of every sent message
         # is named by concatenation (pathlib joins cost microseconds on the send path).
@@ -148,6 +150,87 @@ class Workspace:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    # -- the Backend protocol: reading back, dead letters, escalations ----------------------
+
+    def read_events(
+        self,
+        last_n: int,
+        keep: Callable[[dict[str, Any]], bool],
+        *,
+        on_damaged: Callable[[str], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The last `last_n` journal events that `keep` accepts, oldest first."""
+        from agentctl.protocol.journalreader import read_last
+
+        def damaged(path: Path, raw: bytes) -> None:
+            if on_damaged is not None:
+                on_damaged(f"{path.name}: {raw[:60]!r}")
+
+        return list(read_last(self.journal_dir, last_n, keep, on_damaged=damaged))
+
+    def follow_events(
+        self,
+        keep: Callable[[dict[str, Any]], bool],
+        stop: threading.Event,
+        *,
+        on_damaged: Callable[[str], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Journal events appended from now on that `keep` accepts, until `stop` is set."""
+        from agentctl.protocol.journalreader import follow
+
+        for entry in follow(self.journal_dir, stop=stop):
+            if entry.record is not None and keep(entry.record):
+                yield entry.record
+            elif entry.record is None and entry.raw.strip() and on_damaged is not None:
+                on_damaged(f"{entry.raw[:80]!r}")
+
+    def history(self) -> FileHistory:
+        """The journal and the message files."""
+        from agentctl.backends.file.history import FileHistory
+
+        return FileHistory(self)
+
+    def dead_letters(self, agents: list[str] | None = None) -> list[DeadLetter]:
+        """What dead/ holds, with the reasons in dead/.errors/."""
+        from agentctl.backends.file.deadletters import list_dead
+
+        return list_dead(self, agents)
+
+    def read_dead(self, letter: DeadLetter) -> AgentMessage:
+        """The message in dead/."""
+        from agentctl.backends.file.deadletters import read_dead
+
+        return read_dead(self, letter)
+
+    def restore_dead(self, letter: DeadLetter, message: AgentMessage) -> None:
+        """dead/ -> new/ with `message`, dropping the reason."""
+        self.mailbox(letter.agent).revive(letter.file, message)
+
+    def escalation_requests(self) -> list[tuple[str, AgentMessage]]:
+        """What waits in the human inbox's new/."""
+        from agentctl.backends.file.deadletters import escalation_requests
+
+        return escalation_requests(self)
+
+    def settle_escalation(self, where: str, reply: AgentMessage) -> None:
+        """Claim the escalation's file, deliver `reply`, ack the file."""
+        from agentctl.backends.file.deadletters import settle_escalation
+
+        settle_escalation(self, where, reply)
+
+    def depth(self, agents: list[str]) -> dict[str, Depth]:
+        """Each agent's new/, processing/ and dead/ counts."""
+        from agentctl.protocol.mailbox import Depth
+
+        empty = Depth(new=0, processing=0, dead=0)
+        return {a: self.mailbox(a).depth() if self.has_agent(a) else empty for a in agents}
+
+    def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
+        """Claim the reply from the sender's inbox when it lands there."""
+        from agentctl.backends.file.replies import wait_for_reply
+
+        return wait_for_reply(self, request, timeout_s=timeout_s)
 
     @property
     def control_dir(self) -> Path:

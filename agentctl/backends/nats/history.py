@@ -87,7 +87,8 @@ def verify_stream(transport: NatsTransport) -> StreamReport:
         message_id, event = record.get("message_id"), record.get("event")
         if not message_id:
             continue
-        if event == "sent" and record.get("sha256"):
+        # A requeue publishes the message again, with the digest it journals.
+        if event in ("sent", "requeued") and record.get("sha256"):
             expected.setdefault(str(message_id), []).append(str(record["sha256"]))
         elif event == "discarded" and expected.get(str(message_id)):
             expected[str(message_id)].pop()

@@ -21,6 +21,7 @@ from agentctl.backends.transport import Delivery
 from agentctl.model.constants import HANDLER_OVERRUN_GRACE_S, REWRITE_HEADROOM_BYTES
 from agentctl.model.errors import BadMessageError
 from agentctl.model.names import validate_agent_name
+from agentctl.protocol.overrunnote import take_note
 
 if TYPE_CHECKING:
     from agentctl.config.agentspec import AgentSpec
@@ -50,9 +51,13 @@ class NatsInbox:
         self._wake = threading.Event()
         self._fetch_waited = False
         self._tickers: dict[str, concurrent.futures.Future[None]] = {}
+        # Why the last worker here gave up on a message (a handler overran its timeout).
+        self._note: dict[str, Any] | None = None
 
     def open(self) -> None:
-        """Create (or update) the agent's durable consumer and bind to it."""
+        """Take the last worker's note, if any; create (or update) the agent's durable
+        consumer and bind to it."""
+        self._note = take_note(self.transport.local.agent_dir(self.agent))
         self._sub = self.transport.call(self._subscribe, f"consumer agent-{self.agent}")
 
     async def _subscribe(self) -> Any:
@@ -85,7 +90,8 @@ class NatsInbox:
             self._sub = None
 
     def recover(self) -> list[Delivery]:
-        """Nothing to recover by hand: the server redelivers a dead worker's messages."""
+        """Nothing to recover by hand: the server redelivers a dead worker's messages (and
+        `claim` marks the one the last worker left a note about)."""
         return []
 
     def claim(self, may_claim: Callable[[], bool]) -> Iterator[Delivery]:
@@ -101,6 +107,10 @@ class NatsInbox:
                 redeliveries=max(0, int(meta.num_delivered) - 1),
                 handle=msg,
             )
+            if self._note is not None and self._note.get("file") == delivery.key:
+                # Redelivered after its handler overran: settle it as the note says (a
+                # timeout), as the file inbox's recover() does, instead of running it again.
+                delivery.interrupted, delivery.reason, self._note = True, self._note, None
             self._tickers[delivery.key] = self.transport.loop.spawn(self._in_progress(msg))
             yield delivery
 

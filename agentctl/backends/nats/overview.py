@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from agentctl.audit.overview import AgentRow, Overview, pipeline_summary, row_of
-from agentctl.backends.nats.escalations import stream_escalations
-from agentctl.backends.nats.reader import Depth, StreamReader
+from agentctl.backends.nats.deadletters import stream_escalation_requests
+from agentctl.backends.nats.reader import StreamReader
 from agentctl.backends.nats.transport import NatsTransport
+from agentctl.backends.records import escalation_of
 from agentctl.model.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
 from agentctl.protocol.control import supervisor_info
+from agentctl.protocol.mailbox import Depth
 from agentctl.protocol.status import LIVE_STATES, AgentState, AgentStatus, parse_iso
 
 LOST = "lost"  # a live state whose heartbeat stopped: the worker died or cannot reach us
@@ -42,7 +44,10 @@ def collect_nats_overview(transport: NatsTransport, replicas: dict[str, int]) ->
             rows.append(_row(AgentStatus(agent=name), depth, now, recorded=False))
         rows.extend(_row(status, depth, now, recorded=True) for status in workers)
     ws = transport.local
-    escalations = stream_escalations(transport, ws.escalation_overdue_s)
+    escalations = [
+        escalation_of(message, where, now, ws.escalation_overdue_s)
+        for where, message in stream_escalation_requests(transport)
+    ]
     return Overview(
         workspace=str(ws.root),
         supervisor=supervisor_info(ws),

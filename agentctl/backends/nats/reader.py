@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentctl.backends.nats.client import DEAD_SUBJECT, EVENTS_SUBJECT, INBOX_SUBJECT
+from agentctl.protocol.mailbox import Depth
 from agentctl.protocol.status import AgentStatus
 
 if TYPE_CHECKING:
@@ -34,15 +35,6 @@ class StoredMessage:
     subject: str
     data: bytes
     headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Depth:
-    """An agent's consumer: waiting, in a worker's hands, and dead letters."""
-
-    new: int
-    processing: int
-    dead: int
 
 
 class StreamReader:

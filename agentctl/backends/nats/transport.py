@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from agentctl.backends.nats.client import (
     EVENTS_SUBJECT,
@@ -121,10 +121,10 @@ class NatsTransport:
         replicas: int,
         client_name: str = "agentctl",
         patient: bool = False,
-    ) -> NatsTransport:
+    ) -> Self:
         """Connect, and create the stream and the status bucket if they do not exist."""
         loop = LoopThread(f"nats-{client_name}")
-        holder: list[NatsTransport] = []
+        holder: list[Self] = []
 
         def on_change(connected: bool) -> None:
             if holder:
@@ -276,7 +276,7 @@ class NatsTransport:
         `dedupe` and the server already holds this message id."""
         from agentctl.backends.file.workspace import sent_fields
 
-        subject = INBOX_SUBJECT.format(agent=validate_agent_name(message.to_agent))
+        validate_agent_name(message.to_agent)
         validate_agent_name(message.from_agent)
         data = message.to_json_bytes()
         if len(data) > self.max_message_bytes:
@@ -286,12 +286,12 @@ class NatsTransport:
             )
         # Journaled before it can be claimed, as on files, so `sent` precedes `claimed`.
         self.record("sent", message, message.from_agent, **sent_fields(message, data))
-        # A requeued message is a new delivery of the same id: it must not be deduplicated.
-        msg_id = f"{message.id}.r{message.requeued}" if message.requeued else message.id
-        headers = {"Nats-Msg-Id": msg_id}
-        ack = self.call(
-            lambda: self.js.publish(subject, data, headers=headers), f"send {message.id}"
-        )
+        try:
+            ack = self.publish_message(message, data)
+        except Exception as exc:  # as on files: the sender's journal says it did not go
+            error = str(exc)
+            self.record("discarded", message, message.from_agent, to=message.to_agent, error=error)
+            raise
         if ack.duplicate:
             self.record(
                 "discarded",
@@ -304,6 +304,16 @@ class NatsTransport:
                 raise AgentctlError(f"message {message.id} was already sent; nothing sent")
             return None
         return f"{self.stream}:{ack.seq}"
+
+    def publish_message(self, message: AgentMessage, data: bytes) -> Any:
+        """Store `data` (`message`'s bytes) on its recipient's inbox subject; the server's ack."""
+        subject = INBOX_SUBJECT.format(agent=validate_agent_name(message.to_agent))
+        # A requeued message is a new delivery of the same id: it must not be deduplicated.
+        msg_id = f"{message.id}.r{message.requeued}" if message.requeued else message.id
+        headers = {"Nats-Msg-Id": msg_id}
+        return self.call(
+            lambda: self.js.publish(subject, data, headers=headers), f"send {message.id}"
+        )
 
     def inbox(
         self, spec: AgentSpec, *, poll_interval_s: float, clock: Clock = SYSTEM_CLOCK

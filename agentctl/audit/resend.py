@@ -1,0 +1,49 @@
+"""`replay --resend`: deliver a recorded task again, as a new message, on any backend."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentctl.model.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
+from agentctl.model.errors import AgentctlError
+
+if TYPE_CHECKING:
+    from agentctl.audit.history import MessageTrace, Thread
+    from agentctl.backends.base import Backend
+    from agentctl.config.roster import Roster
+    from agentctl.model.message import AgentMessage
+
+
+def resend(
+    backend: Backend, roster: Roster, ident: str, *, to: str | None = None
+) -> tuple[MessageTrace, AgentMessage, Thread]:
+    """Deliver again the task `ident` (or the first task of thread `ident`), to `to` or to its
+    recipient: the recorded message, the new one, and the thread it was found in."""
+    from agentctl.audit.history import load_thread
+    from agentctl.flow.router import user_message
+
+    thread = load_thread(backend.history(), ident)
+    original = thread.messages.get(ident) or next(
+        (m for m in thread.roots() if m.kind == "task"), None
+    )
+    if original is None:
+        raise AgentctlError(f"{ident}: no task in this thread to resend")
+    envelope = backend.history().envelope(original)
+    if envelope is None:
+        raise AgentctlError(f"{original.id}: its message file is gone; cannot resend it")
+    target = to or original.to_agent or ""
+    roster.agent(target)  # a clear error for an unknown agent
+    headers = dict(envelope.get("headers") or {})
+    # The copy starts a life of its own: no retry delay or requeue count carried over.
+    for internal in (REQUEUED_HEADER, NOT_BEFORE_HEADER):
+        headers.pop(internal, None)
+    headers["resent_from"] = original.id
+    message = user_message(
+        target,
+        envelope.get("content"),
+        keywords=envelope.get("keywords") or [],
+        priority=envelope.get("priority") or "normal",
+        headers=headers,
+    )
+    backend.deliver(message)
+    return original, message, thread
