@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from agentctl.model.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-exported
 from agentctl.model.constants import PIPELINE_HEADER as PIPELINE_HEADER
 from agentctl.model.constants import STAGE_HEADER as STAGE_HEADER
-from agentctl.model.verdict import Verdict
+from agentctl.model.verdict import Verdict, verdict_of
 from agentctl.protocol.fsutil import ensure_dir, write_atomic
 from agentctl.protocol.status import iso_now
 
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from agentctl.backends.file.workspace import Workspace
 
 RUNS_DIR = "runs"  # under the conductor's agent directory
+
+# The verdict a stage result carries: the one rule every reader applies (model/verdict.py).
+stage_verdict = verdict_of
 
 _STAGE_ID_RE = re.compile(r"^(?P<run>[0-9A-Za-z_-]+)\.s(?P<stage>\d+)\.(?P<who>[a-z][a-z0-9_-]*)$")
 
@@ -83,21 +86,6 @@ def parse_stage_id(message_id: str) -> tuple[str, int, str] | None:
     if match is None:
         return None
     return match["run"], int(match["stage"]), match["who"]
-
-
-def stage_verdict(result: Any) -> Verdict:
-    """The verdict a stage result carries: `verdict`, or the seed's `passed`; PASS otherwise."""
-    if isinstance(result, dict):
-        value = result.get("verdict")
-        if isinstance(value, str):
-            try:
-                return Verdict(value.lower())
-            except ValueError:
-                return Verdict.FLAG  # a verdict we do not know deserves a look, not a pass
-        passed = result.get("passed")
-        if passed is False:
-            return Verdict.BLOCK
-    return Verdict.PASS
 
 
 @dataclass

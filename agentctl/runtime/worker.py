@@ -43,6 +43,7 @@ from agentctl.model.errors import (
     NonRetryableError,
 )
 from agentctl.model.message import AgentMessage, MessageKind, parse_message
+from agentctl.model.verdict import stated_verdict as verdict_of  # the one rule: None when unstated
 from agentctl.protocol.fsutil import write_atomic
 from agentctl.protocol.journal import content_digest
 from agentctl.protocol.proc import ProcessRef, die_with_parent
@@ -414,19 +415,6 @@ class Worker:
         # Retried as it is, not rebuilt: with dedupe, a reply that did land is not sent twice.
         self.writes.run(lambda: self.transport.deliver(reply, dedupe=True))
         return reply.id
-
-
-def verdict_of(result: object) -> str | None:
-    """The verdict a handler's result carries, if any (`verdict`, or the seed's `passed`)."""
-    if not isinstance(result, dict):
-        return None
-    verdict = result.get("verdict")
-    if isinstance(verdict, str):
-        return verdict.lower()
-    passed = result.get("passed")
-    if isinstance(passed, bool):
-        return "pass" if passed else "block"
-    return None
 
 
 def _seconds_until(when: str | None) -> float:
