@@ -16,9 +16,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from agentctl.backends.file.workspace import Workspace
-from agentctl.model.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
+from agentctl.model.constants import (
+    DEAD,
+    DONE,
+    INBOX_DIR,
+    NEW,
+    OUTBOX_DIR,
+    PROCESSING,
+    RESERVED_AGENT_NAMES,
+)
 from agentctl.model.errors import AgentctlError
 from agentctl.model.names import validate_agent_name, validate_message_id
+from agentctl.model.vocab import Event, choices
 from agentctl.protocol.journalreader import read_all
 
 Record = dict[str, Any]
@@ -77,10 +86,21 @@ def event_filter(
     kinds: list[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    agents: list[str] | None = None,
 ) -> Callable[[Record], bool]:
-    """A predicate over journal records; `agent` matches the actor or the recipient."""
+    """A predicate over journal records; `agent` matches the actor or the recipient.
+
+    `kinds` must be journal events, and `agent` one of `agents` (the roster's, when given) or a
+    reserved name: a typo would otherwise show an empty journal instead of an error.
+    """
     if agent is not None:
         validate_agent_name(agent)
+        known = sorted({*agents, *RESERVED_AGENT_NAMES}) if agents is not None else None
+        if known is not None and agent not in known:
+            raise HistoryError(f"unknown agent {agent!r}; the agents: {', '.join(known)}")
+    for kind in kinds or ():
+        if kind not in list(Event):
+            raise HistoryError(f"unknown event kind {kind!r}; the events: {choices(Event)}")
     wanted = set(kinds or ())
 
     def keep(record: Record) -> bool:

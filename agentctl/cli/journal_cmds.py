@@ -47,9 +47,9 @@ def tail(
     from agentctl.protocol.journalreader import follow as follow_journal
     from agentctl.protocol.journalreader import read_last
 
-    ws, _ = open_light(config, workspace)
+    ws, names = open_light(config, workspace)
     kinds = [k for value in kind or [] for k in value.split(",") if k]
-    keep = event_filter(agent=agent, thread=thread, kinds=kinds)
+    keep = event_filter(agent=agent, thread=thread, kinds=kinds, agents=names)
     show = _printer(json_out)
     if ws.transport_kind == "nats":
         _tail_stream(config, workspace, lines, keep, show, follow=follow)
