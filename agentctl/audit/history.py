@@ -37,15 +37,15 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 # What each event says about where the message file now is (for replay and verify).
 STATE_AFTER = {
-    "sent": "waiting",
-    "retried": "waiting",
-    "requeued": "waiting",
-    "claimed": "in hand",
-    "handled": "done",
-    "received": "done",
-    "dead": "dead",
+    Event.SENT: "waiting",
+    Event.RETRIED: "waiting",
+    Event.REQUEUED: "waiting",
+    Event.CLAIMED: "in hand",
+    Event.HANDLED: "done",
+    Event.RECEIVED: "done",
+    Event.DEAD: Event.DEAD,
 }
-MESSAGE_EVENTS = frozenset(STATE_AFTER) | {"failed", "discarded"}
+MESSAGE_EVENTS = frozenset(STATE_AFTER) | {Event.FAILED, Event.DISCARDED}
 
 
 class HistoryError(AgentctlError):
@@ -343,7 +343,7 @@ def _add_unjournaled(history: History, messages: dict[str, MessageTrace], data: 
 def _as_record(trace: MessageTrace) -> Record:
     # An unjournaled message, as the event filter sees one: by whom and to whom.
     return {"agent": trace.from_agent, "to": trace.to_agent, "thread_id": None,
-            "event": "sent"}  # fmt: skip
+            "event": Event.SENT}  # fmt: skip
 
 
 def _apply(trace: MessageTrace, record: Record, *, shown: bool = True) -> None:
@@ -351,21 +351,21 @@ def _apply(trace: MessageTrace, record: Record, *, shown: bool = True) -> None:
     if shown:
         trace.events.append(record)
     trace.state = STATE_AFTER.get(event, trace.state)
-    if event == "sent":
+    if event == Event.SENT:
         trace.from_agent = record.get("agent")
         trace.to_agent = record.get("to")
         trace.kind = record.get("kind")
         trace.in_reply_to = record.get("in_reply_to")
         trace.file = record.get("file")
-    elif event == "claimed":
+    elif event == Event.CLAIMED:
         trace.attempts = max(trace.attempts, int(record.get("attempt") or 0))
         trace.to_agent = trace.to_agent or record.get("agent")
         trace.file = trace.file or record.get("file")
-    elif event == "handled":
+    elif event == Event.HANDLED:
         trace.verdict = record.get("verdict")
         trace.result_id = record.get("result_id")
         trace.error = None
-    elif event in ("failed", "dead", "discarded"):
+    elif event in (Event.FAILED, Event.DEAD, Event.DISCARDED):
         trace.error = record.get("error")
         trace.file = trace.file or record.get("file")
 

@@ -11,6 +11,7 @@ import typer
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
 from agentctl.model.errors import AgentctlError
 from agentctl.model.priority import Priority
+from agentctl.model.vocab import Event
 
 KeywordsOpt = Annotated[
     str | None,
@@ -119,7 +120,7 @@ def send(
 
         for message in messages:
             ensure_deliverable(message, ws.max_message_bytes)
-        (nats.journal if nats is not None else ws.journal).append("routed", **decision)
+        (nats.journal if nats is not None else ws.journal).append(Event.ROUTED, **decision)
     paths = [router.send(message) for message in messages]
     if nats is None and not supervisor_is_running(ws):
         where = Path(paths[0]).parent

@@ -9,6 +9,7 @@ from agentctl.backends.file.workspace import Workspace
 from agentctl.model.constants import MESSAGE_SUFFIX, NOT_BEFORE_HEADER, REQUEUED_HEADER
 from agentctl.model.errors import AgentctlError, BadMessageError
 from agentctl.model.message import AgentMessage, parse_message
+from agentctl.model.vocab import Event
 from agentctl.protocol.journal import content_digest
 
 
@@ -104,7 +105,7 @@ def requeue(ws: Workspace, letter: DeadLetter) -> str:
     revived = revive(message)
     # Journaled before it becomes claimable, as a send is, so `requeued` precedes `claimed`.
     ws.record(
-        "requeued",
+        Event.REQUEUED,
         revived,
         letter.agent,
         file=letter.file,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.constants import DEFAULT_ESCALATION_OVERDUE_S, HUMAN_AGENT
 from agentctl.model.errors import AgentctlError, BadMessageError
+from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
     from agentctl.backends.transport import Transport
@@ -120,7 +121,7 @@ def answer(
     reply_content: dict[str, Any] = {"verdict": verdict, "note": note, "by": _who()}
     transport.deliver(request.reply(reply_content), dedupe=True)
     transport.record(
-        "resolved",
+        Event.RESOLVED,
         request,
         HUMAN_AGENT,
         verdict=verdict,

@@ -24,6 +24,7 @@ from agentctl.model.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-expo
 from agentctl.model.constants import PIPELINE_HEADER as PIPELINE_HEADER
 from agentctl.model.constants import STAGE_HEADER as STAGE_HEADER
 from agentctl.model.verdict import Verdict, verdict_of
+from agentctl.model.vocab import RUN_OUTCOMES, RunStatus
 from agentctl.protocol.fsutil import ensure_dir, write_atomic
 from agentctl.protocol.status import iso_now
 
@@ -117,7 +118,7 @@ class Run:
     original_task: Any
     stages: list[StageState]
     thread_id: str
-    status: str = "running"  # running, escalated, done, blocked, stopped, halted
+    status: str = RunStatus.RUNNING  # a RunStatus; read back as the plain string stored
     current: int = 0
     flags: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
@@ -131,14 +132,14 @@ class Run:
         """The outcome is known but the `finally` stage has not answered yet."""
         return (
             self.final is not None
-            and self.status in ("done", "blocked", "stopped")
+            and self.status in RUN_OUTCOMES
             and not self.final.complete
         )
 
     @property
     def finished(self) -> bool:
         """The run has an outcome and its requester was told."""
-        return self.status in ("done", "blocked", "stopped", "halted")
+        return self.status in {*RUN_OUTCOMES, RunStatus.HALTED}
 
     def context(self) -> dict[str, Any]:
         """The seed's context for the current stage: the task and the earlier results (for the
@@ -166,7 +167,7 @@ class Run:
         verdicts = [Verdict(s.verdict) for s in stages if s is not None and s.verdict]
         if self.flags:
             verdicts.append(Verdict.FLAG)
-        if self.status == "halted":
+        if self.status == RunStatus.HALTED:
             verdicts.append(Verdict.HALT)
         return Verdict.worst(verdicts)
 

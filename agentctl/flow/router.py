@@ -17,6 +17,7 @@ from agentctl.model.constants import DEAD, DEFAULT_MAX_MESSAGE_BYTES, DONE, PROC
 from agentctl.model.errors import BadMessageError, ReplyTakenError, WaitTimeoutError
 from agentctl.model.ids import reply_id
 from agentctl.model.message import AgentMessage, message_file_name, new_message, parse_message
+from agentctl.model.vocab import ErrorKind, Event
 from agentctl.protocol.journal import content_digest
 from agentctl.protocol.status import error_record
 
@@ -104,14 +105,19 @@ class WorkspaceRouter:
             message = parse_message(data)
         except BadMessageError as exc:
             error = f"{name}: {exc}"
-            inbox.bury(name, error_record(None, error, "bad_message", 0))
+            inbox.bury(name, error_record(None, error, ErrorKind.BAD_MESSAGE, 0))
             self.workspace.record(
-                "dead", None, agent_name, file=name, error=error, error_kind="bad_message"
+                Event.DEAD,
+                None,
+                agent_name,
+                file=name,
+                error=error,
+                error_kind=ErrorKind.BAD_MESSAGE,
             )
             raise BadMessageError(f"{inbox.dead / name}: {exc}") from None
         inbox.ack(name)
         self.workspace.record(
-            "received", message, agent_name, file=name, sha256=content_digest(data)
+            Event.RECEIVED, message, agent_name, file=name, sha256=content_digest(data)
         )
         return message
 

@@ -43,7 +43,9 @@ from agentctl.model.errors import (
     NonRetryableError,
 )
 from agentctl.model.message import AgentMessage, MessageKind, parse_message
+from agentctl.model.verdict import Verdict
 from agentctl.model.verdict import stated_verdict as verdict_of  # the one rule: None when unstated
+from agentctl.model.vocab import ErrorKind, Event
 from agentctl.protocol.fsutil import write_atomic
 from agentctl.protocol.journal import content_digest
 from agentctl.protocol.proc import ProcessRef, die_with_parent
@@ -208,7 +210,7 @@ class Worker:
             "file": delivery.key,
             "message_id": message.id,
             "error": error,
-            "error_kind": "timeout",
+            "error_kind": ErrorKind.TIMEOUT,
         }
         try:
             write_atomic(
@@ -257,7 +259,7 @@ class Worker:
             reason = reason or {"error": died}
         message = message.model_copy(update={"attempt": attempt})
         self._record(
-            "claimed",
+            Event.CLAIMED,
             message,
             attempt=message.attempt,
             file=delivery.key,
@@ -269,10 +271,13 @@ class Worker:
                     delivery,
                     message,
                     str(reason["error"]),
-                    "timeout" if reason.get("error_kind") == "timeout" else "interrupted",
+                    ErrorKind.TIMEOUT
+                    if reason.get("error_kind") == ErrorKind.TIMEOUT
+                    else ErrorKind.INTERRUPTED,
                 )
             else:
-                self._fail(delivery, message, "worker died while handling it", "interrupted")
+                lost = "worker died while handling it"
+                self._fail(delivery, message, lost, ErrorKind.INTERRUPTED)
             return
         self.reporter.update(state=AgentState.BUSY, current_message_id=message.id)
         started = time.monotonic()
@@ -281,21 +286,22 @@ class Worker:
         try:
             result = self.handler.handle(message, timeout_s=timeout_s)
         except HandlerTimeoutError as exc:
-            self._fail(delivery, message, str(exc), "timeout", _ms_since(started))
+            self._fail(delivery, message, str(exc), ErrorKind.TIMEOUT, _ms_since(started))
         except NonRetryableError as exc:
-            self._fail(delivery, message, str(exc), "non_retryable", _ms_since(started), final=True)
+            kind = ErrorKind.NON_RETRYABLE
+            self._fail(delivery, message, str(exc), kind, _ms_since(started), final=True)
         except HandlerError as exc:
-            self._fail(delivery, message, str(exc), "error", _ms_since(started))
+            self._fail(delivery, message, str(exc), ErrorKind.ERROR, _ms_since(started))
         except Exception as exc:  # a bug must not stop the agent: count it as a failed attempt
             log.error("handler crashed on %s:\n%s", message.id, traceback.format_exc())
             error = f"{type(exc).__name__}: {exc}"
-            self._fail(delivery, message, error, "error", _ms_since(started))
+            self._fail(delivery, message, error, ErrorKind.ERROR, _ms_since(started))
         else:
             self._succeed(delivery, message, result, _ms_since(started))
         finally:
             self.overrun.disarm()
 
-    def _record(self, event: str, message: AgentMessage | None, **fields: Any) -> None:
+    def _record(self, event: Event, message: AgentMessage | None, **fields: Any) -> None:
         # A journal line is written whole or not at all, so a refused one is simply retried.
         self.writes.run(lambda: self.transport.record(event, message, self.spec.name, **fields))
 
@@ -316,11 +322,11 @@ class Worker:
             reply_id = self._reply(message, result) if answer else None
         except (AgentctlError, OSError) as exc:  # e.g. a result over max_message_bytes
             error = f"cannot deliver the result: {exc}"
-            self._fail(delivery, message, error, "error", duration_ms)
+            self._fail(delivery, message, error, ErrorKind.ERROR, duration_ms)
             return
         self.writes.run(lambda: self.inbox.ack(delivery))
         self._record(
-            "handled",
+            Event.HANDLED,
             message,
             attempt=message.attempt,
             file=delivery.key,
@@ -337,7 +343,7 @@ class Worker:
         delivery: Delivery,
         message: AgentMessage,
         error: str,
-        error_kind: str,
+        error_kind: ErrorKind,
         duration_ms: float | None = None,
         *,
         final: bool = False,
@@ -351,7 +357,7 @@ class Worker:
         )
         self.reporter.count(failed=1, last_error=f"{message.id}: {error}")
         self._record(
-            "failed",
+            Event.FAILED,
             message,
             attempt=message.attempt,
             max_attempts=self.spec.max_attempts,
@@ -363,7 +369,7 @@ class Worker:
             delay_s = self.spec.retry.delay_s(message.attempt)
             data = self.writes.run(lambda: self.inbox.retry(delivery, message, delay_s))
             self._record(
-                "retried",
+                Event.RETRIED,
                 message,
                 attempt=message.attempt,
                 file=delivery.key,
@@ -377,7 +383,7 @@ class Worker:
                 message,
                 {
                     "agent": self.spec.name,
-                    "verdict": "escalate",
+                    "verdict": Verdict.ESCALATE,
                     "error": error,
                     "attempts": message.attempt,
                 },
@@ -385,7 +391,7 @@ class Worker:
         record = error_record(message.id, error, error_kind, message.attempt)
         buried = self.writes.run(lambda: self.inbox.bury(delivery, record, message))
         self._record(
-            "dead",
+            Event.DEAD,
             message,
             attempt=message.attempt,
             file=delivery.key,
@@ -398,14 +404,14 @@ class Worker:
     def _bury_bad_file(self, delivery: Delivery, reason: str, data: bytes | None) -> None:
         log.warning("bad message %s: %s", delivery.key, reason)
         error = f"{delivery.key}: {reason}"
-        record = error_record(None, error, "bad_message", 0)
+        record = error_record(None, error, ErrorKind.BAD_MESSAGE, 0)
         self.writes.run(lambda: self.inbox.bury(delivery, record, None))
         self._record(
-            "dead",
+            Event.DEAD,
             None,
             file=delivery.key,
             error=error,
-            error_kind="bad_message",
+            error_kind=ErrorKind.BAD_MESSAGE,
             sha256=content_digest(data) if data is not None else None,
         )
         self.reporter.count(failed=1, dead=1, last_error=error)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from agentctl.backends.nats.reader import StreamReader
 from agentctl.model.errors import AgentctlError
+from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
     from agentctl.backends.nats.transport import NatsTransport
@@ -59,7 +60,7 @@ def requeue_stream_dead(transport: NatsTransport, letter: DeadLetter) -> str:
         raise DeadLetterError(f"{letter.agent}/{letter.file}: no longer dead ({exc})") from None
     revived = revive(message)
     transport.record(
-        "requeued",
+        Event.REQUEUED,
         revived,
         letter.agent,
         file=letter.file,

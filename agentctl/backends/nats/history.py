@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentctl.backends.nats.reader import StoredMessage, StreamReader
+from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
     from agentctl.backends.nats.transport import NatsTransport
@@ -87,9 +88,9 @@ def verify_stream(transport: NatsTransport) -> StreamReport:
         message_id, event = record.get("message_id"), record.get("event")
         if not message_id:
             continue
-        if event == "sent" and record.get("sha256"):
+        if event == Event.SENT and record.get("sha256"):
             expected.setdefault(str(message_id), []).append(str(record["sha256"]))
-        elif event == "discarded" and expected.get(str(message_id)):
+        elif event == Event.DISCARDED and expected.get(str(message_id)):
             expected[str(message_id)].pop()
     for stored in reader.inbox_messages():
         report.messages += 1

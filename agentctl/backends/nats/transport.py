@@ -45,6 +45,7 @@ from agentctl.backends.nats.control import ControlRecords
 from agentctl.model.errors import AgentctlError, BadMessageError
 from agentctl.model.ids import new_id
 from agentctl.model.names import validate_agent_name
+from agentctl.model.vocab import Event
 from agentctl.protocol.eventlimits import ENCODER, cut_long_text, fit_record
 from agentctl.protocol.status import iso_now
 
@@ -284,7 +285,7 @@ class NatsTransport:
                 f"limit of {self.max_message_bytes} (max_message_bytes)"
             )
         # Journaled before it can be claimed, as on files, so `sent` precedes `claimed`.
-        self.record("sent", message, message.from_agent, **sent_fields(message, data))
+        self.record(Event.SENT, message, message.from_agent, **sent_fields(message, data))
         # A requeued message is a new delivery of the same id: it must not be deduplicated.
         msg_id = f"{message.id}.r{message.requeued}" if message.requeued else message.id
         headers = {"Nats-Msg-Id": msg_id}
@@ -293,7 +294,7 @@ class NatsTransport:
         )
         if ack.duplicate:
             self.record(
-                "discarded",
+                Event.DISCARDED,
                 message,
                 message.from_agent,
                 to=message.to_agent,
