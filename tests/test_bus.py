@@ -77,12 +77,12 @@ def test_a_message_sent_before_anyone_listens_is_kept_and_delivered_once(nats_ur
             seen.append(json.loads(msg.data))
 
         await router.subscribe("reviewer", handler)
-        await _until(lambda: len(seen) == 2)
-        await asyncio.sleep(0.3)  # nothing more arrives
+        # A last message, stored after the duplicate: once it arrives, a duplicate would have.
+        await router.send("reviewer", {"task": "last"})
+        await _until(lambda: any(s.get("task") == "last" for s in seen))
         await router.close()
         assert seen[0]["id"] == message.id and seen[0]["content"] == "check auth"
-        assert seen[1] == {"task": "the seed's plain dict"}
-        assert len(seen) == 2
+        assert seen[1:] == [{"task": "the seed's plain dict"}, {"task": "last"}]
 
     asyncio.run(scenario())
 
@@ -182,3 +182,27 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "NATS support needs the nats extra: pip install 'agentctl[nats]'"
+
+
+def test_dead_letters_raises_when_the_connection_fails_instead_of_a_short_list(
+    nats_url: str,
+) -> None:
+    from agentctl.backends.nats.client import DEAD_SUBJECT
+
+    async def scenario() -> None:
+        router = MessageBusRouter()
+        await router.connect(nats_url)
+        await router.js.publish(DEAD_SUBJECT.format(agent="a"), b'{"id": "x"}')
+        # Given a listing that has read every stored letter and waits for one more
+        listing = asyncio.create_task(router.dead_letters("a"))
+        await _until(lambda: any(
+            sub._pending_next_msgs_calls and sub._pending_queue.empty()
+            for sub in router.nc._subs.values()
+        ))  # fmt: skip
+        # When the connection closes under it
+        await router.nc.close()
+        # Then it says so, rather than answering "only these letters are stored"
+        with pytest.raises(nats.errors.ConnectionClosedError):
+            await listing
+
+    asyncio.run(scenario())

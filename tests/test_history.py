@@ -78,3 +78,29 @@ def test_a_filter_hides_events_but_never_changes_a_messages_state(
     assert all(e["agent"] == "echo" or e.get("to") == "echo" for e in only_echo["events"])
     received = [e for m in only_echo["messages"] for e in m["events"] if e["event"] == "received"]
     assert received == []  # the user's event is hidden, not forgotten
+
+
+def test_tail_refuses_an_unknown_event_kind_or_agent_and_names_the_valid_ones(
+    tmp_path: Path,
+) -> None:
+    # Given a roster of one agent and a workspace with one event in its journal
+    write_roster(tmp_path, """\
+        - name: echo
+          python: agentctl.agents.echo:EchoAgent
+    """)
+    assert run_cli("send", "echo", "hi", cwd=tmp_path).returncode == 0
+    # When `tail` is asked for an event no one writes, or an agent not on the roster
+    bogus = run_cli("tail", "--kind", "sent,bogus", cwd=tmp_path)
+    nosuch = run_cli("tail", "--agent", "nosuch", cwd=tmp_path)
+    # Then each is one `error:` line naming what is valid, exit 1, and no traceback
+    for result in (bogus, nosuch):
+        assert result.returncode == 1, result
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+    assert bogus.stderr.startswith("error: unknown event kind 'bogus'; the events: ")
+    assert "sent, discarded, claimed, handled" in bogus.stderr and "run_ended" in bogus.stderr
+    assert nosuch.stderr.startswith("error: unknown agent 'nosuch'; the agents: ")
+    assert "echo" in nosuch.stderr and "user" in nosuch.stderr
+    # And the names that are valid still filter as before
+    sent = run_cli("tail", "--json", "--kind", "sent", "--agent", "user", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    assert [json.loads(line)["event"] for line in sent.stdout.splitlines()] == ["sent"]

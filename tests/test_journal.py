@@ -689,7 +689,7 @@ def test_read_last_with_a_filter_reaches_back_across_rotated_segments(tmp_path: 
     directory = tmp_path / "journal"
     journal = Journal(directory, max_bytes=2048)
     for i in range(200):
-        journal.append("tick", agent="rare" if i % 37 == 0 else "common", n=i)
+        journal.append("sent", agent="rare" if i % 37 == 0 else "common", n=i)
     segment_of = {e.record["n"]: e.path for e in read_all(directory) if e.record}
     assert len(segment_paths(directory)) >= 8
     rare = [0, 37, 74, 111, 148, 185]
@@ -700,7 +700,7 @@ def test_read_last_with_a_filter_reaches_back_across_rotated_segments(tmp_path: 
     assert [r["n"] for r in read_last(directory, 100, keep)] == rare  # back to the first file
     assert [r["n"] for r in read_last(directory, 5)] == [195, 196, 197, 198, 199]
     assert read_last(directory, 0, keep) == []
-    only_first = event_filter(kinds=["tick"])
+    only_first = event_filter(kinds=["sent"])  # a journal event: kinds are checked
     assert [r["seq"] for r in read_last(directory, 200, only_first)] == list(range(1, 201))
     assert read_last(directory, 10, event_filter(agent="nobody")) == []
 

@@ -429,3 +429,27 @@ def test_a_roster_is_parsed_once_while_it_is_unchanged(tmp_path: Path) -> None:
 
     write(tmp_path, "agents:\n" + EXEC)
     assert read_roster_file(path).data["agents"][0]["exec"] == ["cat"]
+
+
+def test_the_conductors_spec_is_validated_and_names_a_class_that_imports(tmp_path: Path) -> None:
+    import importlib
+
+    from agentctl.config.agentspec import AgentSpec
+    from agentctl.runtime.conductor import ConductorHandler
+
+    # Given a roster with a pipeline, whose conductor `agentctl run` starts as an agent
+    roster = load_roster(write(tmp_path, (
+        "agents:\n  - name: a\n    python: agentctl.agents.echo:EchoAgent\n"
+        "pipelines:\n  p: [a]\n"
+    )))  # fmt: skip
+    spec = roster.agent("pipeline")
+    # Then its spec is one validation accepts (model_construct let a reserved name through)
+    given = spec.model_dump(by_alias=True, exclude_unset=True)
+    assert AgentSpec.model_validate(given, context={"agentctl_own": True}) == spec
+    # And its `python:` names the class the worker runs it with
+    module, _, attr = (spec.python or "").partition(":")
+    assert getattr(importlib.import_module(module), attr) is ConductorHandler
+    assert spec.handler_kind is HandlerKind.PYTHON and spec.restart is RestartPolicy.ALWAYS
+    # And the name stays reserved for everyone else
+    with pytest.raises(ValueError, match="reserved"):
+        AgentSpec.model_validate(given)

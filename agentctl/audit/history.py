@@ -19,23 +19,25 @@ from agentctl.backends.file.history import FileHistory as FileHistory
 from agentctl.backends.file.history import find_events as find_events
 from agentctl.backends.file.history import message_envelope as message_envelope
 from agentctl.backends.file.workspace import Workspace
+from agentctl.model.constants import RESERVED_AGENT_NAMES
 from agentctl.model.errors import AgentctlError
 from agentctl.model.names import validate_agent_name, validate_message_id
+from agentctl.model.vocab import Event, choices
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 # What each event says about where the message file now is (for replay and verify).
 STATE_AFTER = {
-    "sent": "waiting",
-    "retried": "waiting",
-    "requeued": "waiting",
-    "claimed": "in hand",
-    "handled": "done",
-    "received": "done",
-    "dead": "dead",
+    Event.SENT: "waiting",
+    Event.RETRIED: "waiting",
+    Event.REQUEUED: "waiting",
+    Event.CLAIMED: "in hand",
+    Event.HANDLED: "done",
+    Event.RECEIVED: "done",
+    Event.DEAD: Event.DEAD,
 }
-MESSAGE_EVENTS = frozenset(STATE_AFTER) | {"failed", "discarded"}
+MESSAGE_EVENTS = frozenset(STATE_AFTER) | {Event.FAILED, Event.DISCARDED}
 
 
 class HistoryError(AgentctlError):
@@ -76,10 +78,21 @@ def event_filter(
     kinds: list[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    agents: list[str] | None = None,
 ) -> Callable[[Record], bool]:
-    """A predicate over journal records; `agent` matches the actor or the recipient."""
+    """A predicate over journal records; `agent` matches the actor or the recipient.
+
+    `kinds` must be journal events, and `agent` one of `agents` (the roster's, when given) or a
+    reserved name: a typo would otherwise show an empty journal instead of an error.
+    """
     if agent is not None:
         validate_agent_name(agent)
+        known = sorted({*agents, *RESERVED_AGENT_NAMES}) if agents is not None else None
+        if known is not None and agent not in known:
+            raise HistoryError(f"unknown agent {agent!r}; the agents: {', '.join(known)}")
+    for kind in kinds or ():
+        if kind not in list(Event):
+            raise HistoryError(f"unknown event kind {kind!r}; the events: {choices(Event)}")
     wanted = set(kinds or ())
 
     def keep(record: Record) -> bool:
@@ -247,7 +260,7 @@ def _add_unjournaled(history: History, messages: dict[str, MessageTrace], data: 
 def _as_record(trace: MessageTrace) -> Record:
     # An unjournaled message, as the event filter sees one: by whom and to whom.
     return {"agent": trace.from_agent, "to": trace.to_agent, "thread_id": None,
-            "event": "sent"}  # fmt: skip
+            "event": Event.SENT}  # fmt: skip
 
 
 def _apply(trace: MessageTrace, record: Record, *, shown: bool = True) -> None:
@@ -255,21 +268,21 @@ def _apply(trace: MessageTrace, record: Record, *, shown: bool = True) -> None:
     if shown:
         trace.events.append(record)
     trace.state = STATE_AFTER.get(event, trace.state)
-    if event == "sent":
+    if event == Event.SENT:
         trace.from_agent = record.get("agent")
         trace.to_agent = record.get("to")
         trace.kind = record.get("kind")
         trace.in_reply_to = record.get("in_reply_to")
         trace.file = record.get("file")
-    elif event == "claimed":
+    elif event == Event.CLAIMED:
         trace.attempts = max(trace.attempts, int(record.get("attempt") or 0))
         trace.to_agent = trace.to_agent or record.get("agent")
         trace.file = trace.file or record.get("file")
-    elif event == "handled":
+    elif event == Event.HANDLED:
         trace.verdict = record.get("verdict")
         trace.result_id = record.get("result_id")
         trace.error = None
-    elif event in ("failed", "dead", "discarded"):
+    elif event in (Event.FAILED, Event.DEAD, Event.DISCARDED):
         trace.error = record.get("error")
         trace.file = trace.file or record.get("file")
 

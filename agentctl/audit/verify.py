@@ -23,6 +23,7 @@ from typing import Any
 from agentctl.audit.history import STATE_AFTER
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.constants import DEAD, DONE, INBOX_DIR
+from agentctl.model.vocab import Event
 from agentctl.protocol.journal import (
     HASH_HEX_CHARS,
     RECOVERED,
@@ -257,7 +258,7 @@ class _Expectations:
         name = record.get("file")
         if not name:
             return
-        owner = record.get("to") if event == "sent" else record.get("agent")
+        owner = record.get("to") if event == Event.SENT else record.get("agent")
         if not owner:
             return
         key = f"{owner}/{name}"

@@ -42,10 +42,11 @@ def tail(
     import threading
 
     from agentctl.audit.history import event_filter
-    from agentctl.cli.options import opened_backend
+    from agentctl.cli.options import open_light, opened_backend
 
+    _, names = open_light(config, workspace)
     kinds = [k for value in kind or [] for k in value.split(",") if k]
-    keep = event_filter(agent=agent, thread=thread, kinds=kinds)
+    keep = event_filter(agent=agent, thread=thread, kinds=kinds, agents=names)
     show = _printer(json_out)
 
     def damaged(where: str) -> None:

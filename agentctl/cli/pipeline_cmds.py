@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
+from agentctl.model.vocab import RunStatus
 
 if TYPE_CHECKING:
     from agentctl.backends.base import Backend
@@ -56,7 +57,7 @@ def wait_and_show(
         print_json(outcome)
     else:
         console().print(outcome_table(outcome))
-    if outcome.get("outcome") != "done":
+    if outcome.get("outcome") != RunStatus.DONE:
         raise typer.Exit(1)
 
 

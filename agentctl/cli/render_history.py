@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from agentctl.cli.render import _clip, _escape
+from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -18,29 +19,29 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-_EVENT_STYLE = {
-    "sent": "cyan",
-    "claimed": "blue",
-    "handled": "green",
-    "received": "green",
-    "failed": "yellow",
-    "retried": "yellow",
-    "requeued": "magenta",
-    "dead": "bold red",
-    "discarded": "red",
-    "started": "dim",
-    "restarted": "yellow",
-    "stopped": "dim",
-    "exited": "dim",
-    "crashed": "red",
-    "killed": "red",
-    "fatal": "bold red",
-    "flagged": "yellow",
-    "escalated": "magenta",
-    "resolved": "green",
-    "halted": "bold red",
-    "resumed": "green",
-    "run_ended": "bold",
+_EVENT_STYLE: dict[str, str] = {
+    Event.SENT: "cyan",
+    Event.CLAIMED: "blue",
+    Event.HANDLED: "green",
+    Event.RECEIVED: "green",
+    Event.FAILED: "yellow",
+    Event.RETRIED: "yellow",
+    Event.REQUEUED: "magenta",
+    Event.DEAD: "bold red",
+    Event.DISCARDED: "red",
+    Event.STARTED: "dim",
+    Event.RESTARTED: "yellow",
+    Event.STOPPED: "dim",
+    Event.EXITED: "dim",
+    Event.CRASHED: "red",
+    Event.KILLED: "red",
+    Event.FATAL: "bold red",
+    Event.FLAGGED: "yellow",
+    Event.ESCALATED: "magenta",
+    Event.RESOLVED: "green",
+    Event.HALTED: "bold red",
+    Event.RESUMED: "green",
+    Event.RUN_ENDED: "bold",
 }
 _VERDICT_STYLE = {
     "pass": "green",
@@ -55,49 +56,49 @@ def describe(record: Record) -> str:
     """A short plain-text summary of what an event says."""
     event = record.get("event")
     get = record.get
-    if event == "sent":
+    if event == Event.SENT:
         return f"-> {get('to')} {get('kind')}: {get('summary', '')}"
-    if event == "claimed":
+    if event == Event.CLAIMED:
         return f"attempt {get('attempt')}"
-    if event == "handled":
+    if event == Event.HANDLED:
         text = f"in {get('duration_ms')} ms"
         if get("result_id"):
             text += f" -> {get('result_id')}"
         if get("verdict"):
             text += f" verdict {get('verdict')}"
         return text
-    if event == "failed":
+    if event == Event.FAILED:
         return (
             f"attempt {get('attempt')}/{get('max_attempts')}: {get('error_kind')}: {get('error')}"
         )
-    if event == "retried":
+    if event == Event.RETRIED:
         return f"back to new/ after attempt {get('attempt')}"
-    if event == "dead":
+    if event == Event.DEAD:
         return f"{get('error_kind')}: {get('error')}"
-    if event == "requeued":
+    if event == Event.REQUEUED:
         return f"from dead/ to new/ (was: {get('previous_error')})"
-    if event == "run_started":
+    if event == Event.RUN_STARTED:
         return f"run {get('run')} of {get('pipeline')}"
-    if event == "stage_done":
+    if event == Event.STAGE_DONE:
         return f"stage {get('stage')} ({', '.join(get('agents') or [])}): {get('verdict')}"
-    if event in ("flagged", "escalated"):
+    if event in (Event.FLAGGED, Event.ESCALATED):
         return f"stage {get('stage')}: {get('reason')}"
-    if event == "resolved":
+    if event == Event.RESOLVED:
         return f"run {get('run')}: {get('verdict')} by {get('by')}" + (
             f" ({get('note')})" if get("note") else ""
         )
-    if event in ("run_resumed", "run_ended"):
+    if event in (Event.RUN_RESUMED, Event.RUN_ENDED):
         return f"run {get('run')}: " + str(get("outcome") or get("verdict") or "")
-    if event in ("halted", "resumed"):
+    if event in (Event.HALTED, Event.RESUMED):
         return str(get("reason") or "")
-    if event == "released":
+    if event == Event.RELEASED:
         return f"{get('file')}: {get('reason')}"
-    if event == "routed":
+    if event == Event.ROUTED:
         scores = ", ".join(f"{c['agent']} {c['score']:.2f}" for c in get("candidates") or [])
         return f"{get('mode')} to {', '.join(get('chosen') or [])} ({scores})"
-    if event in ("started", "restarted"):
+    if event in (Event.STARTED, Event.RESTARTED):
         return f"pid {get('pid')}"
-    if event in ("crashed", "exited", "stopped"):
+    if event in (Event.CRASHED, Event.EXITED, Event.STOPPED):
         return str(get("exit") or get("error") or "")
     return str(get("error") or "")
 
@@ -164,7 +165,7 @@ def _add_message(parent: Tree, thread: Thread, message: MessageTrace, shown: set
     if message.content_found:
         node.add(f"[dim]content:[/] {_escape(_content_text(message.content))}")
     for record in message.events:
-        if record.get("event") == "sent":
+        if record.get("event") == Event.SENT:
             continue
         event = str(record.get("event"))
         style = _EVENT_STYLE.get(event, "")
@@ -191,11 +192,11 @@ def mermaid(thread: Thread) -> str:
     for record in thread.events:
         event = record.get("event")
         agent = who(record.get("agent"))
-        if event == "sent":
+        if event == Event.SENT:
             arrow = "-->>" if record.get("kind") == "result" else "->>"
             text = f"{record.get('kind')} {record.get('message_id')}: {record.get('summary', '')}"
             lines.append(f"    {agent}{arrow}{who(record.get('to'))}: {_mermaid_text(text)}")
-        elif event in ("failed", "dead", "handled", "requeued", "discarded"):
+        elif event in (Event.FAILED, Event.DEAD, Event.HANDLED, Event.REQUEUED, Event.DISCARDED):
             lines.append(f"    Note over {agent}: {_mermaid_text(f'{event}: {describe(record)}')}")
     head = ["sequenceDiagram"] + [f"    participant {p}" for p in participants]
     return "\n".join(head + lines) + "\n"

@@ -10,6 +10,7 @@ import typer
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
 from agentctl.model.errors import AgentctlError
 from agentctl.model.priority import Priority
+from agentctl.model.vocab import Event
 
 KeywordsOpt = Annotated[
     str | None,
@@ -117,7 +118,7 @@ def send(
 
             for message in messages:
                 ensure_deliverable(message, ws.max_message_bytes)
-            router.journal.append("routed", **decision)
+            router.journal.append(Event.ROUTED, **decision)
         paths = [router.deliver(message) for message in messages]
         if isinstance(paths[0], Path) and not supervisor_is_running(ws):
             where = paths[0].parent

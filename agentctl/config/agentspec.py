@@ -8,7 +8,14 @@ import shlex
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agentctl.config.envpolicy import EnvPolicy
 from agentctl.model.constants import (
@@ -27,6 +34,9 @@ from agentctl.model.constants import (
     RESTART_STABLE_S,
 )
 from agentctl.model.names import validate_agent_name
+
+# The validation context under which a spec may take a reserved name: agentctl's own agents.
+OWN_AGENT_CONTEXT = "agentctl_own"
 
 
 class RestartPolicy(StrEnum):
@@ -175,9 +185,10 @@ class AgentSpec(BaseModel):
 
     @field_validator("name")
     @classmethod
-    def _safe_name(cls, value: str) -> str:
+    def _safe_name(cls, value: str, info: ValidationInfo) -> str:
         validate_agent_name(value)
-        if value in RESERVED_AGENT_NAMES:
+        # Only agentctl's own agents (the conductor) may take a reserved name.
+        if value in RESERVED_AGENT_NAMES and not (info.context or {}).get(OWN_AGENT_CONTEXT):
             raise ValueError(f"{value!r} is reserved for agentctl's own use")
         return value
 

@@ -18,22 +18,20 @@ from pydantic import (
 
 from agentctl.config.agentspec import (
     ENV_REF,
+    OWN_AGENT_CONTEXT,
     AgentSpec,
     Budget,
-    RestartBackoff,
     RestartPolicy,
-    RetryPolicy,
 )
 from agentctl.config.envpolicy import LLM_KEY_ENV
 from agentctl.config.rosterfile import RosterSource, read_roster_file, workspace_of
 from agentctl.model.constants import (
+    CONDUCTOR_CLASS,
     DEFAULT_ESCALATION_OVERDUE_S,
     DEFAULT_JOURNAL_MAX_BYTES,
-    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_POLL_INTERVAL_S,
     DEFAULT_STUCK_AFTER_S,
-    DEFAULT_TIMEOUT_S,
     DEFAULT_WORKSPACE_DIR,
     HEARTBEAT_INTERVAL_S,
     PIPELINE_AGENT,
@@ -212,22 +210,14 @@ class Roster(BaseModel):
 
     def conductor_spec(self) -> AgentSpec:
         """The conductor of pipeline runs, run by `agentctl run` like an agent."""
-        return AgentSpec.model_construct(
-            name=PIPELINE_AGENT,
-            role="Conducts pipeline runs: dispatches stages, joins verdicts, escalates",
-            expertise=[],
-            python="agentctl.runtime.conductor:Conductor",
-            exec=None,
-            command=None,
-            llm=None,
-            budget=None,
-            options={},
-            timeout_s=DEFAULT_TIMEOUT_S,
-            max_attempts=DEFAULT_MAX_ATTEMPTS,
-            replicas=1,
-            retry=RetryPolicy(),
-            restart=RestartPolicy.ALWAYS,
-            restart_backoff=RestartBackoff(),
+        return AgentSpec.model_validate(
+            {
+                "name": PIPELINE_AGENT,
+                "role": "Conducts pipeline runs: dispatches stages, joins verdicts, escalates",
+                "python": CONDUCTOR_CLASS,
+                "restart": RestartPolicy.ALWAYS,
+            },
+            context={OWN_AGENT_CONTEXT: True},  # the one agent that may be named `pipeline`
         )
 
     @property

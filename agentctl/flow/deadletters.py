@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from agentctl.backends.records import DeadLetter as DeadLetter  # its old home, for importers
 from agentctl.backends.records import DeadLetterError
 from agentctl.model.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
+from agentctl.model.vocab import Event
 from agentctl.protocol.journal import content_digest
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def requeue(backend: Backend, letter: DeadLetter) -> str:
     # Journaled before it becomes claimable, as a send is, so `requeued` precedes `claimed`;
     # with its digest, so `verify` finds the requeued copy as it finds a sent one.
     backend.record(
-        "requeued",
+        Event.REQUEUED,
         revived,
         letter.agent,
         file=letter.file,

@@ -15,6 +15,7 @@ from agentctl.backends.records import Escalation, EscalationError, escalation_of
 
 __all__ = ["Escalation", "EscalationError", "escalation_of"]  # their old home, for importers
 from agentctl.model.constants import DEFAULT_ESCALATION_OVERDUE_S, HUMAN_AGENT
+from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
     from agentctl.backends.base import Backend
@@ -55,7 +56,7 @@ def resolve_escalation(backend: Backend, ident: str, verdict: str, note: str | N
     reply_content: dict[str, Any] = {"verdict": verdict, "note": note, "by": _who()}
     backend.settle_escalation(escalation.file, request.reply(reply_content))
     backend.record(
-        "resolved",
+        Event.RESOLVED,
         request,
         HUMAN_AGENT,
         verdict=verdict,

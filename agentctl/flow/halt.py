@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agentctl.model.vocab import Event
 from agentctl.protocol.status import iso_now
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def halt(ws: Transport, reason: str, *, by: str, run: str | None = None) -> dict
     if ws.is_halted():
         return halted_state(ws) or {}
     ws.write_halt({"reason": reason, "by": by, "run": run, "halted_at": iso_now()})
-    ws.record("halted", None, by, reason=reason, run=run)
+    ws.record(Event.HALTED, None, by, reason=reason, run=run)
     return None
 
 
@@ -36,5 +37,5 @@ def resume(ws: Transport, *, by: str) -> dict[str, Any] | None:
     if state is None:
         return None
     ws.clear_halt()
-    ws.record("resumed", None, by, reason=state.get("reason"))
+    ws.record(Event.RESUMED, None, by, reason=state.get("reason"))
     return state

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from agentctl.model.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-exported
 from agentctl.model.constants import PIPELINE_HEADER as PIPELINE_HEADER
 from agentctl.model.constants import STAGE_HEADER as STAGE_HEADER
-from agentctl.model.verdict import Verdict
+from agentctl.model.verdict import Verdict, verdict_of
+from agentctl.model.vocab import RUN_OUTCOMES, RunStatus
 from agentctl.protocol.fsutil import ensure_dir, write_atomic
 from agentctl.protocol.status import iso_now
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from agentctl.backends.file.workspace import Workspace
 
 RUNS_DIR = "runs"  # under the conductor's agent directory
+
+# The verdict a stage result carries: the one rule every reader applies (model/verdict.py).
+stage_verdict = verdict_of
 
 _STAGE_ID_RE = re.compile(r"^(?P<run>[0-9A-Za-z_-]+)\.s(?P<stage>\d+)\.(?P<who>[a-z][a-z0-9_-]*)$")
 
@@ -85,21 +89,6 @@ def parse_stage_id(message_id: str) -> tuple[str, int, str] | None:
     return match["run"], int(match["stage"]), match["who"]
 
 
-def stage_verdict(result: Any) -> Verdict:
-    """The verdict a stage result carries: `verdict`, or the seed's `passed`; PASS otherwise."""
-    if isinstance(result, dict):
-        value = result.get("verdict")
-        if isinstance(value, str):
-            try:
-                return Verdict(value.lower())
-            except ValueError:
-                return Verdict.FLAG  # a verdict we do not know deserves a look, not a pass
-        passed = result.get("passed")
-        if passed is False:
-            return Verdict.BLOCK
-    return Verdict.PASS
-
-
 @dataclass
 class StageState:
     """One stage of a run: who runs it, what they answered, what it came to."""
@@ -129,7 +118,7 @@ class Run:
     original_task: Any
     stages: list[StageState]
     thread_id: str
-    status: str = "running"  # running, escalated, done, blocked, stopped, halted
+    status: str = RunStatus.RUNNING  # a RunStatus; read back as the plain string stored
     current: int = 0
     flags: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
@@ -143,14 +132,14 @@ class Run:
         """The outcome is known but the `finally` stage has not answered yet."""
         return (
             self.final is not None
-            and self.status in ("done", "blocked", "stopped")
+            and self.status in RUN_OUTCOMES
             and not self.final.complete
         )
 
     @property
     def finished(self) -> bool:
         """The run has an outcome and its requester was told."""
-        return self.status in ("done", "blocked", "stopped", "halted")
+        return self.status in {*RUN_OUTCOMES, RunStatus.HALTED}
 
     def context(self) -> dict[str, Any]:
         """The seed's context for the current stage: the task and the earlier results (for the
@@ -178,7 +167,7 @@ class Run:
         verdicts = [Verdict(s.verdict) for s in stages if s is not None and s.verdict]
         if self.flags:
             verdicts.append(Verdict.FLAG)
-        if self.status == "halted":
+        if self.status == RunStatus.HALTED:
             verdicts.append(Verdict.HALT)
         return Verdict.worst(verdicts)
 

@@ -18,6 +18,7 @@ USER_AGENT = "user"
 # Reserved for later layers (human escalations); refused as roster agent names today.
 HUMAN_AGENT = "human"  # escalations wait in its inbox for a person to resolve them
 PIPELINE_AGENT = "pipeline"  # the conductor of pipeline runs; `send pipeline:NAME` goes there
+CONDUCTOR_CLASS = "agentctl.runtime.conductor:ConductorHandler"  # what the worker runs it with
 RESERVED_AGENT_NAMES = frozenset({USER_AGENT, HUMAN_AGENT, PIPELINE_AGENT})
 PIPELINE_HEADER = "pipeline"  # on a start message: which pipeline to run
 STAGE_HEADER = "pipeline_stage"  # on a stage's message: "<run>/<stage index>"

@@ -32,3 +32,32 @@ _SEVERITY = {
     Verdict.ESCALATE: 3,
     Verdict.HALT: 4,
 }
+
+
+def stated_verdict(result: object) -> Verdict | None:
+    """The verdict a result states, or None when it states none.
+
+    The one rule for every reader (the worker's `handled` event, the pipeline's stages, `tail`,
+    `pipeline show`): a result dict's `verdict` in any case ("PASS" is PASS); a verdict string we
+    do not know is FLAG, since it deserves a look, not a pass; without one, the seed's `passed`
+    (`false` is BLOCK, `true` is PASS). Anything that is not a dict states nothing.
+    """
+    if not isinstance(result, dict):
+        return None
+    value = result.get("verdict")
+    if isinstance(value, str):
+        try:
+            return Verdict(value.lower())
+        except ValueError:
+            return Verdict.FLAG
+    passed = result.get("passed")
+    if passed is False:
+        return Verdict.BLOCK
+    if passed is True:
+        return Verdict.PASS
+    return None
+
+
+def verdict_of(result: object) -> Verdict:
+    """The verdict of a result: the one it states, else PASS (as in the seed)."""
+    return stated_verdict(result) or Verdict.PASS

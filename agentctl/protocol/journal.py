@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agentctl.model.constants import FILE_MODE
+from agentctl.model.vocab import Event
 from agentctl.protocol.eventlimits import ENCODER, MAX_LINE_BYTES, cut_long_text, fit_record
 from agentctl.protocol.fsutil import ensure_dir
 from agentctl.protocol.status import iso_now
@@ -50,7 +51,7 @@ _HASH_MARK = b',"hash":"'
 _LINE_TAIL_BYTES = len(_HASH_MARK) + HASH_HEX_CHARS + 3
 _BACKWARDS_BLOCK_BYTES = 64 * 1024
 _LAST_LINE_BYTES = 4096  # holds a whole journal line, but for ones with very long fields
-RECOVERED = "recovered"  # the event an appender journals after ending a torn line
+RECOVERED = Event.RECOVERED  # the event an appender journals after ending a torn line
 
 
 def line_hash(body: bytes) -> str:

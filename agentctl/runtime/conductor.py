@@ -43,6 +43,7 @@ from agentctl.model.ids import reply_id
 from agentctl.model.message import AgentMessage, MessageKind
 from agentctl.model.priority import Priority
 from agentctl.model.verdict import Verdict
+from agentctl.model.vocab import Event, RunStatus
 from agentctl.protocol.status import iso_now, parse_iso
 from agentctl.runtime.handlers import NO_REPLY
 from agentctl.runtime.handlers.python import task_of
@@ -119,7 +120,7 @@ class ConductorHandler:
             if final is not None:
                 run.final = StageState(agents=[final])
             self.runs.save(run)
-            self._journal("run_started", run, stages=stages)
+            self._journal(Event.RUN_STARTED, run, stages=stages)
         self._advance(run)
 
     def _record(self, run_id: str, stage: int, agent: str, result: Any) -> None:
@@ -129,7 +130,7 @@ class ConductorHandler:
         if stage == len(run.stages) and run.final_pending:
             state = run.final
             assert state is not None
-        elif run.status != "running" or stage != run.current:
+        elif run.status != RunStatus.RUNNING or stage != run.current:
             return  # late or repeated: that stage was settled already
         else:
             state = run.stages[stage]
@@ -144,7 +145,7 @@ class ConductorHandler:
         """A run's budget (tokens reported by its llm: stages, wall time since it started):
         a flag at 80 %, the end of the run (outcome halted) at 100 %."""
         budget = self.roster.budget(run.pipeline)
-        if budget is None or run.status != "running":
+        if budget is None or run.status != RunStatus.RUNNING:
             return
         tokens = sum(
             int((r.get("usage") or {}).get("total_tokens") or 0)
@@ -157,16 +158,16 @@ class ConductorHandler:
         share = budget.share(tokens, wall_s)
         spent = f"{tokens} tokens, {wall_s:.0f} s"
         if share >= 1.0:
-            run.status, run.reason = "halted", f"budget exhausted ({spent})"
-            self._journal("budget", run, share=round(share, 3), tokens=tokens, wall_s=wall_s)
+            run.status, run.reason = RunStatus.HALTED, f"budget exhausted ({spent})"
+            self._journal(Event.BUDGET, run, share=round(share, 3), tokens=tokens, wall_s=wall_s)
         elif share >= BUDGET_FLAG_AT and not any(f.get("budget") for f in run.flags):
             run.flags.append({"stage": run.current, "budget": True,
                               "reason": f"budget {share:.0%} used ({spent})"})  # fmt: skip
-            self._journal("flagged", run, stage=run.current, reason=f"budget {share:.0%} used")
+            self._journal(Event.FLAGGED, run, stage=run.current, reason=f"budget {share:.0%} used")
 
     def _resolve(self, run_id: str, stage: int, answer: Any) -> None:
         run = self.runs.load(run_id)
-        if run is None or run.status != "escalated" or stage != run.current:
+        if run is None or run.status != RunStatus.ESCALATED or stage != run.current:
             return
         answer = answer if isinstance(answer, dict) else {"verdict": str(answer)}
         verdict = stage_verdict(answer)
@@ -174,12 +175,12 @@ class ConductorHandler:
         state.resolution = answer
         note = answer.get("note")
         if verdict is Verdict.BLOCK:
-            run.status, run.reason = "blocked", f"blocked by a person: {note or 'no note'}"
+            run.status, run.reason = RunStatus.BLOCKED, f"blocked by a person: {note or 'no note'}"
         elif verdict in (Verdict.PASS, Verdict.FLAG):
             if verdict is Verdict.FLAG:
                 run.flags.append({"stage": stage, "by": "human", "note": note})
             state.verdict = verdict.value
-            run.status = "running"
+            run.status = RunStatus.RUNNING
             run.current += 1
         else:
             raise NonRetryableError(
@@ -187,7 +188,7 @@ class ConductorHandler:
             )
         self.runs.save(run)
         self._journal(
-            "run_resumed" if run.status == "running" else "run_ended",
+            Event.RUN_RESUMED if run.status == RunStatus.RUNNING else Event.RUN_ENDED,
             run,
             stage=stage,
             verdict=verdict.value,
@@ -201,16 +202,16 @@ class ConductorHandler:
         A stage's messages are sent when it starts, and sent again only when `resume`-ing after
         a restart (delivery then finds those already delivered and does nothing).
         """
-        while run.status == "running":
+        while run.status == RunStatus.RUNNING:
             if run.current >= len(run.stages):
-                run.status = "done"
+                run.status = RunStatus.DONE
                 break
             state = run.stages[run.current]
             if not state.complete:
                 self._dispatch(run, resend=resume)
                 return
             self._conclude_stage(run)
-        if run.status == "escalated":
+        if run.status == RunStatus.ESCALATED:
             self._escalate(run)
             return
         if run.final_pending:
@@ -264,20 +265,22 @@ class ConductorHandler:
         reason = _reason(state.results, worst, verdict)
         if verdict is Verdict.FLAG:
             run.flags.append({"stage": index, "agents": worst, "reason": reason})
-            self._journal("flagged", run, stage=index, flagged=worst, reason=reason)
+            self._journal(Event.FLAGGED, run, stage=index, flagged=worst, reason=reason)
         if verdict is Verdict.HALT:
-            run.status, run.reason = "halted", reason
+            run.status, run.reason = RunStatus.HALTED, reason
             halt(self.ws, reason, by=PIPELINE_AGENT, run=run.run_id)
         elif verdict is Verdict.BLOCK:
-            run.status, run.reason = "blocked", reason
+            run.status, run.reason = RunStatus.BLOCKED, reason
         elif verdict is Verdict.ESCALATE:
-            run.status, run.reason = "escalated", reason
+            run.status, run.reason = RunStatus.ESCALATED, reason
         elif any(isinstance(r, dict) and r.get("halt") is True for r in state.results.values()):
-            run.status, run.reason = "stopped", f"halt: true from {', '.join(state.agents)}"
+            run.status, run.reason = RunStatus.STOPPED, f"halt: true from {', '.join(state.agents)}"
         else:
             run.current += 1
         self.runs.save(run)
-        self._journal("stage_done", run, stage=index, verdict=verdict.value, agents=state.agents)
+        self._journal(
+            Event.STAGE_DONE, run, stage=index, verdict=verdict.value, agents=state.agents
+        )
 
     def _escalate(self, run: Run) -> None:
         state = run.stages[run.current]
@@ -300,13 +303,13 @@ class ConductorHandler:
             content=evidence,
         )
         if self.ws.deliver(message, dedupe=True) is not None:
-            self._journal("escalated", run, stage=run.current, reason=run.reason)
+            self._journal(Event.ESCALATED, run, stage=run.current, reason=run.reason)
 
     def _finish(self, run: Run) -> None:
         if run.finished_at is None:
             run.finished_at = iso_now()
             self.runs.save(run)
-            self._journal("run_ended", run, outcome=run.status, verdict=run.verdict().value)
+            self._journal(Event.RUN_ENDED, run, outcome=run.status, verdict=run.verdict().value)
         reply = AgentMessage(
             id=reply_id(run.request_id),
             thread_id=run.thread_id,
@@ -319,7 +322,7 @@ class ConductorHandler:
         )
         self.ws.deliver(reply, dedupe=True)
 
-    def _journal(self, event: str, run: Run, **fields: Any) -> None:
+    def _journal(self, event: Event, run: Run, **fields: Any) -> None:
         self.ws.journal.append(
             event,
             agent=PIPELINE_AGENT,

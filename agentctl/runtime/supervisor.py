@@ -29,6 +29,7 @@ from agentctl.model.constants import (
     WORKER_RESTART_EXIT_CODE,
 )
 from agentctl.model.errors import AgentctlError
+from agentctl.model.vocab import Event
 from agentctl.protocol.control import (
     ControlAction,
     release_supervisor_lock,
@@ -157,7 +158,7 @@ class Supervisor:
             proc.last_exit = None
             proc.schedule_restart(self.clock.monotonic(), quick=True)
             error = f"cannot start {argv[0]!r}: {disk_error_line(exc)}"
-            self._note(spec.name, "crashed", error, error=error)
+            self._note(spec.name, Event.CRASHED, error, error=error)
             return
         proc.popen = popen
         proc.ref = ProcessRef.of(popen.pid)
@@ -166,7 +167,7 @@ class Supervisor:
         if spec.handler_kind is HandlerKind.COMMAND:
             # A command agent may not write status.json itself; record what we know.
             self._write_command_status(proc, AgentState.IDLE)
-        event = "restarted" if proc.restarts else "started"
+        event = Event.RESTARTED if proc.restarts else Event.STARTED
         self._note(
             spec.name,
             event,
@@ -176,12 +177,12 @@ class Supervisor:
             cause=cause,  # why a fatal agent runs again: its cool-down, or `agentctl restart`
         )
 
-    def _note(self, agent: str, event: str, text: str, **fields: object) -> None:
+    def _note(self, agent: str, event: Event, text: str, **fields: object) -> None:
         # One happening, for the live view and for the journal.
         self.events.append(f"{agent}: {text}")
         self._journal(event, agent, **fields)
 
-    def _journal(self, event: str, agent: str, **fields: object) -> None:
+    def _journal(self, event: Event, agent: str, **fields: object) -> None:
         self._write(lambda: self.transport.record(event, None, agent, **fields))
 
     def _write(self, step: Callable[[], object]) -> None:
@@ -276,7 +277,7 @@ class Supervisor:
             proc.spared = False
             self._note(
                 proc.spec.name,
-                "killed",
+                Event.KILLED,
                 f"stuck: no heartbeat for {silent_s:.0f} s; killed (SIGKILL)",
                 error=f"no heartbeat for {silent_s:.0f} s",
             )
@@ -295,7 +296,7 @@ class Supervisor:
             # process: restart at once, and do not count it as a crash.
             self._note(
                 name,
-                "exited",
+                Event.EXITED,
                 "handler overran its timeout; restarting the worker",
                 exit=describe_exit(returncode),
             )
@@ -307,7 +308,7 @@ class Supervisor:
         policy = proc.spec.restart
         restart = policy is RestartPolicy.ALWAYS or (failed and policy is RestartPolicy.ON_FAILURE)
         exit_text = describe_exit(returncode)
-        event = "crashed" if failed else "exited"
+        event = Event.CRASHED if failed else Event.EXITED
         if not restart:
             proc.state = ProcState.EXITED
             self._note(
@@ -331,7 +332,7 @@ class Supervisor:
             then = f"next try in {cooldown_s:g} s" if cooldown_s is not None else "no retry"
             self._note(
                 name,
-                "fatal",
+                Event.FATAL,
                 f"{reason}; {then}, or `agentctl restart {name}` (see its agent.log)",
                 error=reason,
                 retry_in_s=cooldown_s,
@@ -358,7 +359,10 @@ class Supervisor:
         self._write(lambda: names.extend(self.transport.release_in_hand(proc.spec.name)))
         for name in names:
             self._journal(
-                "released", proc.spec.name, file=name, reason="stopped before its handler finished"
+                Event.RELEASED,
+                proc.spec.name,
+                file=name,
+                reason="stopped before its handler finished",
             )
 
     def _recount_handled(self, proc: AgentProcess) -> None:
@@ -402,7 +406,7 @@ class Supervisor:
                 proc.popen.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
                 self._note(
-                    proc.spec.name, "killed", f"still running after {self.grace_s:g} s; killed"
+                    proc.spec.name, Event.KILLED, f"still running after {self.grace_s:g} s; killed"
                 )
                 signal_group(proc, signal.SIGKILL)
                 proc.popen.wait()
@@ -410,7 +414,7 @@ class Supervisor:
             signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
             self._record_exit(proc, proc.popen.returncode)
             proc.state = ProcState.STOPPED
-            self._journal("stopped", proc.spec.name, exit=describe_exit(proc.popen.returncode))
+            self._journal(Event.STOPPED, proc.spec.name, exit=describe_exit(proc.popen.returncode))
         for proc in self.agents.values():
             if proc.log_file is not None:
                 proc.log_file.close()

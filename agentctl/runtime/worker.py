@@ -43,6 +43,9 @@ from agentctl.model.errors import (
     cap_error,
 )
 from agentctl.model.message import AgentMessage, MessageKind, parse_message
+from agentctl.model.verdict import Verdict
+from agentctl.model.verdict import stated_verdict as verdict_of  # the one rule: None when unstated
+from agentctl.model.vocab import ErrorKind, Event
 from agentctl.protocol.journal import content_digest
 from agentctl.protocol.overrunnote import write_note
 from agentctl.protocol.proc import ProcessRef, die_with_parent
@@ -260,7 +263,7 @@ class Worker:
             reason = reason or {"error": died}
         message = message.model_copy(update={"attempt": attempt})
         self._record(
-            "claimed",
+            Event.CLAIMED,
             message,
             attempt=message.attempt,
             file=delivery.key,
@@ -272,10 +275,13 @@ class Worker:
                     delivery,
                     message,
                     str(reason["error"]),
-                    "timeout" if reason.get("error_kind") == "timeout" else "interrupted",
+                    ErrorKind.TIMEOUT
+                    if reason.get("error_kind") == ErrorKind.TIMEOUT
+                    else ErrorKind.INTERRUPTED,
                 )
             else:
-                self._fail(delivery, message, "worker died while handling it", "interrupted")
+                lost = "worker died while handling it"
+                self._fail(delivery, message, lost, ErrorKind.INTERRUPTED)
             return
         self.reporter.update(state=AgentState.BUSY, current_message_id=message.id)
         started = self.clock.monotonic()
@@ -284,17 +290,16 @@ class Worker:
         try:
             result = self.handler.handle(message, timeout_s=timeout_s)
         except HandlerTimeoutError as exc:
-            self._fail(delivery, message, str(exc), "timeout", self._ms_since(started))
+            self._fail(delivery, message, str(exc), ErrorKind.TIMEOUT, self._ms_since(started))
         except NonRetryableError as exc:
-            self._fail(
-                delivery, message, str(exc), "non_retryable", self._ms_since(started), final=True
-            )
+            kind = ErrorKind.NON_RETRYABLE
+            self._fail(delivery, message, str(exc), kind, self._ms_since(started), final=True)
         except HandlerError as exc:
-            self._fail(delivery, message, str(exc), "error", self._ms_since(started))
+            self._fail(delivery, message, str(exc), ErrorKind.ERROR, self._ms_since(started))
         except Exception as exc:  # a bug must not stop the agent: count it as a failed attempt
             log.error("handler crashed on %s:\n%s", message.id, traceback.format_exc())
             error = f"{type(exc).__name__}: {exc}"
-            self._fail(delivery, message, error, "error", self._ms_since(started))
+            self._fail(delivery, message, error, ErrorKind.ERROR, self._ms_since(started))
         else:
             self._succeed(delivery, message, result, self._ms_since(started))
         finally:
@@ -324,11 +329,11 @@ class Worker:
             reply_id = self._reply(message, result) if answer else None
         except (AgentctlError, OSError) as exc:  # e.g. a result over max_message_bytes
             error = f"cannot deliver the result: {exc}"
-            self._fail(delivery, message, error, "error", duration_ms)
+            self._fail(delivery, message, error, ErrorKind.ERROR, duration_ms)
             return
         self.writes.run(lambda: self.inbox.ack(delivery))
         self._record(
-            "handled",
+            Event.HANDLED,
             message,
             attempt=message.attempt,
             file=delivery.key,
@@ -345,7 +350,7 @@ class Worker:
         delivery: Delivery,
         message: AgentMessage,
         error: str,
-        error_kind: str,
+        error_kind: ErrorKind,
         duration_ms: float | None = None,
         *,
         final: bool = False,
@@ -360,7 +365,7 @@ class Worker:
         )
         self.reporter.count(failed=1, last_error=f"{message.id}: {error}")
         self._record(
-            "failed",
+            Event.FAILED,
             message,
             attempt=message.attempt,
             max_attempts=self.spec.max_attempts,
@@ -372,7 +377,7 @@ class Worker:
             delay_s = self.spec.retry.delay_s(message.attempt)
             data = self.writes.run(lambda: self.inbox.retry(delivery, message, delay_s))
             self._record(
-                "retried",
+                Event.RETRIED,
                 message,
                 attempt=message.attempt,
                 file=delivery.key,
@@ -385,7 +390,7 @@ class Worker:
         record = error_record(message.id, error, error_kind, message.attempt)
         buried = self.writes.run(lambda: self.inbox.bury(delivery, record, message))
         self._record(
-            "dead",
+            Event.DEAD,
             message,
             attempt=message.attempt,
             file=delivery.key,
@@ -401,7 +406,7 @@ class Worker:
         # stop the worker before the message is in dead/, where the error is kept.
         content: JsonValue = {
             "agent": self.spec.name,
-            "verdict": "escalate",
+            "verdict": Verdict.ESCALATE,
             "error": error,
             "attempts": message.attempt,
         }
@@ -413,14 +418,14 @@ class Worker:
     def _bury_bad_file(self, delivery: Delivery, reason: str, data: bytes | None) -> None:
         log.warning("bad message %s: %s", delivery.key, reason)
         error = f"{delivery.key}: {reason}"
-        record = error_record(None, error, "bad_message", 0)
+        record = error_record(None, error, ErrorKind.BAD_MESSAGE, 0)
         self.writes.run(lambda: self.inbox.bury(delivery, record, None))
         self._record(
-            "dead",
+            Event.DEAD,
             None,
             file=delivery.key,
             error=error,
-            error_kind="bad_message",
+            error_kind=ErrorKind.BAD_MESSAGE,
             sha256=content_digest(data) if data is not None else None,
         )
         self.reporter.count(failed=1, dead=1, last_error=error)
@@ -430,19 +435,6 @@ class Worker:
         # Retried as it is, not rebuilt: with dedupe, a reply that did land is not sent twice.
         self.writes.run(lambda: self.transport.deliver(reply, dedupe=True))
         return reply.id
-
-
-def verdict_of(result: object) -> str | None:
-    """The verdict a handler's result carries, if any (`verdict`, or the seed's `passed`)."""
-    if not isinstance(result, dict):
-        return None
-    verdict = result.get("verdict")
-    if isinstance(verdict, str):
-        return verdict.lower()
-    passed = result.get("passed")
-    if isinstance(passed, bool):
-        return "pass" if passed else "block"
-    return None
 
 
 def _seconds_until(when: str | None, now: datetime) -> float:

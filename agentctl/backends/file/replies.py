@@ -11,6 +11,7 @@ from agentctl.model.constants import DEAD, DONE, PROCESSING
 from agentctl.model.errors import BadMessageError, ReplyTakenError, WaitTimeoutError
 from agentctl.model.ids import reply_id
 from agentctl.model.message import AgentMessage, message_file_name, parse_message
+from agentctl.model.vocab import ErrorKind, Event
 from agentctl.protocol.journal import content_digest
 from agentctl.protocol.status import error_record
 
@@ -30,10 +31,12 @@ def take(ws: Workspace, agent_name: str, name: str, path: Path) -> AgentMessage:
     except BadMessageError as exc:
         error = f"{name}: {exc}"
         inbox.bury(name, error_record(None, error, "bad_message", 0))
-        ws.record("dead", None, agent_name, file=name, error=error, error_kind="bad_message")
+        ws.record(
+            Event.DEAD, None, agent_name, file=name, error=error, error_kind=ErrorKind.BAD_MESSAGE
+        )
         raise BadMessageError(f"{inbox.dead / name}: {exc}") from None
     inbox.ack(name)
-    ws.record("received", message, agent_name, file=name, sha256=content_digest(data))
+    ws.record(Event.RECEIVED, message, agent_name, file=name, sha256=content_digest(data))
     return message
 
 

@@ -35,6 +35,7 @@ from agentctl.model.constants import (
 )
 from agentctl.model.errors import BadMessageError
 from agentctl.model.names import validate_agent_name
+from agentctl.model.vocab import Event
 from agentctl.protocol.fsutil import check_real_dir, ensure_dir
 from agentctl.protocol.mailbox import Mailbox
 
@@ -292,7 +293,11 @@ class Workspace:
 
         def announce() -> None:
             self.record(
-                "sent", message, message.from_agent, file=file_name, **sent_fields(message, data)
+                Event.SENT,
+                message,
+                message.from_agent,
+                file=file_name,
+                **sent_fields(message, data),
             )
 
         try:
@@ -301,12 +306,14 @@ class Workspace:
             )
         except Exception as exc:
             self.record(
-                "discarded", message, message.from_agent, to=message.to_agent, error=str(exc)
+                Event.DISCARDED, message, message.from_agent, to=message.to_agent, error=str(exc)
             )
             raise
         if path is None:
             reason = "already in the recipient's inbox"
-            self.record("discarded", message, message.from_agent, to=message.to_agent, error=reason)
+            self.record(
+                Event.DISCARDED, message, message.from_agent, to=message.to_agent, error=reason
+            )
         return path
 
     def agent_dir(self, name: str) -> Path:

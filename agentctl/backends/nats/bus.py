@@ -140,6 +140,8 @@ class MessageBusRouter:
 
     async def dead_letters(self, agent_name: str) -> list[dict[str, Any]]:
         """The messages given up on for `agent_name`, with their errors (oldest first)."""
+        from nats.errors import TimeoutError as NothingMoreError
+
         subject = DEAD_SUBJECT.format(agent=validate_agent_name(agent_name))
         subscription = await self._js().subscribe(subject, ordered_consumer=True)
         letters = []
@@ -147,7 +149,7 @@ class MessageBusRouter:
             while True:
                 try:
                     msg = await subscription.next_msg(timeout=0.5)
-                except Exception:  # nats.errors.TimeoutError: nothing more stored
+                except NothingMoreError:  # nothing more stored; any other error is a real one
                     break
                 letters.append(
                     {

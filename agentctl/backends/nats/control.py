@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agentctl.backends.nats.client import control_bucket, status_key
 from agentctl.model.constants import PIPELINE_AGENT
 from agentctl.model.errors import AgentctlError
-from agentctl.protocol.status import iso_now, parse_iso
+from agentctl.protocol.status import AgentState, iso_now, parse_iso
 
 if TYPE_CHECKING:
     from agentctl.backends.nats.transport import NatsTransport
@@ -126,6 +126,7 @@ class ControlRecords:
         except (KeyNotFoundError, ValueError):
             return False
         heartbeat = parse_iso(str(status.get("heartbeat_at", "")))
-        if heartbeat is None or status.get("state") in ("stopped", "crashed", "fatal"):
+        down = (AgentState.STOPPED, AgentState.CRASHED, AgentState.FATAL)
+        if heartbeat is None or status.get("state") in down:
             return False
         return (datetime.now(UTC) - heartbeat).total_seconds() <= CONDUCTOR_LEASE_S

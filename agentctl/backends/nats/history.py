@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentctl.backends.nats.reader import StoredMessage, StreamReader
+from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
     from agentctl.backends.nats.transport import NatsTransport
@@ -88,9 +89,9 @@ def verify_stream(transport: NatsTransport) -> StreamReport:
         if not message_id:
             continue
         # A requeue publishes the message again, with the digest it journals.
-        if event in ("sent", "requeued") and record.get("sha256"):
+        if event in (Event.SENT, Event.REQUEUED) and record.get("sha256"):
             expected.setdefault(str(message_id), []).append(str(record["sha256"]))
-        elif event == "discarded" and expected.get(str(message_id)):
+        elif event == Event.DISCARDED and expected.get(str(message_id)):
             expected[str(message_id)].pop()
     for stored in reader.inbox_messages():
         report.messages += 1

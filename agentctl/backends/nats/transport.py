@@ -46,6 +46,7 @@ from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.errors import AgentctlError, BadMessageError
 from agentctl.model.ids import new_id
 from agentctl.model.names import validate_agent_name
+from agentctl.model.vocab import Event
 from agentctl.protocol.eventlimits import ENCODER, cut_long_text, fit_record
 from agentctl.protocol.status import iso_now
 
@@ -285,16 +286,18 @@ class NatsTransport:
                 f"limit of {self.max_message_bytes} (max_message_bytes)"
             )
         # Journaled before it can be claimed, as on files, so `sent` precedes `claimed`.
-        self.record("sent", message, message.from_agent, **sent_fields(message, data))
+        self.record(Event.SENT, message, message.from_agent, **sent_fields(message, data))
         try:
             ack = self.publish_message(message, data)
         except Exception as exc:  # as on files: the sender's journal says it did not go
             error = str(exc)
-            self.record("discarded", message, message.from_agent, to=message.to_agent, error=error)
+            self.record(
+                Event.DISCARDED, message, message.from_agent, to=message.to_agent, error=error
+            )
             raise
         if ack.duplicate:
             self.record(
-                "discarded",
+                Event.DISCARDED,
                 message,
                 message.from_agent,
                 to=message.to_agent,
