@@ -449,6 +449,8 @@ def test_a_cluster_node_killed_while_messages_flow(
     assert all(replies[f"{i}-reply"] == 1 for i in ids), {
         i: replies[f"{i}-reply"] for i in ids if replies[f"{i}-reply"] != 1
     }
+    # `handled` is journaled just after the ack: under load its event may land a moment later.
+    wait_until(lambda: all(client.count("handled")[i] for i in ids), timeout_s=30, interval_s=0.5)
     handled = client.count("handled")
     assert all(handled[i] == 1 for i in ids), {i: handled[i] for i in ids if handled[i] != 1}
     client.close()
