@@ -25,6 +25,7 @@ test: venv-dev
 lint: venv-dev
 	$(BIN)/ruff check agentctl tests bench
 	$(BIN)/mypy agentctl
+	$(BIN)/lint-imports
 
 bench: venv-crew
 	$(BIN)/python bench/bench_workspace.py
