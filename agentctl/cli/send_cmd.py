@@ -163,7 +163,7 @@ def _route(
     from agentctl.flow.router import user_message
     from agentctl.flow.routing import TaskRouter, explain, roster_candidates
     from agentctl.model.ids import new_id
-    from agentctl.runtime.handlers.python import task_of
+    from agentctl.model.task import task_of
 
     # Score the task exactly as an agent will see it (content fields plus keywords).
     task = task_of(user_message(roster.agents[0].name, content, **fields))
