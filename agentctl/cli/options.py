@@ -39,6 +39,31 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable, documented).")]
+KeywordsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--keywords",
+        "-k",
+        show_default=False,
+        help="Keywords, comma-separated or repeated: -k auth,injection or -k auth -k injection.",
+    ),
+]
+
+
+def positive_seconds(help_text: str) -> Any:
+    """A `--timeout-s` option that refuses zero and negative values in one usage line."""
+    return typer.Option("--timeout-s", callback=_positive, help=help_text)
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter(f"{value:g} is not a number of seconds above 0 (x>0)")
+    return value
+
+
+def keywords_of(values: list[str] | None) -> list[str]:
+    """Every keyword given, in order: `-k a,b -k c` is a, b, c."""
+    return [k.strip() for value in values or [] for k in value.split(",") if k.strip()]
 
 
 def open_light(config: Path | None, workspace: Path | None) -> tuple[Workspace, list[str]]:
@@ -85,21 +110,32 @@ def load_config(config: Path | None) -> Roster:
 
 
 @contextlib.contextmanager
-def opened_backend(config: Path | None, workspace: Path | None) -> Iterator[Backend]:
-    """The backend commands act on (the roster's; without a roster, the workspace's files),
+def opened_with_roster(
+    config: Path | None, workspace: Path | None, *, required: bool = False
+) -> Iterator[tuple[Roster | None, Backend]]:
+    """The roster (None when there is none and none is `required`) and the backend it names,
     closed when the command is done."""
     from agentctl.backends import open_backend
     from agentctl.config.rosterfile import find_config
 
-    if find_config(config) is None:
+    if not required and find_config(config) is None:
         ws, _ = open_light(config, workspace)
-        yield ws
+        yield None, ws
         return
-    backend = open_backend(load_config(config), workspace, client_name="agentctl-cli")
+    roster = load_config(config)
+    backend = open_backend(roster, workspace, client_name="agentctl-cli")
     try:
-        yield backend
+        yield roster, backend
     finally:
         backend.close()
+
+
+@contextlib.contextmanager
+def opened_backend(config: Path | None, workspace: Path | None) -> Iterator[Backend]:
+    """The backend commands act on (the roster's; without a roster, the workspace's files),
+    closed when the command is done."""
+    with opened_with_roster(config, workspace) as (_, backend):
+        yield backend
 
 
 def read_content(content: str, *, as_text: bool) -> Any:

@@ -7,65 +7,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
-from agentctl.model.vocab import RunStatus
+from agentctl.cli.options import ConfigOpt, JsonOpt, KeywordsOpt, WorkspaceOpt, positive_seconds
 
 if TYPE_CHECKING:
-    from agentctl.backends.base import Backend
     from agentctl.backends.file.workspace import Workspace
-    from agentctl.config.roster import Roster
-    from agentctl.model.message import AgentMessage
 
 app = typer.Typer(help="Start pipeline runs and look at them.", no_args_is_help=True)
 
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the run's outcome.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout-s", help="With --wait.")]
-
-
-def start_run(
-    roster: Roster, router: Backend, pipeline: str, content: Any, fields: dict[str, Any]
-) -> tuple[AgentMessage, Any]:
-    """Send the message that starts a run of `pipeline`; the message and its path."""
-    from agentctl.flow.router import user_message
-    from agentctl.model.constants import PIPELINE_AGENT, PIPELINE_HEADER
-    from agentctl.model.errors import ConfigError
-
-    stages = roster.stages(pipeline)  # a clear error for an unknown pipeline, before sending
-    final = roster.final_agent(pipeline)
-    disabled = roster.disabled_agents()
-    off = [
-        a for a in [*(a for s in stages for a in s), *([final] if final else [])] if a in disabled
-    ]
-    if off:
-        reasons = "; ".join(f"{a}: {disabled[a]}" for a in dict.fromkeys(off))
-        raise ConfigError(f"pipeline {pipeline!r} needs agents that cannot run here ({reasons})")
-    headers = {**fields.pop("headers", {}), PIPELINE_HEADER: pipeline}
-    message = user_message(PIPELINE_AGENT, content, headers=headers, **fields)
-    return message, router.deliver(message)
-
-
-def wait_and_show(
-    router: Backend, message: AgentMessage, *, timeout_s: float, json_out: bool
-) -> None:
-    """Wait for a run's outcome and print it; exit 1 unless the run is done."""
-    from agentctl.cli.render import console, print_json
-    from agentctl.cli.render_history import outcome_table
-
-    reply = router.wait_for_reply(message, timeout_s=timeout_s)
-    outcome = reply.content if isinstance(reply.content, dict) else {"outcome": reply.content}
-    if json_out:
-        print_json(outcome)
-    else:
-        console().print(outcome_table(outcome))
-    if outcome.get("outcome") != RunStatus.DONE:
-        raise typer.Exit(1)
+TimeoutOpt = Annotated[float, positive_seconds("With --wait, give up after this long.")]
 
 
 @app.command("start")
 def start(
     pipeline: Annotated[str, typer.Argument(help="The pipeline's name in agents.yaml.")],
     content: Annotated[str, typer.Argument(help="The task: text, JSON, '-' or @FILE.")],
-    keywords: Annotated[str | None, typer.Option("--keywords", "-k")] = None,
+    keywords: KeywordsOpt = None,
     wait: WaitOpt = False,
     timeout_s: TimeoutOpt = 300.0,
     json_out: JsonOpt = False,
@@ -73,23 +30,18 @@ def start(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start a run of PIPELINE with CONTENT (the same as `send pipeline:PIPELINE CONTENT`)."""
-    from agentctl.backends import open_backend
-    from agentctl.cli.options import load_config, read_content
+    from agentctl.cli.options import keywords_of, opened_with_roster, read_content
+    from agentctl.cli.send_cmd import print_sent, wait_and_print
+    from agentctl.flow.send import PIPELINE_PREFIX, SendRequest, send_message
 
-    roster = load_config(config)
-    fields: dict[str, Any] = {
-        "keywords": [k.strip() for k in keywords.split(",") if k.strip()] if keywords else []
-    }
     task = read_content(content, as_text=False)
-    backend = open_backend(roster, workspace, client_name="agentctl-cli")
-    try:
-        message, _ = start_run(roster, backend, pipeline, task, fields)
+    request = SendRequest(task, to=PIPELINE_PREFIX + pipeline, keywords=keywords_of(keywords))
+    with opened_with_roster(config, workspace, required=True) as (roster, backend):
+        result = send_message(backend, roster, request)
         if wait:
-            wait_and_show(backend, message, timeout_s=timeout_s, json_out=json_out)
+            wait_and_print(backend, result, timeout_s=timeout_s, json_out=json_out)
         else:
-            print(message.id)
-    finally:
-        backend.close()
+            print_sent(result, json_out=json_out)
 
 
 @app.command("list")

@@ -7,6 +7,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agentctl.model.verdict import Verdict
+from agentctl.model.vocab import RunStatus
 from agentctl.protocol.status import parse_iso
 
 if TYPE_CHECKING:
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
 
     from agentctl.audit.overview import AgentRow, Overview
     from agentctl.config.roster import Roster
+    from agentctl.model.message import AgentMessage
     from agentctl.runtime.supervisor import Supervisor
 
 LAST_ERROR_CHARS = 40
@@ -47,12 +50,12 @@ def print_error(message: str) -> None:
     """Each line of `message` as `error: ...` in red on stderr."""
     out = console(stderr=True)
     for line in message.splitlines() or [message]:
-        out.print(f"[bold red]error:[/] {_escape(line)}")
+        out.print(f"[bold red]error:[/] {escape_markup(line)}")
 
 
 def print_note(message: str) -> None:
     """A yellow note on stderr (does not change the exit code)."""
-    console(stderr=True).print(f"[yellow]note:[/] {_escape(message)}")
+    console(stderr=True).print(f"[yellow]note:[/] {escape_markup(message)}")
 
 
 def print_json(data: Any) -> None:
@@ -60,7 +63,8 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _escape(text: str) -> str:
+def escape_markup(text: str) -> str:
+    """`text` shown as it is, never read as rich markup."""
     from rich.markup import escape
 
     return escape(text)
@@ -100,11 +104,12 @@ def _activity_cells(row: AgentRow) -> list[str]:
         str(row.handled),
         str(row.failed),
         # Cut, so a long error does not fold down the screen (`status --json` has it whole).
-        _escape(_clip(row.last_error or "", LAST_ERROR_CHARS)),
+        escape_markup(clip(row.last_error or "", LAST_ERROR_CHARS)),
     ]
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, an ellipsis saying so."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -114,7 +119,7 @@ def _workspace_notes(overview: Overview) -> str:
     lines = []
     if overview.halted:
         lines.append(
-            f"[bold red]HALTED[/]: {_escape(str(overview.halted.get('reason')))} "
+            f"[bold red]HALTED[/]: {escape_markup(str(overview.halted.get('reason')))} "
             "(`agentctl resume` lifts it)"
         )
     runs = overview.pipelines.get("runs") or {}
@@ -214,15 +219,9 @@ def roster_table(roster: Roster) -> Table:
     """The `agentctl validate` table."""
     from rich.table import Table
 
-    transport = roster.transport
-    over = (
-        f", transport nats ({', '.join(transport.servers)}; stream {transport.stream}, "
-        f"replicas {transport.replicas})"
-        if transport.kind.value == "nats"
-        else f", durability {roster.durability.value}"
-    )
+    over = roster.transport.describe() or f"durability {roster.durability.value}"
     table = Table(
-        title=f"{roster.path}: {len(roster.agents)} agents, workspace {roster.workspace_path}"
+        title=f"{roster.path}: {len(roster.agents)} agents, workspace {roster.workspace_path}, "
         + over,
         title_justify="left",
     )
@@ -240,7 +239,7 @@ def roster_table(roster: Roster) -> Table:
         table.add_row(
             agent.name if agent.replicas == 1 else f"{agent.name} (x{agent.replicas})",
             kind,
-            _escape(shown),
+            escape_markup(shown),
             f"{agent.timeout_s:g}s",
             str(agent.max_attempts),
             agent.restart.value,
@@ -295,3 +294,31 @@ def _worker_names(overview: Overview) -> list[str]:
         name = f"{row.name}[{row.replica}]" if row.replica else row.name
         names.append(f"{name}@{row.host}" if several_hosts and row.host else name)
     return names
+
+
+def print_replies(replies: list[AgentMessage], *, run: bool, json_out: bool) -> bool:
+    """Print the replies `send --wait` got (a run's outcome as a table); whether all went well.
+
+    Several replies (a fan-out) print as one JSON object keyed by agent.
+    """
+    if run:
+        from agentctl.cli.render_history import outcome_table
+
+        content = replies[0].content
+        outcome = content if isinstance(content, dict) else {"outcome": content}
+        print_json(outcome) if json_out else console().print(outcome_table(outcome))
+        return bool(outcome.get("outcome") == RunStatus.DONE)
+    if len(replies) > 1:
+        print_json({r.from_agent: r.model_dump(mode="json") if json_out else r.content
+                    for r in replies})  # fmt: skip
+    elif json_out:
+        print_json(replies[0].model_dump(mode="json"))
+    else:
+        content = replies[0].content
+        print(content) if isinstance(content, str) else print_json(content)
+    # An escalated reply is the agent saying it could not do the task.
+    return not any(_escalated(reply.content) for reply in replies)
+
+
+def _escalated(content: Any) -> bool:
+    return isinstance(content, dict) and content.get("verdict") == Verdict.ESCALATE

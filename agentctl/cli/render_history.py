@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agentctl.cli.render import _clip, _escape
+from agentctl.cli.render import clip, escape_markup
 from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ def event_line(record: Record) -> str:
     shown_event = f"[{style}]{event:<9}[/]" if style else f"{event:<9}"
     agent = str(record.get("agent") or "-")
     message_id = str(record.get("message_id") or "-")
-    return f"[dim]{clock}[/] {agent:<12} {shown_event} {message_id:<32} {_escape(describe(record))}"
+    text = escape_markup(describe(record))
+    return f"[dim]{clock}[/] {agent:<12} {shown_event} {message_id:<32} {text}"
 
 
 def _content_text(content: Any, limit: int = 100) -> str:
@@ -163,7 +164,7 @@ def _add_message(parent: Tree, thread: Thread, message: MessageTrace, shown: set
         label += f" verdict [{_VERDICT_STYLE.get(message.verdict, '')}]{message.verdict}[/]"
     node = parent.add(label)
     if message.content_found:
-        node.add(f"[dim]content:[/] {_escape(_content_text(message.content))}")
+        node.add(f"[dim]content:[/] {escape_markup(_content_text(message.content))}")
     for record in message.events:
         if record.get("event") == Event.SENT:
             continue
@@ -172,7 +173,7 @@ def _add_message(parent: Tree, thread: Thread, message: MessageTrace, shown: set
         summary = describe(record)
         node.add(
             f"{_offset(thread, record)} [{style}]{event}[/] by {record.get('agent')}"
-            + (f": {_escape(summary)}" if summary else "")
+            + (f": {escape_markup(summary)}" if summary else "")
         )
     for reply in thread.replies_to(message.id):
         _add_message(node, thread, reply, shown)
@@ -240,7 +241,7 @@ def dead_table(letters: list[DeadLetter]) -> Table:
             str(letter.attempts if letter.attempts is not None else "-"),
             letter.error_kind or "-",
             letter.dead_at or "-",
-            _escape(letter.error or ""),
+            escape_markup(letter.error or ""),
         )
     return table
 
@@ -257,7 +258,7 @@ def compare_table(original_id: str, recorded: Any, resent_id: str, result: Any) 
         if value is None:
             return "[dim](no recorded result)[/]"
         text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-        return _escape(text)
+        return escape_markup(text)
 
     table.add_row(pretty(recorded), pretty(result))
     return table
@@ -276,12 +277,12 @@ def outcome_table(outcome: dict[str, Any]) -> Table:
     )
     notes = []
     if outcome.get("reason"):
-        notes.append(f"reason: {_clip(str(outcome['reason']), 200)}")
+        notes.append(f"reason: {clip(str(outcome['reason']), 200)}")
     for stage in outcome.get("stages") or []:
         for result in (stage.get("results") or {}).values():
             if isinstance(result, dict) and result.get("report_path"):
                 notes.append(f"report: {result['report_path']}")
-    caption = _escape("\n".join(notes)) if notes else None
+    caption = escape_markup("\n".join(notes)) if notes else None
     table = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
     for column in ("stage", "agent", "verdict", "summary"):
         table.add_column(column, overflow="fold")
@@ -293,7 +294,9 @@ def outcome_table(outcome: dict[str, Any]) -> Table:
                 str(stage.get("stage")),
                 agent,
                 _styled_verdict(_verdict_of(results[agent])) if answered else "-",
-                _escape(_summary_of(results[agent])) if answered else "[dim](no answer yet)[/]",
+                escape_markup(_summary_of(results[agent]))
+                if answered
+                else "[dim](no answer yet)[/]",
             )
     return table
 
@@ -313,7 +316,7 @@ def _summary_of(result: Any) -> str:
     if isinstance(result, dict):
         for key in ("summary", "reason", "error"):
             if result.get(key):
-                return _clip(str(result[key]), 100)
+                return clip(str(result[key]), 100)
     return _content_text(result, limit=100)
 
 
@@ -328,7 +331,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
         table.add_row(
             run["run"], run["pipeline"], run["status"], f"{run['stage']}/{run['stages']}",
             run["verdict"], str(run["flags"]), str(run["started_at"])[:19],
-            _escape(str(run["reason"] or "")),
+            escape_markup(str(run["reason"] or "")),
         )  # fmt: skip
     return table
 
@@ -344,6 +347,6 @@ def escalations_table(escalations: list[Escalation]) -> Table:
         age = f"{e.age_s / 60:.0f}m" + (" [red]overdue[/]" if e.overdue else "")
         table.add_row(
             e.id, e.run or "-", e.pipeline or "-", str(e.stage), ", ".join(e.agents), age,
-            _escape(e.reason or ""),
+            escape_markup(e.reason or ""),
         )  # fmt: skip
     return table

@@ -78,6 +78,14 @@ class TransportSpec(BaseModel):
             raise ValueError("servers: are for kind: nats")
         return self
 
+    def describe(self) -> str | None:
+        """Where messages travel, for people; None on files (the workspace says it)."""
+        if self.kind is TransportKind.FILE:
+            return None
+        servers = ", ".join(self.servers)
+        where = f"{servers}; stream {self.stream}, replicas {self.replicas}"
+        return f"transport {self.kind.value} ({where})"
+
     def resolved_servers(self) -> list[str]:
         """The server URLs, `${VAR}` read from the environment; ConfigError if one is unset."""
         urls = []

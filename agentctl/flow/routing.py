@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from agentctl.flow.agentclass import agent_class, allow_imports_from, load_agent
 from agentctl.model.agent import BaseAgent
 from agentctl.model.errors import AgentctlError
 
@@ -80,16 +81,12 @@ def roster_candidates(roster: Roster) -> list[BaseAgent]:
     A `python:` agent whose class overrides `can_handle` scores with its own method (its class
     is loaded for that); every other agent scores by its declared expertise.
     """
-    from agentctl.runtime.handlers.python import allow_imports_from
-
     allow_imports_from(roster)
     return [_candidate(spec) for spec in roster.agents]
 
 
 def _candidate(spec: AgentSpec) -> BaseAgent:
     if spec.python is not None:
-        from agentctl.runtime.handlers.python import agent_class, load_agent
-
         if agent_class(spec).can_handle is not BaseAgent.can_handle:
             return load_agent(spec)
     return RosterAgent(name=spec.name, role=spec.role, expertise=list(spec.expertise))

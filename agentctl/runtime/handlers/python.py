@@ -3,123 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
-import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from agentctl.config.agentspec import AgentSpec
-from agentctl.config.roster import Roster
-from agentctl.model.agent import BaseAgent
-from agentctl.model.constants import STAGE_HEADER
-from agentctl.model.errors import ConfigError, HandlerError, HandlerTimeoutError, cap_error
+
+# Loading a roster's class and shaping its task sit below the runtime (routing needs them too);
+# named here as well, where the worker, conductor and validation have always found them.
+from agentctl.flow.agentclass import agent_class as agent_class
+from agentctl.flow.agentclass import allow_imports_from as allow_imports_from
+from agentctl.flow.agentclass import construct_agent as construct_agent
+from agentctl.flow.agentclass import load_agent
+from agentctl.model.errors import HandlerError, HandlerTimeoutError, cap_error
+from agentctl.model.task import context_of as context_of
+from agentctl.model.task import task_of as task_of
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from agentctl.model.message import AgentMessage
-
-
-def allow_imports_from(roster: Roster) -> None:
-    """Make modules beside the roster importable, as its agents' `python:` handlers expect.
-
-    Workers run in the roster's directory; commands run wherever the user is.
-    """
-    if roster.path is not None:
-        directory = str(roster.path.parent)
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-
-
-def agent_class(spec: AgentSpec) -> type[BaseAgent]:
-    """Import the BaseAgent subclass a `python:` spec names (ConfigError if it is not one)."""
-    assert spec.python is not None
-    module_name, _, class_name = spec.python.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"agent {spec.name!r}: cannot import {module_name!r}: {exc}") from None
-    cls = getattr(module, class_name, None)
-    if not (inspect.isclass(cls) and issubclass(cls, BaseAgent)):
-        raise ConfigError(f"agent {spec.name!r}: {spec.python} is not a BaseAgent subclass")
-    return cls
-
-
-def load_agent(spec: AgentSpec) -> BaseAgent:
-    """Import and construct the agent class a `python:` spec names.
-
-    A class whose constructor takes `name`/`role`/`expertise` gets the roster's values; one
-    that takes no arguments (like the seed's SecurityReviewer) sets its own. The roster's name
-    always wins, and its role and expertise win when given.
-    """
-    agent = construct_agent(spec)
-    agent.name = spec.name
-    if spec.role:
-        agent.role = spec.role
-    if spec.expertise:
-        agent.expertise = list(spec.expertise)
-    return agent
-
-
-def construct_agent(spec: AgentSpec) -> BaseAgent:
-    """The agent class a `python:` spec names, constructed: with the name, role and expertise
-    its constructor gave it, before the roster's replace them."""
-    cls = agent_class(spec)
-    params = inspect.signature(cls).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    for option in spec.options:
-        if option not in params and not takes_any:
-            raise ConfigError(
-                f"agent {spec.name!r}: option {option!r} is not a parameter of {spec.python}"
-            )
-    offered: dict[str, Any] = {
-        "name": spec.name,
-        "role": spec.role,
-        "expertise": list(spec.expertise),
-    }
-    kwargs = {k: v for k, v in offered.items() if k in params}
-    return cls(**kwargs, **spec.options)
-
-
-def task_of(message: AgentMessage) -> dict[str, Any]:
-    """The seed's `task` dict: the content's fields (or `{"content": ...}`) plus keywords.
-
-    A pipeline stage's message carries the seed's context (`original_task`, `results`) as its
-    content: its task is the original task, as in the seed's Pipeline.
-    """
-    content = message.content
-    if _is_stage(message):
-        assert isinstance(content, dict)
-        original = content["original_task"]
-        return dict(original) if isinstance(original, dict) else {"content": original}
-    task: dict[str, Any] = dict(content) if isinstance(content, dict) else {"content": content}
-    task.setdefault("keywords", list(message.keywords))
-    return task
-
-
-def context_of(message: AgentMessage) -> dict[str, Any]:
-    """The `context` dict handed to `process`: the message, its attempt, its thread, and for a
-    pipeline stage the seed's `original_task` and earlier stages' `results`."""
-    context: dict[str, Any] = {
-        "message": message.model_dump(mode="json"),
-        "attempt": message.attempt,
-        "thread_id": message.thread_id,
-    }
-    if _is_stage(message):
-        assert isinstance(message.content, dict)
-        context["original_task"] = message.content["original_task"]
-        context["results"] = message.content.get("results", {})
-    return context
-
-
-def _is_stage(message: AgentMessage) -> bool:
-    return (
-        STAGE_HEADER in message.headers
-        and isinstance(message.content, dict)
-        and "original_task" in message.content
-    )
 
 
 async def _bounded(coro: Coroutine[Any, Any, Any], timeout_s: float) -> Any:

@@ -1,0 +1,76 @@
+"""`agentctl send`'s options as a user gives them: keywords, timeouts, routing, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.conftest import AGENTCTL, run_cli, wait_until, write_roster
+
+ECHO = """\
+- name: echo
+  python: agentctl.agents.echo:EchoAgent
+  expertise: [greeting]
+"""
+
+
+def _waiting(tmp_path: Path) -> list[dict]:
+    new = tmp_path / "workspace" / "echo" / "inbox" / "new"
+    return [json.loads(p.read_text()) for p in sorted(new.glob("*.json"))] if new.is_dir() else []
+
+
+def test_repeated_keywords_are_all_kept(tmp_path: Path) -> None:
+    write_roster(tmp_path, ECHO)
+    sent = run_cli("send", "echo", "hi", "-k", "a", "-k", "b,c", "--keywords", "d", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    assert [m["keywords"] for m in _waiting(tmp_path)] == [["a", "b", "c", "d"]]
+
+
+def test_route_without_keywords_says_they_are_missing(tmp_path: Path) -> None:
+    write_roster(tmp_path, ECHO)
+    for mode in ("--route", "--fanout"):
+        result = run_cli("send", mode, "hello", cwd=tmp_path)
+        assert result.returncode == 1, (mode, result.stdout)
+        assert result.stderr.count("error:") == 1
+        assert "keywords" in result.stderr and "-k" in result.stderr, result.stderr
+        assert "{" not in result.stderr, result.stderr  # no Python dict of the task
+    assert _waiting(tmp_path) == []
+
+
+def test_timeout_must_be_positive(tmp_path: Path) -> None:
+    write_roster(tmp_path, ECHO)
+    for value in ("0", "-1"):
+        result = run_cli("send", "echo", "hi", "--wait", "--timeout-s", value, cwd=tmp_path)
+        assert result.returncode == 2, (value, result.stderr)
+        assert "--timeout-s" in result.stderr and "x>0" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert _waiting(tmp_path) == []
+
+
+def test_ctrl_c_while_waiting_says_how_to_get_the_reply_later(tmp_path: Path) -> None:
+    # Given a message sent with --wait and no supervisor to answer it
+    write_roster(tmp_path, ECHO)
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "wb") as err_file:
+        proc = subprocess.Popen(
+            [*AGENTCTL, "send", "echo", "hi", "--wait"], cwd=tmp_path, text=True,
+            stdout=subprocess.PIPE, stderr=err_file,
+        )  # fmt: skip
+    try:
+        # When the user presses Ctrl-C while it waits (its note says so, just before waiting)
+        sent = wait_until(lambda: _waiting(tmp_path))
+        wait_until(lambda: "no supervisor is running" in stderr.read_text())
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = stderr.read_text()
+    # Then it exits 130 and names the message and the command that shows its reply
+    message_id = sent[0]["id"]
+    assert proc.returncode == 130, (out, err)
+    assert message_id in err and f"agentctl replay {message_id}" in err, err
+    assert "Traceback" not in err
