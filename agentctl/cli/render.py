@@ -296,10 +296,12 @@ def _worker_names(overview: Overview) -> list[str]:
     return names
 
 
-def print_replies(replies: list[AgentMessage], *, run: bool, json_out: bool) -> bool:
+def print_replies(
+    replies: list[AgentMessage], *, run: bool, json_out: bool, fanout: bool = False
+) -> bool:
     """Print the replies `send --wait` got (a run's outcome as a table); whether all went well.
 
-    Several replies (a fan-out) print as one JSON object keyed by agent.
+    A fan-out's replies print as one JSON object keyed by agent, however many there are.
     """
     if run:
         from agentctl.cli.render_history import outcome_table
@@ -308,7 +310,7 @@ def print_replies(replies: list[AgentMessage], *, run: bool, json_out: bool) -> 
         outcome = content if isinstance(content, dict) else {"outcome": content}
         print_json(outcome) if json_out else console().print(outcome_table(outcome))
         return bool(outcome.get("outcome") == RunStatus.DONE)
-    if len(replies) > 1:
+    if fanout or len(replies) > 1:
         print_json({r.from_agent: r.model_dump(mode="json") if json_out else r.content
                     for r in replies})  # fmt: skip
     elif json_out:

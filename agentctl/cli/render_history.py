@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agentctl.cli.render import clip, escape_markup
+from agentctl.cli.render import clip, console, escape_markup
 from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from agentctl.audit.history import MessageTrace, Thread
     from agentctl.flow.deadletters import DeadLetter
     from agentctl.flow.escalation import Escalation
-    from agentctl.flow.routing import Candidate
+    from agentctl.flow.routing import Candidate, RouteExplanation
 
 Record = dict[str, Any]
 
@@ -225,6 +225,23 @@ def route_table(candidates: list[Candidate], *, floor: float, threshold: float) 
             "[green]yes[/]" if candidate.score >= threshold else "",
         )
     return table
+
+
+def print_route(explained: RouteExplanation) -> None:
+    """`agentctl route`: the scores, the agents left out and why, and what each mode picks."""
+    out = console()
+    out.print(route_table(explained.candidates, floor=explained.floor,
+                          threshold=explained.threshold))  # fmt: skip
+    for name, why in explained.excluded.items():
+        out.print(f"[yellow]{name}[/]: never routed to: {escape_markup(why)}")
+    if explained.route is None:
+        out.print(f"[red]--route: no agent reaches the floor {explained.floor:g}; "
+                  "nothing would be sent[/]")  # fmt: skip
+    else:
+        best = explained.candidates[0]
+        out.print(f"--route: [bold]{best.name}[/] ({best.score:.2f})")
+    fanout = ", ".join(explained.fanout) or "(nobody)"
+    out.print(f"--fanout: {fanout} (threshold {explained.threshold:g})")
 
 
 def dead_table(letters: list[DeadLetter]) -> Table:

@@ -6,13 +6,11 @@ from typing import Annotated
 
 import typer
 
-from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
+from agentctl.cli.options import ConfigOpt, JsonOpt, KeywordsOpt, WorkspaceOpt
 
 
 def route(
-    keywords: Annotated[
-        str, typer.Option("--keywords", "-k", help="Comma-separated keywords, e.g. auth,injection.")
-    ],
+    keywords: KeywordsOpt = None,
     threshold: Annotated[
         float, typer.Option("--threshold", help="The --fanout threshold to explain.")
     ] = 0.5,
@@ -22,35 +20,20 @@ def route(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Score every agent for these keywords: who `send --route` and `--fanout` would pick."""
-    from agentctl.cli.options import open_full
-    from agentctl.flow.routing import TaskRouter, explain, roster_candidates
+    from agentctl.cli.options import keywords_of, open_full
+    from agentctl.flow.routing import explain_route
+    from agentctl.model.errors import AgentctlError
 
+    task = {"keywords": keywords_of(keywords)}
+    if not task["keywords"]:
+        raise AgentctlError("no keywords to route by: give them with -k (e.g. -k auth,injection)")
     roster, _ = open_full(config, workspace)
-    task = {"keywords": [k.strip() for k in keywords.split(",") if k.strip()]}
-    candidates = explain(TaskRouter(roster_candidates(roster), floor=floor), task)
-    best = candidates[0] if candidates and candidates[0].score >= floor else None
-    fanout = [c.name for c in candidates if c.score >= threshold]
+    explained = explain_route(roster, task, floor=floor, threshold=threshold)
     if json_out:
         from agentctl.cli.render import print_json
 
-        print_json(
-            {
-                "keywords": task["keywords"],
-                "candidates": [c.to_json() for c in candidates],
-                "route": best.name if best else None,
-                "floor": floor,
-                "fanout": fanout,
-                "threshold": threshold,
-            }
-        )
+        print_json(explained.to_json())
         return
-    from agentctl.cli.render import console
-    from agentctl.cli.render_history import route_table
+    from agentctl.cli.render_history import print_route
 
-    out = console()
-    out.print(route_table(candidates, floor=floor, threshold=threshold))
-    if best is None:
-        out.print(f"[red]--route: no agent reaches the floor {floor:g}; nothing would be sent[/]")
-    else:
-        out.print(f"--route: [bold]{best.name}[/] ({best.score:.2f})")
-    out.print(f"--fanout: {', '.join(fanout) if fanout else '(nobody)'} (threshold {threshold:g})")
+    print_route(explained)

@@ -115,7 +115,9 @@ def wait_and_print(
                 "shows its reply when it comes"
             )
         raise typer.Exit(130) from None
-    if not print_replies(replies, run=result.run is not None, json_out=json_out):
+    if not print_replies(
+        replies, run=result.run is not None, json_out=json_out, fanout=result.fanout
+    ):
         raise typer.Exit(1)
 
 

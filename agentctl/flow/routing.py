@@ -76,13 +76,67 @@ class RosterAgent(BaseAgent):
 
 
 def roster_candidates(roster: Roster) -> list[BaseAgent]:
-    """The roster's agents as router candidates.
+    """The roster's agents that can answer, as router candidates (disabled ones never are).
 
     A `python:` agent whose class overrides `can_handle` scores with its own method (its class
     is loaded for that); every other agent scores by its declared expertise.
     """
     allow_imports_from(roster)
-    return [_candidate(spec) for spec in roster.agents]
+    disabled = roster.disabled_agents()
+    return [_candidate(spec) for spec in roster.agents if spec.name not in disabled]
+
+
+@dataclass(frozen=True)
+class RouteExplanation:
+    """Who `send --route` and `--fanout` would pick for some keywords, every score, and the
+    agents left out with why."""
+
+    keywords: list[str]
+    candidates: list[Candidate]
+    excluded: dict[str, str]
+    floor: float
+    threshold: float
+
+    @property
+    def route(self) -> str | None:
+        """The agent `--route` sends to, or None when nobody reaches the floor."""
+        best = self.candidates[0] if self.candidates else None
+        return best.name if best is not None and best.score >= self.floor else None
+
+    @property
+    def fanout(self) -> list[str]:
+        """The agents `--fanout` sends to."""
+        return [c.name for c in self.candidates if c.score >= self.threshold]
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable form of `route --json`."""
+        return {
+            "keywords": self.keywords,
+            "candidates": [c.to_json() for c in self.candidates],
+            "excluded": self.excluded,
+            "route": self.route,
+            "floor": self.floor,
+            "fanout": self.fanout,
+            "threshold": self.threshold,
+        }
+
+
+def explain_route(
+    roster: Roster,
+    task: dict[str, Any],
+    *,
+    floor: float = DEFAULT_CONFIDENCE_FLOOR,
+    threshold: float = DEFAULT_FANOUT_THRESHOLD,
+) -> RouteExplanation:
+    """Score `task` for every agent that can answer; say why the others are left out."""
+    candidates = explain(TaskRouter(roster_candidates(roster), floor=floor), task)
+    return RouteExplanation(
+        keywords=list(task.get("keywords") or []),
+        candidates=candidates,
+        excluded=roster.disabled_agents(),
+        floor=floor,
+        threshold=threshold,
+    )
 
 
 def _candidate(spec: AgentSpec) -> BaseAgent:

@@ -111,7 +111,7 @@ def start_pipeline_run(
 def route_and_send(backend: Backend, roster: Roster, request: SendRequest) -> SendResult:
     """Send to the agent scoring the request's keywords best (or, with `fanout`, to every agent
     scoring `threshold`); the decision, every score with it, is journaled as `routed`."""
-    from agentctl.flow.routing import TaskRouter, explain, roster_candidates
+    from agentctl.flow.routing import explain_route
     from agentctl.model.task import task_of
 
     if not request.keywords:
@@ -122,10 +122,11 @@ def route_and_send(backend: Backend, roster: Roster, request: SendRequest) -> Se
     fields = {**request.fields(), "thread_id": request.thread_id or new_id()}
     # Score the task exactly as an agent will see it (content fields plus keywords).
     task = task_of(user_message(roster.agents[0].name, request.content, **fields))
-    router = TaskRouter(roster_candidates(roster), floor=request.floor)
-    candidates = explain(router, task)
+    explained = explain_route(roster, task, floor=request.floor, threshold=request.threshold)
+    candidates = explained.candidates
     bar = request.threshold if request.fanout else request.floor
-    chosen = [c.name for c in candidates if c.score >= bar][: None if request.fanout else 1]
+    route = [explained.route] if explained.route is not None else []
+    chosen = explained.fanout if request.fanout else route
     if not chosen:
         best = f" (best: {candidates[0].name} at {candidates[0].score:.2f})" if candidates else ""
         raise AgentctlError(

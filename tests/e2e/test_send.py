@@ -74,3 +74,32 @@ def test_ctrl_c_while_waiting_says_how_to_get_the_reply_later(tmp_path: Path) ->
     assert proc.returncode == 130, (out, err)
     assert message_id in err and f"agentctl replay {message_id}" in err, err
     assert "Traceback" not in err
+
+
+def test_disabled_agents_are_never_routed_to_and_route_says_why(
+    tmp_path: Path, supervised
+) -> None:
+    # Given an LLM agent disabled for want of an endpoint, with the same expertise as echo
+    write_roster(tmp_path, """\
+        - name: echo
+          python: agentctl.agents.echo:EchoAgent
+          expertise: [testing]
+        - name: qa
+          expertise: [testing]
+          llm: {model: m, base_url: "${AGENTCTL_TEST_UNSET_URL}"}
+    """)
+    env = {"AGENTCTL_TEST_UNSET_URL": ""}
+    # When routing is explained
+    explained = json.loads(run_cli("route", "-k", "testing", "--json", cwd=tmp_path, env=env).stdout)
+    # Then qa is left out, with its reason, and only echo is picked
+    assert [c["agent"] for c in explained["candidates"]] == ["echo"]
+    assert "AGENTCTL_TEST_UNSET_URL" in explained["excluded"]["qa"]
+    assert explained["fanout"] == ["echo"] and explained["route"] == "echo"
+    shown = run_cli("route", "-k", "testing", cwd=tmp_path, env=env)
+    assert "qa: never routed to" in shown.stdout
+    # And a fanout gets echo's reply, without waiting for an agent that cannot answer
+    supervised(tmp_path).wait_ready(["echo"])
+    sent = run_cli("send", "--fanout", "-k", "testing", "hi", "--wait", "--timeout-s", "20",
+                   cwd=tmp_path, env=env)  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert list(json.loads(sent.stdout)) == ["echo"]
