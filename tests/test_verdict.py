@@ -8,7 +8,7 @@ import pytest
 
 from agentctl.flow.pipeline import stage_verdict
 from agentctl.model.verdict import Verdict, stated_verdict, verdict_of
-from agentctl.runtime.worker import verdict_of as worker_verdict
+from agentctl.runtime.settlement import verdict_of as worker_verdict
 
 # (result, what it states (the `handled` event's `verdict`, None: the field is left out), verdict)
 CASES: list[tuple[str, Any, Verdict | None, Verdict]] = [

@@ -60,6 +60,13 @@ class AgentProcess:
             self.backoff_s = policy.initial_s
         self.restart_at = now_s + self.backoff_s
 
+    def forget_failures(self, *, times_fatal: int) -> None:
+        """A whole new burst of quick restarts, as after a stable run; `times_fatal` sets the
+        cool-down should the agent turn fatal again (0: the first one)."""
+        self.quick_failures = 0
+        self.backoff_s = -1.0
+        self.times_fatal = times_fatal
+
     @property
     def pid(self) -> int | None:
         """The running process's pid, if any."""

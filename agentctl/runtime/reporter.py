@@ -1,4 +1,5 @@
-"""StatusReporter: keeps status.json current from a thread, off the message hot path.
+"""StatusReporter: keeps status.json current from a thread, off the message hot path; and the
+status a worker starts from.
 
 The worker changes the in-memory status freely; the reporter writes it when it changed (at most
 every STATUS_MIN_INTERVAL_S, so a burst costs a few writes, not one per message) and at least
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agentctl.model.constants import HEARTBEAT_INTERVAL_S, STATUS_MIN_INTERVAL_S
-from agentctl.protocol.status import AgentState, AgentStatus, iso_now, write_status
+from agentctl.protocol.proc import ProcessRef
+from agentctl.protocol.status import AgentState, AgentStatus, iso_now, read_status, write_status
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +105,22 @@ class StatusReporter:
             log.error("cannot write %s: %s", self.path, exc)
         if self._publish is not None:
             self._publish(data)  # e.g. into the NATS status bucket (it never raises)
+
+
+def initial_status(path: Path, agent: str, replica: int, *, stuck_after_s: float) -> AgentStatus:
+    """The status a worker starts with: `starting`, this process, the previous worker's counts."""
+    # Counters carry over from the previous worker, so `status` shows lifetime totals.
+    previous = read_status(path)
+    me = ProcessRef.of(os.getpid())
+    return AgentStatus(
+        agent=agent,
+        replica=replica,
+        state=AgentState.STARTING,
+        pid=os.getpid(),
+        pid_start_ticks=me.start_ticks if me else 0,
+        started_at=iso_now(),
+        handled=previous.handled if previous else 0,
+        failed=previous.failed if previous else 0,
+        dead=previous.dead if previous else 0,
+        stuck_after_s=stuck_after_s,
+    )

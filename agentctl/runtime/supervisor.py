@@ -28,14 +28,8 @@ from agentctl.model.constants import (
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
 )
-from agentctl.model.errors import AgentctlError
 from agentctl.model.vocab import Event
-from agentctl.protocol.control import (
-    ControlAction,
-    release_supervisor_lock,
-    serve_requests,
-    take_supervisor_lock,
-)
+from agentctl.protocol.control import release_supervisor_lock, take_supervisor_lock
 from agentctl.protocol.proc import ProcessRef, die_with_parent, prepare_die_with_parent
 from agentctl.protocol.status import (
     AgentState,
@@ -53,6 +47,7 @@ from agentctl.runtime.agentprocess import (
     signal_group,
 )
 from agentctl.runtime.agentstatus import command_status, exit_status, fatal_status, recount_of
+from agentctl.runtime.requests import Requests
 from agentctl.runtime.stuckcheck import stuck_for_s
 
 if TYPE_CHECKING:
@@ -98,6 +93,7 @@ class Supervisor:
         self.grace_s = grace_s
         self._lock_fd: int | None = None
         self.write_error: str | None = None  # the last write refused, while they fail
+        self.requests = Requests(self)  # what commands ask of us (`agentctl restart`)
 
     # -- start ------------------------------------------------------------------------------
 
@@ -203,7 +199,8 @@ class Supervisor:
     def tick(self) -> None:
         """Answer requests, reap exited children and restart them when their policy, backoff
         or cool-down say so."""
-        self._serve_requests()
+        if self._lock_fd is not None:  # only the supervisor holding the lock answers
+            self.requests.serve()
         now = self.clock.monotonic()
         for proc in self.agents.values():
             if proc.state is ProcState.RUNNING and proc.popen is not None:
@@ -217,43 +214,17 @@ class Supervisor:
                 proc.restarts += 1
                 self._spawn(proc)
             elif proc.state is ProcState.FATAL and now >= proc.restart_at:
-                self._start_afresh(proc, times_fatal=proc.times_fatal, cause="cool-down")
+                self.start_afresh(proc, times_fatal=proc.times_fatal, cause="cool-down")
 
     def restart_agent(self, name: str) -> list[str]:
-        """Start every worker of agent `name` now, clearing `fatal`, backoff and cool-down; one
-        line per worker. AgentctlError if this supervisor does not run that agent."""
-        procs = [(key, p) for key, p in self.agents.items() if p.spec.name == name]
-        if not procs:
-            raise AgentctlError(f"{name}: not run by this supervisor (see `agentctl run --agent`)")
-        lines = []
-        for key, proc in procs:
-            if proc.state is ProcState.RUNNING:
-                lines.append(f"{key}: already running (pid {proc.pid})")
-                continue
-            self._start_afresh(proc, times_fatal=0, cause=f"agentctl restart ({proc.state.value})")
-            lines.append(
-                f"{key}: restarted (pid {proc.pid})"
-                if proc.pid
-                else f"{key}: could not start; retrying with backoff (see `agentctl tail`)"
-            )
-        return lines
+        """Start every worker of agent `name` now (as `agentctl restart` asks); see Requests."""
+        return self.requests.restart(name)
 
-    def _start_afresh(self, proc: AgentProcess, *, times_fatal: int, cause: str) -> None:
-        # A whole new burst of quick restarts, as after a stable run.
-        proc.quick_failures = 0
-        proc.backoff_s = -1.0
-        proc.times_fatal = times_fatal
+    def start_afresh(self, proc: AgentProcess, *, times_fatal: int, cause: str) -> None:
+        """Start `proc` again with a whole new burst of quick restarts (why: `cause`)."""
+        proc.forget_failures(times_fatal=times_fatal)
         proc.restarts += 1
         self._spawn(proc, cause=cause)
-
-    def _serve_requests(self) -> None:
-        """Act on what commands asked (`agentctl restart`), answering each."""
-        if self._lock_fd is None:
-            return  # not started: only the supervisor holding the lock answers
-        try:
-            serve_requests(self.workspace, {ControlAction.RESTART: self.restart_agent})
-        except OSError as exc:  # a full disk must not take the supervisor down; retried next tick
-            self.events.append(f"cannot answer a request: {exc}")
 
     def _kill_if_stuck(self, proc: AgentProcess) -> None:
         """SIGKILL a worker whose heartbeat stopped: wedged in C code, stopped, deadlocked.

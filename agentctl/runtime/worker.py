@@ -2,6 +2,9 @@
 
     python -m agentctl.runtime.worker --config agents.yaml --workspace workspace --agent NAME
 
+(the process around it, from its command line to its signals, is runtime/workermain.py; how an
+attempt ends, runtime/settlement.py).
+
 The loop: clear the wake-up, list new/, claim and handle each message in order, then wait for a
 watchdog wake-up or the poll interval, whichever comes first (events can be lost; the rescan
 cannot). One worker per agent is enforced with a lock file; a worker that starts settles what a
@@ -10,63 +13,40 @@ dead one left in processing/, counting the interrupted attempt.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import traceback
 from datetime import datetime
-from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from agentctl.backends import open_backend
-from agentctl.backends.file.workspace import Workspace
-from agentctl.config.agentspec import AgentSpec, HandlerKind
-from agentctl.config.roster import load_roster
 from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     DEFAULT_STUCK_AFTER_S,
     HANDLER_OVERRUN_GRACE_S,
     NOT_BEFORE_HEADER,
-    PIPELINE_AGENT,
     WORKER_RESTART_EXIT_CODE,
 )
 from agentctl.model.errors import (
-    AgentctlError,
     BadMessageError,
     HandlerError,
     HandlerTimeoutError,
     NonRetryableError,
-    cap_error,
 )
-from agentctl.model.message import AgentMessage, MessageKind, parse_message
-from agentctl.model.verdict import Verdict
-from agentctl.model.verdict import stated_verdict as verdict_of  # the one rule: None when unstated
+from agentctl.model.message import AgentMessage, parse_message
 from agentctl.model.vocab import ErrorKind, Event
 from agentctl.protocol.journal import content_digest
 from agentctl.protocol.overrunnote import write_note
-from agentctl.protocol.proc import ProcessRef, die_with_parent
-from agentctl.protocol.status import (
-    AgentState,
-    AgentStatus,
-    error_record,
-    iso_now,
-    parse_iso,
-    read_status,
-)
+from agentctl.protocol.status import AgentState, parse_iso
 from agentctl.protocol.writeretry import RETRY_MAX_S, WriteRetry, WritesAbandoned, is_disk_error
-from agentctl.runtime.handlers import NO_REPLY
 from agentctl.runtime.overrun import OverrunGuard
-from agentctl.runtime.reporter import StatusReporter
+from agentctl.runtime.reporter import StatusReporter, initial_status
+from agentctl.runtime.settlement import Settlement
 
 if TYPE_CHECKING:
-    from pydantic import JsonValue
-
-    from agentctl.backends.base import Backend
     from agentctl.backends.transport import Delivery, Transport
+    from agentctl.config.agentspec import AgentSpec
     from agentctl.runtime.handlers import Handler
 
 log = logging.getLogger("agentctl.runtime.worker")
@@ -96,14 +76,18 @@ class Worker:
         self.workspace.ensure_agent(spec.name)  # logs, status and notes live here on any transport
         self.inbox = transport.inbox(spec, poll_interval_s=poll_interval_s, clock=clock)
         self.stopping = threading.Event()
+        status_path = self.workspace.status_path(spec.name, replica)
         self.reporter = StatusReporter(
-            self.workspace.status_path(spec.name, replica),
-            _initial_status(self.workspace, spec, stuck_after_s, replica),
+            status_path,
+            initial_status(status_path, spec.name, replica, stuck_after_s=stuck_after_s),
             publish=transport.publish_status,
         )
         self.overrun = OverrunGuard(self._on_overrun, clock=clock)
         # Every write of a message's settlement waits out a full disk instead of failing it.
         self.writes = WriteRetry(self.stopping, self._on_write_error)
+        self.settlement = Settlement(
+            transport, self.inbox, spec, writes=self.writes, reporter=self.reporter
+        )
         self._connected = True
         transport.watch_connection(self._on_connection)
 
@@ -235,10 +219,11 @@ class Worker:
             if message.to_agent != self.spec.name:
                 raise BadMessageError(f"addressed to {message.to_agent!r}, not {self.spec.name!r}")
         except (BadMessageError, OSError) as exc:
-            self._bury_bad_file(delivery, str(exc), data)
+            self.settlement.bury_bad_file(delivery, str(exc), data)
             return
         except Exception as exc:  # a parser bug must not crash-loop the agent on one file
-            self._bury_bad_file(delivery, f"unreadable: {type(exc).__name__}: {exc}", data)
+            unreadable = f"unreadable: {type(exc).__name__}: {exc}"
+            self.settlement.bury_bad_file(delivery, unreadable, data)
             return
         wait_s = _seconds_until(message.headers.get(NOT_BEFORE_HEADER), self.clock.now())
         if wait_s > 0 and not delivery.interrupted:
@@ -262,7 +247,8 @@ class Worker:
             attempt, interrupted = self.spec.max_attempts, True
             reason = reason or {"error": died}
         message = message.model_copy(update={"attempt": attempt})
-        self._record(
+        settle = self.settlement
+        settle.record(
             Event.CLAIMED,
             message,
             attempt=message.attempt,
@@ -271,7 +257,7 @@ class Worker:
         )
         if interrupted:
             if reason is not None:
-                self._fail(
+                settle.fail(
                     delivery,
                     message,
                     str(reason["error"]),
@@ -281,7 +267,7 @@ class Worker:
                 )
             else:
                 lost = "worker died while handling it"
-                self._fail(delivery, message, lost, ErrorKind.INTERRUPTED)
+                settle.fail(delivery, message, lost, ErrorKind.INTERRUPTED)
             return
         self.reporter.update(state=AgentState.BUSY, current_message_id=message.id)
         started = self.clock.monotonic()
@@ -290,27 +276,23 @@ class Worker:
         try:
             result = self.handler.handle(message, timeout_s=timeout_s)
         except HandlerTimeoutError as exc:
-            self._fail(delivery, message, str(exc), ErrorKind.TIMEOUT, self._ms_since(started))
+            settle.fail(delivery, message, str(exc), ErrorKind.TIMEOUT, self._ms_since(started))
         except NonRetryableError as exc:
             kind = ErrorKind.NON_RETRYABLE
-            self._fail(delivery, message, str(exc), kind, self._ms_since(started), final=True)
+            settle.fail(delivery, message, str(exc), kind, self._ms_since(started), final=True)
         except HandlerError as exc:
-            self._fail(delivery, message, str(exc), ErrorKind.ERROR, self._ms_since(started))
+            settle.fail(delivery, message, str(exc), ErrorKind.ERROR, self._ms_since(started))
         except Exception as exc:  # a bug must not stop the agent: count it as a failed attempt
             log.error("handler crashed on %s:\n%s", message.id, traceback.format_exc())
             error = f"{type(exc).__name__}: {exc}"
-            self._fail(delivery, message, error, ErrorKind.ERROR, self._ms_since(started))
+            settle.fail(delivery, message, error, ErrorKind.ERROR, self._ms_since(started))
         else:
-            self._succeed(delivery, message, result, self._ms_since(started))
+            settle.succeed(delivery, message, result, self._ms_since(started))
         finally:
             self.overrun.disarm()
 
     def _ms_since(self, started: float) -> float:
         return round((self.clock.monotonic() - started) * 1000, 3)
-
-    def _record(self, event: str, message: AgentMessage | None, **fields: Any) -> None:
-        # A journal line is written whole or not at all, so a refused one is simply retried.
-        self.writes.run(lambda: self.transport.record(event, message, self.spec.name, **fields))
 
     def _timeout_s(self, message: AgentMessage) -> float:
         override = message.headers.get("timeout_s")
@@ -318,123 +300,6 @@ class Worker:
             return float(override) if override else self.spec.timeout_s
         except ValueError:
             return self.spec.timeout_s
-
-    def _succeed(
-        self, delivery: Delivery, message: AgentMessage, result: JsonValue, duration_ms: float
-    ) -> None:
-        # Reply before ack: a crash in between redelivers the request, and the reply's derived
-        # id makes the second delivery a no-op.
-        answer = message.kind is MessageKind.TASK and result is not NO_REPLY
-        try:
-            reply_id = self._reply(message, result) if answer else None
-        except (AgentctlError, OSError) as exc:  # e.g. a result over max_message_bytes
-            error = f"cannot deliver the result: {exc}"
-            self._fail(delivery, message, error, ErrorKind.ERROR, duration_ms)
-            return
-        self.writes.run(lambda: self.inbox.ack(delivery))
-        self._record(
-            Event.HANDLED,
-            message,
-            attempt=message.attempt,
-            file=delivery.key,
-            duration_ms=duration_ms,
-            result_id=reply_id,
-            verdict=verdict_of(result) if answer else None,
-            # An llm: agent's token usage (and cost, when the endpoint reports one).
-            usage=result.get("usage") if isinstance(result, dict) else None,
-        )
-        self.reporter.count(handled=1)
-
-    def _fail(
-        self,
-        delivery: Delivery,
-        message: AgentMessage,
-        error: str,
-        error_kind: ErrorKind,
-        duration_ms: float | None = None,
-        *,
-        final: bool = False,
-    ) -> None:
-        error = cap_error(error)  # a handler's error can be megabytes; its start says enough
-        log.warning(
-            "%s attempt %d/%d failed: %s",
-            message.id,
-            message.attempt,
-            self.spec.max_attempts,
-            error,
-        )
-        self.reporter.count(failed=1, last_error=f"{message.id}: {error}")
-        self._record(
-            Event.FAILED,
-            message,
-            attempt=message.attempt,
-            max_attempts=self.spec.max_attempts,
-            error=error,
-            error_kind=error_kind,
-            duration_ms=duration_ms,
-        )
-        if message.attempt < self.spec.max_attempts and not final:
-            delay_s = self.spec.retry.delay_s(message.attempt)
-            data = self.writes.run(lambda: self.inbox.retry(delivery, message, delay_s))
-            self._record(
-                Event.RETRIED,
-                message,
-                attempt=message.attempt,
-                file=delivery.key,
-                sha256=content_digest(data) if data is not None else None,
-                retry_in_s=delay_s,
-            )
-            return
-        if message.kind is MessageKind.TASK:
-            self._escalate(message, error)
-        record = error_record(message.id, error, error_kind, message.attempt)
-        buried = self.writes.run(lambda: self.inbox.bury(delivery, record, message))
-        self._record(
-            Event.DEAD,
-            message,
-            attempt=message.attempt,
-            file=delivery.key,
-            error=error,
-            error_kind=error_kind,
-            sha256=content_digest(buried) if buried else None,
-        )
-        self.reporter.count(dead=1)
-
-    def _escalate(self, message: AgentMessage, error: str) -> None:
-        # The seed's escalation result, so requesters (and `send --wait`) hear of it. Guarded
-        # like _succeed's reply: one the transport refuses (over max_message_bytes) must not
-        # stop the worker before the message is in dead/, where the error is kept.
-        content: JsonValue = {
-            "agent": self.spec.name,
-            "verdict": Verdict.ESCALATE,
-            "error": error,
-            "attempts": message.attempt,
-        }
-        try:
-            self._reply(message, content)
-        except (AgentctlError, OSError) as exc:
-            log.error("%s: cannot deliver the escalation reply: %s", message.id, exc)
-
-    def _bury_bad_file(self, delivery: Delivery, reason: str, data: bytes | None) -> None:
-        log.warning("bad message %s: %s", delivery.key, reason)
-        error = f"{delivery.key}: {reason}"
-        record = error_record(None, error, ErrorKind.BAD_MESSAGE, 0)
-        self.writes.run(lambda: self.inbox.bury(delivery, record, None))
-        self._record(
-            Event.DEAD,
-            None,
-            file=delivery.key,
-            error=error,
-            error_kind=ErrorKind.BAD_MESSAGE,
-            sha256=content_digest(data) if data is not None else None,
-        )
-        self.reporter.count(failed=1, dead=1, last_error=error)
-
-    def _reply(self, request: AgentMessage, content: JsonValue) -> str:
-        reply = request.reply(content)
-        # Retried as it is, not rebuilt: with dedupe, a reply that did land is not sent twice.
-        self.writes.run(lambda: self.transport.deliver(reply, dedupe=True))
-        return reply.id
 
 
 def _seconds_until(when: str | None, now: datetime) -> float:
@@ -447,98 +312,8 @@ def _seconds_until(when: str | None, now: datetime) -> float:
     return max(0.0, (moment - now).total_seconds())
 
 
-def _initial_status(
-    workspace: Workspace, spec: AgentSpec, stuck_after_s: float, replica: int
-) -> AgentStatus:
-    # Counters carry over from the previous worker, so `status` shows lifetime totals.
-    previous = read_status(workspace.status_path(spec.name, replica))
-    me = ProcessRef.of(os.getpid())
-    return AgentStatus(
-        agent=spec.name,
-        replica=replica,
-        state=AgentState.STARTING,
-        pid=os.getpid(),
-        pid_start_ticks=me.start_ticks if me else 0,
-        started_at=iso_now(),
-        handled=previous.handled if previous else 0,
-        failed=previous.failed if previous else 0,
-        dead=previous.dead if previous else 0,
-        stuck_after_s=stuck_after_s,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of a worker process (started by `agentctl run`)."""
-    parser = argparse.ArgumentParser(prog="agentctl-worker")
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--workspace", required=True, type=Path)
-    parser.add_argument("--agent", required=True)
-    parser.add_argument("--replica", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s {args.agent}[%(process)d] %(levelname)s %(message)s",
-    )
-    die_with_parent(signal.SIGTERM)
-    transport: Backend | None = None
-    try:
-        roster = load_roster(args.config)
-        spec = roster.agent(args.agent)
-        from agentctl.runtime.handlers import build_handler
-        from agentctl.runtime.handlers.python import allow_imports_from
-
-        allow_imports_from(roster)
-        # A worker waits for an unreachable NATS server (status: disconnected) instead of failing.
-        transport = open_backend(
-            roster, args.workspace, client_name=f"{spec.name}.{args.replica}", patient=True
-        )
-        workspace = transport.local
-        handler: Handler
-        if spec.name == PIPELINE_AGENT:
-            from agentctl.runtime.conductor import ConductorHandler
-
-            handler = ConductorHandler(roster, transport)
-        elif spec.handler_kind is HandlerKind.LLM:
-            from agentctl.runtime.handlers import build_llm_handler
-
-            handler = build_llm_handler(spec, workspace.ensure_agent_dir(spec.name))
-        else:
-            handler = build_handler(
-                spec,
-                max_output_bytes=roster.max_message_bytes,
-                withheld_env=roster.withheld_env(),
-            )
-        worker = Worker(
-            transport,
-            spec,
-            handler,
-            poll_interval_s=roster.poll_interval_s,
-            stuck_after_s=roster.stuck_after_s,
-            replica=args.replica,
-        )
-    except BaseException as exc:
-        if transport is not None:  # its connection's thread would keep the process alive
-            transport.close()
-        if not isinstance(exc, AgentctlError):
-            raise
-        log.error("%s", exc)
-        return 2
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: finishing the message in hand", signal.Signals(signum).name)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        return worker.run()
-    except AgentctlError as exc:
-        log.error("%s", exc)
-        return 2
-    finally:
-        transport.close()
-
-
 if __name__ == "__main__":
+    # `python -m agentctl.runtime.worker`: how the supervisor starts a worker.
+    from agentctl.runtime.workermain import main
+
     sys.exit(main())
