@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentctl import BaseAgent
 from agentctl.backends.file.workspace import Workspace
-from agentctl.flow.pipeline import Pipeline
+from agentctl.flow.pipeline import Pipeline, Run, StageState, stage_verdict
 from agentctl.model.message import AgentMessage, MessageKind
+from agentctl.model.verdict import Verdict
 from tests.conftest import AGENTCTL, run_cli, wait_until, write_roster
 
 STAGE_AGENTS = textwrap.dedent("""
@@ -590,3 +593,67 @@ def test_an_escalation_older_than_escalation_overdue_s_is_overdue(tmp_path: Path
     assert escalation["age_s"] > 60
     assert status(tmp_path)["escalations"] == {"open": 1, "overdue": 1}
     assert escalation["overdue"] is True
+
+
+# -- verdicts: what a stage result comes to, and how a run joins them (issue 20) -----------------
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"verdict": "pass"}, Verdict.PASS),
+        ({"verdict": "BLOCK"}, Verdict.BLOCK),  # any case, as people type it
+        ({"verdict": "Escalate"}, Verdict.ESCALATE),
+        ({"verdict": "aprove"}, Verdict.FLAG),  # a mistyped verdict is looked at, not waved on
+        ({"verdict": ""}, Verdict.FLAG),
+        ({"passed": False}, Verdict.BLOCK),  # the seed's reviewers
+        ({"passed": True}, Verdict.PASS),
+        ({"passed": 0}, Verdict.PASS),  # only the boolean blocks
+        ({"verdict": "flag", "passed": False}, Verdict.FLAG),  # `verdict` says it first
+        ({"verdict": 3, "passed": False}, Verdict.BLOCK),  # not a verdict: `passed` decides
+        ({}, Verdict.PASS),
+        ("looks fine", Verdict.PASS),
+        (None, Verdict.PASS),
+    ],
+)
+def test_stage_verdict_reads_verdict_then_the_seeds_passed(result: Any, expected: Verdict) -> None:
+    assert stage_verdict(result) is expected
+
+
+def _run(stage_verdicts: list[str | None], **fields: Any) -> Run:
+    stages = [StageState(agents=[f"a{i}"], verdict=v) for i, v in enumerate(stage_verdicts)]
+    return Run(run_id="r1", pipeline="review", requester="user", request_id="r1",
+               request_priority="normal", original_task="t", stages=stages, thread_id="r1",
+               **fields)  # fmt: skip
+
+
+def test_a_run_flag_counts_in_its_verdict_and_outcome() -> None:
+    """A flag the run itself raised (a budget's, a person's) is a FLAG though every stage passed."""
+    run = _run(["pass", "pass"], flags=[{"by": "budget", "reason": "over time"}], status="done")
+    assert run.verdict() is Verdict.FLAG
+    assert run.outcome()["verdict"] == "flag"  # what `pipeline show` prints
+    assert _run(["pass", "pass"], status="done").verdict() is Verdict.PASS
+    assert _run(["pass"], flags=[{"by": "person"}], status="halted").verdict() is Verdict.HALT
+
+
+VERDICTS = st.sampled_from(list(Verdict))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    stages=st.lists(st.none() | VERDICTS, max_size=6),
+    final=st.none() | VERDICTS,
+    flagged=st.booleans(),
+    status=st.sampled_from(["running", "done", "blocked", "halted"]),
+)
+def test_a_runs_verdict_is_the_worst_of_its_stages_flags_and_halt(
+    stages: list[Verdict | None], final: Verdict | None, flagged: bool, status: str
+) -> None:
+    run = _run([v.value if v else None for v in stages], status=status,
+               flags=[{"by": "budget"}] if flagged else [])  # fmt: skip
+    if final is not None:
+        run.final = StageState(agents=["reporter"], verdict=final.value)
+    joined = [v for v in [*stages, final] if v is not None]
+    joined += [Verdict.FLAG] * flagged + [Verdict.HALT] * (status == "halted")
+    expected = max(joined, key=lambda v: v.severity, default=Verdict.PASS)
+    assert run.verdict() is expected
