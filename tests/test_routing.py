@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +230,34 @@ def test_the_default_score_is_the_share_of_expertise_the_task_names(
     assert 0.0 <= score <= 1.0
     assert score == len(set(expertise) & set(keywords)) / max(len(expertise), 1)
     assert (score == 1.0) == (bool(expertise) and set(expertise) <= set(keywords))
+
+
+def test_no_agent_at_all_says_only_the_floor() -> None:
+    with pytest.raises(NoConfidentAgentError) as info:
+        TaskRouter([], floor=0.4).route({"keywords": ["x"]})
+    assert str(info.value).endswith("(floor 0.4)")
+
+
+def test_roster_candidates_score_by_expertise_or_by_their_own_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process, what `route` and `send --route` do in theirs: the roster as candidates."""
+    from agentctl.config.roster import load_roster
+    from agentctl.flow.routing import Candidate, RosterAgent, explain, roster_candidates
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the roster's directory is added to it
+    (tmp_path / "eager_here.py").write_text(EAGER)  # a module name no other test imports
+    roster = load_roster(write_roster(tmp_path, ROSTER.replace("eager_agent:", "eager_here:")))
+
+    candidates = roster_candidates(roster)
+
+    assert [type(c).__name__ for c in candidates] == ["RosterAgent", "RosterAgent", "Eager"]
+    assert candidates[0].expertise == ["authentication", "authorization", "injection", "xss"]
+    assert isinstance(candidates[1], RosterAgent) and candidates[1].role == ""
+    ranked = explain(TaskRouter(candidates), {"keywords": ["urgent", "injection", "caching"]})
+    assert ranked == [Candidate("eager", 0.95), Candidate("perf", 0.5), Candidate("security", 0.25)]
+    assert [c.to_json() for c in ranked][1:] == [
+        {"agent": "perf", "score": 0.5}, {"agent": "security", "score": 0.25}]
+    assert Candidate("a", 1 / 3).to_json() == {"agent": "a", "score": 0.3333}
+    with pytest.raises(NotImplementedError):
+        asyncio.run(candidates[0].process({}, {}))
