@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -369,6 +369,7 @@ def test_a_message_with_any_field_wrong_is_refused_naming_it(
 
 @settings(max_examples=150, deadline=None)
 @given(data=st.binary(max_size=64) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
+@example(data=b'{"from_agent": "user", "to_agent": "echo", "x\\nerror: forged": 1}')
 def test_any_bytes_either_parse_to_a_message_or_are_one_bad_message_error(data: bytes) -> None:
     try:
         message = parse_message(data)
