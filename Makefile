@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean venv-crew venv-dev
+.PHONY: run test lint bench mutate clean venv-crew venv-dev venv-mutate
 
 # tools/venv.sh takes a lock, so `make run` and `make test` can start at once in two terminals.
 venv-crew:
@@ -11,6 +11,9 @@ venv-crew:
 
 venv-dev:
 	@sh tools/venv.sh dev $(PYTHON)
+
+venv-mutate:
+	@sh tools/venv.sh mutate $(PYTHON)
 
 # Bytecode is compiled up front: where PYTHONDONTWRITEBYTECODE is set, every agentctl process
 # (each worker, each CLI call in the tests) would otherwise compile what it imports, every time.
@@ -31,5 +34,13 @@ bench: venv-crew
 	$(BIN)/python bench/bench_workspace.py
 	$(BIN)/python bench/bench_journal.py
 
+# Mutation testing of the core modules against their fast tests (docs/TESTING.md). Slow, so it is
+# neither in `make test` nor in CI. Narrow it: make mutate MUTANTS='agentctl.flow.routing*'
+MUTANTS ?=
+MUTATE_CHILDREN ?= 1
+mutate: venv-mutate
+	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	$(BIN)/python tools/mutation_score.py
+
 clean:
-	rm -rf $(VENV) $(VENV).lock .pytest_cache .mypy_cache .ruff_cache .bench-tmp
+	rm -rf $(VENV) $(VENV).lock .pytest_cache .mypy_cache .ruff_cache .bench-tmp mutants

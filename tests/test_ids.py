@@ -10,7 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-from agentctl.model.constants import REPLY_ID_SUFFIX
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from agentctl.model.constants import MESSAGE_ID_PATTERN, MESSAGE_ID_RE, REPLY_ID_SUFFIX
 from agentctl.model.ids import new_id, reply_id
 from agentctl.model.message import AgentMessage, MessageKind
 from agentctl.model.names import validate_message_id
@@ -163,3 +167,44 @@ def test_message_reply_uses_the_derived_id_every_time() -> None:
     assert (first.from_agent, first.to_agent) == ("echo", "user")
     assert first.kind is MessageKind.RESULT
     assert first.priority is Priority.HIGH
+
+
+# -- reply ids, for any request id (issue 20) ---------------------------------------------------
+
+ANY_IDS = st.from_regex(MESSAGE_ID_PATTERN, fullmatch=True)
+REQUEUES = st.integers(min_value=0, max_value=10_000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=ANY_IDS, n=REQUEUES, b=ANY_IDS, m=REQUEUES)
+def test_reply_ids_are_derived_and_distinct_for_distinct_requests_or_lives(
+    a: str, n: int, b: str, m: int
+) -> None:
+    """One reply per request and per life (requeue); never the id of another's reply."""
+    assert reply_id(a, n) == reply_id(a, n)
+    assert reply_id(a, n).startswith(a + REPLY_ID_SUFFIX)
+    assert reply_id(a, n) != a
+    assert (reply_id(a, n) == reply_id(b, m)) == (a == b and n == m)
+    assert reply_id(a, n).endswith(REPLY_ID_SUFFIX if n == 0 else f"{REPLY_ID_SUFFIX}.r{n}")
+
+
+@settings(max_examples=150, deadline=None)
+@given(request_id=ANY_IDS, requeued=st.integers(min_value=0, max_value=99))
+@example(request_id="a" * 122, requeued=0)  # its reply id is 128 characters: the most there is
+@example(request_id="a" * 123, requeued=0)
+@example(request_id="a" * 119, requeued=1)  # `-reply.r1`
+def test_a_task_is_accepted_exactly_when_its_reply_id_is_an_id(
+    request_id: str, requeued: int
+) -> None:
+    headers = {"requeued": str(requeued)} if requeued else {}
+    answerable = MESSAGE_ID_RE.fullmatch(reply_id(request_id, requeued)) is not None
+    fields = {"id": request_id, "from_agent": "user", "to_agent": "echo", "headers": headers}
+    if not answerable:
+        with pytest.raises(ValueError, match="too long to be answered"):
+            AgentMessage(**fields)  # type: ignore[arg-type]
+        return
+    request = AgentMessage(**fields)  # type: ignore[arg-type]
+    reply = request.reply("done")
+    assert reply.id == reply_id(request_id, requeued) and reply.in_reply_to == request_id
+    # An event (never answered) needs no room for a reply id.
+    assert AgentMessage(**fields, kind=MessageKind.EVENT).id == request_id  # type: ignore[arg-type]

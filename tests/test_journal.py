@@ -905,3 +905,24 @@ def test_events_on_nats_are_cut_to_the_same_limit(
         transport.close()
     assert len(stored.data) <= MAX_LINE_BYTES
     assert record["truncated"]["usage"] > 2_000_000 and record["attempt"] == 1
+
+
+# -- long text fields (issue 20) -----------------------------------------------------------------
+
+
+def test_a_long_text_field_is_cut_even_when_the_line_would_fit(tmp_path: Path) -> None:
+    """A text field over MAX_TEXT_CHARS is cut on its own, not only when the line is too long."""
+    from agentctl.protocol.eventlimits import MAX_LINE_BYTES, MAX_TEXT_CHARS
+
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    journal = Journal(ws.journal_dir, max_bytes=1 << 20)
+    long_error = "e" * (MAX_TEXT_CHARS + 1)
+    assert len(long_error) * 2 < MAX_LINE_BYTES  # the line limit alone would keep it whole
+
+    journal.append("failed", agent="a", error=long_error, note="n" * MAX_TEXT_CHARS)
+
+    [record] = _records(ws.journal_dir)
+    assert record["error"] == "e" * MAX_TEXT_CHARS + "…"
+    assert record["truncated"] == {"error": len(long_error) + 2}  # its JSON: the quotes too
+    assert record["note"] == "n" * MAX_TEXT_CHARS  # at the limit: kept whole
+    assert verify_workspace(ws).ok

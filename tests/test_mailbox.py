@@ -617,3 +617,32 @@ def test_a_message_at_the_size_limit_survives_its_retry_rewrite(tmp_path: Path, 
     assert reason["attempts"] == 3
     replies = tmp_path / "workspace" / "user" / "inbox" / "new"
     wait_until(lambda: ls(replies) == [f"1-{message.id}-reply.json"])
+
+
+# -- durability: what `durability: fsync` promises (issue 20) ---------------------------------
+
+
+def test_deliver_with_fsync_makes_the_link_in_new_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new/ directory is fsynced after the link that publishes the message.
+
+    Observed, not faked: every real fsync still runs; the spy notes what each descriptor is
+    and whether the message was already in new/ when its directory was synced.
+    """
+    mb = Mailbox(tmp_path / "agent" / "inbox", fsync=True, max_message_bytes=1 << 20).ensure()
+    m = msg(content="keep me")
+    real_fsync = os.fsync
+    synced: list[tuple[str, bool]] = []
+
+    def spy(fd: int) -> None:
+        real_fsync(fd)
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (mb.new / m.file_name).exists()))
+
+    monkeypatch.setattr(os, "fsync", spy)
+    mb.deliver(m)
+    monkeypatch.undo()
+
+    # The message's own bytes were synced (in tmp/), and new/ after the link.
+    assert any(path.startswith(str(mb.tmp)) for path, _ in synced), synced
+    assert (str(mb.new), True) in synced, synced

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agentctl.model.constants import AGENT_NAME_PATTERN, MESSAGE_ID_PATTERN
 from agentctl.model.errors import AgentctlError, BadMessageError
 from agentctl.model.message import AgentMessage, MessageKind, parse_message
 from agentctl.model.priority import Priority
@@ -290,3 +294,108 @@ def test_send_with_undecodable_content_gives_one_error_line(tmp_path: Path) -> N
     assert result.returncode == 1
     lines = result.stderr.decode("utf-8", "replace").splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
+
+
+# -- properties: whatever the schema accepts round-trips, the rest is refused (issue 20) ---------
+
+IDS = st.from_regex(MESSAGE_ID_PATTERN, fullmatch=True).filter(lambda i: len(i) <= 100)
+NAMES = st.from_regex(AGENT_NAME_PATTERN, fullmatch=True)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = st.fixed_dictionaries(
+    {"from_agent": NAMES, "to_agent": NAMES},
+    optional={
+        "id": IDS,
+        "thread_id": IDS,
+        "in_reply_to": IDS,
+        "kind": st.sampled_from([k.value for k in MessageKind]),
+        "priority": st.sampled_from([p.value for p in Priority]),
+        "timestamp": st.datetimes(
+            min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+            timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5, minutes=-30))]),
+        ).map(lambda t: t.isoformat()),
+        "attempt": st.integers(min_value=0, max_value=1 << 40),
+        "keywords": st.lists(st.text(), max_size=4),
+        "headers": st.dictionaries(st.text(), st.text(), max_size=4),
+        "content": JSON_VALUES,
+    },
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=FIELDS)
+def test_any_json_the_schema_accepts_round_trips(fields: dict[str, object]) -> None:
+    data = json.dumps(fields, ensure_ascii=False).encode()
+    message = parse_message(data)
+
+    again = message.to_json_bytes()
+    assert parse_message(again) == message
+    assert parse_message(again).to_json_bytes() == again
+    for key in ("from_agent", "to_agent", "keywords", "headers", "attempt"):
+        if key in fields:
+            assert getattr(message, key) == fields[key]
+    if "content" in fields:
+        assert json.loads(again)["content"] == fields["content"]
+
+
+# One field made wrong at a time, each way the schema refuses it.
+WRONG = {
+    "id": st.text().filter(lambda v: not re.fullmatch(MESSAGE_ID_PATTERN, v)) | st.integers(),
+    "from_agent": st.text().filter(lambda v: not re.fullmatch(AGENT_NAME_PATTERN, v)),
+    "to_agent": st.none() | st.integers() | st.just("Upper"),
+    "kind": st.text().filter(lambda v: v not in {k.value for k in MessageKind}),
+    "priority": st.text().filter(lambda v: v not in {p.value for p in Priority}),
+    "attempt": st.integers(max_value=-1) | st.just("many") | st.floats(0.1, 0.9),
+    "keywords": st.text(min_size=1) | st.dictionaries(st.text(), st.text(), min_size=1),
+    "headers": st.dictionaries(st.text(), st.integers() | st.none(), min_size=1),
+    "timestamp": st.just("yesterday") | st.lists(st.integers(), min_size=1),
+    "colour": st.text(),  # a field the schema does not have
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(fields=FIELDS, wrong=st.sampled_from(sorted(WRONG)), data=st.data())
+def test_a_message_with_any_field_wrong_is_refused_naming_it(
+    fields: dict[str, object], wrong: str, data: st.DataObject
+) -> None:
+    fields = {**fields, wrong: data.draw(WRONG[wrong])}
+    with pytest.raises(BadMessageError) as info:
+        parse_message(json.dumps(fields).encode())
+    assert str(info.value).startswith(wrong) or f"; {wrong}" in str(info.value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=64) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
+@example(data=b'{"from_agent": "user", "to_agent": "echo", "x\\nerror: forged": 1}')
+def test_any_bytes_either_parse_to_a_message_or_are_one_bad_message_error(data: bytes) -> None:
+    try:
+        message = parse_message(data)
+    except BadMessageError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert parse_message(message.to_json_bytes()) == message
+
+
+ULIDS = st.text("0123456789ABCDEFGHJKMNPQRSTVWXYZ", min_size=26, max_size=26)
+
+
+@settings(max_examples=100, deadline=None)
+@given(made=st.lists(st.tuples(st.sampled_from(list(Priority)), ULIDS), unique_by=lambda t: t[1]))
+def test_file_names_sort_by_priority_then_id(made: list[tuple[Priority, str]]) -> None:
+    messages = [msg(id=i, priority=p) for p, i in made]
+    by_name = sorted(messages, key=lambda m: m.file_name)
+    assert by_name == sorted(messages, key=lambda m: (m.priority.rank, m.id))
+
+
+@settings(max_examples=100, deadline=None)
+@given(made=st.lists(st.tuples(st.sampled_from(list(Priority)), IDS), unique_by=lambda t: t[1]))
+def test_a_higher_priority_file_name_sorts_first_whatever_the_ids(
+    made: list[tuple[Priority, str]],
+) -> None:
+    names = sorted(msg(id=i, priority=p, kind="event").file_name for p, i in made)
+    ranks = [int(name.split("-", 1)[0]) for name in names]
+    assert ranks == sorted(ranks)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -21,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentctl import BaseAgent
 from agentctl.backends.file.workspace import Workspace
-from agentctl.flow.pipeline import Pipeline
+from agentctl.flow.pipeline import Pipeline, Run, StageState, stage_verdict
 from agentctl.model.message import AgentMessage, MessageKind
+from agentctl.model.verdict import Verdict
 from tests.conftest import AGENTCTL, run_cli, wait_until, write_roster
 
 STAGE_AGENTS = textwrap.dedent("""
@@ -590,3 +594,150 @@ def test_an_escalation_older_than_escalation_overdue_s_is_overdue(tmp_path: Path
     assert escalation["age_s"] > 60
     assert status(tmp_path)["escalations"] == {"open": 1, "overdue": 1}
     assert escalation["overdue"] is True
+
+
+# -- verdicts: what a stage result comes to, and how a run joins them (issue 20) -----------------
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"verdict": "pass"}, Verdict.PASS),
+        ({"verdict": "BLOCK"}, Verdict.BLOCK),  # any case, as people type it
+        ({"verdict": "Escalate"}, Verdict.ESCALATE),
+        ({"verdict": "aprove"}, Verdict.FLAG),  # a mistyped verdict is looked at, not waved on
+        ({"verdict": ""}, Verdict.FLAG),
+        ({"passed": False}, Verdict.BLOCK),  # the seed's reviewers
+        ({"passed": True}, Verdict.PASS),
+        ({"passed": 0}, Verdict.PASS),  # only the boolean blocks
+        ({"verdict": "flag", "passed": False}, Verdict.FLAG),  # `verdict` says it first
+        ({"verdict": 3, "passed": False}, Verdict.BLOCK),  # not a verdict: `passed` decides
+        ({}, Verdict.PASS),
+        ("looks fine", Verdict.PASS),
+        (None, Verdict.PASS),
+    ],
+)
+def test_stage_verdict_reads_verdict_then_the_seeds_passed(result: Any, expected: Verdict) -> None:
+    assert stage_verdict(result) is expected
+
+
+def _run(stage_verdicts: list[str | None], **fields: Any) -> Run:
+    stages = [StageState(agents=[f"a{i}"], verdict=v) for i, v in enumerate(stage_verdicts)]
+    return Run(run_id="r1", pipeline="review", requester="user", request_id="r1",
+               request_priority="normal", original_task="t", stages=stages, thread_id="r1",
+               **fields)  # fmt: skip
+
+
+def test_a_run_flag_counts_in_its_verdict_and_outcome() -> None:
+    """A flag the run itself raised (a budget's, a person's) is a FLAG though every stage passed."""
+    run = _run(["pass", "pass"], flags=[{"by": "budget", "reason": "over time"}], status="done")
+    assert run.verdict() is Verdict.FLAG
+    assert run.outcome()["verdict"] == "flag"  # what `pipeline show` prints
+    assert _run(["pass", "pass"], status="done").verdict() is Verdict.PASS
+    assert _run(["pass"], flags=[{"by": "person"}], status="halted").verdict() is Verdict.HALT
+
+
+VERDICTS = st.sampled_from(list(Verdict))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    stages=st.lists(st.none() | VERDICTS, max_size=6),
+    final=st.none() | VERDICTS,
+    flagged=st.booleans(),
+    status=st.sampled_from(["running", "done", "blocked", "halted"]),
+)
+def test_a_runs_verdict_is_the_worst_of_its_stages_flags_and_halt(
+    stages: list[Verdict | None], final: Verdict | None, flagged: bool, status: str
+) -> None:
+    run = _run([v.value if v else None for v in stages], status=status,
+               flags=[{"by": "budget"}] if flagged else [])  # fmt: skip
+    if final is not None:
+        run.final = StageState(agents=["reporter"], verdict=final.value)
+    joined = [v for v in [*stages, final] if v is not None]
+    joined += [Verdict.FLAG] * flagged + [Verdict.HALT] * (status == "halted")
+    expected = max(joined, key=lambda v: v.severity, default=Verdict.PASS)
+    assert run.verdict() is expected
+
+
+# -- a run's state: what the requester receives, what a stage sees, what is stored (issue 20) ----
+
+
+def test_a_runs_outcome_names_every_stage_and_the_finally_stage() -> None:
+    run = _run(["pass", "flag"], status="done", flags=[{"by": "person"}], reason=None)
+    run.stages[1].results = {"a1": {"verdict": "flag"}}
+    resolution = {"by": "ann", "verdict": "flag"}
+    run.stages[1].resolution = resolution
+    run.final = StageState(agents=["reporter"], results={"reporter": {"ok": 1}}, verdict="pass")
+
+    assert run.outcome() == {
+        "run": "r1", "pipeline": "review", "outcome": "done", "verdict": "flag", "reason": None,
+        "flags": [{"by": "person"}],
+        "stages": [
+            {"stage": 0, "agents": ["a0"], "verdict": "pass", "results": {}, "resolution": None},
+            {"stage": 1, "agents": ["a1"], "verdict": "flag",
+             "results": {"a1": {"verdict": "flag"}}, "resolution": resolution},
+            {"stage": "finally", "agents": ["reporter"], "verdict": "pass",
+             "results": {"reporter": {"ok": 1}}, "resolution": None},
+        ],
+    }  # fmt: skip
+    run.final = None
+    assert [s["stage"] for s in run.outcome()["stages"]] == [0, 1]
+
+
+def test_a_stage_sees_the_task_and_the_results_before_it_and_finally_sees_all() -> None:
+    run = _run(["pass", "pass", None])
+    run.stages[0].results = {"a0": "first"}
+    run.stages[1].results = {"a1": "second"}
+    run.current = 1
+    assert run.context() == {"original_task": "t", "results": {"a0": "first"}}
+
+    run.status, run.reason = "blocked", "a1 blocked"
+    run.final = StageState(agents=["reporter"])
+    assert run.final_pending
+    assert run.context() == {
+        "original_task": "t", "results": {"a0": "first", "a1": "second"},
+        "outcome": {"outcome": "blocked", "verdict": "pass", "reason": "a1 blocked", "flags": []},
+    }  # fmt: skip
+    run.final.results["reporter"] = "told"
+    assert not run.final_pending
+
+
+def test_a_run_is_stored_and_read_back_whole(tmp_path: Path) -> None:
+    from agentctl.flow.pipeline import RunStore
+
+    store = RunStore.of(Workspace(tmp_path / "ws", fsync=False))
+    assert store.load("r1") is None and store.all() == []
+    run = _run(["pass", None], flags=[{"by": "budget"}])
+    run.stages[0].results = {"a0": {"verdict": "pass", "note": "é ✓"}}
+    run.final = StageState(agents=["reporter"])
+    other = _run([None])
+    other.run_id = "r2"
+
+    store.save(run)
+    store.save(other)
+    (store.directory / "r0.json").write_text("{torn")  # a damaged file is skipped by all()
+
+    assert store.path("r1") == tmp_path / "ws" / "pipeline" / "runs" / "r1.json"
+    assert "é ✓" in store.path("r1").read_text()  # people read these files
+    assert store.load("r1") == run
+    assert [r.run_id for r in store.all()] == ["r1", "r2"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    run=st.from_regex(r"[0-9A-Za-z_-]{1,40}", fullmatch=True),
+    stage=st.integers(0, 999),
+    agent=st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True),
+)
+def test_stage_ids_are_derived_and_parsed_back(run: str, stage: int, agent: str) -> None:
+    from agentctl.flow.pipeline import escalation_id, parse_stage_id, run_id_for, stage_message_id
+
+    assert run_id_for(run) == run  # a short, dot-free start id is its own run
+    assert parse_stage_id(stage_message_id(run, stage, agent)) == (run, stage, agent)
+    assert parse_stage_id(escalation_id(run, stage)) == (run, stage, "escalation")
+    long_id = run + "." + "x" * 40
+    derived = run_id_for(long_id)
+    assert derived == run_id_for(long_id) and derived != long_id
+    assert re.fullmatch(r"r[0-9a-f]{25}", derived)
+    assert parse_stage_id(run) is None and parse_stage_id(f"{run}.s{stage}.{agent}.x") is None

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentctl import BaseAgent, TaskRouter
-from agentctl.flow.routing import NoConfidentAgentError
+from agentctl.flow.routing import DEFAULT_CONFIDENCE_FLOOR, NoConfidentAgentError
 from tests.conftest import run_cli, write_roster
 
 
@@ -146,3 +150,114 @@ def test_no_confident_agent_is_one_clear_error_and_nothing_is_sent(tmp_path: Pat
     assert not any((tmp_path / "workspace").glob("*/inbox/new/*"))
     usage = run_cli("send", "--route", "security", "two args", cwd=tmp_path)
     assert usage.returncode == 2 and "CONTENT only" in usage.stderr
+
+
+# -- the floor, ties and the threshold, for any scores (issue 20) ------------------------------
+
+
+class Scored(Reviewer):
+    """An agent whose score is fixed, so a test chooses the scores exactly."""
+
+    def __init__(self, name: str, score: float) -> None:
+        super().__init__(name, "", [])
+        self.score = score
+
+    def can_handle(self, task: dict[str, Any]) -> float:
+        return self.score
+
+
+def test_the_seed_floor_is_0_3_and_an_agent_scoring_exactly_that_is_routed() -> None:
+    assert DEFAULT_CONFIDENCE_FLOOR == 0.3
+    assert TaskRouter([Scored("exact", 0.3)]).route({}).name == "exact"
+    with pytest.raises(NoConfidentAgentError, match="floor 0.3; best: under at 0.30"):
+        TaskRouter([Scored("under", 0.2999)]).route({})
+    # The default scoring reaches it too: 3 of 10 declared keywords.
+    expertise = [f"k{i}" for i in range(10)]
+    assert TaskRouter([Reviewer("third", "", expertise)]).route({"keywords": expertise[:3]})
+
+
+def test_ties_go_to_the_agent_listed_first() -> None:
+    first, second = Scored("first", 0.7), Scored("second", 0.7)
+    assert TaskRouter([first, second]).route({}) is first
+    assert TaskRouter([second, first]).route({}) is second
+    ranked = TaskRouter([Scored("low", 0.5), first, second]).route_multi({})
+    assert [a.name for a in ranked] == ["first", "second", "low"]
+
+
+SCORES = st.lists(
+    st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 1.0]) | st.floats(0, 1), max_size=6
+)
+LEVELS = st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]) | st.floats(0, 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(scores=SCORES, floor=LEVELS)
+def test_route_takes_the_first_best_agent_or_refuses_below_the_floor(
+    scores: list[float], floor: float
+) -> None:
+    agents = [Scored(f"a{i}", s) for i, s in enumerate(scores)]
+    router = TaskRouter(agents, floor=floor)
+    if not scores or max(scores) < floor:
+        with pytest.raises(NoConfidentAgentError):
+            router.route({})
+        return
+    best = max(scores)
+    assert router.route({}) is agents[scores.index(best)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(scores=SCORES, threshold=LEVELS)
+def test_route_multi_is_everyone_at_or_above_the_threshold_best_first_ties_in_order(
+    scores: list[float], threshold: float
+) -> None:
+    agents = [Scored(f"a{i}", s) for i, s in enumerate(scores)]
+    chosen = TaskRouter(agents).route_multi({}, threshold=threshold)
+    expected = sorted(
+        (i for i, s in enumerate(scores) if s >= threshold), key=lambda i: (-scores[i], i)
+    )
+    assert chosen == [agents[i] for i in expected]
+
+
+WORDS = st.text("abcdef", min_size=1, max_size=3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(expertise=st.lists(WORDS, max_size=6, unique=True), keywords=st.lists(WORDS, max_size=8))
+def test_the_default_score_is_the_share_of_expertise_the_task_names(
+    expertise: list[str], keywords: list[str]
+) -> None:
+    score = Reviewer("r", "", expertise).can_handle({"keywords": keywords})
+    assert 0.0 <= score <= 1.0
+    assert score == len(set(expertise) & set(keywords)) / max(len(expertise), 1)
+    assert (score == 1.0) == (bool(expertise) and set(expertise) <= set(keywords))
+
+
+def test_no_agent_at_all_says_only_the_floor() -> None:
+    with pytest.raises(NoConfidentAgentError) as info:
+        TaskRouter([], floor=0.4).route({"keywords": ["x"]})
+    assert str(info.value).endswith("(floor 0.4)")
+
+
+def test_roster_candidates_score_by_expertise_or_by_their_own_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process, what `route` and `send --route` do in theirs: the roster as candidates."""
+    from agentctl.config.roster import load_roster
+    from agentctl.flow.routing import Candidate, RosterAgent, explain, roster_candidates
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the roster's directory is added to it
+    (tmp_path / "eager_here.py").write_text(EAGER)  # a module name no other test imports
+    roster = load_roster(write_roster(tmp_path, ROSTER.replace("eager_agent:", "eager_here:")))
+
+    candidates = roster_candidates(roster)
+
+    assert [type(c).__name__ for c in candidates] == ["RosterAgent", "RosterAgent", "Eager"]
+    assert candidates[0].expertise == ["authentication", "authorization", "injection", "xss"]
+    assert isinstance(candidates[1], RosterAgent) and candidates[1].role == ""
+    ranked = explain(TaskRouter(candidates), {"keywords": ["urgent", "injection", "caching"]})
+    assert ranked == [Candidate("eager", 0.95), Candidate("perf", 0.5), Candidate("security", 0.25)]
+    assert [c.to_json() for c in ranked][1:] == [
+        {"agent": "perf", "score": 0.5}, {"agent": "security", "score": 0.25}]
+    assert Candidate("a", 1 / 3).to_json() == {"agent": "a", "score": 0.3333}
+    with pytest.raises(NotImplementedError):
+        asyncio.run(candidates[0].process({}, {}))

@@ -346,3 +346,53 @@ def test_a_restarted_worker_waits_for_a_pending_retry(tmp_path: Path) -> None:
     assert _inbox(tmp_path, "echo", "done") == [request.file_name]
     reply = router.wait_for_reply(request, timeout_s=5)
     assert reply.attempt == 0 and reply.content is not None
+
+
+# A worker that dies (SIGKILL, a real signal) right after the first of its two settling steps
+# for a task: delivering the reply, or acking the request. Which comes first is what is tested.
+DIE_AFTER_FIRST_SETTLING_STEP = textwrap.dedent("""
+    import os, signal, sys
+    from agentctl.backends.file.inbox import FileInbox
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.runtime import worker
+
+    def then_die(real):
+        def step(*args, **kwargs):
+            real(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return step
+
+    Workspace.deliver = then_die(Workspace.deliver)
+    FileInbox.ack = then_die(FileInbox.ack)
+    sys.exit(worker.main(sys.argv[1:]))
+""")
+
+
+def test_the_reply_is_delivered_before_the_request_is_acked(tmp_path: Path) -> None:
+    """A crash between the two steps must leave the reply delivered and the request in hand:
+    acked first, the request would be done and its reply lost for good."""
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    router = WorkspaceRouter(tmp_path / "workspace", fsync=False)
+    request = AgentMessage(from_agent="user", to_agent="echo", content="keep my reply")
+    router.send(request)
+
+    crashing = subprocess.Popen(
+        [sys.executable, "-c", DIE_AFTER_FIRST_SETTLING_STEP, "--config",
+         str(tmp_path / "agents.yaml"), "--workspace", str(tmp_path / "workspace"),
+         "--agent", "echo"],
+        cwd=tmp_path, stdout=open(tmp_path / "echo.log", "ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert crashing.wait(timeout=30) == -signal.SIGKILL
+
+    reply_name = request.reply(None).file_name
+    assert _inbox(tmp_path, "user", "new") == [reply_name]
+    assert _inbox(tmp_path, "echo", "processing") == [request.file_name]
+    assert _inbox(tmp_path, "echo", "done") == []
+
+    # A new worker settles the request without a second reply.
+    worker = _worker(tmp_path, "echo")
+    wait_until(lambda: _inbox(tmp_path, "echo", "done") == [request.file_name]
+               and _inbox(tmp_path, "echo", "processing") == [])
+    worker.terminate()
+    assert worker.wait(timeout=10) == 0
+    assert _inbox(tmp_path, "user", "new") == [reply_name]

@@ -227,6 +227,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem: `field.path: what is wrong`."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+        loc = ".".join(_printable(str(p)) for p in err["loc"]) or "(message)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _printable(name: str) -> str:
+    # A key comes from the file: a newline in it must not split the one-line error (or forge one).
+    return name if name.isprintable() else repr(name)

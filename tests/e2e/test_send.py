@@ -90,7 +90,8 @@ def test_disabled_agents_are_never_routed_to_and_route_says_why(
     """)
     env = {"AGENTCTL_TEST_UNSET_URL": ""}
     # When routing is explained
-    explained = json.loads(run_cli("route", "-k", "testing", "--json", cwd=tmp_path, env=env).stdout)
+    routed = run_cli("route", "-k", "testing", "--json", cwd=tmp_path, env=env)
+    explained = json.loads(routed.stdout)
     # Then qa is left out, with its reason, and only echo is picked
     assert [c["agent"] for c in explained["candidates"]] == ["echo"]
     assert "AGENTCTL_TEST_UNSET_URL" in explained["excluded"]["qa"]
