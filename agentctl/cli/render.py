@@ -142,6 +142,33 @@ def _workspace_notes(overview: Overview) -> str:
 COMPACT_BELOW_COLUMNS = 110  # narrower terminals get short headers and no borders
 
 
+def listing_table(title: str, columns: list[tuple[str, bool]], *, width: int | None) -> Table:
+    """A table of records: `columns` are (header, whole); a whole column (an id, a pid, a name,
+    a time) never breaks in the middle, the others wrap. Below 110 columns it is drawn without
+    side borders or padding, so ids fit in 80."""
+    from rich import box
+    from rich.table import Table
+
+    narrow = (width if width is not None else console().width) < COMPACT_BELOW_COLUMNS
+    table = (
+        Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              collapse_padding=True)
+        if narrow
+        else Table(title=title, title_justify="left")
+    )  # fmt: skip
+    for header, whole in columns:
+        if whole:
+            table.add_column(header, no_wrap=True, overflow="ignore", min_width=len(header))
+        else:
+            table.add_column(header, overflow="fold", ratio=1)
+    return table
+
+
+def is_narrow(width: int | None = None) -> bool:
+    """Whether tables are drawn for a narrow (under 110 columns) terminal."""
+    return (width if width is not None else console().width) < COMPACT_BELOW_COLUMNS
+
+
 def status_table(overview: Overview, *, width: int = 200) -> Table:
     """The `agentctl status` table (compact on a terminal narrower than 110 columns)."""
     from rich.table import Table

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from agentctl.cli.render import clip, console, escape_markup
+from agentctl.cli.render import clip, console, escape_markup, is_narrow, listing_table
 from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
@@ -244,23 +244,31 @@ def print_route(explained: RouteExplanation) -> None:
     out.print(f"--fanout: {fanout} (threshold {explained.threshold:g})")
 
 
-def dead_table(letters: list[DeadLetter]) -> Table:
+def dead_table(letters: list[DeadLetter], *, width: int | None = None) -> Table:
     """`agentctl dead list`."""
-    from rich.table import Table
-
-    table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
-    for column in ("agent", "message id", "attempts", "kind", "dead at", "error"):
-        table.add_column(column, overflow="fold")
+    table = listing_table(
+        f"{len(letters)} dead letter(s)",
+        [("agent", True), ("message id", True), ("attempts", True), ("kind", True),
+         ("dead at", True), ("error", False)],
+        width=width,
+    )  # fmt: skip
     for letter in letters:
         table.add_row(
             letter.agent,
             letter.message_id or letter.file,
             str(letter.attempts if letter.attempts is not None else "-"),
             letter.error_kind or "-",
-            letter.dead_at or "-",
+            _when(letter.dead_at, width),
             escape_markup(letter.error or ""),
         )
     return table
+
+
+def _when(iso: str | None, width: int | None) -> str:
+    # A whole ISO time is 27 characters: the date and seconds are enough, the time alone on 80.
+    if not iso:
+        return "-"
+    return iso[11:19] if is_narrow(width) else iso[:19].replace("T", " ")
 
 
 def compare_table(original_id: str, recorded: Any, resent_id: str, result: Any) -> Table:
@@ -337,33 +345,34 @@ def _summary_of(result: Any) -> str:
     return _content_text(result, limit=100)
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def runs_table(runs: list[dict[str, Any]], *, width: int | None = None) -> Table:
     """`agentctl pipeline list`."""
-    from rich.table import Table
-
-    table = Table(title=f"{len(runs)} pipeline run(s)", title_justify="left")
-    for column in ("run", "pipeline", "status", "stage", "verdict", "flags", "started", "reason"):
-        table.add_column(column, overflow="fold")
+    table = listing_table(
+        f"{len(runs)} pipeline run(s)",
+        [("run", True), ("pipeline", True), ("status", True), ("stage", True),
+         ("verdict", True), ("flags", True), ("started", True), ("reason", False)],
+        width=width,
+    )  # fmt: skip
     for run in runs:
         table.add_row(
             run["run"], run["pipeline"], run["status"], f"{run['stage']}/{run['stages']}",
-            run["verdict"], str(run["flags"]), str(run["started_at"])[:19],
+            run["verdict"], str(run["flags"]), _when(str(run["started_at"] or ""), width),
             escape_markup(str(run["reason"] or "")),
         )  # fmt: skip
     return table
 
 
-def escalations_table(escalations: list[Escalation]) -> Table:
-    """`agentctl escalations`."""
-    from rich.table import Table
-
-    table = Table(title=f"{len(escalations)} open escalation(s)", title_justify="left")
-    for column in ("id", "run", "pipeline", "stage", "agents", "age", "reason"):
-        table.add_column(column, overflow="fold")
+def escalations_table(escalations: list[Escalation], *, width: int | None = None) -> Table:
+    """`agentctl escalations` (on a narrow terminal without the id column: `resolve` takes the
+    run's id as well)."""
+    narrow = is_narrow(width)
+    columns = [("run", True), ("pipeline", True), ("stage", True), ("agents", False),
+               ("age", True), ("reason", False)]  # fmt: skip
+    table = listing_table(f"{len(escalations)} open escalation(s)",
+                          columns if narrow else [("id", True), *columns], width=width)  # fmt: skip
     for e in escalations:
         age = f"{e.age_s / 60:.0f}m" + (" [red]overdue[/]" if e.overdue else "")
-        table.add_row(
-            e.id, e.run or "-", e.pipeline or "-", str(e.stage), ", ".join(e.agents), age,
-            escape_markup(e.reason or ""),
-        )  # fmt: skip
+        cells = [e.run or "-", e.pipeline or "-", str(e.stage), ", ".join(e.agents), age,
+                 escape_markup(e.reason or "")]  # fmt: skip
+        table.add_row(*(cells if narrow else [e.id, *cells]))
     return table

@@ -6,12 +6,17 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from agentctl.cli.options import ConfigOpt, WorkspaceOpt
 from agentctl.model.constants import CONTROL_ANSWER_TIMEOUT_S, PIPELINE_AGENT
+
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from agentctl.runtime.supervisor import Supervisor
 
 _REFRESH_S = 0.5
 
@@ -27,11 +32,9 @@ def run(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start the roster's agents and supervise them until Ctrl-C or SIGTERM."""
-    from agentctl.audit.overview import collect_overview
     from agentctl.backends import open_backend
     from agentctl.cli.options import open_full
-    from agentctl.cli.render import console
-    from agentctl.model.constants import SUPERVISOR_TICK_S
+    from agentctl.runtime.foreground import supervise
     from agentctl.runtime.supervisor import Supervisor
 
     roster, ws = open_full(config, workspace)
@@ -41,48 +44,52 @@ def run(
     transport = open_backend(roster, workspace, client_name="supervisor")
     supervisor = Supervisor(roster, ws, agents=agent, transport=transport, grace_s=grace_s)
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    view = _LiveView(supervisor)
+    try:
+        supervise(supervisor, stop, report=view.report, refresh=view.refresh, refresh_s=_REFRESH_S)
+    finally:
+        view.close()
+        transport.close()
+    view.report(["stopped"])
+    sys.exit(0)
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    out = console()
-    supervisor.start()
-    names = list(dict.fromkeys(proc.spec.name for proc in supervisor.agents.values()))
-    live = None
-    if out.is_terminal:
-        from rich.live import Live
+class _LiveView:
+    """What `run` shows: each happening as a line, and on a terminal the live agents table."""
 
+    def __init__(self, supervisor: Supervisor) -> None:
+        from agentctl.cli.render import console
+
+        self.supervisor = supervisor
+        self.out = console()
+        self.live: Live | None = None
+        if self.out.is_terminal:
+            from rich.live import Live
+
+            # No auto-refresh thread: the supervisor forks children, and forking is only safe
+            # from a single-threaded process.
+            self.live = Live(console=self.out, auto_refresh=False, transient=False)
+            self.live.start()
+
+    def report(self, events: list[str]) -> None:
+        for event in events:
+            self.out.print(f"[dim]{_clock()}[/] {event}")
+
+    def refresh(self) -> None:
+        if self.live is None:
+            return
+        from agentctl.audit.overview import collect_overview
         from agentctl.cli.render import supervisor_table
 
-        # No auto-refresh thread: the supervisor forks children, and forking is only safe
-        # from a single-threaded process.
-        live = Live(console=out, auto_refresh=False, transient=False)
-        live.start()
-    try:
-        next_refresh = 0.0
-        ticks = 0
-        while not stop.is_set():
-            supervisor.tick()
-            for event in supervisor.drain_events():
-                out.print(f"[dim]{_clock()}[/] {event}")
-            ticks += 1
-            if live is not None and ticks * SUPERVISOR_TICK_S >= next_refresh:
-                next_refresh = ticks * SUPERVISOR_TICK_S + _REFRESH_S
-                live.update(supervisor_table(supervisor, collect_overview(ws, names)), refresh=True)
-            stop.wait(SUPERVISOR_TICK_S)
-        out.print(f"[dim]{_clock()}[/] stopping {len(names)} agents (grace {grace_s:g} s)")
-    finally:
-        supervisor.stop()
-        for event in supervisor.drain_events():
-            out.print(f"[dim]{_clock()}[/] {event}")
-        if live is not None:
-            live.update(supervisor_table(supervisor, collect_overview(ws, names)), refresh=True)
-            live.stop()
-        transport.close()
-    out.print(f"[dim]{_clock()}[/] stopped")
-    sys.exit(0)
+        names = list(dict.fromkeys(proc.spec.name for proc in self.supervisor.agents.values()))
+        overview = collect_overview(self.supervisor.workspace, names)
+        self.live.update(supervisor_table(self.supervisor, overview), refresh=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
 
 def stop(
