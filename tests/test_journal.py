@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.audit.history import HistoryError, event_filter, parse_when
-from agentctl.audit.verify import verify_workspace
+from agentctl.backends.file.verify import verify_workspace
 from agentctl.backends.file.workspace import Workspace
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.message import AgentMessage

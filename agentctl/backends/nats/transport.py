@@ -275,7 +275,7 @@ class NatsTransport:
     def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> str | None:
         """Publish `message` to its recipient's inbox subject; `STREAM:SEQ`, or None when
         `dedupe` and the server already holds this message id."""
-        from agentctl.backends.file.workspace import sent_fields
+        from agentctl.backends.records import sent_fields
 
         validate_agent_name(message.to_agent)
         validate_agent_name(message.from_agent)
