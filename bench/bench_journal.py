@@ -158,7 +158,7 @@ if what == "bare":
 else:
     from agentctl.audit.history import load_thread
     from agentctl.protocol.journalreader import read_last
-    from agentctl.audit.verify import verify_workspace
+    from agentctl.backends.file.verify import verify_workspace
     from agentctl.backends.file.workspace import Workspace
 started = time.perf_counter()
 if what == "replay":

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentctl.audit.history import HistoryError, event_filter, parse_when
-from agentctl.audit.verify import verify_workspace
+from agentctl.backends.file.verify import verify_workspace
 from agentctl.backends.file.workspace import Workspace
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.message import AgentMessage
@@ -897,7 +897,7 @@ def test_events_on_nats_are_cut_to_the_same_limit(
         Workspace(tmp_path / "ws"), [nats_server.url], stream="AGENTCTL", replicas=1
     )
     try:
-        transport.append("handled", agent="big", usage={"note": "n" * 2_000_000}, attempt=1)
+        transport.journal.append("handled", agent="big", usage={"note": "n" * 2_000_000}, attempt=1)
         transport.confirm_events()
         [stored] = list(StreamReader(transport).messages("agents.big.events"))
         record = json.loads(stored.data)

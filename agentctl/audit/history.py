@@ -19,6 +19,7 @@ from agentctl.backends.file.history import FileHistory as FileHistory
 from agentctl.backends.file.history import find_events as find_events
 from agentctl.backends.file.history import message_envelope as message_envelope
 from agentctl.backends.file.workspace import Workspace
+from agentctl.backends.records import STATE_AFTER as STATE_AFTER
 from agentctl.model.constants import RESERVED_AGENT_NAMES
 from agentctl.model.errors import AgentctlError
 from agentctl.model.names import validate_agent_name, validate_message_id
@@ -27,16 +28,6 @@ from agentctl.model.vocab import Event, choices
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-# What each event says about where the message file now is (for replay and verify).
-STATE_AFTER = {
-    Event.SENT: "waiting",
-    Event.RETRIED: "waiting",
-    Event.REQUEUED: "waiting",
-    Event.CLAIMED: "in hand",
-    Event.HANDLED: "done",
-    Event.RECEIVED: "done",
-    Event.DEAD: Event.DEAD,
-}
 MESSAGE_EVENTS = frozenset(STATE_AFTER) | {Event.FAILED, Event.DISCARDED}
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from agentctl.backends.base import Backend
     from agentctl.backends.file.workspace import Workspace
     from agentctl.config.roster import Roster
+
+log = logging.getLogger(__name__)
 
 
 def open_backend(
@@ -32,7 +35,7 @@ def open_backend(
         return local
     from agentctl.backends.nats.backend import NatsBackend
 
-    return NatsBackend.connect(
+    backend = NatsBackend.connect(
         local,
         roster.transport.resolved_servers(),
         stream=roster.transport.stream,
@@ -40,6 +43,33 @@ def open_backend(
         client_name=client_name,
         patient=patient,
     )
+    backend.agent_replicas = {agent.name: agent.replicas for agent in roster.agents}
+    return backend
+
+
+def open_view(workspace: Workspace, config: Path | None) -> Backend:
+    """The backend `agentctl status` looks at: `workspace` itself when the roster at `config`
+    (if any) names files, read without validating the roster so that `status` starts fast;
+    else the roster's cluster, or this machine's view of it (its workers' own status files),
+    with a warning, when the cluster cannot be reached. Close it when done.
+    """
+    from agentctl.config.rosterfile import peek_roster
+
+    if config is None or peek_roster(config).transport == "file":
+        return workspace  # without pydantic
+    from agentctl.backends.nats.client import BusError, MissingExtraError
+    from agentctl.config.roster import load_roster
+
+    roster = load_roster(config)
+    try:
+        return open_backend(roster, workspace.root, client_name="agentctl-cli")
+    except MissingExtraError:
+        raise
+    except BusError as exc:
+        from agentctl.backends.nats.overview import LocalView
+
+        log.warning("%s; showing this machine's workers from their own status files", exc)
+        return LocalView(workspace, roster.transport.servers)
 
 
 def open_workspace(roster: Roster, override: Path | None = None) -> Workspace:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentctl.backends.transport import Transport
 
 if TYPE_CHECKING:
-    from agentctl.backends.records import DeadLetter
+    from agentctl.backends.records import AgentRow, DeadLetter, Verification
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.mailbox import Depth
 
@@ -100,3 +101,17 @@ class Backend(Transport, Protocol):
 
     def wait_for_reply(self, request: AgentMessage, *, timeout_s: float) -> AgentMessage:
         """The one reply to `request` (WaitTimeoutError after `timeout_s`)."""
+
+    def worker_rows(self, names: list[str], now: datetime) -> list[AgentRow]:
+        """One row per worker of each agent in `names` (an `absent` one for an agent that
+        never ran), by agent: its recorded status, judged alive as this backend can tell (by
+        pid on this machine, by heartbeat across a cluster), and its agent's inbox depth."""
+
+    def describe(self) -> dict[str, Any]:
+        """What `status --json` says of the backend: `{"kind": ...}`, with `servers` and
+        `reachable` for one reached over the network."""
+
+    # -- the audit trail --------------------------------------------------------------------
+
+    def verify(self) -> Verification:
+        """Whether the audit trail is intact: the journal, and the messages it recorded."""

@@ -215,12 +215,10 @@ def verify(
     json_out: JsonOpt = False, config: ConfigOpt = None, workspace: WorkspaceOpt = None
 ) -> None:
     """Check the journal's hash chain and the done/ and dead/ files against it."""
-    from agentctl.audit.verify import verify_at
-    from agentctl.cli.options import open_light
-    from agentctl.config.rosterfile import find_config
+    from agentctl.cli.options import opened_backend
 
-    ws, _ = open_light(config, workspace)
-    found = verify_at(ws, find_config(config))
+    with opened_backend(config, workspace) as backend:
+        found = backend.verify()
     _print_verification(
         found.problems, found.summary, found.doc if json_out else None, found.warnings
     )

@@ -6,8 +6,10 @@ both backends, so the two cannot drift apart again (issue 14).
 
 from __future__ import annotations
 
+import queue
 import shutil
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,92 @@ def test_an_overrunning_handler_ends_as_a_timeout(
     assert [(f["attempt"], f["error_kind"]) for f in failed] == [(1, "timeout")]
     assert len(_events(backend, "claimed", message.id)) == 2  # run once, then settled
     assert not (roster_dir / "workspace" / "a" / "interrupted.json").exists()
+
+
+def test_an_agent_that_handled_a_message_shows_handled_and_idle(
+    backend: Backend, kind: str, roster_dir: Path, supervised: Any
+) -> None:
+    from agentctl.audit.overview import collect_overview
+
+    supervised(roster_dir)
+    backend.deliver(user_message("a", "hello"))
+
+    def settled() -> Any:
+        rows = [row for row in collect_overview(backend, ["a"]).agents if row.name == "a"]
+        return rows if rows and rows[0].handled == 1 and rows[0].state == "idle" else None
+
+    # The status overview is built once, above the backend: the same row on both
+    (row,) = wait_until(settled, timeout_s=20, interval_s=0.2)
+    assert row.alive and (row.new, row.processing, row.dead_letters) == (0, 0, 0)
+    assert collect_overview(backend, ["a"]).to_json()["transport"]["kind"] == kind
+
+
+def test_a_followed_journal_yields_events_appended_after_following_began(
+    backend: Backend,
+) -> None:
+    # Given a message sent before anyone follows the journal
+    before = user_message("a", "before")
+    backend.deliver(before)
+    stop = threading.Event()
+    seen: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def follow() -> None:
+        for record in backend.follow_events(lambda r: r.get("event") == "sent", stop):
+            seen.put(record)
+            stop.set()
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+
+    # When messages are sent until the follower sees one (it starts at some point meanwhile)
+    sent: list[str] = []
+
+    def one_seen() -> dict[str, Any] | None:
+        message = user_message("a", "after")
+        backend.deliver(message)
+        sent.append(message.id)
+        try:
+            return seen.get(timeout=0.2)
+        except queue.Empty:
+            return None
+
+    record = wait_until(one_seen, timeout_s=15)
+
+    # Then what it yields was sent after it began, never the message from before
+    assert record["message_id"] in sent and record["message_id"] != before.id
+    stop.set()
+    follower.join(timeout=10)
+    assert not follower.is_alive()
+
+
+def _remove_from_trail(backend: Backend, kind: str, roster_dir: Path, where: Any) -> None:
+    """Damage the audit trail as each backend allows: edit a done file, delete a message."""
+    if kind == "file":
+        (done,) = (roster_dir / "workspace" / "a" / "inbox" / "done").iterdir()
+        done.write_text(done.read_text().replace("kept", "kEpt"))
+        return
+    backend.loop.call(  # type: ignore[attr-defined]
+        backend.js.delete_msg(backend.stream, int(str(where).rpartition(":")[2]))  # type: ignore[attr-defined]
+    )
+
+
+def test_verify_finds_the_trail_intact_then_the_damage(
+    backend: Backend, kind: str, roster_dir: Path
+) -> None:
+    # Given a message delivered and handled
+    message = user_message("a", "kept")
+    where = backend.deliver(message)
+    inbox, delivery = _claim_one(backend, roster_dir)
+    inbox.ack(delivery)
+    inbox.close()
+
+    # Then the trail is intact, on both backends
+    found = backend.verify()
+    assert found.ok and found.problems == [], found.problems
+    assert found.doc["ok"] is True and found.summary
+
+    # When the stored message is damaged, verify names it
+    _remove_from_trail(backend, kind, roster_dir, where)
+    found = backend.verify()
+    assert not found.ok and not found.doc["ok"]
+    assert [p for p in found.problems if message.id in p], found.problems

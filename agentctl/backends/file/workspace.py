@@ -16,9 +16,11 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentctl.backends.records import sent_fields
 from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     AGENT_NAME_RE,
@@ -42,17 +44,12 @@ from agentctl.protocol.mailbox import Mailbox
 if TYPE_CHECKING:
     from agentctl.backends.file.history import FileHistory
     from agentctl.backends.file.inbox import FileInbox
-    from agentctl.backends.records import DeadLetter
+    from agentctl.backends.records import AgentRow, DeadLetter, Verification
     from agentctl.config.agentspec import AgentSpec
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.journal import Journal
     from agentctl.protocol.mailbox import Depth
     from agentctl.protocol.status import AgentStatus
-
-SUMMARY_CHARS = 80
-_SUMMARY_PREFIX_CHARS = 4 * SUMMARY_CHARS
-# json.dumps(content, ensure_ascii=False), without building a new encoder for every message.
-_SUMMARY_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class Workspace:
@@ -233,6 +230,22 @@ class Workspace:
 
         return wait_for_reply(self, request, timeout_s=timeout_s)
 
+    def worker_rows(self, names: list[str], now: datetime) -> list[AgentRow]:
+        """From status.json (status.N.json), with liveness checked against the kernel."""
+        from agentctl.backends.file.overview import worker_rows
+
+        return worker_rows(self, names, now)
+
+    def describe(self) -> dict[str, Any]:
+        """Files: nothing more to say than where, which `status` shows."""
+        return {"kind": self.kind}
+
+    def verify(self) -> Verification:
+        """The journal's hash chain, and done/ and dead/ against it."""
+        from agentctl.backends.file.verify import verify_files
+
+        return verify_files(self)
+
     @property
     def control_dir(self) -> Path:
         """`.agentctl/`: supervisor lock and pid file."""
@@ -385,31 +398,3 @@ class Workspace:
             if AGENT_NAME_RE.fullmatch(n) and os.path.isdir(self.root / n / INBOX_DIR)
         ]
 
-
-def sent_fields(message: AgentMessage, data: bytes) -> dict[str, Any]:
-    """What a `sent` event records about a message (on any transport)."""
-    from agentctl.protocol.journal import content_digest
-
-    return {
-        "to": message.to_agent,
-        "kind": message.kind.value,
-        "priority": message.priority.value,
-        "in_reply_to": message.in_reply_to or None,
-        "resent_from": message.headers.get("resent_from"),
-        "sha256": content_digest(data),
-        "summary": summarize(message.content),
-    }
-
-
-def summarize(content: object) -> str:
-    """A one-line preview of a message's content for the journal and `tail`."""
-    text = content if isinstance(content, str) else _SUMMARY_ENCODER.encode(content)
-    if len(text) > _SUMMARY_PREFIX_CHARS:
-        # Collapsing whitespace works left to right, so the collapsed form of a prefix is a
-        # prefix of the collapsed whole: when it is already longer than the summary, the
-        # summary is the same, without splitting a long text entirely.
-        head = " ".join(text[:_SUMMARY_PREFIX_CHARS].split())
-        if len(head) > SUMMARY_CHARS:
-            return head[: SUMMARY_CHARS - 1] + "…"
-    text = " ".join(text.split())
-    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from agentctl.backends.nats import deadletters
@@ -13,7 +15,7 @@ from agentctl.backends.nats.transport import NatsTransport
 
 if TYPE_CHECKING:
     from agentctl.backends.nats.history import StreamHistory
-    from agentctl.backends.records import DeadLetter
+    from agentctl.backends.records import AgentRow, DeadLetter, Verification
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.mailbox import Depth
 
@@ -28,6 +30,9 @@ class NatsBackend(NatsTransport):
         # request id -> its stream sequence: its reply can only be stored after it, so a wait
         # reads from there instead of every reply the sender ever got.
         self._sent_seq: dict[str, int] = {}
+        # Workers the roster runs of each agent (`replicas: N`; 1 if not named): `status`
+        # hides the cleanly stopped records of replicas beyond them.
+        self.agent_replicas: dict[str, int] = {}
 
     def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> str | None:
         """Publish `message` (see NatsTransport.deliver), remembering where it went."""
@@ -120,4 +125,28 @@ class NatsBackend(NatsTransport):
         raise WaitTimeoutError(
             f"no reply to {request.id} within {timeout_s:g} s "
             f"(the request is still queued for {request.to_agent})"
+        )
+
+    def worker_rows(self, names: list[str], now: datetime) -> list[AgentRow]:
+        """From the status bucket, alive by heartbeat; depth from the consumers."""
+        from agentctl.backends.nats.overview import worker_rows
+
+        return worker_rows(self, names, self.agent_replicas, now)
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster's servers, reached."""
+        return {"kind": self.kind, "servers": self.servers, "reachable": True}
+
+    def verify(self) -> Verification:
+        """Every journaled message in the stream with its digest, and nothing else there."""
+        from agentctl.backends.nats.history import verify_stream
+        from agentctl.backends.records import Verification
+
+        stream = verify_stream(self)
+        return Verification(
+            stream.problems,
+            [],
+            f"{stream.events} events, {stream.messages} messages in stream {self.stream}, "
+            "each sent message stored with the digest the journal recorded",
+            {**asdict(stream), "ok": stream.ok},
         )

@@ -33,6 +33,9 @@ STREAM_SUBJECTS = ["agents.*.inbox", "agents.*.dead", "agents.*.events"]
 # A redelivered request's reply is recognised by its derived id while the server remembers it.
 DUPLICATE_WINDOW_S = 15 * 60.0
 CONNECT_TIMEOUT_S = 5.0
+# One request to the server. Short enough that a command retries a few times within its
+# patience while a cluster elects a new leader (measured: 2-8 s after losing a node).
+CALL_TIMEOUT_S = 5.0
 STATUS_TTL_S = 24 * 3600.0
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # a host name as one key token
 MISSING_EXTRA = "NATS support needs the nats extra: pip install 'agentctl[nats]'"

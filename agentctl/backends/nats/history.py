@@ -1,5 +1,5 @@
 """`replay` and `verify` on NATS: a thread's events and messages, read from the stream
-(the counterpart of agentctl/audit/history.py and agentctl/audit/verify.py for files)."""
+(the counterpart of backends/file/history.py and backends/file/verify.py)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentctl.backends.nats.client import DEAD_SUBJECT, INBOX_SUBJECT
-from agentctl.backends.nats.transport import CALL_TIMEOUT_S, NatsTransport
+from agentctl.backends.nats.client import CALL_TIMEOUT_S, DEAD_SUBJECT, INBOX_SUBJECT
+from agentctl.backends.nats.transport import NatsTransport
 from agentctl.backends.transport import Delivery
 from agentctl.model.constants import HANDLER_OVERRUN_GRACE_S, REWRITE_HEADROOM_BYTES
 from agentctl.model.errors import BadMessageError

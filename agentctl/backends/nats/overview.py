@@ -1,21 +1,20 @@
-"""`agentctl status` on NATS: every worker's status from the bucket, depth from the consumers.
+"""What `agentctl status` shows of the NATS backend's workers: each one's status from the
+bucket, its agent's depth from the consumers.
 
-It works from any machine connected to the cluster: nothing is read from local files except
-the supervisor and pipeline runs of the machine it runs on. A worker's liveness is judged by
-its heartbeat (pids mean nothing across machines): one older than three heartbeats is `lost`.
+It works from any machine connected to the cluster. A worker's liveness is judged by its
+heartbeat (pids mean nothing across machines): one older than three heartbeats is `lost`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
-from agentctl.audit.overview import AgentRow, Overview, pipeline_summary, row_of
-from agentctl.backends.nats.deadletters import stream_escalation_requests
+from agentctl.backends.file.workspace import Workspace
 from agentctl.backends.nats.reader import StreamReader
 from agentctl.backends.nats.transport import NatsTransport
-from agentctl.backends.records import escalation_of
-from agentctl.model.constants import HEARTBEAT_INTERVAL_S, PIPELINE_AGENT
-from agentctl.protocol.control import supervisor_info
+from agentctl.backends.records import AgentRow, row_of
+from agentctl.model.constants import HEARTBEAT_INTERVAL_S
 from agentctl.protocol.mailbox import Depth
 from agentctl.protocol.status import LIVE_STATES, AgentState, AgentStatus, parse_iso
 
@@ -23,16 +22,14 @@ LOST = "lost"  # a live state whose heartbeat stopped: the worker died or cannot
 LOST_AFTER_S = 3 * HEARTBEAT_INTERVAL_S
 
 
-def collect_nats_overview(transport: NatsTransport, replicas: dict[str, int]) -> Overview:
-    """The cluster's view of the workers of every agent in `replicas` (name -> how many the
-    roster runs)."""
-    names = list(replicas)
+def worker_rows(
+    transport: NatsTransport, names: list[str], replicas: dict[str, int], now: datetime
+) -> list[AgentRow]:
+    """The cluster's view of the workers of every agent in `names` (`replicas`: how many
+    workers the roster runs of each, 1 if not named)."""
     reader = StreamReader(transport)
     statuses = reader.statuses()
-    if PIPELINE_AGENT not in names and any(s.agent == PIPELINE_AGENT for s in statuses):
-        names = [*names, PIPELINE_AGENT]
     depths = reader.depth(names)
-    now = datetime.now(UTC)
     rows = []
     for name in names:
         workers = sorted(
@@ -43,23 +40,7 @@ def collect_nats_overview(transport: NatsTransport, replicas: dict[str, int]) ->
         if not workers:
             rows.append(_row(AgentStatus(agent=name), depth, now, recorded=False))
         rows.extend(_row(status, depth, now, recorded=True) for status in workers)
-    ws = transport.local
-    escalations = [
-        escalation_of(message, where, now, ws.escalation_overdue_s)
-        for where, message in stream_escalation_requests(transport)
-    ]
-    return Overview(
-        workspace=str(ws.root),
-        supervisor=supervisor_info(ws),
-        agents=rows,
-        halted=transport.halt_state(),
-        escalations={
-            "open": len(escalations),
-            "overdue": sum(1 for e in escalations if e.overdue),
-        },
-        pipelines=pipeline_summary(ws),
-        transport={"kind": "nats", "servers": transport.servers, "reachable": True},
-    )
+    return rows
 
 
 def shown_workers(workers: list[AgentStatus], replicas: int) -> list[AgentStatus]:
@@ -83,3 +64,23 @@ def _row(status: AgentStatus, depth: Depth, now: datetime, *, recorded: bool) ->
         state = LOST
     counts = (depth.new, depth.processing, depth.dead)
     return row_of(status, state, alive, age_s, counts, status.replica)
+
+
+class LocalView(Workspace):
+    """This machine's view of a cluster it cannot reach: its workers' own status files (which
+    say `disconnected` while they reconnect). For `status` only: it reads, it never sends."""
+
+    def __init__(self, local: Workspace, servers: list[str]) -> None:
+        super().__init__(
+            local.root,
+            fsync=local.fsync,
+            max_message_bytes=local.max_message_bytes,
+            journal_max_bytes=local.journal_max_bytes,
+            escalation_overdue_s=local.escalation_overdue_s,
+        )
+        self.disabled = local.disabled
+        self.servers = servers
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster's servers, unreachable."""
+        return {"kind": "nats", "servers": self.servers, "reachable": False}

@@ -10,7 +10,7 @@
 - retries are naks with the retry policy's delay; the server counts the attempts;
 - dead letters: published to `agents.<name>.dead` (the message, the reason in headers), then
   the delivery is terminated;
-- events: published to `agents.<agent>.events`; the stream is the journal;
+- events: published to `agents.<agent>.events`; the stream is the journal (events.py);
 - status: each worker's status in the key-value bucket `<STREAM>_status`, the halt record too.
 
 Nothing here buffers: a publish or an ack is confirmed by the server before it counts, and
@@ -19,17 +19,14 @@ while the server is unreachable a worker waits (showing `disconnected`) instead 
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import logging
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from agentctl.backends.nats.client import (
-    EVENTS_SUBJECT,
+    CALL_TIMEOUT_S,
     INBOX_SUBJECT,
     STATUS_TTL_S,
     BusError,
@@ -42,13 +39,11 @@ from agentctl.backends.nats.client import (
     status_key,
 )
 from agentctl.backends.nats.control import ControlRecords
+from agentctl.backends.nats.events import StreamJournal
 from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.errors import AgentctlError, BadMessageError
-from agentctl.model.ids import new_id
 from agentctl.model.names import validate_agent_name
 from agentctl.model.vocab import Event
-from agentctl.protocol.eventlimits import ENCODER, cut_long_text, fit_record
-from agentctl.protocol.status import iso_now
 
 try:
     from nats.errors import MsgAlreadyAckdError
@@ -67,10 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_UNCONFIRMED_EVENTS = 256  # then wait for them (bounds memory, e.g. in the supervisor)
-# One request to the server. Short enough that a command retries a few times within its
-# patience while a cluster elects a new leader (measured: 2-8 s after losing a node).
-CALL_TIMEOUT_S = 5.0
 COMMAND_PATIENCE_S = 20.0  # how long a command retries before it gives up with one line
 
 
@@ -108,9 +99,7 @@ class NatsTransport:
         self.records = ControlRecords(self)
         self._known_ids: dict[str, set[str]] = {}
         self._closing = False
-        # Events handed to the loop thread, not yet confirmed by the server (see append()).
-        self._unconfirmed: list[tuple[concurrent.futures.Future[Any], str, bytes, Any]] = []
-        self._unconfirmed_lock = threading.Lock()
+        self.events = StreamJournal(self)
 
     @classmethod
     def connect(
@@ -205,66 +194,17 @@ class NatsTransport:
         return self.workspace
 
     @property
-    def journal(self) -> NatsTransport:
-        """Events go to the stream (see append)."""
-        return self
-
-    def append(
-        self,
-        event: str,
-        *,
-        agent: str | None,
-        message_id: str | None = None,
-        thread_id: str | None = None,
-        **fields: Any,
-    ) -> None:
-        """Publish one event to `agents.<agent>.events`, confirmed before the next settle.
-
-        The publish is handed to the loop thread without waiting: waiting for each of a
-        message's three events (a thread hop and a server round trip each) was half of its
-        cost. Publishes leave this connection in order, and `confirm_events()` waits for them
-        before anything is acked, so no message settles before the events that led to it.
-        """
-        record: dict[str, Any] = {
-            "ts": iso_now(),
-            "event": event,
-            "agent": agent,
-            "message_id": message_id,
-            "thread_id": thread_id,
-        }
-        for key, value in fields.items():
-            if value is not None:
-                cut_long_text(record, key, value)
-        subject = EVENTS_SUBJECT.format(agent=validate_agent_name(agent or "agentctl"))
-        # The file journal's limits, so an event is never refused for its size (max_payload).
-        data = ENCODER.encode(fit_record(record)).encode()
-        # An id of its own, so a publish retried after a lost confirmation is stored once.
-        headers = {"Nats-Msg-Id": f"event.{new_id()}"}
-        future = self.loop.spawn(self.js.publish(subject, data, headers=headers))
-        with self._unconfirmed_lock:
-            self._unconfirmed.append((future, subject, data, headers))
-            full = len(self._unconfirmed) >= MAX_UNCONFIRMED_EVENTS
-        if full:
-            self.confirm_events()
+    def journal(self) -> StreamJournal:
+        """Events go to the stream (see StreamJournal)."""
+        return self.events
 
     def confirm_events(self) -> None:
-        """Wait until every event published so far is stored; publish again any that was
-        not (its Nats-Msg-Id keeps a second copy out)."""
-        with self._unconfirmed_lock:
-            pending, self._unconfirmed = self._unconfirmed, []
-        for future, subject, data, headers in pending:
-            try:
-                future.result(CALL_TIMEOUT_S)  # usually done already: no wait, no thread hop
-                continue
-            except Exception as exc:  # timed out, or the connection dropped meanwhile
-                future.cancel()
-                log.debug("event not confirmed (%s); publishing it again", exc)
-            again = functools.partial(self.js.publish, subject, data, headers=headers)
-            self.call(again, "journal (again)")
+        """Wait until every event published so far is stored (see StreamJournal.confirm)."""
+        self.events.confirm()
 
     def record(self, event: str, message: AgentMessage | None, agent: str, **fields: Any) -> None:
         """Journal `event` by `agent` about `message`."""
-        self.append(
+        self.events.append(
             event,
             agent=agent,
             message_id=message.id if message else None,
@@ -275,7 +215,7 @@ class NatsTransport:
     def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> str | None:
         """Publish `message` to its recipient's inbox subject; `STREAM:SEQ`, or None when
         `dedupe` and the server already holds this message id."""
-        from agentctl.backends.file.workspace import sent_fields
+        from agentctl.backends.records import sent_fields
 
         validate_agent_name(message.to_agent)
         validate_agent_name(message.from_agent)

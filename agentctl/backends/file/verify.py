@@ -1,4 +1,4 @@
-"""`agentctl verify`: is the audit trail intact?
+"""`agentctl verify` on the file backend: is the audit trail intact?
 
 Two checks. The journal's hash chain: every line's hash matches its text and names the line
 before it, and sequence numbers have no gaps, so an edited, removed or inserted line is found.
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentctl.audit.history import STATE_AFTER
 from agentctl.backends.file.workspace import Workspace
+from agentctl.backends.records import STATE_AFTER, Verification
 from agentctl.model.constants import DEAD, DONE, INBOX_DIR
 from agentctl.model.vocab import Event
 from agentctl.protocol.journal import (
@@ -351,47 +351,15 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-@dataclass
-class Verification:
-    """What `verify` found, on any backend: problems, warnings, a summary, the JSON form."""
 
-    problems: list[str]
-    warnings: list[str]
-    summary: str
-    doc: dict[str, Any]
-
-
-def verify_at(ws: Workspace, config: Path | None) -> Verification:
-    """`agentctl verify` on the backend the roster at `config` names (files without one)."""
-    from agentctl.config.rosterfile import peek_roster
-
-    if config is None or peek_roster(config).transport == "file":
-        report = verify_workspace(ws)
-        return Verification(
-            [str(problem) for problem in report.problems],
-            report.warnings,
-            f"{report.events} events in {report.segments} journal file(s), {report.files} "
-            f"message files in done/ and dead/; head seq {report.head.seq} hash "
-            f"{report.head.hash or '-'}",
-            report.to_json(),
-        )
-    from dataclasses import asdict
-
-    from agentctl.backends import open_backend
-    from agentctl.backends.nats.history import verify_stream
-    from agentctl.backends.nats.transport import NatsTransport
-    from agentctl.config.roster import load_roster
-
-    backend = open_backend(load_roster(config), ws.root, client_name="agentctl-cli")
-    try:
-        assert isinstance(backend, NatsTransport)
-        stream = verify_stream(backend)
-    finally:
-        backend.close()
+def verify_files(ws: Workspace) -> Verification:
+    """`verify` on the file backend, in the form every backend reports."""
+    report = verify_workspace(ws)
     return Verification(
-        stream.problems,
-        [],
-        f"{stream.events} events, {stream.messages} messages in stream {backend.stream}, each "
-        "sent message stored with the digest the journal recorded",
-        {**asdict(stream), "ok": stream.ok},
+        [str(problem) for problem in report.problems],
+        report.warnings,
+        f"{report.events} events in {report.segments} journal file(s), {report.files} "
+        f"message files in done/ and dead/; head seq {report.head.seq} hash "
+        f"{report.head.hash or '-'}",
+        report.to_json(),
     )
