@@ -68,7 +68,8 @@ class Supervised:
         def ready() -> bool:
             for name in names:
                 try:
-                    if json.loads((ws / name / "status.json").read_text())["state"] != "idle":
+                    state = json.loads((ws / name / "status.json").read_text())["state"]
+                    if state not in ("idle", "running"):  # running: a command: agent
                         return False
                 except (FileNotFoundError, ValueError):
                     return False

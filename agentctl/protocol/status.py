@@ -28,6 +28,9 @@ class AgentState(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     CRASHED = "crashed"
+    # Written by the supervisor for a `command:` agent that keeps no status.json of its own:
+    # its process is alive, and nothing more is known (no heartbeat, so it is never "stuck").
+    RUNNING = "running"
     FATAL = "fatal"  # written by the supervisor: restarted too often, left down
     DISCONNECTED = "disconnected"  # NATS: the connection is lost; the worker reconnects
 

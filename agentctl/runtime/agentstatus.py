@@ -55,7 +55,8 @@ def exit_status(workspace: Workspace, proc: AgentProcess, returncode: int) -> Ag
 
 
 def command_status(proc: AgentProcess, state: AgentState) -> AgentStatus:
-    """What we know of a running `command` agent."""
+    """What we know of a running `command` agent: its process, and no heartbeat (the agent
+    keeps one only if it writes its own status.json, which then replaces this one)."""
     assert proc.popen is not None
     ref = proc.ref
     return AgentStatus(
@@ -64,5 +65,5 @@ def command_status(proc: AgentProcess, state: AgentState) -> AgentStatus:
         pid=proc.popen.pid,
         pid_start_ticks=ref.start_ticks if ref else 0,
         started_at=iso_now(),
-        heartbeat_at=iso_now(),
+        heartbeat_at="",  # none: a heartbeat would be ours, not the agent's
     )

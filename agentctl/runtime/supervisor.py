@@ -162,7 +162,7 @@ class Supervisor:
         proc.started_at = self.clock.monotonic()
         if spec.handler_kind is HandlerKind.COMMAND:
             # A command agent may not write status.json itself; record what we know.
-            self._write_command_status(proc, AgentState.IDLE)
+            self._write_command_status(proc, AgentState.RUNNING)
         event = Event.RESTARTED if proc.restarts else Event.STARTED
         self._note(
             spec.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,3 +80,20 @@ def test_commands_in_a_folder_without_roster_or_workspace_say_so(tmp_path: Path)
     assert list(tmp_path.iterdir()) == []  # and nothing was created
     (tmp_path / "workspace").mkdir()  # a workspace alone is enough to inspect by hand
     assert run_cli("verify", cwd=tmp_path).stdout.startswith("ok: 0 events")
+
+
+def test_a_command_agent_without_a_status_of_its_own_shows_running_never_stuck(
+    tmp_path: Path, supervised
+) -> None:
+    # Given a command: agent that never writes status.json (the docs' shell agents)
+    write_roster(tmp_path, """\
+        - name: quiet
+          command: [sh, -c, "exec sleep 60"]
+    """)
+    supervised(tmp_path).wait_ready(["quiet"])
+    # Then status shows what is known: its process runs, with no heartbeat to grow old
+    status = json.loads((tmp_path / "workspace" / "quiet" / "status.json").read_text())
+    assert status["state"] == "running" and status["heartbeat_at"] == ""
+    [row] = json.loads(run_cli("status", "--json", cwd=tmp_path).stdout)["agents"]
+    assert row["state"] == "running" and row["alive"] is True
+    assert row["heartbeat_age_s"] is None

@@ -230,7 +230,7 @@ def test_shell_agent(tmp_path: Path, supervised) -> None:
     _check_handled(project, "listener", reply, rank=0)
 
     status = _status(project, "listener")
-    assert status["alive"] is True and status["state"] == "idle"
+    assert status["alive"] is True and status["state"] == "running"
     assert status["inbox"] == {"new": 0, "processing": 0, "dead": 1}
     _check_clean_stop(sup, project, "listener")
 
