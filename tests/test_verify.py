@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentctl.audit.verify import verify_workspace
+from agentctl.backends.file.verify import verify_workspace
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.journal import ACTIVE_NAME, content_digest

@@ -354,7 +354,7 @@ DIE_AFTER_FIRST_SETTLING_STEP = textwrap.dedent("""
     import os, signal, sys
     from agentctl.backends.file.inbox import FileInbox
     from agentctl.backends.file.workspace import Workspace
-    from agentctl.runtime import worker
+    from agentctl.runtime import workermain
 
     def then_die(real):
         def step(*args, **kwargs):
@@ -364,7 +364,7 @@ DIE_AFTER_FIRST_SETTLING_STEP = textwrap.dedent("""
 
     Workspace.deliver = then_die(Workspace.deliver)
     FileInbox.ack = then_die(FileInbox.ack)
-    sys.exit(worker.main(sys.argv[1:]))
+    sys.exit(workermain.main(sys.argv[1:]))
 """)
 
 
