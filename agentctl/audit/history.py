@@ -183,6 +183,22 @@ class Thread:
         }
 
 
+def replay_thread(
+    history: History,
+    ident: str,
+    *,
+    agent: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Thread:
+    """The thread as `replay` shows it: events by or to `agent`, between `since` and `until`
+    (ISO times or durations ago), each message's state as of `until`."""
+    as_of = parse_when(until, option="--until") if until else None
+    start = parse_when(since, option="--since") if since else None
+    keep = event_filter(agent=agent, since=start, until=as_of)
+    return load_thread(history, ident, keep=keep, as_of=as_of)
+
+
 def load_thread(
     source: Workspace | History,
     ident: str,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from agentctl.model.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
 from agentctl.model.errors import AgentctlError
+from agentctl.model.message import MessageKind
 
 if TYPE_CHECKING:
     from agentctl.audit.history import MessageTrace, Thread
@@ -24,7 +26,7 @@ def resend(
 
     thread = load_thread(backend.history(), ident)
     original = thread.messages.get(ident) or next(
-        (m for m in thread.roots() if m.kind == "task"), None
+        (m for m in thread.roots() if m.kind == MessageKind.TASK), None
     )
     if original is None:
         raise AgentctlError(f"{ident}: no task in this thread to resend")
@@ -47,3 +49,45 @@ def resend(
     )
     backend.deliver(message)
     return original, message, thread
+
+
+@dataclass(frozen=True)
+class Resent:
+    """A task sent again: the recorded one, the new one, and (when waited for) both results."""
+
+    original_id: str
+    id: str
+    to: str
+    waited: bool
+    recorded: Any = None  # the recorded reply's content, if the thread has one
+    result: Any = None  # the new reply's content
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable form of `replay --resend --json`."""
+        data: dict[str, Any] = {"original": self.original_id, "id": self.id, "to": self.to}
+        if self.waited:
+            data |= {"recorded": self.recorded, "result": self.result}
+        return data
+
+
+def resend_and_compare(
+    backend: Backend, roster: Roster, ident: str, *, to: str | None, wait_s: float | None
+) -> Resent:
+    """Resend the task `ident`; with `wait_s`, wait that long for the new reply and put it beside
+    the recorded one."""
+    from agentctl.model.ids import reply_id
+
+    original, message, thread = resend(backend, roster, ident, to=to)
+    resent = Resent(original.id, message.id, message.to_agent, waited=wait_s is not None)
+    if wait_s is None:
+        return resent
+    reply = backend.wait_for_reply(message, timeout_s=wait_s)
+    recorded = thread.messages.get(reply_id(original.id))
+    return Resent(
+        original.id,
+        message.id,
+        message.to_agent,
+        waited=True,
+        recorded=recorded.content if recorded else None,
+        result=reply.content,
+    )

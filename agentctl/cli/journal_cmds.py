@@ -42,30 +42,26 @@ def tail(
     import threading
 
     from agentctl.audit.history import event_filter
-    from agentctl.cli.options import open_light, opened_backend
+    from agentctl.cli.options import keywords_of, open_light, opened_backend
 
     _, names = open_light(config, workspace)
-    kinds = [k for value in kind or [] for k in value.split(",") if k]
-    keep = event_filter(agent=agent, thread=thread, kinds=kinds, agents=names)
+    keep = event_filter(agent=agent, thread=thread, kinds=keywords_of(kind), agents=names)
     show = _printer(json_out)
-
-    def damaged(where: str) -> None:
-        print(
-            f"tail: skipped a damaged journal line (see `agentctl verify`): {where}",
-            file=sys.stderr,
-        )
-
     stop = threading.Event()
     with opened_backend(config, workspace) as backend:
-        for record in backend.read_events(lines, keep, on_damaged=damaged):
+        for record in backend.read_events(lines, keep, on_damaged=_damaged):
             show(record, None)
         if not follow:
             return
         try:
-            for record in backend.follow_events(keep, stop, on_damaged=damaged):
+            for record in backend.follow_events(keep, stop, on_damaged=_damaged):
                 show(record, None)
         except KeyboardInterrupt:
             stop.set()
+
+
+def _damaged(where: str) -> None:
+    print(f"tail: skipped a damaged journal line (see `agentctl verify`): {where}", file=sys.stderr)
 
 
 def _printer(json_out: bool) -> Any:
@@ -121,94 +117,38 @@ def replay(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Reconstruct a thread (or a message's thread) from the journal and the message files."""
-    from agentctl.audit.history import event_filter, load_thread, parse_when
+    from agentctl.audit.history import replay_thread
     from agentctl.cli.options import opened_backend
+    from agentctl.cli.render_history import print_thread
 
-    if json_out:
-        fmt = ReplayFormat.JSON
-    as_of = parse_when(until, option="--until") if until else None
-    keep = event_filter(
-        agent=agent, since=parse_when(since, option="--since") if since else None, until=as_of
-    )
     if resend:
-        _resend(
-            ident,
-            to=to,
-            wait=wait,
-            timeout_s=timeout_s,
-            json_out=json_out,
-            config=config,
-            workspace=workspace,
-        )
+        _resend(ident, to=to, wait_s=timeout_s if wait else None, json_out=json_out,
+                config=config, workspace=workspace)  # fmt: skip
         return
     with opened_backend(config, workspace) as backend:
-        thread = load_thread(backend.history(), ident, keep=keep, as_of=as_of)
-    if fmt is ReplayFormat.JSON:
-        from agentctl.cli.render import print_json
-
-        print_json(thread.to_json())
-    elif fmt is ReplayFormat.MERMAID:
-        from agentctl.cli.render_history import mermaid
-
-        sys.stdout.write(mermaid(thread))
-    else:
-        from agentctl.cli.render import console
-        from agentctl.cli.render_history import thread_tree
-
-        console().print(thread_tree(thread))
-    if thread.torn_lines:
-        from agentctl.cli.render import print_note
-
-        print_note(f"{thread.torn_lines} damaged journal line(s) skipped (run `agentctl verify`)")
+        thread = replay_thread(backend.history(), ident, agent=agent, since=since, until=until)
+    print_thread(thread, "json" if json_out else fmt.value)
 
 
 def _resend(
-    ident: str,
-    *,
-    to: str | None,
-    wait: bool,
-    timeout_s: float,
-    json_out: bool,
-    config: Any,
+    ident: str, *, to: str | None, wait_s: float | None, json_out: bool, config: Any,
     workspace: Any,
-) -> None:
-    from agentctl.audit.resend import resend
-    from agentctl.backends import open_backend
-    from agentctl.cli.options import load_config
+) -> None:  # fmt: skip
+    from agentctl.audit.resend import resend_and_compare
+    from agentctl.cli.options import load_config, opened_backend
     from agentctl.cli.render import console, print_json
-    from agentctl.model.ids import reply_id
 
-    roster = load_config(config)
-    backend = open_backend(roster, workspace, client_name="agentctl-cli")
-    try:
-        original, message, thread = resend(backend, roster, ident, to=to)
-        target = message.to_agent
-        reply = backend.wait_for_reply(message, timeout_s=timeout_s) if wait else None
-    finally:
-        backend.close()
-    if not wait:
-        if json_out:
-            print_json({"original": original.id, "id": message.id, "to": target})
-        else:
-            print(message.id)
-        return
-    assert reply is not None
-    recorded_reply = thread.messages.get(reply_id(original.id))
-    recorded = recorded_reply.content if recorded_reply else None
+    with opened_backend(config, workspace) as backend:
+        resent = resend_and_compare(backend, load_config(config), ident, to=to, wait_s=wait_s)
     if json_out:
-        print_json(
-            {
-                "original": original.id,
-                "id": message.id,
-                "to": target,
-                "recorded": recorded,
-                "result": reply.content,
-            }
-        )
-        return
-    from agentctl.cli.render_history import compare_table
+        print_json(resent.to_json())
+    elif not resent.waited:
+        print(resent.id)
+    else:
+        from agentctl.cli.render_history import compare_table
 
-    console().print(compare_table(original.id, recorded, message.id, reply.content))
+        console().print(compare_table(resent.original_id, resent.recorded, resent.id,
+                                      resent.result))  # fmt: skip
 
 
 def verify(

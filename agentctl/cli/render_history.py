@@ -244,6 +244,22 @@ def print_route(explained: RouteExplanation) -> None:
     out.print(f"--fanout: {fanout} (threshold {explained.threshold:g})")
 
 
+def print_thread(thread: Thread, fmt: str) -> None:
+    """`agentctl replay`: the thread as a tree, a mermaid diagram or JSON."""
+    import sys
+
+    from agentctl.cli.render import print_json, print_note
+
+    if fmt == "json":
+        print_json(thread.to_json())
+    elif fmt == "mermaid":
+        sys.stdout.write(mermaid(thread))
+    else:
+        console().print(thread_tree(thread))
+    if thread.torn_lines:
+        print_note(f"{thread.torn_lines} damaged journal line(s) skipped (run `agentctl verify`)")
+
+
 def dead_table(letters: list[DeadLetter], *, width: int | None = None) -> Table:
     """`agentctl dead list`."""
     table = listing_table(
