@@ -152,8 +152,11 @@ def route_and_send(backend: Backend, roster: Roster, request: SendRequest) -> Se
 
 
 def await_replies(backend: Backend, result: SendResult, *, timeout_s: float) -> list[AgentMessage]:
-    """The one reply to each message sent, in order (an error after `timeout_s` each)."""
-    return [backend.wait_for_reply(m, timeout_s=timeout_s) for m in result.messages]
+    """The one reply to each message sent, in order (an error after `timeout_s` each, saying
+    what holds the reply)."""
+    from agentctl.flow.diagnose import wait_for_reply
+
+    return [wait_for_reply(backend, m, timeout_s=timeout_s) for m in result.messages]
 
 
 def _needed(roster: Roster | None) -> Roster:
