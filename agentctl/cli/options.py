@@ -50,6 +50,18 @@ KeywordsOpt = Annotated[
 ]
 
 
+HeaderOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--header",
+        "-H",
+        metavar="KEY=VALUE",
+        help="A message header (repeatable), e.g. timeout_s=5; the value is sent as a string.",
+        show_default=False,
+    ),
+]
+
+
 def positive_seconds(help_text: str) -> Any:
     """A `--timeout-s` option that refuses zero and negative values in one usage line."""
     return typer.Option("--timeout-s", callback=_positive, help=help_text)
