@@ -62,9 +62,10 @@ HeaderOpt = Annotated[
 ]
 
 
-def positive_seconds(help_text: str) -> Any:
-    """A `--timeout-s` option that refuses zero and negative values in one usage line."""
-    return typer.Option("--timeout-s", callback=_positive, help=help_text)
+def positive_seconds(help_text: str, name: str = "--timeout-s") -> Any:
+    """A seconds option (`--timeout-s` unless named) that refuses zero and negative values in
+    one usage line."""
+    return typer.Option(name, callback=_positive, help=help_text)
 
 
 def _positive(value: float) -> float:
