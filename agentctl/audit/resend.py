@@ -75,13 +75,14 @@ def resend_and_compare(
 ) -> Resent:
     """Resend the task `ident`; with `wait_s`, wait that long for the new reply and put it beside
     the recorded one."""
+    from agentctl.flow.diagnose import wait_for_reply
     from agentctl.model.ids import reply_id
 
     original, message, thread = resend(backend, roster, ident, to=to)
     resent = Resent(original.id, message.id, message.to_agent, waited=wait_s is not None)
     if wait_s is None:
         return resent
-    reply = backend.wait_for_reply(message, timeout_s=wait_s)
+    reply = wait_for_reply(backend, message, timeout_s=wait_s)  # says what holds it
     recorded = thread.messages.get(reply_id(original.id))
     return Resent(
         original.id,

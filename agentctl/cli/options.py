@@ -50,9 +50,22 @@ KeywordsOpt = Annotated[
 ]
 
 
-def positive_seconds(help_text: str) -> Any:
-    """A `--timeout-s` option that refuses zero and negative values in one usage line."""
-    return typer.Option("--timeout-s", callback=_positive, help=help_text)
+HeaderOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--header",
+        "-H",
+        metavar="KEY=VALUE",
+        help="A message header (repeatable), e.g. timeout_s=5; the value is sent as a string.",
+        show_default=False,
+    ),
+]
+
+
+def positive_seconds(help_text: str, name: str = "--timeout-s") -> Any:
+    """A seconds option (`--timeout-s` unless named) that refuses zero and negative values in
+    one usage line."""
+    return typer.Option(name, callback=_positive, help=help_text)
 
 
 def _positive(value: float) -> float:

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentctl.cli.options import ConfigOpt, JsonOpt, KeywordsOpt, WorkspaceOpt, positive_seconds
+from agentctl.cli.options import (
+    ConfigOpt,
+    HeaderOpt,
+    JsonOpt,
+    KeywordsOpt,
+    WorkspaceOpt,
+    positive_seconds,
+)
 from agentctl.model.priority import Priority
 
 if TYPE_CHECKING:
@@ -47,6 +54,7 @@ TimeoutOpt = Annotated[float, positive_seconds("With --wait, give up after this 
 def send(
     args: TargetArgs,
     keywords: KeywordsOpt = None,
+    header: HeaderOpt = None,
     priority: PriorityOpt = Priority.NORMAL,
     thread: ThreadOpt = None,
     text: TextOpt = False,
@@ -62,7 +70,7 @@ def send(
 ) -> None:
     """Send CONTENT to agent TO (or route it); print the message id (or, with --wait, the reply)."""
     from agentctl.cli.options import keywords_of, opened_with_roster, read_content
-    from agentctl.flow.send import PIPELINE_PREFIX, SendRequest, send_message
+    from agentctl.flow.send import PIPELINE_PREFIX, SendRequest, parse_headers, send_message
 
     routed = route or fanout
     if route and fanout:
@@ -74,7 +82,7 @@ def send(
     request = SendRequest(
         read_content(args[-1], as_text=text), to=None if routed else args[0],
         keywords=keywords_of(keywords), priority=priority, thread_id=thread,
-        fanout=fanout, threshold=threshold, floor=floor,
+        fanout=fanout, threshold=threshold, floor=floor, headers=parse_headers(header or []),
     )  # fmt: skip
     needs_roster = routed or args[0].startswith(PIPELINE_PREFIX)
     with opened_with_roster(config, workspace, required=needs_roster) as (roster, backend):

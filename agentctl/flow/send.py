@@ -6,12 +6,21 @@ after it, only say what to send and show what came back.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentctl.flow.router import ensure_deliverable, user_message
-from agentctl.model.constants import PIPELINE_AGENT, PIPELINE_HEADER, USER_AGENT
+from agentctl.model.constants import (
+    NOT_BEFORE_HEADER,
+    PIPELINE_AGENT,
+    PIPELINE_HEADER,
+    REQUEUED_HEADER,
+    STAGE_HEADER,
+    USER_AGENT,
+)
 from agentctl.model.errors import AgentctlError, ConfigError
 from agentctl.model.ids import new_id
 from agentctl.model.names import validate_agent_name
@@ -24,6 +33,14 @@ if TYPE_CHECKING:
     from agentctl.model.message import AgentMessage
 
 PIPELINE_PREFIX = "pipeline:"  # `send pipeline:NAME` starts a run of NAME
+
+# Headers agentctl writes itself, for attempts, requeues, resends and pipelines: a sender who
+# set one would change how the message is retried or routed, so `send --header` refuses them.
+INTERNAL_HEADERS = frozenset(
+    {PIPELINE_HEADER, STAGE_HEADER, NOT_BEFORE_HEADER, REQUEUED_HEADER, "resent_from"}
+)
+HEADER_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+TIMEOUT_HEADER = "timeout_s"  # the worker's timeout for this one message
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,7 @@ class SendRequest:
     fanout: bool = False  # with `to` None: to every agent scoring `threshold`, else the best
     threshold: float = 0.5
     floor: float = 0.3
+    headers: dict[str, str] = field(default_factory=dict)  # see parse_headers
 
     def __post_init__(self) -> None:
         # Refused before anything is opened: a bad name must not become a directory.
@@ -56,7 +74,44 @@ class SendRequest:
         fields: dict[str, Any] = {"priority": self.priority, "keywords": list(self.keywords)}
         if self.thread_id:
             fields["thread_id"] = self.thread_id
+        if self.headers:
+            fields["headers"] = dict(self.headers)
         return fields
+
+
+def parse_headers(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` pairs as message headers: KEY a lower-case name that is not one of
+    agentctl's own (INTERNAL_HEADERS); VALUE kept as the string given (headers are strings);
+    `timeout_s` a positive number of seconds. AgentctlError names the first bad pair."""
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise AgentctlError(f"--header {pair!r}: expected KEY=VALUE; nothing sent")
+        if not HEADER_KEY_RE.fullmatch(key):
+            raise AgentctlError(
+                f"--header {pair!r}: KEY must be a lower-case letter, then lower-case letters, "
+                "digits or '_' (at most 64); nothing sent"
+            )
+        if key in INTERNAL_HEADERS:
+            raise AgentctlError(
+                f"--header {key}: an internal header agentctl sets itself "
+                f"({', '.join(sorted(INTERNAL_HEADERS))}); nothing sent"
+            )
+        if key == TIMEOUT_HEADER and not _positive_number(value):
+            raise AgentctlError(
+                f"--header {pair!r}: timeout_s must be a positive number of seconds; nothing sent"
+            )
+        headers[key] = value
+    return headers
+
+
+def _positive_number(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value > 0
 
 
 @dataclass(frozen=True)
@@ -101,9 +156,9 @@ def start_pipeline_run(
     if off:
         reasons = "; ".join(f"{a}: {disabled[a]}" for a in off)
         raise ConfigError(f"pipeline {pipeline!r} needs agents that cannot run here ({reasons})")
-    message = user_message(
-        PIPELINE_AGENT, request.content, headers={PIPELINE_HEADER: pipeline}, **request.fields()
-    )
+    fields = request.fields()
+    headers = {**fields.pop("headers", {}), PIPELINE_HEADER: pipeline}
+    message = user_message(PIPELINE_AGENT, request.content, headers=headers, **fields)
     result = _delivered(backend, [message])
     return SendResult(result.messages, result.places, run=pipeline, waiting_in=result.waiting_in)
 
@@ -152,8 +207,11 @@ def route_and_send(backend: Backend, roster: Roster, request: SendRequest) -> Se
 
 
 def await_replies(backend: Backend, result: SendResult, *, timeout_s: float) -> list[AgentMessage]:
-    """The one reply to each message sent, in order (an error after `timeout_s` each)."""
-    return [backend.wait_for_reply(m, timeout_s=timeout_s) for m in result.messages]
+    """The one reply to each message sent, in order (an error after `timeout_s` each, saying
+    what holds the reply)."""
+    from agentctl.flow.diagnose import wait_for_reply
+
+    return [wait_for_reply(backend, m, timeout_s=timeout_s) for m in result.messages]
 
 
 def _needed(roster: Roster | None) -> Roster:

@@ -104,3 +104,46 @@ def test_disabled_agents_are_never_routed_to_and_route_says_why(
                    cwd=tmp_path, env=env)  # fmt: skip
     assert sent.returncode == 0, sent.stderr
     assert list(json.loads(sent.stdout)) == ["echo"]
+
+
+HEADERS_AGENT = """\
+import asyncio
+from agentctl.model.agent import BaseAgent
+
+class Headers(BaseAgent):
+    async def process(self, task, context):
+        if task.get("content") == "sleep":
+            await asyncio.sleep(30)  # ended by the message's timeout_s header
+        return {"headers": context["message"]["headers"]}
+"""
+
+
+def _headers_roster(tmp_path: Path) -> None:
+    write_roster(tmp_path, "- name: hdr\n  python: headers_agent:Headers\n  max_attempts: 1\n")
+    (tmp_path / "headers_agent.py").write_text(HEADERS_AGENT)
+
+
+def test_header_reaches_the_handler_and_its_timeout_is_honoured(tmp_path: Path, supervised) -> None:
+    _headers_roster(tmp_path)
+    supervised(tmp_path).wait_ready(["hdr"])
+    shown = run_cli("send", "hdr", "show", "--header", "team=blue", "-H", "timeout_s=0.5",
+                    "--wait", "--json", "--timeout-s", "30", cwd=tmp_path)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["content"]["headers"] == {"team": "blue", "timeout_s": "0.5"}
+    # A handler that sleeps longer than the header's timeout (the roster's is 300 s) fails.
+    slept = run_cli("send", "hdr", "sleep", "-H", "timeout_s=0.5", "--wait", "--timeout-s", "30",
+                    cwd=tmp_path)  # fmt: skip
+    assert slept.returncode == 1, (slept.stdout, slept.stderr)
+    assert "timed out after 0.5 s" in slept.stdout + slept.stderr, (slept.stdout, slept.stderr)
+
+
+def test_bad_or_internal_headers_are_refused(tmp_path: Path) -> None:
+    _headers_roster(tmp_path)
+    for bad, said in [("requeued=1", "internal"), ("not_before=2030-01-01", "internal"),
+                      ("pipeline=x", "internal"), ("Bad Key=x", "KEY"), ("novalue", "KEY=VALUE"),
+                      ("timeout_s=soon", "positive number")]:  # fmt: skip
+        result = run_cli("send", "hdr", "hi", "--header", bad, cwd=tmp_path)
+        assert result.returncode == 1, (bad, result.stdout, result.stderr)
+        assert result.stderr.count("error:") == 1 and said in result.stderr, (bad, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "workspace").glob("hdr/inbox/new/*.json"))

@@ -67,7 +67,6 @@ def wait_for_reply(ws: Workspace, request: AgentMessage, *, timeout_s: float) ->
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeoutError(
-                    f"no reply to {request.id} within {timeout_s:g} s "
-                    f"(the request is still queued for {request.to_agent})"
+                    f"no reply to {request.id} within {timeout_s:g} s"
                 )
             watcher.wait(min(remaining, 0.5))

@@ -123,8 +123,7 @@ class NatsBackend(NatsTransport):
             if stored.headers.get("Nats-Msg-Id") == wanted:
                 return parse_message(stored.data)
         raise WaitTimeoutError(
-            f"no reply to {request.id} within {timeout_s:g} s "
-            f"(the request is still queued for {request.to_agent})"
+            f"no reply to {request.id} within {timeout_s:g} s"
         )
 
     def worker_rows(self, names: list[str], now: datetime) -> list[AgentRow]:
