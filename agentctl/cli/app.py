@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("agentctl.cli.project_cmds", "schema"),
     "run": ("agentctl.cli.run_cmds", "run"),
     "stop": ("agentctl.cli.run_cmds", "stop"),
+    "start": ("agentctl.cli.run_cmds", "start"),
     "restart": ("agentctl.cli.run_cmds", "restart"),
     "send": ("agentctl.cli.send_cmd", "send"),
     "route": ("agentctl.cli.route_cmd", "route"),

@@ -1,0 +1,85 @@
+"""The everyday commands of a process manager against a real `agentctl run`: `stop AGENT`,
+`start AGENT`, `reload` (and SIGHUP), shell completion."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from agentctl.backends.file.workspace import Workspace
+from agentctl.flow.router import WorkspaceRouter, user_message
+from tests.conftest import run_cli, wait_until, write_roster
+
+TWO = """\
+- name: echo
+  python: agentctl.agents.echo:EchoAgent
+- name: other
+  python: agentctl.agents.echo:EchoAgent
+"""
+
+
+def _states(cwd: Path) -> dict[str, str]:
+    result = run_cli("status", "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return {a["name"]: a["state"] for a in json.loads(result.stdout)["agents"]}
+
+
+def _journal(cwd: Path) -> list[dict]:
+    path = cwd / "workspace" / ".agentctl" / "journal" / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_stop_agent_keeps_it_down_until_start(tmp_path: Path, supervised) -> None:
+    # Given a running team of two
+    write_roster(tmp_path, TWO)
+    sup = supervised(tmp_path)
+    sup.wait_ready(["echo", "other"])
+    pid = json.loads((tmp_path / "workspace" / "echo" / "status.json").read_text())["pid"]
+
+    # When echo is stopped
+    stopped = run_cli("stop", "echo", cwd=tmp_path)
+
+    # Then it stops gracefully, stays down, and the rest of the team runs on
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.startswith(f"echo: stopping (pid {pid})")
+    wait_until(lambda: _states(tmp_path)["echo"] == "stopped")
+    assert _states(tmp_path)["other"] == "idle"
+    assert sup.proc.poll() is None
+    assert any(e["event"] == "stopped" and e["agent"] == "echo" for e in _journal(tmp_path))
+    router = WorkspaceRouter.of(Workspace(tmp_path / "workspace", fsync=False))
+    router.send(user_message("echo", {"n": 1}))
+    again = run_cli("stop", "echo", cwd=tmp_path)
+    assert again.returncode == 0 and "echo: already stopped" in again.stdout
+    assert os.listdir(tmp_path / "workspace" / "echo" / "inbox" / "new")  # nobody took it
+
+    # When it is started again, it runs and drains what waited
+    started = run_cli("start", "echo", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("echo: started (pid ")
+    wait_until(lambda: not os.listdir(tmp_path / "workspace" / "echo" / "inbox" / "new")
+               and _states(tmp_path)["echo"] in ("idle", "busy"))
+    running = run_cli("start", "echo", cwd=tmp_path)
+    assert running.returncode == 0 and "echo: already running" in running.stdout
+
+    # And `stop` without an agent still stops the supervisor
+    assert run_cli("stop", cwd=tmp_path).returncode == 0
+    assert sup.proc.wait(timeout=30) == 0
+
+
+def test_stop_and_start_errors_are_one_line(tmp_path: Path, supervised) -> None:
+    write_roster(tmp_path, TWO)
+    for command in ("stop", "start"):
+        unknown = run_cli(command, "nosuch", cwd=tmp_path)
+        no_supervisor = run_cli(command, "echo", cwd=tmp_path)
+        assert unknown.returncode == 1 and len(unknown.stderr.splitlines()) == 1
+        assert unknown.stderr.startswith("error: ") and "nosuch" in unknown.stderr
+        assert no_supervisor.returncode == 1 and len(no_supervisor.stderr.splitlines()) == 1
+        assert "no supervisor is running" in no_supervisor.stderr
+
+    sup = supervised(tmp_path, "--agent", "echo")
+    sup.wait_ready(["echo"])
+    for command in ("stop", "start"):
+        other = run_cli(command, "other", cwd=tmp_path)
+        assert other.returncode == 1 and len(other.stderr.splitlines()) == 1
+        assert "other: not run by this supervisor" in other.stderr
