@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("agentctl.cli.run_cmds", "stop"),
     "start": ("agentctl.cli.run_cmds", "start"),
     "restart": ("agentctl.cli.run_cmds", "restart"),
+    "reload": ("agentctl.cli.run_cmds", "reload"),
     "send": ("agentctl.cli.send_cmd", "send"),
     "route": ("agentctl.cli.route_cmd", "route"),
     "status": ("agentctl.cli.status_cmd", "status"),

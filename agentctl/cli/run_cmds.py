@@ -1,5 +1,5 @@
-"""`agentctl run`, `stop`, `start` and `restart`: the supervisor in the foreground, stopping
-it, and asking it to stop, start or restart one agent while it runs."""
+"""`agentctl run`, `stop`, `start`, `restart` and `reload`: the supervisor in the foreground,
+stopping it, and asking it to stop, start or restart one agent, or re-read the roster."""
 
 from __future__ import annotations
 
@@ -49,9 +49,18 @@ def run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload.set())  # as `agentctl reload`
     view = _LiveView(supervisor)
     try:
-        supervise(supervisor, stop, report=view.report, refresh=view.refresh, refresh_s=_REFRESH_S)
+        supervise(
+            supervisor,
+            stop,
+            report=view.report,
+            refresh=view.refresh,
+            refresh_s=_REFRESH_S,
+            reload=reload,
+        )
     finally:
         view.close()
         transport.close()
@@ -145,6 +154,20 @@ def restart(
     from agentctl.protocol.control import ControlAction
 
     _ask(ControlAction.RESTART, agent, timeout_s, config, workspace)
+
+
+def reload(
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
+    ] = CONTROL_ANSWER_TIMEOUT_S,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Re-read the roster while `run` runs: start added agents, stop removed ones, restart
+    changed ones (a bad roster changes nothing). SIGHUP to `run` does the same."""
+    from agentctl.protocol.control import ControlAction
+
+    _ask(ControlAction.RELOAD, None, timeout_s, config, workspace)
 
 
 def _ask(

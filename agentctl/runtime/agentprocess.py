@@ -43,6 +43,7 @@ class AgentProcess:
     last_exit: int | None = None
     next_liveness_check: float = 0.0
     stop_by: float = 0.0  # while stopping: when the grace ends and it is killed
+    retired: bool = False  # `agentctl reload` dropped or changed it: forgotten once stopped
     spared: bool = False  # silent, but because the disk refuses writes: left running
     log_file: IO[bytes] | None = field(default=None, repr=False)
 

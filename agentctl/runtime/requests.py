@@ -1,5 +1,5 @@
 """What a running supervisor does when a command asks it to act (`agentctl restart AGENT`,
-`stop AGENT`, `start AGENT`).
+`stop AGENT`, `start AGENT`, `reload`: runtime/reload.py).
 
 Commands leave requests in the workspace's control directory (protocol/control.py); the
 supervisor serves them on each tick, from its own loop, so an action never races a restart or
@@ -23,6 +23,7 @@ from agentctl.model.vocab import Event
 from agentctl.protocol.control import ControlAction, serve_requests
 from agentctl.protocol.status import AgentState, AgentStatus, read_status
 from agentctl.runtime.agentprocess import AgentProcess, ProcState, describe_exit, signal_group
+from agentctl.runtime.reload import Reloader
 
 if TYPE_CHECKING:
     from agentctl.runtime.supervisor import Supervisor
@@ -35,6 +36,7 @@ class Requests:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
+        self.reloader = Reloader(self)
 
     def actions(self) -> dict[ControlAction, Action]:
         """What this supervisor can be asked, and the method that does each."""
@@ -42,6 +44,7 @@ class Requests:
             ControlAction.RESTART: lambda agent: self.restart(_named(agent)),
             ControlAction.STOP: lambda agent: self.stop(_named(agent)),
             ControlAction.START: lambda agent: self.start(_named(agent)),
+            ControlAction.RELOAD: lambda _agent: self.reloader.reload(),
         }
 
     def serve(self) -> None:
@@ -51,6 +54,14 @@ class Requests:
         except OSError as exc:  # a full disk must not take the supervisor down; retried next tick
             self.supervisor.events.append(f"cannot answer a request: {exc}")
         self.finish_stops()
+        self.reloader.finish()
+
+    def reload_lines(self) -> list[str]:
+        """Reload the roster (on SIGHUP): the lines to show, or why nothing changed."""
+        try:
+            return [f"reload: {line}" for line in self.reloader.reload()]
+        except AgentctlError as exc:
+            return [f"reload: error: {exc}"]
 
     def restart(self, name: str) -> list[str]:
         """Start every worker of agent `name` now, clearing `fatal`, backoff and cool-down; one

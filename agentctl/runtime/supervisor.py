@@ -24,7 +24,6 @@ from agentctl.config.roster import Roster
 from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     LIVENESS_CHECK_INTERVAL_S,
-    PIPELINE_AGENT,
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
 )
@@ -47,6 +46,7 @@ from agentctl.runtime.agentprocess import (
     signal_group,
 )
 from agentctl.runtime.agentstatus import command_status, exit_status, fatal_status, recount_of
+from agentctl.runtime.reload import names_to_run, workers_of
 from agentctl.runtime.requests import Requests
 from agentctl.runtime.stuckcheck import stuck_for_s
 
@@ -76,18 +76,12 @@ class Supervisor:
         self.workspace = workspace
         # Where events are journaled: the workspace, or the NATS stream.
         self.transport: Transport = transport if transport is not None else workspace
-        names = list(agents) if agents else roster.names
-        if roster.pipelines and not agents:
-            names.append(PIPELINE_AGENT)  # the conductor of pipeline runs
+        self.only = list(agents) if agents else None  # `run --agent`: what a reload keeps to
         self.disabled = roster.disabled_agents()
         self.events: list[str] = [f"{name}: {why}" for name, why in self.disabled.items()]
-        names = [name for name in names if name not in self.disabled]
         self.agents: dict[str, AgentProcess] = {}
-        for name in names:
-            spec = roster.agent(name)
-            for replica in range(spec.replicas):
-                key = name if replica == 0 else f"{name}[{replica}]"
-                self.agents[key] = AgentProcess(spec=spec, replica=replica)
+        for name in names_to_run(roster, self.only, self.disabled):
+            self.agents.update(workers_of(roster.agent(name)))
         self.clock = clock
         self.spawn = spawn
         self.grace_s = grace_s
@@ -104,7 +98,7 @@ class Supervisor:
             self._stop_leftovers()
             prepare_die_with_parent()
             for proc in self.agents.values():
-                self._spawn(proc)
+                self.launch(proc)
         except BaseException:
             self.stop()
             raise
@@ -129,7 +123,8 @@ class Supervisor:
         for ref in leftovers:
             ref.signal_group(signal.SIGKILL)
 
-    def _spawn(self, proc: AgentProcess, *, cause: str | None = None) -> None:
+    def launch(self, proc: AgentProcess, *, cause: str | None = None) -> None:
+        """Start `proc`'s process (one the system refuses is retried with backoff)."""
         spec = proc.spec
         self._recount_handled(proc)  # the worker carries its counts over from status.json
         argv, env = command_of(self.roster, self.workspace, proc)
@@ -212,7 +207,7 @@ class Supervisor:
                     self._kill_if_stuck(proc)
             elif proc.state is ProcState.BACKOFF and now >= proc.restart_at:
                 proc.restarts += 1
-                self._spawn(proc)
+                self.launch(proc)
             elif proc.state is ProcState.FATAL and now >= proc.restart_at:
                 self.start_afresh(proc, times_fatal=proc.times_fatal, cause="cool-down")
 
@@ -224,7 +219,7 @@ class Supervisor:
         """Start `proc` again with a whole new burst of quick restarts (why: `cause`)."""
         proc.forget_failures(times_fatal=times_fatal)
         proc.restarts += 1
-        self._spawn(proc, cause=cause)
+        self.launch(proc, cause=cause)
 
     def _kill_if_stuck(self, proc: AgentProcess) -> None:
         """SIGKILL a worker whose heartbeat stopped: wedged in C code, stopped, deadlocked.
@@ -272,7 +267,7 @@ class Supervisor:
                 exit=describe_exit(returncode),
             )
             proc.restarts += 1
-            self._spawn(proc)
+            self.launch(proc)
             return
         failed = returncode != 0
         self._record_exit(proc, returncode)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 from agentctl.backends.file.workspace import Workspace
@@ -83,3 +84,62 @@ def test_stop_and_start_errors_are_one_line(tmp_path: Path, supervised) -> None:
         other = run_cli(command, "other", cwd=tmp_path)
         assert other.returncode == 1 and len(other.stderr.splitlines()) == 1
         assert "other: not run by this supervisor" in other.stderr
+
+
+def _pid(cwd: Path, name: str) -> int:
+    return json.loads((cwd / "workspace" / name / "status.json").read_text())["pid"]
+
+
+THREE = TWO + """\
+- name: gone
+  python: agentctl.agents.echo:EchoAgent
+"""
+
+
+def test_reload_starts_added_stops_removed_restarts_changed(tmp_path: Path, supervised) -> None:
+    # Given a running team of three
+    write_roster(tmp_path, THREE)
+    sup = supervised(tmp_path)
+    sup.wait_ready(["echo", "other", "gone"])
+    echo_pid, other_pid = _pid(tmp_path, "echo"), _pid(tmp_path, "other")
+
+    # When the roster drops `gone`, adds `new`, changes `echo` and keeps `other`, and is reloaded
+    write_roster(tmp_path, """\
+- name: echo
+  python: agentctl.agents.echo:EchoAgent
+  expertise: [echoing]
+- name: other
+  python: agentctl.agents.echo:EchoAgent
+- name: new
+  python: agentctl.agents.echo:EchoAgent
+""")
+    reloaded = run_cli("reload", cwd=tmp_path)
+
+    # Then each is treated by what changed
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "new: started (pid " in reloaded.stdout
+    assert "gone: stopping (pid " in reloaded.stdout
+    assert "echo: restarting (changed)" in reloaded.stdout
+    assert "other" not in reloaded.stdout
+    sup.wait_ready(["new"])
+    gone = tmp_path / "workspace" / "gone" / "status.json"  # no roster entry: not in `status`
+    wait_until(lambda: json.loads(gone.read_text())["state"] == "stopped")
+    wait_until(lambda: _states(tmp_path)["echo"] == "idle" and _pid(tmp_path, "echo") != echo_pid)
+    assert _pid(tmp_path, "other") == other_pid
+
+    # When the roster is broken, neither `reload` nor SIGHUP changes anything, and both say why
+    (tmp_path / "agents.yaml").write_text("agents: [\n")
+    broken = run_cli("reload", cwd=tmp_path)
+    assert broken.returncode == 1 and len(broken.stderr.splitlines()) == 1
+    assert broken.stderr.startswith("error: ") and "agents.yaml" in broken.stderr
+    sup.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reload: error: " in sup.log.read_text())
+    assert sup.proc.poll() is None
+    new = tmp_path / "workspace" / "new" / "status.json"  # `status` cannot read the roster now
+    assert _pid(tmp_path, "other") == other_pid and json.loads(new.read_text())["state"] == "idle"
+
+    # When a good roster comes back on SIGHUP, it is applied
+    write_roster(tmp_path, TWO)
+    sup.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: json.loads(new.read_text())["state"] == "stopped")
+    assert _pid(tmp_path, "other") == other_pid
