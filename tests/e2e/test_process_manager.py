@@ -143,3 +143,22 @@ def test_reload_starts_added_stops_removed_restarts_changed(tmp_path: Path, supe
     sup.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: json.loads(new.read_text())["state"] == "stopped")
     assert _pid(tmp_path, "other") == other_pid
+
+
+def test_show_completion_prints_a_bash_completion_script(tmp_path: Path) -> None:
+    shown = run_cli("--show-completion", "bash", cwd=tmp_path)
+
+    assert shown.returncode == 0, shown.stderr
+    assert "complete " in shown.stdout and "_COMPLETE" in shown.stdout
+    assert "--install-completion" in run_cli("--help", cwd=tmp_path).stdout
+
+
+def test_completion_completes_a_commands_options(tmp_path: Path) -> None:
+    # As the shell asks (the variable's name comes from the program's name: `python -m agentctl`)
+    env = {"_PYTHON _M AGENTCTL_COMPLETE": "complete_bash", "COMP_WORDS": "agentctl stop --",
+           "COMP_CWORD": "2"}
+
+    completed = run_cli(cwd=tmp_path, env=env)
+
+    assert completed.returncode == 0, completed.stderr
+    assert "--timeout-s" in completed.stdout.split()
