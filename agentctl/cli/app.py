@@ -6,6 +6,7 @@ so it lists stand-ins that carry the real docstrings without typer inspecting ev
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Annotated
 
 import typer
@@ -17,7 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("agentctl.cli.project_cmds", "schema"),
     "run": ("agentctl.cli.run_cmds", "run"),
     "stop": ("agentctl.cli.run_cmds", "stop"),
+    "start": ("agentctl.cli.run_cmds", "start"),
     "restart": ("agentctl.cli.run_cmds", "restart"),
+    "reload": ("agentctl.cli.run_cmds", "reload"),
     "send": ("agentctl.cli.send_cmd", "send"),
     "route": ("agentctl.cli.route_cmd", "route"),
     "status": ("agentctl.cli.status_cmd", "status"),
@@ -40,7 +43,7 @@ def make_app(only: str | None = None) -> typer.Typer:
         name="agentctl",
         help="Run a team of agents over a file-based workspace you can read, trust and replay.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion, --show-completion [SHELL]
         rich_markup_mode=None,  # plain help: rich costs ~25 ms of start-up for nothing here
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -61,11 +64,16 @@ def make_app(only: str | None = None) -> typer.Typer:
         # A callback keeps typer in multi-command mode even when one command is registered.
         pass
 
+    # The shell asks for completions by running us with `_AGENTCTL_COMPLETE` set and the words
+    # typed so far in the environment, not in argv: build the real commands, for their options.
+    listed_only = only is None and not any(
+        key.startswith("_") and key.endswith("_COMPLETE") for key in os.environ
+    )
     for name, (module, attribute) in COMMANDS.items():
         if only is not None and name != only:
             continue
         target = getattr(importlib.import_module(module), attribute)
-        if only is None:
+        if listed_only:
             help_text = target.info.help if isinstance(target, typer.Typer) else target.__doc__
             app.command(name, help=help_text)(_listed_only)
         elif isinstance(target, typer.Typer):

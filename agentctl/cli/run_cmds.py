@@ -1,5 +1,5 @@
-"""`agentctl run`, `stop` and `restart`: the supervisor in the foreground, stopping it, and
-asking it to start an agent again now."""
+"""`agentctl run`, `stop`, `start`, `restart` and `reload`: the supervisor in the foreground,
+stopping it, and asking it to stop, start or restart one agent, or re-read the roster."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from agentctl.cli.options import ConfigOpt, WorkspaceOpt
 from agentctl.model.constants import CONTROL_ANSWER_TIMEOUT_S, PIPELINE_AGENT
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.live import Live
 
+    from agentctl.protocol.control import ControlAction
     from agentctl.runtime.supervisor import Supervisor
 
 _REFRESH_S = 0.5
@@ -46,9 +49,18 @@ def run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload.set())  # as `agentctl reload`
     view = _LiveView(supervisor)
     try:
-        supervise(supervisor, stop, report=view.report, refresh=view.refresh, refresh_s=_REFRESH_S)
+        supervise(
+            supervisor,
+            stop,
+            report=view.report,
+            refresh=view.refresh,
+            refresh_s=_REFRESH_S,
+            reload=reload,
+        )
     finally:
         view.close()
         transport.close()
@@ -93,20 +105,41 @@ class _LiveView:
 
 
 def stop(
+    agent: Annotated[
+        str | None,
+        typer.Argument(help="Stop only this agent (it stays down until `agentctl start`)."),
+    ] = None,
     timeout_s: Annotated[
-        float, typer.Option("--timeout-s", help="How long to wait for the supervisor to exit.")
+        float, typer.Option("--timeout-s", help="How long to wait for the supervisor.")
     ] = 60.0,
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Stop the supervisor running on this workspace (its agents finish their message)."""
+    """Stop the supervisor running on this workspace, or only AGENT (they finish their message)."""
     from agentctl.cli.options import open_light
     from agentctl.cli.render import console
-    from agentctl.protocol.control import stop_supervisor
+    from agentctl.protocol.control import ControlAction, stop_supervisor
 
+    if agent is not None:
+        _ask(ControlAction.STOP, agent, timeout_s, config, workspace)
+        return
     ws, _ = open_light(config, workspace)
     pid = stop_supervisor(ws, timeout_s=timeout_s)
     console().print(f"stopped supervisor (pid {pid}) of {ws.root}")
+
+
+def start(
+    agent: Annotated[str, typer.Argument(help="The stopped agent to start.")],
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
+    ] = CONTROL_ANSWER_TIMEOUT_S,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Start AGENT again after `agentctl stop AGENT` (while `run` runs)."""
+    from agentctl.protocol.control import ControlAction
+
+    _ask(ControlAction.START, agent, timeout_s, config, workspace)
 
 
 def restart(
@@ -118,15 +151,43 @@ def restart(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start AGENT again now (a `fatal` one too, without waiting for its cool-down)."""
+    from agentctl.protocol.control import ControlAction
+
+    _ask(ControlAction.RESTART, agent, timeout_s, config, workspace)
+
+
+def reload(
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
+    ] = CONTROL_ANSWER_TIMEOUT_S,
+    config: ConfigOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Re-read the roster while `run` runs: start added agents, stop removed ones, restart
+    changed ones (a bad roster changes nothing). SIGHUP to `run` does the same."""
+    from agentctl.protocol.control import ControlAction
+
+    _ask(ControlAction.RELOAD, None, timeout_s, config, workspace)
+
+
+def _ask(
+    action: ControlAction,
+    agent: str | None,
+    timeout_s: float,
+    config: Path | None,
+    workspace: Path | None,
+) -> None:
+    # Ask the running supervisor to act (on `agent`, if one is named) and print its answer.
     from agentctl.cli.options import open_light
     from agentctl.cli.render import console
     from agentctl.model.errors import AgentctlError
-    from agentctl.protocol.control import ControlAction, ask_supervisor
+    from agentctl.protocol.control import ask_supervisor
 
     ws, names = open_light(config, workspace)
-    if agent not in names and agent != PIPELINE_AGENT:  # the conductor is no roster entry
+    # The pipeline conductor is no roster entry, but the supervisor runs it.
+    if agent is not None and agent not in names and agent != PIPELINE_AGENT:
         raise AgentctlError(f"{ws.root}: no agent named {agent!r} in the roster")
-    for line in ask_supervisor(ws, ControlAction.RESTART, agent, timeout_s=timeout_s):
+    for line in ask_supervisor(ws, action, agent, timeout_s=timeout_s):
         console().print(line, markup=False, highlight=False)
 
 

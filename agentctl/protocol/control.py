@@ -155,6 +155,14 @@ class ControlAction(StrEnum):
     """What a command may ask of a running supervisor; the value is the string on disk."""
 
     RESTART = "restart"  # start the agent now, clearing `fatal` and any backoff
+    STOP = "stop"  # stop the agent gracefully and keep it down
+    START = "start"  # start an agent that was stopped
+    RELOAD = "reload"  # re-read the roster (names no agent)
+
+    @property
+    def names_agent(self) -> bool:
+        """Whether a request for this action must name an agent."""
+        return self is not ControlAction.RELOAD
 
 
 _ACTIONS = frozenset(action.value for action in ControlAction)
@@ -208,13 +216,15 @@ def answer_request(workspace: Workspace, request_id: str, *, ok: bool, lines: li
 
 
 def serve_requests(
-    workspace: Workspace, actions: Mapping[ControlAction, Callable[[str], list[str]]]
+    workspace: Workspace, actions: Mapping[ControlAction, Callable[[str | None], list[str]]]
 ) -> None:
-    """Answer every waiting request by calling the action it names with its agent; the lines
-    it returns are the answer, and an AgentctlError it raises is a refusal."""
+    """Answer every waiting request by calling the action it names with its agent (None for an
+    action that names none); the lines it returns are the answer, and an AgentctlError it
+    raises is a refusal."""
     for request in take_requests(workspace):
-        act = actions.get(ControlAction(request.action)) if request.action in _ACTIONS else None
-        if act is None or request.agent is None:
+        action = ControlAction(request.action) if request.action in _ACTIONS else None
+        act = actions.get(action) if action is not None else None
+        if act is None or action is None or (action.names_agent and request.agent is None):
             ok, lines = False, [f"cannot do {request.action!r} (agent {request.agent!r})"]
         else:
             try:

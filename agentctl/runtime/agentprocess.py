@@ -21,7 +21,8 @@ class ProcState(StrEnum):
     BACKOFF = "backoff"  # exited; waiting to restart
     EXITED = "exited"  # exited; the restart policy says stay down
     FATAL = "fatal"  # failed quickly too many times in a row; down for a cool-down
-    STOPPED = "stopped"
+    STOPPING = "stopping"  # `agentctl stop AGENT`: finishing its message in hand
+    STOPPED = "stopped"  # stopped, and left down until started again
 
 
 @dataclass
@@ -41,6 +42,8 @@ class AgentProcess:
     restarts: int = 0
     last_exit: int | None = None
     next_liveness_check: float = 0.0
+    stop_by: float = 0.0  # while stopping: when the grace ends and it is killed
+    retired: bool = False  # `agentctl reload` dropped or changed it: forgotten once stopped
     spared: bool = False  # silent, but because the disk refuses writes: left running
     log_file: IO[bytes] | None = field(default=None, repr=False)
 

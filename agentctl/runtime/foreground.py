@@ -21,17 +21,22 @@ def supervise(
     report: Callable[[list[str]], None],
     refresh: Callable[[], None] | None = None,
     refresh_s: float = 0.5,
+    reload: threading.Event | None = None,
 ) -> None:
     """Start the agents, tick until `stop` is set, then stop them (always, even on an error).
 
     `report` gets each batch of happenings (started, crashed, stopping, ...); `refresh`, if
-    given, is called about every `refresh_s` and once more after the stop.
+    given, is called about every `refresh_s` and once more after the stop. Each time `reload`
+    is set (SIGHUP), the roster is re-read and applied, as `agentctl reload` does.
     """
     supervisor.start()
     try:
         ticks = 0
         next_refresh_s = 0.0
         while not stop.is_set():
+            if reload is not None and reload.is_set():
+                reload.clear()
+                report(supervisor.requests.reload_lines())
             supervisor.tick()
             report(supervisor.drain_events())
             ticks += 1

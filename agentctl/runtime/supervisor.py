@@ -24,7 +24,6 @@ from agentctl.config.roster import Roster
 from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import (
     LIVENESS_CHECK_INTERVAL_S,
-    PIPELINE_AGENT,
     STOP_GRACE_S,
     WORKER_RESTART_EXIT_CODE,
 )
@@ -47,6 +46,7 @@ from agentctl.runtime.agentprocess import (
     signal_group,
 )
 from agentctl.runtime.agentstatus import command_status, exit_status, fatal_status, recount_of
+from agentctl.runtime.reload import names_to_run, workers_of
 from agentctl.runtime.requests import Requests
 from agentctl.runtime.stuckcheck import stuck_for_s
 
@@ -76,24 +76,18 @@ class Supervisor:
         self.workspace = workspace
         # Where events are journaled: the workspace, or the NATS stream.
         self.transport: Transport = transport if transport is not None else workspace
-        names = list(agents) if agents else roster.names
-        if roster.pipelines and not agents:
-            names.append(PIPELINE_AGENT)  # the conductor of pipeline runs
+        self.only = list(agents) if agents else None  # `run --agent`: what a reload keeps to
         self.disabled = roster.disabled_agents()
         self.events: list[str] = [f"{name}: {why}" for name, why in self.disabled.items()]
-        names = [name for name in names if name not in self.disabled]
         self.agents: dict[str, AgentProcess] = {}
-        for name in names:
-            spec = roster.agent(name)
-            for replica in range(spec.replicas):
-                key = name if replica == 0 else f"{name}[{replica}]"
-                self.agents[key] = AgentProcess(spec=spec, replica=replica)
+        for name in names_to_run(roster, self.only, self.disabled):
+            self.agents.update(workers_of(roster.agent(name)))
         self.clock = clock
         self.spawn = spawn
         self.grace_s = grace_s
         self._lock_fd: int | None = None
         self.write_error: str | None = None  # the last write refused, while they fail
-        self.requests = Requests(self)  # what commands ask of us (`agentctl restart`)
+        self.requests = Requests(self)  # what commands ask of us (`agentctl restart`, `stop`)
 
     # -- start ------------------------------------------------------------------------------
 
@@ -104,7 +98,7 @@ class Supervisor:
             self._stop_leftovers()
             prepare_die_with_parent()
             for proc in self.agents.values():
-                self._spawn(proc)
+                self.launch(proc)
         except BaseException:
             self.stop()
             raise
@@ -129,7 +123,8 @@ class Supervisor:
         for ref in leftovers:
             ref.signal_group(signal.SIGKILL)
 
-    def _spawn(self, proc: AgentProcess, *, cause: str | None = None) -> None:
+    def launch(self, proc: AgentProcess, *, cause: str | None = None) -> None:
+        """Start `proc`'s process (one the system refuses is retried with backoff)."""
         spec = proc.spec
         self._recount_handled(proc)  # the worker carries its counts over from status.json
         argv, env = command_of(self.roster, self.workspace, proc)
@@ -154,7 +149,7 @@ class Supervisor:
             proc.last_exit = None
             proc.schedule_restart(self.clock.monotonic(), quick=True)
             error = f"cannot start {argv[0]!r}: {disk_error_line(exc)}"
-            self._note(spec.name, Event.CRASHED, error, error=error)
+            self.note(spec.name, Event.CRASHED, error, error=error)
             return
         proc.popen = popen
         proc.ref = ProcessRef.of(popen.pid)
@@ -164,7 +159,7 @@ class Supervisor:
             # A command agent may not write status.json itself; record what we know.
             self._write_command_status(proc, AgentState.RUNNING)
         event = Event.RESTARTED if proc.restarts else Event.STARTED
-        self._note(
+        self.note(
             spec.name,
             event,
             f"{event} (pid {popen.pid})" + (f" after {cause}" if cause else ""),
@@ -173,8 +168,8 @@ class Supervisor:
             cause=cause,  # why a fatal agent runs again: its cool-down, or `agentctl restart`
         )
 
-    def _note(self, agent: str, event: Event, text: str, **fields: object) -> None:
-        # One happening, for the live view and for the journal.
+    def note(self, agent: str, event: Event, text: str, **fields: object) -> None:
+        """One happening, for the live view and for the journal."""
         self.events.append(f"{agent}: {text}")
         self._journal(event, agent, **fields)
 
@@ -212,7 +207,7 @@ class Supervisor:
                     self._kill_if_stuck(proc)
             elif proc.state is ProcState.BACKOFF and now >= proc.restart_at:
                 proc.restarts += 1
-                self._spawn(proc)
+                self.launch(proc)
             elif proc.state is ProcState.FATAL and now >= proc.restart_at:
                 self.start_afresh(proc, times_fatal=proc.times_fatal, cause="cool-down")
 
@@ -224,7 +219,7 @@ class Supervisor:
         """Start `proc` again with a whole new burst of quick restarts (why: `cause`)."""
         proc.forget_failures(times_fatal=times_fatal)
         proc.restarts += 1
-        self._spawn(proc, cause=cause)
+        self.launch(proc, cause=cause)
 
     def _kill_if_stuck(self, proc: AgentProcess) -> None:
         """SIGKILL a worker whose heartbeat stopped: wedged in C code, stopped, deadlocked.
@@ -246,7 +241,7 @@ class Supervisor:
                     )
                 return
             proc.spared = False
-            self._note(
+            self.note(
                 proc.spec.name,
                 Event.KILLED,
                 f"stuck: no heartbeat for {silent_s:.0f} s; killed (SIGKILL)",
@@ -265,14 +260,14 @@ class Supervisor:
         ):
             # The worker gave up on a handler that overran its timeout and asked for a fresh
             # process: restart at once, and do not count it as a crash.
-            self._note(
+            self.note(
                 name,
                 Event.EXITED,
                 "handler overran its timeout; restarting the worker",
                 exit=describe_exit(returncode),
             )
             proc.restarts += 1
-            self._spawn(proc)
+            self.launch(proc)
             return
         failed = returncode != 0
         self._record_exit(proc, returncode)
@@ -282,7 +277,7 @@ class Supervisor:
         event = Event.CRASHED if failed else Event.EXITED
         if not restart:
             proc.state = ProcState.EXITED
-            self._note(
+            self.note(
                 name,
                 event,
                 f"{exit_text}; not restarted ({policy.value})",
@@ -299,9 +294,9 @@ class Supervisor:
             proc.restart_at = now + cooldown_s if cooldown_s is not None else math.inf
             reason = f"{exit_text}; fatal after {proc.quick_failures} quick failures in a row"
             self._record_fatal(proc, reason, cooldown_s)
-            self._note(name, event, exit_text, exit=exit_text, restart=False)
+            self.note(name, event, exit_text, exit=exit_text, restart=False)
             then = f"next try in {cooldown_s:g} s" if cooldown_s is not None else "no retry"
-            self._note(
+            self.note(
                 name,
                 Event.FATAL,
                 f"{reason}; {then}, or `agentctl restart {name}` (see its agent.log)",
@@ -310,7 +305,7 @@ class Supervisor:
             )
             return
         proc.state = ProcState.BACKOFF
-        self._note(
+        self.note(
             name,
             event,
             f"{exit_text}; restarting in {proc.backoff_s:g} s",
@@ -318,7 +313,7 @@ class Supervisor:
             restart_in_s=proc.backoff_s,
         )
 
-    def _release_in_hand(self, proc: AgentProcess) -> None:
+    def release_in_hand(self, proc: AgentProcess) -> None:
         """Put back what a worker killed at the end of the stop grace had in hand.
 
         It was stopped, not crashed: its message goes back to new/ for the next run without an
@@ -343,12 +338,13 @@ class Supervisor:
         # `status` must say why the agent is down, until when: the reason and the end of its log.
         self._recount_handled(proc)  # right while it is down, too
         next_try_at = iso_after(cooldown_s, self.clock.now()) if cooldown_s is not None else None
-        self._record_status(proc, fatal_status(self.workspace, proc, reason, next_try_at))
+        self.record_status(proc, fatal_status(self.workspace, proc, reason, next_try_at))
 
     def _record_exit(self, proc: AgentProcess, returncode: int) -> None:
-        self._record_status(proc, exit_status(self.workspace, proc, returncode))
+        self.record_status(proc, exit_status(self.workspace, proc, returncode))
 
-    def _record_status(self, proc: AgentProcess, status: AgentStatus) -> None:
+    def record_status(self, proc: AgentProcess, status: AgentStatus) -> None:
+        """Write `status` as the status.json of `proc` (and publish it, on NATS)."""
         path = self.workspace.status_path(proc.spec.name, proc.replica)
         self._write(lambda: write_status(path, status))
         self.transport.publish_status(status)
@@ -366,7 +362,8 @@ class Supervisor:
 
     def stop(self) -> None:
         """SIGTERM every agent's group, SIGKILL what is left after the grace period, reap all."""
-        running = [p for p in self.agents.values() if p.state is ProcState.RUNNING and p.popen]
+        alive = (ProcState.RUNNING, ProcState.STOPPING)
+        running = [p for p in self.agents.values() if p.state in alive and p.popen]
         for proc in running:
             signal_group(proc, signal.SIGTERM)
         deadline = self.clock.monotonic() + self.grace_s
@@ -376,12 +373,12 @@ class Supervisor:
             try:
                 proc.popen.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
-                self._note(
+                self.note(
                     proc.spec.name, Event.KILLED, f"still running after {self.grace_s:g} s; killed"
                 )
                 signal_group(proc, signal.SIGKILL)
                 proc.popen.wait()
-                self._release_in_hand(proc)
+                self.release_in_hand(proc)
             signal_group(proc, signal.SIGKILL)  # anything the agent left in its group
             self._record_exit(proc, proc.popen.returncode)
             proc.state = ProcState.STOPPED
