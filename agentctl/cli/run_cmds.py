@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from agentctl.runtime.supervisor import Supervisor
 
 _REFRESH_S = 0.5
+AnswerTimeoutOpt = Annotated[
+    float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
+]
 
 
 def run(
@@ -130,9 +133,7 @@ def stop(
 
 def start(
     agent: Annotated[str, typer.Argument(help="The stopped agent to start.")],
-    timeout_s: Annotated[
-        float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
-    ] = CONTROL_ANSWER_TIMEOUT_S,
+    timeout_s: AnswerTimeoutOpt = CONTROL_ANSWER_TIMEOUT_S,
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -144,9 +145,7 @@ def start(
 
 def restart(
     agent: Annotated[str, typer.Argument(help="The agent to start again now.")],
-    timeout_s: Annotated[
-        float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
-    ] = CONTROL_ANSWER_TIMEOUT_S,
+    timeout_s: AnswerTimeoutOpt = CONTROL_ANSWER_TIMEOUT_S,
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -157,9 +156,7 @@ def restart(
 
 
 def reload(
-    timeout_s: Annotated[
-        float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
-    ] = CONTROL_ANSWER_TIMEOUT_S,
+    timeout_s: AnswerTimeoutOpt = CONTROL_ANSWER_TIMEOUT_S,
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
