@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from agentctl.model.message import AgentMessage
 
 
-
 @dataclass(frozen=True)
 class _Trace:
     """The fields of a traced message that History.file_state reads."""
