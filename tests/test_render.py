@@ -12,8 +12,9 @@ from rich.table import Table
 
 from agentctl.audit.overview import collect_overview
 from agentctl.backends.file.workspace import Workspace
+from agentctl.backends.records import DeadLetter
 from agentctl.cli.render import roster_table, supervisor_table
-from agentctl.cli.render_history import runs_table
+from agentctl.cli.render_history import dead_table, runs_table
 from agentctl.config.roster import load_roster
 from agentctl.model.ids import new_id
 from agentctl.runtime.agentprocess import ProcState
@@ -39,6 +40,18 @@ def assert_fits_whole(lines: list[str], words: list[str]) -> None:
     assert not too_wide, "\n".join(too_wide)
     for word in words:
         assert word in text, f"{word} broken or missing in:\n{text}"
+
+
+def test_dead_list_keeps_message_ids_whole() -> None:
+    letters = [
+        DeadLetter(agent=name, file=f"{new_id()}.json", message_id=new_id(), attempts=3,
+                   error_kind="handler_error", error=LONG_TEXT,
+                   dead_at="2026-12-02T01:41:19.123456+00:00")
+        for name in NAMES
+    ]  # fmt: skip
+    ids = [str(letter.message_id) for letter in letters]
+    assert all(len(i) == 26 for i in ids)
+    assert_fits_whole(render(dead_table(letters, width=WIDTH)), ids + NAMES)
 
 
 def test_pipeline_list_keeps_run_ids_whole() -> None:

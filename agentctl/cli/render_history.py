@@ -261,21 +261,25 @@ def print_thread(thread: Thread, fmt: str) -> None:
 
 
 def dead_table(letters: list[DeadLetter], *, width: int | None = None) -> Table:
-    """`agentctl dead list`."""
+    """`agentctl dead list` (under 110 columns the kind leads the error, to leave ids whole)."""
+    narrow = is_narrow(width)
     table = listing_table(
         f"{len(letters)} dead letter(s)",
-        [("agent", True), ("message id", True), ("attempts", True), ("kind", True),
-         ("dead at", True), ("error", False)],
+        [("agent", True), ("message id", True), ("tries" if narrow else "attempts", True)]
+        + ([] if narrow else [("kind", True)])
+        + [("dead at", True), ("error", False)],
         width=width,
-    )  # fmt: skip
+    )
     for letter in letters:
+        error = escape_markup(letter.error or "")
+        kind = letter.error_kind or "-"
         table.add_row(
             letter.agent,
             letter.message_id or letter.file,
             str(letter.attempts if letter.attempts is not None else "-"),
-            letter.error_kind or "-",
+            *([] if narrow else [kind]),
             _when(letter.dead_at, width),
-            escape_markup(letter.error or ""),
+            f"{kind}: {error}" if narrow else error,
         )
     return table
 
