@@ -12,9 +12,9 @@ from rich.table import Table
 
 from agentctl.audit.overview import collect_overview
 from agentctl.backends.file.workspace import Workspace
-from agentctl.backends.records import DeadLetter
+from agentctl.backends.records import DeadLetter, Escalation
 from agentctl.cli.render import roster_table, supervisor_table
-from agentctl.cli.render_history import dead_table, runs_table
+from agentctl.cli.render_history import dead_table, escalations_table, runs_table
 from agentctl.config.roster import load_roster
 from agentctl.model.ids import new_id
 from agentctl.runtime.agentprocess import ProcState
@@ -63,6 +63,17 @@ def test_pipeline_list_keeps_run_ids_whole() -> None:
     ]  # fmt: skip
     ids = [str(run["run"]) for run in runs]
     assert_fits_whole(render(runs_table(runs, width=WIDTH)), ids)
+
+
+def test_escalations_keep_run_ids_whole() -> None:
+    escalations = [
+        Escalation(id=new_id(), file=f"{new_id()}.json", run=new_id(), pipeline="build",
+                   stage=4, agents=NAMES, reason=LONG_TEXT,
+                   created_at="2026-12-02T01:41:19+00:00", age_s=600.0, overdue=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    ids = [str(e.run) for e in escalations]
+    assert_fits_whole(render(escalations_table(escalations, width=WIDTH)), ids + NAMES)
 
 
 def test_validate_keeps_agent_names_whole(tmp_path: Path) -> None:
