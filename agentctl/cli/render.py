@@ -242,25 +242,26 @@ def _compact_status_table(overview: Overview, caption: str) -> Table:
     return table
 
 
-def roster_table(roster: Roster) -> Table:
-    """The `agentctl validate` table."""
-    from rich.table import Table
-
+def roster_table(roster: Roster, *, width: int | None = None) -> Table:
+    """The `agentctl validate` table (names whole; handlers and keywords wrap)."""
     over = roster.transport.describe() or f"durability {roster.durability.value}"
-    table = Table(
-        title=f"{roster.path}: {len(roster.agents)} agents, workspace {roster.workspace_path}, "
-        + over,
-        title_justify="left",
-    )
-    for column in ("agent", "kind", "handler", "timeout", "attempts", "restart", "expertise"):
-        table.add_column(column, overflow="fold")
+    title = f"{roster.path}: {len(roster.agents)} agents, workspace {roster.workspace_path}, "
+    narrow = is_narrow(width)
+    table = listing_table(
+        escape_markup(title + over),
+        [("agent", True), ("kind", True), ("handler", False),
+         ("time" if narrow else "timeout", True), ("tries" if narrow else "attempts", True),
+         ("restart", True), ("expertise", False)],
+        width=width,
+    )  # fmt: skip
     for agent in roster.agents:
         kind = agent.handler_kind.value
         handler = getattr(agent, kind)
         if agent.llm is not None:
             shown = f"{agent.llm.model} at {agent.llm.base_url}"
+            # On 80 columns the reason is the note under the table, not a tall cell.
             why = agent.llm.disabled_because()
-            shown += f" ({why})" if why else ""
+            shown += (" (disabled)" if narrow else f" ({why})") if why else ""
         else:
             shown = " ".join(handler) if isinstance(handler, list) else str(handler)
         table.add_row(
@@ -275,40 +276,32 @@ def roster_table(roster: Roster) -> Table:
     return table
 
 
-def supervisor_table(supervisor: Supervisor, overview: Overview) -> Table:
-    """The live view of `agentctl run`: process state beside what each agent reports."""
-    from rich.table import Table
-
+def supervisor_table(
+    supervisor: Supervisor, overview: Overview, *, width: int | None = None
+) -> Table:
+    """The live view of `agentctl run`: process state beside what each agent reports (under
+    110 columns: short headers, the inbox counts merged, errors left to `status --json`)."""
     rows = {(row.name, row.replica): row for row in overview.agents}
-    table = Table(
-        title=f"agentctl run: {overview.where}",
-        title_justify="left",
-        caption=_workspace_notes(overview) + "Ctrl-C stops every agent cleanly",
-    )
-    for column in (
-        "agent",
-        "process",
-        "pid",
-        "restarts",
-        "state",
-        "new",
-        "processing",
-        "dead",
-        "handled",
-        "failed",
-        "last error",
-    ):
-        table.add_column(column, overflow="fold")
+    narrow = is_narrow(width)
+    columns = (
+        [("agent", True), ("proc", True), ("pid", True), ("rst", True), ("state", False),
+         ("new/proc/dead", True), ("done", True), ("fail", True)]
+        if narrow
+        else [("agent", True), ("process", True), ("pid", True), ("restarts", True),
+              ("state", False), ("new", True), ("processing", True), ("dead", True),
+              ("handled", True), ("failed", True), ("last error", False)]
+    )  # fmt: skip
+    table = listing_table(f"agentctl run: {overview.where}", columns, width=width)
+    table.caption = _workspace_notes(overview) + "Ctrl-C stops every agent cleanly"
     for name, proc in supervisor.agents.items():
         row = rows.get((proc.spec.name, proc.replica)) or rows[(proc.spec.name, 0)]
-        table.add_row(
-            name,
-            _styled(proc.state.value),
-            str(proc.pid or "-"),
-            str(proc.restarts),
-            _state_cell(row),
-            *_activity_cells(row),
-        )
+        cells = [name, _styled(proc.state.value), str(proc.pid or "-"), str(proc.restarts),
+                 _state_cell(row)]  # fmt: skip
+        new, processing, dead, handled, failed, last_error = _activity_cells(row)
+        if narrow:
+            table.add_row(*cells, f"{new}/{processing}/{dead}", handled, failed)
+        else:
+            table.add_row(*cells, new, processing, dead, handled, failed, last_error)
     return table
 
 

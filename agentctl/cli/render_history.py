@@ -261,21 +261,25 @@ def print_thread(thread: Thread, fmt: str) -> None:
 
 
 def dead_table(letters: list[DeadLetter], *, width: int | None = None) -> Table:
-    """`agentctl dead list`."""
+    """`agentctl dead list` (under 110 columns the kind leads the error, to leave ids whole)."""
+    narrow = is_narrow(width)
     table = listing_table(
         f"{len(letters)} dead letter(s)",
-        [("agent", True), ("message id", True), ("attempts", True), ("kind", True),
-         ("dead at", True), ("error", False)],
+        [("agent", True), ("message id", True), ("tries" if narrow else "attempts", True)]
+        + ([] if narrow else [("kind", True)])
+        + [("dead at", True), ("error", False)],
         width=width,
-    )  # fmt: skip
+    )
     for letter in letters:
+        error = escape_markup(letter.error or "")
+        kind = letter.error_kind or "-"
         table.add_row(
             letter.agent,
             letter.message_id or letter.file,
             str(letter.attempts if letter.attempts is not None else "-"),
-            letter.error_kind or "-",
+            *([] if narrow else [kind]),
             _when(letter.dead_at, width),
-            escape_markup(letter.error or ""),
+            f"{kind}: {error}" if narrow else error,
         )
     return table
 
@@ -380,15 +384,25 @@ def runs_table(runs: list[dict[str, Any]], *, width: int | None = None) -> Table
 
 def escalations_table(escalations: list[Escalation], *, width: int | None = None) -> Table:
     """`agentctl escalations` (on a narrow terminal without the id column: `resolve` takes the
-    run's id as well)."""
+    run's id as well; the stage beside the pipeline, and `!` for overdue, so names stay whole)."""
     narrow = is_narrow(width)
-    columns = [("run", True), ("pipeline", True), ("stage", True), ("agents", False),
-               ("age", True), ("reason", False)]  # fmt: skip
-    table = listing_table(f"{len(escalations)} open escalation(s)",
-                          columns if narrow else [("id", True), *columns], width=width)  # fmt: skip
+    columns = (
+        [("run", True), ("pipeline", True), ("agents", False), ("age", True), ("reason", False)]
+        if narrow
+        else [("id", True), ("run", True), ("pipeline", True), ("stage", True),
+              ("agents", False), ("age", True), ("reason", False)]
+    )  # fmt: skip
+    table = listing_table(f"{len(escalations)} open escalation(s)", columns, width=width)
+    # Agents wrap between names, never inside one.
+    agents_column = table.columns[2 if narrow else 4]
+    agents_column.min_width = max((len(a) for e in escalations for a in e.agents), default=6)
     for e in escalations:
-        age = f"{e.age_s / 60:.0f}m" + (" [red]overdue[/]" if e.overdue else "")
-        cells = [e.run or "-", e.pipeline or "-", str(e.stage), ", ".join(e.agents), age,
-                 escape_markup(e.reason or "")]  # fmt: skip
-        table.add_row(*(cells if narrow else [e.id, *cells]))
+        minutes = f"{e.age_s / 60:.0f}m"
+        agents, reason = ", ".join(e.agents), escape_markup(e.reason or "")
+        if narrow:
+            age = minutes + ("[red]![/]" if e.overdue else "")
+            table.add_row(e.run or "-", f"{e.pipeline or '-'} {e.stage}", agents, age, reason)
+        else:
+            age = minutes + (" [red]overdue[/]" if e.overdue else "")
+            table.add_row(e.id, e.run or "-", e.pipeline or "-", str(e.stage), agents, age, reason)
     return table
