@@ -27,6 +27,13 @@ _REFRESH_S = 0.5
 AnswerTimeoutOpt = Annotated[
     float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
 ]
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", "-d", help="Run in the background; return once all are up.")
+]
+UpTimeoutOpt = Annotated[
+    float, positive_seconds("With --detach: how long the agents may take to come up.")
+]
+DETACH_UP_TIMEOUT_S = 30.0
 
 
 def run(
@@ -36,15 +43,8 @@ def run(
     grace_s: Annotated[
         float, typer.Option("--grace-s", help="On stop, how long agents may finish their message.")
     ] = 10.0,
-    detach: Annotated[
-        bool,
-        typer.Option(
-            "--detach", "-d", help="Run in the background; return once every agent is up."
-        ),
-    ] = False,
-    timeout_s: Annotated[
-        float, positive_seconds("With --detach: how long the agents may take to come up.")
-    ] = 30.0,
+    detach: DetachOpt = False,
+    timeout_s: UpTimeoutOpt = DETACH_UP_TIMEOUT_S,
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:

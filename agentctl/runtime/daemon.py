@@ -11,14 +11,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from agentctl.backends.file.workspace import Workspace
 from agentctl.config.roster import Roster
 from agentctl.model.errors import SupervisorError
 from agentctl.protocol.control import supervisor_info
-from agentctl.protocol.status import AgentState, read_status
+from agentctl.protocol.status import AgentState, iso_now, read_status
 from agentctl.runtime.reload import names_to_run, workers_of
 
 RUN_LOG = "run.log"
@@ -55,7 +54,7 @@ def start_detached(
     for name in agents or []:
         command += ["--agent", name]
     workers = _workers(roster, agents)
-    since = datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    since = iso_now()  # a status.json older than this is a previous run's
     with log.open("ab") as out:
         offset = out.tell()
         # A new session: the daemon outlives this shell, and Ctrl-C here does not reach it.

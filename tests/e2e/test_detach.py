@@ -86,6 +86,8 @@ def test_detach_fails_when_an_agent_cannot_start(tmp_path: Path) -> None:
 
     # When run --detach is asked for it with a short timeout
     result = run_cli("run", "--detach", "--timeout-s", "2", cwd=tmp_path)
+    if result.returncode == 0:  # wrongly up: leave no daemon behind a failing test
+        run_cli("stop", cwd=tmp_path)
 
     # Then it fails with one error line naming the agent, and leaves no supervisor behind
     assert result.returncode == 1, result.stdout
