@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentctl.cli.options import ConfigOpt, WorkspaceOpt
+from agentctl.cli.options import ConfigOpt, WorkspaceOpt, positive_seconds
 from agentctl.model.constants import CONTROL_ANSWER_TIMEOUT_S, PIPELINE_AGENT
 
 if TYPE_CHECKING:
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from rich.live import Live
 
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.config.roster import Roster
     from agentctl.protocol.control import ControlAction
     from agentctl.runtime.supervisor import Supervisor
 
@@ -25,6 +27,13 @@ _REFRESH_S = 0.5
 AnswerTimeoutOpt = Annotated[
     float, typer.Option("--timeout-s", help="How long to wait for the supervisor's answer.")
 ]
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", "-d", help="Run in the background; return once all are up.")
+]
+UpTimeoutOpt = Annotated[
+    float, positive_seconds("With --detach: how long the agents may take to come up.")
+]
+DETACH_UP_TIMEOUT_S = 30.0
 
 
 def run(
@@ -34,6 +43,8 @@ def run(
     grace_s: Annotated[
         float, typer.Option("--grace-s", help="On stop, how long agents may finish their message.")
     ] = 10.0,
+    detach: DetachOpt = False,
+    timeout_s: UpTimeoutOpt = DETACH_UP_TIMEOUT_S,
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -46,6 +57,9 @@ def run(
     roster, ws = open_full(config, workspace)
     for name in agent or []:
         roster.agent(name)  # unknown names fail before anything starts
+    if detach:
+        _detach(roster, ws, agent, grace_s=grace_s, timeout_s=timeout_s)
+        return
     # NATS: connect now, so a missing server is one clear line before anything starts.
     transport = open_backend(roster, workspace, client_name="supervisor")
     supervisor = Supervisor(roster, ws, agents=agent, transport=transport, grace_s=grace_s)
@@ -69,6 +83,20 @@ def run(
         transport.close()
     view.report(["stopped"])
     sys.exit(0)
+
+
+def _detach(
+    roster: Roster, ws: Workspace, agents: list[str] | None, *, grace_s: float, timeout_s: float
+) -> None:
+    # `run` again as a daemon; it prints what `run` would to the workspace's run.log.
+    from agentctl.cli.render import console
+    from agentctl.runtime.daemon import start_detached
+
+    daemon = start_detached(roster, ws, agents=agents, grace_s=grace_s, timeout_s=timeout_s)
+    console().print(
+        f"supervisor running (pid {daemon.pid}); log: {daemon.log}; stop: agentctl stop",
+        markup=False, highlight=False,
+    )
 
 
 class _LiveView:
