@@ -14,7 +14,7 @@ from agentctl.audit.overview import collect_overview
 from agentctl.backends.file.workspace import Workspace
 from agentctl.backends.records import DeadLetter, Escalation
 from agentctl.cli.render import roster_table, supervisor_table
-from agentctl.cli.render_history import dead_table, escalations_table, runs_table
+from agentctl.cli.render_records import dead_table, escalations_table, runs_table
 from agentctl.config.roster import load_roster
 from agentctl.model.ids import new_id
 from agentctl.runtime.agentprocess import ProcState

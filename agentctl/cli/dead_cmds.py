@@ -38,7 +38,7 @@ def list_(
         print_json([letter.to_json() for letter in letters])
         return
     from agentctl.cli.render import console
-    from agentctl.cli.render_history import dead_table
+    from agentctl.cli.render_records import dead_table
 
     console().print(dead_table(letters))
 

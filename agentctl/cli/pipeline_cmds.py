@@ -59,7 +59,7 @@ def list_(
         print_json([_summary(run) for run in runs])
         return
     from agentctl.cli.render import console
-    from agentctl.cli.render_history import runs_table
+    from agentctl.cli.render_records import runs_table
 
     console().print(runs_table([_summary(run) for run in runs]))
 
@@ -138,7 +138,7 @@ def escalations(
         print_json([e.to_json() for e in found])
         return
     from agentctl.cli.render import console
-    from agentctl.cli.render_history import escalations_table
+    from agentctl.cli.render_records import escalations_table
 
     console().print(escalations_table(found))
 
