@@ -162,7 +162,7 @@ else:
     from agentctl.backends.file.workspace import Workspace
 started = time.perf_counter()
 if what == "replay":
-    found = len(load_thread(Workspace(workspace), ident).events)
+    found = len(load_thread(Workspace(workspace).history(), ident).events)
 elif what == "verify":
     report = verify_workspace(Workspace(workspace))
     assert report.ok, report.problems[:3]

@@ -13,13 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentctl.backends.base import History as History  # its old home, for importers
-from agentctl.backends.base import Record
-from agentctl.backends.file.history import FileHistory as FileHistory
-from agentctl.backends.file.history import find_events as find_events
-from agentctl.backends.file.history import message_envelope as message_envelope
-from agentctl.backends.file.workspace import Workspace
-from agentctl.backends.records import STATE_AFTER as STATE_AFTER
+from agentctl.backends.base import History, Record
+from agentctl.backends.records import STATE_AFTER
 from agentctl.model.constants import RESERVED_AGENT_NAMES
 from agentctl.model.errors import AgentctlError
 from agentctl.model.names import validate_agent_name, validate_message_id
@@ -200,7 +195,7 @@ def replay_thread(
 
 
 def load_thread(
-    source: Workspace | History,
+    history: History,
     ident: str,
     *,
     keep: Callable[[Record], bool] | None = None,
@@ -212,7 +207,6 @@ def load_thread(
     (default: now, and then the files, which have the last word) made it.
     """
     validate_message_id(ident)
-    history = FileHistory(source) if isinstance(source, Workspace) else source
     records, torn = history.find_events(ident)
     if not records:
         raise HistoryError(f"{ident}: no thread or message with this id in {history.where}")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agentctl.backends.records import AgentRow as AgentRow  # its old home, for importers
+from agentctl.backends.records import AgentRow
 from agentctl.model.constants import PIPELINE_AGENT
 from agentctl.protocol.control import SupervisorInfo, supervisor_info
 

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from agentctl.audit.overview import AgentRow, Overview
+    from agentctl.audit.overview import Overview
+    from agentctl.backends.records import AgentRow
     from agentctl.config.roster import Roster
     from agentctl.model.message import AgentMessage
     from agentctl.runtime.supervisor import Supervisor

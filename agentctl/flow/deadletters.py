@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agentctl.backends.records import DeadLetter as DeadLetter  # its old home, for importers
-from agentctl.backends.records import DeadLetterError
+from agentctl.backends.records import DeadLetter, DeadLetterError
 from agentctl.model.constants import NOT_BEFORE_HEADER, REQUEUED_HEADER
 from agentctl.model.vocab import Event
 from agentctl.protocol.journal import content_digest

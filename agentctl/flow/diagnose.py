@@ -49,9 +49,13 @@ def explain_wait(backend: Backend, request: AgentMessage) -> str:
     to = request.to_agent
     trace = _Trace(message_file_name(request.priority, request.id), to, request.id)
     place = backend.history().file_state(trace)  # None: not known (NATS) or gone
-    if place == "dead" or (place is None and _dead_reason(backend, request) is not None):
-        reason = _dead_reason(backend, request) or "no reason recorded"
-        return f"the request is in {to}'s dead/ ({reason}); see `agentctl dead list {to}`"
+    # One listing of the dead letters, only where it can tell something.
+    reason = _dead_reason(backend, request) if place in ("dead", None) else None
+    if place == "dead" or reason is not None:
+        return (
+            f"the request is in {to}'s dead/ ({reason or 'no reason recorded'}); "
+            f"see `agentctl dead list {to}`"
+        )
     facts: list[str] = []
     if to == PIPELINE_AGENT:  # its start message is acked once the run has started
         facts += _pipeline_facts(backend, request, place)

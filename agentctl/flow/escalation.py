@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentctl.backends.records import Escalation, EscalationError, escalation_of
-
-__all__ = ["Escalation", "EscalationError", "escalation_of"]  # their old home, for importers
 from agentctl.model.constants import DEFAULT_ESCALATION_OVERDUE_S, HUMAN_AGENT
 from agentctl.model.vocab import Event
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentctl.model.constants import PIPELINE_AGENT as PIPELINE_AGENT  # re-exported
+from agentctl.model.constants import PIPELINE_AGENT
 from agentctl.model.constants import PIPELINE_HEADER as PIPELINE_HEADER
 from agentctl.model.constants import STAGE_HEADER as STAGE_HEADER
 from agentctl.model.verdict import Verdict, verdict_of

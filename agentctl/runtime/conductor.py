@@ -42,11 +42,11 @@ from agentctl.model.errors import NonRetryableError
 from agentctl.model.ids import reply_id
 from agentctl.model.message import AgentMessage, MessageKind
 from agentctl.model.priority import Priority
+from agentctl.model.task import task_of
 from agentctl.model.verdict import Verdict
 from agentctl.model.vocab import Event, RunStatus
 from agentctl.protocol.status import iso_now, parse_iso
 from agentctl.runtime.handlers import NO_REPLY
-from agentctl.runtime.handlers.python import task_of
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from agentctl.model.errors import ConfigError
 def check_handlers(roster: Roster) -> list[str]:
     """Raise ConfigError (one line per problem) if a python class cannot be imported or an
     exec/command program cannot be found; return warnings, one line per agent."""
-    from agentctl.runtime.handlers.python import allow_imports_from
+    from agentctl.flow.agentclass import allow_imports_from
 
     allow_imports_from(roster)
     problems = []
@@ -23,7 +23,7 @@ def check_handlers(roster: Roster) -> list[str]:
     for agent in roster.agents:
         kind = agent.handler_kind
         if kind is HandlerKind.PYTHON:
-            from agentctl.runtime.handlers.python import construct_agent
+            from agentctl.flow.agentclass import construct_agent
 
             try:
                 if (warning := _values_lost(agent, construct_agent(agent))) is not None:

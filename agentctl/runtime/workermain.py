@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         roster = load_roster(args.config)
         spec = roster.agent(args.agent)
-        from agentctl.runtime.handlers.python import allow_imports_from
+        from agentctl.flow.agentclass import allow_imports_from
 
         allow_imports_from(roster)
         # A worker waits for an unreachable NATS server (status: disconnected) instead of failing.

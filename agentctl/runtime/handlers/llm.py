@@ -24,9 +24,9 @@ from agentctl.config.agentspec import AgentSpec
 from agentctl.model.clock import SYSTEM_CLOCK, Clock
 from agentctl.model.constants import STAGE_HEADER
 from agentctl.model.errors import HandlerError, HandlerTimeoutError, NonRetryableError
+from agentctl.model.task import context_of, task_of
 from agentctl.model.verdict import Verdict
 from agentctl.protocol.fsutil import write_atomic
-from agentctl.runtime.handlers.python import context_of, task_of
 
 if TYPE_CHECKING:
     from pydantic import JsonValue

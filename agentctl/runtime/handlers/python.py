@@ -12,13 +12,9 @@ from agentctl.config.agentspec import AgentSpec
 
 # Loading a roster's class and shaping its task sit below the runtime (routing needs them too);
 # named here as well, where the worker, conductor and validation have always found them.
-from agentctl.flow.agentclass import agent_class as agent_class
-from agentctl.flow.agentclass import allow_imports_from as allow_imports_from
-from agentctl.flow.agentclass import construct_agent as construct_agent
 from agentctl.flow.agentclass import load_agent
 from agentctl.model.errors import HandlerError, HandlerTimeoutError, cap_error
-from agentctl.model.task import context_of as context_of
-from agentctl.model.task import task_of as task_of
+from agentctl.model.task import context_of, task_of
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
