@@ -13,11 +13,12 @@ if TYPE_CHECKING:
     from agentctl.audit.history import MessageTrace, Thread
     from agentctl.backends.base import Backend
     from agentctl.config.roster import Roster
+    from agentctl.model.actor import Actor
     from agentctl.model.message import AgentMessage
 
 
 def resend(
-    backend: Backend, roster: Roster, ident: str, *, to: str | None = None
+    backend: Backend, roster: Roster, ident: str, *, to: str | None = None, by: Actor | None = None
 ) -> tuple[MessageTrace, AgentMessage, Thread]:
     """Deliver again the task `ident` (or the first task of thread `ident`), to `to` or to its
     recipient: the recorded message, the new one, and the thread it was found in."""
@@ -47,7 +48,7 @@ def resend(
         priority=envelope.get("priority") or "normal",
         headers=headers,
     )
-    backend.deliver(message)
+    backend.deliver(message, by=by)
     return original, message, thread
 
 
@@ -71,14 +72,20 @@ class Resent:
 
 
 def resend_and_compare(
-    backend: Backend, roster: Roster, ident: str, *, to: str | None, wait_s: float | None
+    backend: Backend,
+    roster: Roster,
+    ident: str,
+    *,
+    to: str | None,
+    wait_s: float | None,
+    by: Actor | None = None,
 ) -> Resent:
     """Resend the task `ident`; with `wait_s`, wait that long for the new reply and put it beside
     the recorded one."""
     from agentctl.flow.diagnose import wait_for_reply
     from agentctl.model.ids import reply_id
 
-    original, message, thread = resend(backend, roster, ident, to=to)
+    original, message, thread = resend(backend, roster, ident, to=to, by=by)
     resent = Resent(original.id, message.id, message.to_agent, waited=wait_s is not None)
     if wait_s is None:
         return resent

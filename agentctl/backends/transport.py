@@ -21,6 +21,7 @@ from agentctl.model.clock import SYSTEM_CLOCK, Clock
 if TYPE_CHECKING:
     from agentctl.backends.file.workspace import Workspace
     from agentctl.config.agentspec import AgentSpec
+    from agentctl.model.actor import Actor
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.status import AgentStatus
 
@@ -103,8 +104,11 @@ class Transport(Protocol):
     def journal(self) -> EventLog:
         """Where events go."""
 
-    def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> Path | str | None:
-        """Send `message`; where it went (None when `dedupe` found it already sent)."""
+    def deliver(
+        self, message: AgentMessage, *, dedupe: bool = False, by: Actor | None = None
+    ) -> Path | str | None:
+        """Send `message`; where it went (None when `dedupe` found it already sent). `by` is
+        journaled with the `sent` event when a person or a program asked for the send."""
 
     def record(self, event: str, message: AgentMessage | None, agent: str, **fields: Any) -> None:
         """Journal `event` by `agent` about `message`."""

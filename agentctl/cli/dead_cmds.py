@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
+from agentctl.model.actor import cli_actor
 
 app = typer.Typer(help="List dead letters, or put them back in their inbox.", no_args_is_help=True)
 
@@ -62,7 +63,7 @@ def requeue(
         raise DeadLetterError("give one dead message ID, or --all")
     # The roster's durability applies to the rewrite.
     with opened_backend(config, workspace) as backend:
-        requeued, failures = requeue_dead(backend, ident, _agents(agent))
+        requeued, failures = requeue_dead(backend, ident, _agents(agent), by=cli_actor())
     for message_id in requeued:
         print(message_id)
     if failures:

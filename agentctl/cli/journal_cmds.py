@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from agentctl.cli.options import ConfigOpt, JsonOpt, WorkspaceOpt
+from agentctl.model.actor import cli_actor
 
 AgentFilter = Annotated[
     str | None, typer.Option("--agent", "-a", help="Only events by or to this agent.")
@@ -139,7 +140,9 @@ def _resend(
     from agentctl.cli.render import console, print_json
 
     with opened_backend(config, workspace) as backend:
-        resent = resend_and_compare(backend, load_config(config), ident, to=to, wait_s=wait_s)
+        resent = resend_and_compare(
+            backend, load_config(config), ident, to=to, wait_s=wait_s, by=cli_actor()
+        )
     if json_out:
         print_json(resent.to_json())
     elif not resent.waited:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from agentctl.cli.options import ConfigOpt, JsonOpt, KeywordsOpt, WorkspaceOpt, positive_seconds
+from agentctl.model.actor import cli_actor
 
 if TYPE_CHECKING:
     from agentctl.backends.file.workspace import Workspace
@@ -35,7 +36,9 @@ def start(
     from agentctl.flow.send import PIPELINE_PREFIX, SendRequest, send_message
 
     task = read_content(content, as_text=False)
-    request = SendRequest(task, to=PIPELINE_PREFIX + pipeline, keywords=keywords_of(keywords))
+    request = SendRequest(
+        task, to=PIPELINE_PREFIX + pipeline, keywords=keywords_of(keywords), by=cli_actor()
+    )
     with opened_with_roster(config, workspace, required=True) as (roster, backend):
         result = send_message(backend, roster, request)
         if wait:
@@ -178,7 +181,7 @@ def halt(
     from agentctl.flow.halt import halt as enter_halt
 
     with opened_backend(config, workspace) as backend:
-        already = enter_halt(backend, reason, by="user")
+        already = enter_halt(backend, reason, by=cli_actor())
     if already is None:
         print(f"halted {backend.local.root}: {reason}")
     else:
@@ -195,6 +198,6 @@ def resume(config: ConfigOpt = None, workspace: WorkspaceOpt = None) -> None:
     from agentctl.flow.halt import resume as leave_halt
 
     with opened_backend(config, workspace) as backend:
-        lifted = leave_halt(backend, by="user")
+        lifted = leave_halt(backend, by=cli_actor())
     where = backend.local.root
     print(f"resumed {where} (was halted: {lifted['reason']})" if lifted else "not halted")

@@ -95,7 +95,8 @@ def _detach(
     daemon = start_detached(roster, ws, agents=agents, grace_s=grace_s, timeout_s=timeout_s)
     console().print(
         f"supervisor running (pid {daemon.pid}); log: {daemon.log}; stop: agentctl stop",
-        markup=False, highlight=False,
+        markup=False,
+        highlight=False,
     )
 
 

@@ -14,6 +14,7 @@ from agentctl.cli.options import (
     WorkspaceOpt,
     positive_seconds,
 )
+from agentctl.model.actor import cli_actor
 from agentctl.model.priority import Priority
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def send(
         read_content(args[-1], as_text=text), to=None if routed else args[0],
         keywords=keywords_of(keywords), priority=priority, thread_id=thread,
         fanout=fanout, threshold=threshold, floor=floor, headers=parse_headers(header or []),
+        by=cli_actor(),
     )  # fmt: skip
     needs_roster = routed or args[0].startswith(PIPELINE_PREFIX)
     with opened_with_roster(config, workspace, required=needs_roster) as (roster, backend):

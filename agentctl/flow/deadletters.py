@@ -11,6 +11,7 @@ from agentctl.protocol.journal import content_digest
 
 if TYPE_CHECKING:
     from agentctl.backends.base import Backend
+    from agentctl.model.actor import Actor
     from agentctl.model.message import AgentMessage
 
 
@@ -35,7 +36,7 @@ def pick_dead(letters: list[DeadLetter], ident: str) -> DeadLetter:
     return matches[0]
 
 
-def requeue(backend: Backend, letter: DeadLetter) -> str:
+def requeue(backend: Backend, letter: DeadLetter, *, by: Actor | None = None) -> str:
     """Put a dead letter back in its inbox with its attempts reset; its message id.
 
     A message that is not valid cannot be requeued: it would only die again.
@@ -51,13 +52,14 @@ def requeue(backend: Backend, letter: DeadLetter) -> str:
         sha256=content_digest(revived.to_json_bytes()),
         previous_error=letter.error,
         previous_attempts=letter.attempts,
+        **(by.fields() if by else {}),
     )
     backend.restore_dead(letter, revived)
     return revived.id
 
 
 def requeue_dead(
-    backend: Backend, ident: str | None, agents: list[str] | None
+    backend: Backend, ident: str | None, agents: list[str] | None, *, by: Actor | None = None
 ) -> tuple[list[str], list[str]]:
     """`dead requeue`: the letter `ident` (every letter with None) back in its inbox. Each
     letter is tried: the message ids requeued, and why each of the others was not."""
@@ -66,7 +68,7 @@ def requeue_dead(
     requeued, failures = [], []
     for letter in chosen:
         try:
-            requeued.append(requeue(backend, letter))
+            requeued.append(requeue(backend, letter, by=by))
         except DeadLetterError as exc:
             failures.append(str(exc))
     return requeued, failures

@@ -136,8 +136,7 @@ def _fatal(backend: Backend, row: AgentRow) -> str:
     next_try = f"next try at {row.next_try_at}" if row.next_try_at else "no next try"
     error = row.last_error or "no error recorded"
     return (
-        f"{row.name} is fatal since {since} ({error}); {next_try}, "
-        f"or `agentctl restart {row.name}`"
+        f"{row.name} is fatal since {since} ({error}); {next_try}, or `agentctl restart {row.name}`"
     )
 
 

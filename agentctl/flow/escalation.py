@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentctl.backends.records import Escalation, EscalationError, escalation_of
+from agentctl.model.actor import Actor, cli_actor
 from agentctl.model.constants import DEFAULT_ESCALATION_OVERDUE_S, HUMAN_AGENT
 from agentctl.model.vocab import Event
 
@@ -40,9 +41,13 @@ def pick_escalation(found: list[Escalation], ident: str) -> Escalation:
     return matches[0]
 
 
-def resolve_escalation(backend: Backend, ident: str, verdict: str, note: str | None) -> Escalation:
+def resolve_escalation(
+    backend: Backend, ident: str, verdict: str, note: str | None, *, by: Actor | None = None
+) -> Escalation:
     """Answer the escalation `ident` (its id, or its run's id) with a person's verdict: its
-    reply is delivered once, and the answer journaled."""
+    reply is delivered once, and the answer journaled with who gave it (`by`, the person at
+    this terminal when None)."""
+    actor = by or cli_actor()
     requests = dict(backend.escalation_requests())
     now = datetime.now(UTC)
     found = [
@@ -51,7 +56,7 @@ def resolve_escalation(backend: Backend, ident: str, verdict: str, note: str | N
     ]
     escalation = pick_escalation(found, ident)
     request = requests[escalation.file]
-    reply_content: dict[str, Any] = {"verdict": verdict, "note": note, "by": _who()}
+    reply_content: dict[str, Any] = {"verdict": verdict, "note": note, "by": actor.label}
     backend.settle_escalation(escalation.file, request.reply(reply_content))
     backend.record(
         Event.RESOLVED,
@@ -59,16 +64,7 @@ def resolve_escalation(backend: Backend, ident: str, verdict: str, note: str | N
         HUMAN_AGENT,
         verdict=verdict,
         note=note,
-        by=reply_content["by"],
         run=escalation.run,
+        **actor.fields(),
     )
     return escalation
-
-
-def _who() -> str:
-    import getpass  # only answering needs it: `status` imports this module and starts fast
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "human"

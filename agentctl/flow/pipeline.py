@@ -130,11 +130,7 @@ class Run:
     @property
     def final_pending(self) -> bool:
         """The outcome is known but the `finally` stage has not answered yet."""
-        return (
-            self.final is not None
-            and self.status in RUN_OUTCOMES
-            and not self.final.complete
-        )
+        return self.final is not None and self.status in RUN_OUTCOMES and not self.final.complete
 
     @property
     def finished(self) -> bool:

@@ -30,6 +30,7 @@ from agentctl.model.vocab import Event
 if TYPE_CHECKING:
     from agentctl.backends.base import Backend
     from agentctl.config.roster import Roster
+    from agentctl.model.actor import Actor
     from agentctl.model.message import AgentMessage
 
 PIPELINE_PREFIX = "pipeline:"  # `send pipeline:NAME` starts a run of NAME
@@ -56,6 +57,7 @@ class SendRequest:
     threshold: float = 0.5
     floor: float = 0.3
     headers: dict[str, str] = field(default_factory=dict)  # see parse_headers
+    by: Actor | None = None  # who asked, journaled with the send (the CLI, MCP, the dashboard)
 
     def __post_init__(self) -> None:
         # Refused before anything is opened: a bad name must not become a directory.
@@ -140,7 +142,9 @@ def send_message(backend: Backend, roster: Roster | None, request: SendRequest) 
     if request.to is None:
         return route_and_send(backend, _needed(roster), request)
     _check_recipient(backend, roster, request.to)
-    return _delivered(backend, [user_message(request.to, request.content, **request.fields())])
+    return _delivered(
+        backend, [user_message(request.to, request.content, **request.fields())], request.by
+    )
 
 
 def start_pipeline_run(
@@ -159,7 +163,7 @@ def start_pipeline_run(
     fields = request.fields()
     headers = {**fields.pop("headers", {}), PIPELINE_HEADER: pipeline}
     message = user_message(PIPELINE_AGENT, request.content, headers=headers, **fields)
-    result = _delivered(backend, [message])
+    result = _delivered(backend, [message], request.by)
     return SendResult(result.messages, result.places, run=pipeline, waiting_in=result.waiting_in)
 
 
@@ -200,8 +204,9 @@ def route_and_send(backend: Backend, roster: Roster, request: SendRequest) -> Se
         threshold=bar,
         candidates=[c.to_json() for c in candidates],
         chosen=chosen,
+        **(request.by.fields() if request.by else {}),
     )
-    result = _delivered(backend, messages)
+    result = _delivered(backend, messages, request.by)
     return SendResult(result.messages, result.places, fanout=request.fanout,
                       waiting_in=result.waiting_in)  # fmt: skip
 
@@ -232,10 +237,12 @@ def _check_recipient(backend: Backend, roster: Roster | None, to: str) -> None:
         )
 
 
-def _delivered(backend: Backend, messages: list[AgentMessage]) -> SendResult:
+def _delivered(
+    backend: Backend, messages: list[AgentMessage], by: Actor | None = None
+) -> SendResult:
     from agentctl.protocol.control import supervisor_is_running
 
-    places = [backend.deliver(message) for message in messages]
+    places = [backend.deliver(message, by=by) for message in messages]
     first = places[0]
     idle = isinstance(first, Path) and not supervisor_is_running(backend.local)
     return SendResult(

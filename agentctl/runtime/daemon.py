@@ -59,7 +59,10 @@ def start_detached(
         offset = out.tell()
         # A new session: the daemon outlives this shell, and Ctrl-C here does not reach it.
         proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     deadline_s = time.monotonic() + timeout_s

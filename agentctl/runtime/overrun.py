@@ -66,4 +66,3 @@ class OverrunGuard:
                 _, limit_s, delivery, message = armed
                 self._on_overrun(delivery, message, limit_s)
                 return
-

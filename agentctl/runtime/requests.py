@@ -118,9 +118,7 @@ class Requests:
             proc.state = ProcState.STOPPED
             self._record_stopped(proc, returncode)
             exit_text = describe_exit(returncode)
-            supervisor.note(
-                proc.spec.name, Event.STOPPED, f"stopped ({exit_text})", exit=exit_text
-            )
+            supervisor.note(proc.spec.name, Event.STOPPED, f"stopped ({exit_text})", exit=exit_text)
 
     def _start(self, name: str, verb: str) -> list[str]:
         lines = []

@@ -78,5 +78,7 @@ def _values_lost(spec: AgentSpec, agent: BaseAgent) -> str | None:
         used.append(f"expertise {list(spec.expertise)!r}")
     if not lost:
         return None
-    return (f"agent {spec.name!r}: {spec.python} sets {', '.join(lost)}; "
-            f"the roster's win: {', '.join(used)} (routing uses these)")
+    return (
+        f"agent {spec.name!r}: {spec.python} sets {', '.join(lost)}; "
+        f"the roster's win: {', '.join(used)} (routing uses these)"
+    )

@@ -91,6 +91,40 @@ def test_a_requeued_dead_letter_journals_its_digest(backend: Backend, roster_dir
     assert len(sent) == 1  # a requeue is journaled as `requeued` only, on both backends
 
 
+def test_each_action_is_journaled_with_who_took_it(backend: Backend, roster_dir: Path) -> None:
+    # Given a surface other than the terminal (an MCP client), acting through the core functions
+    from agentctl.flow.deadletters import requeue
+    from agentctl.flow.halt import halt, resume
+    from agentctl.flow.send import SendRequest, send_message
+    from agentctl.model.actor import Actor
+
+    mcp = Actor("mcp", "test-client")
+    roster = load_roster(roster_dir / "agents.yaml")
+    (message,) = send_message(backend, roster, SendRequest("hi", to="a", by=mcp)).messages
+    inbox, delivery = _claim_one(backend, roster_dir)
+    error = {"message_id": message.id, "error": "boom", "error_kind": "error", "attempts": 1}
+    inbox.bury(delivery, error, message)
+    inbox.close()
+    (letter,) = backend.dead_letters(["a"])
+    requeue(backend, letter, by=mcp)
+    halt(backend, "look first", by=mcp)
+    resume(backend, by=Actor("ui"))
+
+    # Then every event it caused names it; a send without an actor names nobody
+    (sent,) = _events(backend, "sent", message.id)
+    (requeued,) = _events(backend, "requeued", message.id)
+    assert (sent["by"], sent["client"]) == ("mcp", "test-client")
+    assert (requeued["by"], requeued["client"]) == ("mcp", "test-client")
+    control = backend.read_events(100, lambda r: r["event"] in ("halted", "resumed"))
+    assert [(r["event"], r["by"], r.get("client")) for r in control] == [
+        ("halted", "mcp", "test-client"),
+        ("resumed", "ui", None),
+    ]
+    plain = user_message("a", "no actor")
+    backend.deliver(plain)
+    assert "by" not in _events(backend, "sent", plain.id)[0]
+
+
 def _break_delivery(backend: Backend, kind: str, roster_dir: Path) -> None:
     """Make the next delivery to `a` fail inside the backend (not in its input checks)."""
     if kind == "file":

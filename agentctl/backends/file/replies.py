@@ -66,7 +66,5 @@ def wait_for_reply(ws: Workspace, request: AgentMessage, *, timeout_s: float) ->
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeoutError(
-                    f"no reply to {request.id} within {timeout_s:g} s"
-                )
+                raise WaitTimeoutError(f"no reply to {request.id} within {timeout_s:g} s")
             watcher.wait(min(remaining, 0.5))

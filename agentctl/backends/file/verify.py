@@ -351,7 +351,6 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-
 def verify_files(ws: Workspace) -> Verification:
     """`verify` on the file backend, in the form every backend reports."""
     report = verify_workspace(ws)

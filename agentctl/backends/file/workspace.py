@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from agentctl.backends.file.inbox import FileInbox
     from agentctl.backends.records import AgentRow, DeadLetter, Verification
     from agentctl.config.agentspec import AgentSpec
+    from agentctl.model.actor import Actor
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.journal import Journal
     from agentctl.protocol.mailbox import Depth
@@ -285,7 +286,9 @@ class Workspace:
             **fields,
         )
 
-    def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> Path | None:
+    def deliver(
+        self, message: AgentMessage, *, dedupe: bool = False, by: Actor | None = None
+    ) -> Path | None:
         """Send `message`: into its recipient's inbox and its sender's outbox, then journal it.
 
         With `dedupe`, a message already anywhere in the recipient's inbox is not delivered
@@ -311,6 +314,7 @@ class Workspace:
                 message.from_agent,
                 file=file_name,
                 **sent_fields(message, data),
+                **(by.fields() if by else {}),
             )
 
         try:
@@ -397,4 +401,3 @@ class Workspace:
             for n in entries
             if AGENT_NAME_RE.fullmatch(n) and os.path.isdir(self.root / n / INBOX_DIR)
         ]
-

@@ -16,6 +16,7 @@ from agentctl.backends.nats.transport import NatsTransport
 if TYPE_CHECKING:
     from agentctl.backends.nats.history import StreamHistory
     from agentctl.backends.records import AgentRow, DeadLetter, Verification
+    from agentctl.model.actor import Actor
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.mailbox import Depth
 
@@ -34,9 +35,11 @@ class NatsBackend(NatsTransport):
         # hides the cleanly stopped records of replicas beyond them.
         self.agent_replicas: dict[str, int] = {}
 
-    def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> str | None:
+    def deliver(
+        self, message: AgentMessage, *, dedupe: bool = False, by: Actor | None = None
+    ) -> str | None:
         """Publish `message` (see NatsTransport.deliver), remembering where it went."""
-        where = super().deliver(message, dedupe=dedupe)
+        where = super().deliver(message, dedupe=dedupe, by=by)
         if where is not None:
             self._sent_seq[message.id] = int(where.rpartition(":")[2])
         return where
@@ -122,9 +125,7 @@ class NatsBackend(NatsTransport):
         ):
             if stored.headers.get("Nats-Msg-Id") == wanted:
                 return parse_message(stored.data)
-        raise WaitTimeoutError(
-            f"no reply to {request.id} within {timeout_s:g} s"
-        )
+        raise WaitTimeoutError(f"no reply to {request.id} within {timeout_s:g} s")
 
     def worker_rows(self, names: list[str], now: datetime) -> list[AgentRow]:
         """From the status bucket, alive by heartbeat; depth from the consumers."""

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from agentctl.backends.file.workspace import Workspace
     from agentctl.backends.nats.inbox import NatsInbox
     from agentctl.config.agentspec import AgentSpec
+    from agentctl.model.actor import Actor
     from agentctl.model.message import AgentMessage
     from agentctl.protocol.status import AgentStatus
 
@@ -212,7 +213,9 @@ class NatsTransport:
             **fields,
         )
 
-    def deliver(self, message: AgentMessage, *, dedupe: bool = False) -> str | None:
+    def deliver(
+        self, message: AgentMessage, *, dedupe: bool = False, by: Actor | None = None
+    ) -> str | None:
         """Publish `message` to its recipient's inbox subject; `STREAM:SEQ`, or None when
         `dedupe` and the server already holds this message id."""
         from agentctl.backends.records import sent_fields
@@ -226,7 +229,13 @@ class NatsTransport:
                 f"limit of {self.max_message_bytes} (max_message_bytes)"
             )
         # Journaled before it can be claimed, as on files, so `sent` precedes `claimed`.
-        self.record(Event.SENT, message, message.from_agent, **sent_fields(message, data))
+        self.record(
+            Event.SENT,
+            message,
+            message.from_agent,
+            **sent_fields(message, data),
+            **(by.fields() if by else {}),
+        )
         try:
             ack = self.publish_message(message, data)
         except Exception as exc:  # as on files: the sender's journal says it did not go

@@ -44,9 +44,7 @@ VERDICT_INSTRUCTIONS = (
 class LlmHandler:
     """Calls the endpoint once per attempt."""
 
-    def __init__(
-        self, spec: AgentSpec, *, state_dir: Path, clock: Clock = SYSTEM_CLOCK
-    ) -> None:
+    def __init__(self, spec: AgentSpec, *, state_dir: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         assert spec.llm is not None
         self.spec = spec
         self.clock = clock  # the wall-time budget is read on it
