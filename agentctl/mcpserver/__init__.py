@@ -1,0 +1,1 @@
+"""`agentctl mcp`: the workspace served to MCP clients (issue 16)."""

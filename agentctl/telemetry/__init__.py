@@ -1,0 +1,1 @@
+"""OpenTelemetry traces of every run: live export and `agentctl trace export` (issue 18)."""

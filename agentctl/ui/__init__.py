@@ -1,0 +1,1 @@
+"""`agentctl ui`: the local dashboard (issue 17)."""
