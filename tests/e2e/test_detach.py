@@ -10,6 +10,7 @@ from agentctl.backends.file.workspace import Workspace
 from agentctl.flow.router import WorkspaceRouter, user_message
 from agentctl.protocol.proc import ProcessRef
 from tests.conftest import run_cli, wait_until, write_roster
+from tests.natsfix import NatsServer, nats_server  # noqa: F401
 
 TEAM = """\
 - name: echo
@@ -94,3 +95,36 @@ def test_detach_fails_when_an_agent_cannot_start(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
     assert "broken" in result.stderr
     assert _status(tmp_path)["supervisor"]["running"] is False
+
+
+def test_detach_on_nats_returns_with_the_agent_up_and_a_send_is_answered(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    # Given a roster whose transport is a real nats-server
+    write_roster(
+        tmp_path,
+        "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n",
+        transport=f"{{kind: nats, servers: [{nats_server.url}]}}",
+    )
+
+    # When run --detach returns
+    detached = run_cli("run", "--detach", "--timeout-s", "30", cwd=tmp_path)
+    pid = _status(tmp_path)["supervisor"]["pid"]
+    ref = ProcessRef.of(pid) if pid else None
+    try:
+        # Then the worker is up on NATS already: a send is answered through the cluster
+        assert detached.returncode == 0, detached.stderr
+        (row,) = _status(tmp_path)["agents"]
+        assert row["state"] == "idle"
+        sent = run_cli("send", "echo", '{"n": 1}', "--wait", "--timeout-s", "20", cwd=tmp_path)
+        assert sent.returncode == 0, sent.stderr
+        assert '"n": 1' in sent.stdout or '"n":1' in sent.stdout
+
+        # And stop ends the daemon
+        assert run_cli("stop", cwd=tmp_path).returncode == 0
+        assert ref is not None
+        wait_until(lambda: not ref.is_alive())
+    finally:
+        if ref is not None and ref.is_alive():
+            os.kill(pid, 15)
