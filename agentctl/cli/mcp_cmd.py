@@ -32,12 +32,8 @@ def mcp(
 ) -> None:
     """Serve this workspace to MCP clients: stdio by default, streamable HTTP with --http."""
     from agentctl.cli.options import opened_with_roster
-    from agentctl.mcpserver import require_sdk
-
-    require_sdk()  # one error line naming the extra, before anything is opened
-    from agentctl.mcpserver.server import Transport, serve
-    from agentctl.mcpserver.surface import Served
+    from agentctl.mcpserver import Transport, serve
 
     transport = Transport(http=http, host=host, port=port, token=token or None)
     with opened_with_roster(config, workspace) as (roster, backend):
-        serve(Served(roster, backend), transport, read_only=read_only)
+        serve(roster, backend, transport, read_only=read_only)

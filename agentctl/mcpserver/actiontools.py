@@ -146,6 +146,7 @@ def register_action_tools(server: MCPServer[Any], served: Served) -> None:
         return await _sent(request, wait=wait, timeout_s=timeout_s)
 
     async def _sent(request: SendRequest, *, wait: bool, timeout_s: float) -> SendResultModel:
+        from agentctl.flow.pipeline import run_id_for
         from agentctl.flow.send import await_replies, send_message
 
         bounded_wait_s(timeout_s)
@@ -155,8 +156,9 @@ def register_action_tools(server: MCPServer[Any], served: Served) -> None:
         note = None
         if result.waiting_in is not None:
             note = f"no supervisor is running; the message waits in {result.waiting_in}"
+        run = run_id_for(result.messages[0].id) if result.run else None
         sent = SendResultModel(sent=result.to_json(), note=note, replies=None, outcome=None,
-                               run=result.messages[0].id if result.run else None)  # fmt: skip
+                               run=run)  # fmt: skip
         if not wait:
             return sent
         replies = await in_thread(lambda: await_replies(backend, result, timeout_s=timeout_s))

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.types import Resource
 
 from agentctl.mcpserver.actiontools import register_action_tools
-from agentctl.mcpserver.auth import BearerTokenMiddleware, check_bind
+from agentctl.mcpserver.auth import BearerTokenMiddleware
 from agentctl.mcpserver.readtools import register_read_tools
 from agentctl.mcpserver.resources import listed_resources, register_resources
 from agentctl.mcpserver.surface import Served
+
+if TYPE_CHECKING:
+    from agentctl.mcpserver import Transport
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +28,6 @@ INSTRUCTIONS = (
     "stage that escalates waits for `resolve_escalation`. `tail` and `replay` read the audit "
     "trail, `verify` checks it. Every action you take is journaled with your client's name."
 )
-
-
-@dataclass(frozen=True)
-class Transport:
-    """How the server is reached: stdio, or streamable HTTP at host:port (with a token)."""
-
-    http: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8765
-    token: str | None = None
 
 
 class AgentctlMCPServer(MCPServer[Any]):
@@ -66,10 +58,8 @@ def build_server(served: Served, *, read_only: bool = False) -> AgentctlMCPServe
     return server
 
 
-def serve(served: Served, transport: Transport, *, read_only: bool = False) -> None:
+def run_server(served: Served, transport: Transport, *, read_only: bool = False) -> None:
     """Serve until the client hangs up (stdio) or until interrupted (HTTP)."""
-    if transport.http:
-        check_bind(transport.host, transport.token)  # before anything listens
     _log_to_stderr()
     server = build_server(served, read_only=read_only)
     what = "read-only tools" if read_only else "tools"
