@@ -245,3 +245,19 @@ def test_without_the_mcp_extra_one_error_line_names_it(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: the MCP server needs the mcp extra: pip install 'agentctl[mcp]'"
     ]
+
+
+def test_a_wait_that_runs_out_says_what_holds_the_reply_and_that_it_was_sent(
+    tmp_path: Path,
+) -> None:
+    # Given no supervisor: nothing will answer.
+    async def story(client: Client) -> Any:
+        return await client.call_tool(
+            "send", {"to": "echo", "content": "anyone?", "wait": True, "timeout_s": 0.3}
+        )
+
+    served = _served(tmp_path)
+    error = _error(_drive(served, story))
+    [waiting] = list((tmp_path / "workspace" / "echo" / "inbox" / "new").glob("*.json"))
+    message_id = json.loads(waiting.read_text())["id"]
+    assert f"sent: {message_id}" in error and "no supervisor" in error, error

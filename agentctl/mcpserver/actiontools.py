@@ -16,7 +16,6 @@ from agentctl.mcpserver.surface import (
     MAX_WAIT_S,
     Served,
     actor_of,
-    bounded_wait_s,
     checked_content,
     checked_id,
     checked_keywords,
@@ -149,7 +148,6 @@ def register_action_tools(server: MCPServer[Any], served: Served) -> None:
         from agentctl.flow.pipeline import run_id_for
         from agentctl.flow.send import await_replies, send_message
 
-        bounded_wait_s(timeout_s)
         result: SendResult = await in_thread(
             lambda: send_message(backend, served.roster, request)
         )
@@ -161,7 +159,13 @@ def register_action_tools(server: MCPServer[Any], served: Served) -> None:
                                run=run)  # fmt: skip
         if not wait:
             return sent
-        replies = await in_thread(lambda: await_replies(backend, result, timeout_s=timeout_s))
+        try:
+            replies = await in_thread(
+                lambda: await_replies(backend, result, timeout_s=timeout_s)
+            )
+        except ToolError as exc:  # sent all the same: say so, and how to find the reply later
+            ids = ", ".join(m.id for m in result.messages)
+            raise ToolError(f"{exc} (sent: {ids}; replay it later for the reply)") from None
         if result.run:
             content = replies[0].content
             sent.outcome = content if isinstance(content, dict) else {"outcome": content}

@@ -66,7 +66,10 @@ def run_server(served: Served, transport: Transport, *, read_only: bool = False)
     where = served.backend.local.root
     if not transport.http:
         print(f"agentctl mcp: serving {where} over stdio ({what})", file=sys.stderr)
-        server.run("stdio")
+        try:
+            server.run("stdio")
+        except KeyboardInterrupt:
+            pass  # Ctrl-C in a terminal: the one way a hand-started server ends
         return
     import uvicorn
 

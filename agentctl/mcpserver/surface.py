@@ -3,8 +3,6 @@ guards that treat everything arriving over MCP as untrusted input."""
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,13 +76,6 @@ async def in_thread(call: Callable[[], T]) -> T:
         raise
 
 
-def bounded_wait_s(timeout_s: float) -> float:
-    """`timeout_s` if it is a positive number of seconds up to MAX_WAIT_S."""
-    if not math.isfinite(timeout_s) or not 0 < timeout_s <= MAX_WAIT_S:
-        raise ToolError(f"timeout_s must be above 0 and at most {MAX_WAIT_S:g} seconds")
-    return timeout_s
-
-
 def checked_content(content: Any) -> Any:
     """Content as given, except an `@path`: over MCP nothing is read from a path."""
     if isinstance(content, str) and content.startswith("@"):
@@ -118,16 +109,3 @@ def checked_note(note: str | None) -> str | None:
     if note is not None and len(note) > MAX_NOTE_CHARS:
         raise ToolError(f"note: at most {MAX_NOTE_CHARS} characters")
     return note
-
-
-def tool_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Guard a synchronous helper so an agentctl error becomes a ToolError."""
-
-    @functools.wraps(fn)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (AgentctlError, ValueError) as exc:
-            raise ToolError(str(exc)) from None
-
-    return guarded
