@@ -34,15 +34,9 @@ def run_summaries(workspace: Workspace) -> list[dict[str, Any]]:
     from agentctl.flow.pipeline import RunStore
 
     return [
-        {
-            "run": run.run_id, "pipeline": run.pipeline, "status": run.status,
-            "stage": run.current, "stages": len(run.stages), "verdict": run.verdict().value,
-            "flags": len(run.flags), "started_at": run.started_at,
-            "finished_at": run.finished_at, "reason": run.reason,
-            "uri": f"{SCHEME}run/{run.run_id}",
-        }
+        {**run.summary(), "uri": f"{SCHEME}run/{run.run_id}"}
         for run in RunStore.of(workspace).all()
-    ]  # fmt: skip
+    ]
 
 
 def report_ids(workspace: Workspace) -> list[str]:
@@ -76,8 +70,7 @@ def read_run(workspace: Workspace, run_id: str) -> dict[str, Any]:
     run = RunStore.of(workspace).load(validate_message_id(run_id))
     if run is None:
         raise AgentctlError(f"{run_id}: no such pipeline run")
-    return {**run.outcome(), "status": run.status, "current_stage": run.current,
-            "started_at": run.started_at, "finished_at": run.finished_at}  # fmt: skip
+    return run.details()
 
 
 def listed_resources(served: Served) -> list[Resource]:
