@@ -4,6 +4,7 @@ only; every log line goes to stderr) or streamable HTTP on loopback unless told 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from agentctl.mcpserver.auth import BearerTokenMiddleware
 from agentctl.mcpserver.readtools import register_read_tools
 from agentctl.mcpserver.resources import listed_resources, register_resources
 from agentctl.mcpserver.surface import Served
+from agentctl.model.errors import AgentctlError
 
 if TYPE_CHECKING:
     from agentctl.mcpserver import Transport
@@ -76,11 +78,27 @@ def run_server(served: Served, transport: Transport, *, read_only: bool = False)
     app: Any = server.streamable_http_app(host=transport.host)
     if transport.token is not None:
         app = BearerTokenMiddleware(app, transport.token)
+    listening = _listen(transport.host, transport.port)
     url = f"http://{transport.host}:{transport.port}/mcp"
     guarded = ", bearer token required" if transport.token else ""
     print(f"agentctl mcp: serving {where} at {url} ({what}{guarded})", file=sys.stderr)
-    config = uvicorn.Config(app, host=transport.host, port=transport.port, log_level="warning")
-    uvicorn.Server(config).run()
+    config = uvicorn.Config(app, log_level="warning")
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The bound socket uvicorn serves on: a port in use is one error line of ours, not a
+    server's log."""
+    address = host.strip("[]")
+    listening = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        listening.bind((address, port))
+    except OSError as exc:
+        listening.close()
+        why = exc.strerror or str(exc)
+        raise AgentctlError(f"--host {host} --port {port}: cannot listen: {why}") from None
+    return listening
 
 
 def _log_to_stderr() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -204,6 +205,19 @@ def test_a_bind_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> No
     assert result.returncode == 1 and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: --host 0.0.0.0 is reachable from other machines")
+
+
+def test_a_port_in_use_is_one_error_line(tmp_path: Path) -> None:
+    _project(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("mcp", "--http", "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: --host 127.0.0.1 --port {port}: cannot listen"
+    )
 
 
 def test_stdout_carries_protocol_messages_only(tmp_path: Path) -> None:
