@@ -22,8 +22,6 @@ from agentctl.model.errors import AgentctlError
 if TYPE_CHECKING:
     from agentctl.mcpserver import Transport
 
-log = logging.getLogger(__name__)
-
 INSTRUCTIONS = (
     "agentctl runs a team of agents over a workspace. Start with `status`. `send` gives an "
     "agent a task (wait=true returns its reply); `start_pipeline` runs a declared pipeline; a "
