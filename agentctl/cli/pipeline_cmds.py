@@ -59,12 +59,12 @@ def list_(
     if json_out:
         from agentctl.cli.render import print_json
 
-        print_json([_summary(run) for run in runs])
+        print_json([run.summary() for run in runs])
         return
     from agentctl.cli.render import console
     from agentctl.cli.render_records import runs_table
 
-    console().print(runs_table([_summary(run) for run in runs]))
+    console().print(runs_table([run.summary() for run in runs]))
 
 
 @app.command("show")
@@ -83,13 +83,7 @@ def show(
     run = _store(ws).load(validate_message_id(run_id))
     if run is None:
         raise AgentctlError(f"{run_id}: no such pipeline run (see `agentctl pipeline list`)")
-    data = {
-        **run.outcome(),
-        "status": run.status,
-        "current_stage": run.current,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-    }
+    data = run.details()
     if json_out:
         from agentctl.cli.render import print_json
 
@@ -105,21 +99,6 @@ def _store(ws: Workspace) -> Any:
     from agentctl.flow.pipeline import RunStore
 
     return RunStore.of(ws)
-
-
-def _summary(run: Any) -> dict[str, Any]:
-    return {
-        "run": run.run_id,
-        "pipeline": run.pipeline,
-        "status": run.status,
-        "stage": run.current,
-        "stages": len(run.stages),
-        "verdict": run.verdict().value,
-        "flags": len(run.flags),
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "reason": run.reason,
-    }
 
 
 # -- people in the loop ------------------------------------------------------------------------

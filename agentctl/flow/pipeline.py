@@ -201,6 +201,31 @@ class Run:
             ),
         }
 
+    def summary(self) -> dict[str, Any]:
+        """One line of `pipeline list --json` (and of the MCP server's `pipeline_runs`)."""
+        return {
+            "run": self.run_id,
+            "pipeline": self.pipeline,
+            "status": self.status,
+            "stage": self.current,
+            "stages": len(self.stages),
+            "verdict": self.verdict().value,
+            "flags": len(self.flags),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "reason": self.reason,
+        }
+
+    def details(self) -> dict[str, Any]:
+        """`pipeline show --json`: the outcome so far, stage by stage, with the run's state."""
+        return {
+            **self.outcome(),
+            "status": self.status,
+            "current_stage": self.current,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
     def to_json_bytes(self) -> bytes:
         """The on-disk form."""
         return json.dumps(asdict(self), indent=2, ensure_ascii=False).encode() + b"\n"

@@ -31,6 +31,7 @@ ENV_WORKSPACE = "AGENTCTL_WORKSPACE"
 ENV_CONFIG = "AGENTCTL_CONFIG"
 ENV_AGENT = "AGENTCTL_AGENT"
 ENV_INBOX = "AGENTCTL_INBOX"
+ENV_MCP_TOKEN = "AGENTCTL_MCP_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 # Workspace layout.
 CONTROL_DIR = ".agentctl"
