@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resolve": ("agentctl.cli.pipeline_cmds", "resolve"),
     "halt": ("agentctl.cli.pipeline_cmds", "halt"),
     "resume": ("agentctl.cli.pipeline_cmds", "resume"),
+    "ui": ("agentctl.cli.ui_cmd", "ui"),
 }
 
 
