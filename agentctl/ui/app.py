@@ -183,14 +183,17 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
         lifted = leave_halt(dash.backend, by=UI)
         return "resumed" if lifted else "not halted"
 
-    def send(form: dict[str, str], _: Request) -> str:
+    def send(form: dict[str, str], _: Request) -> str | tuple[str, str]:
         from agentctl.flow.send import SendRequest, send_message
 
         content = _content(form.get("content", ""))
         result = send_message(dash.backend, dash.roster,
                               SendRequest(content, to=form.get("to") or None, by=UI))  # fmt: skip
         if result.run:
-            return f"started run {result.run}"
+            from agentctl.flow.pipeline import run_id_for
+
+            run_id = run_id_for(result.messages[0].id)
+            return f"started run {run_id} of {result.run}", f"/runs?search={run_id}"
         return "sent " + ", ".join(f"{m.id} to {m.to_agent}" for m in result.messages)
 
     def resend(form: dict[str, str], request: Request) -> tuple[str, str]:

@@ -216,7 +216,8 @@ def timeline(thread: Thread, run_id: str) -> dict[str, Any]:
         when = event_time(record)
         message_id = str(record.get("message_id") or "")
         parsed = parse_stage_id(message_id)
-        if when is None or parsed is None or parsed[0] != run_id:
+        # The stage agent's own attempts (a reply's id parses too: the conductor claims it).
+        if when is None or parsed is None or parsed[0] != run_id or parsed[2] != record.get("agent"):
             continue
         last = max(last, when)
         event = record.get("event")

@@ -17,17 +17,30 @@
   }
 
   function busy() {
-    // Never swap the page under a person typing in a form, or a diagram being drawn.
+    // Never swap the page under a person filling in a form: focused, or already changed.
     var active = document.activeElement;
-    if (active && live && live.contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName)) {
+    if (active && live.contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName)) {
       return true;
+    }
+    var fields = live.querySelectorAll("input, textarea, select");
+    for (var i = 0; i < fields.length; i++) {
+      var f = fields[i];
+      if (f.type === "hidden") continue;
+      if (f.tagName === "SELECT") {
+        for (var j = 0; j < f.options.length; j++) {
+          if (f.options[j].selected !== f.options[j].defaultSelected) return true;
+        }
+      } else if (f.type === "checkbox" ? f.checked !== f.defaultChecked : f.value !== f.defaultValue) {
+        return true;
+      }
     }
     return false;
   }
 
   function refresh() {
     if (!live) return;
-    if (running || busy()) { pending = true; return; }
+    if (running) { pending = true; return; }
+    if (busy()) { setTimeout(soon, 2000); return; }
     running = true; pending = false;
     fetch(window.location.href, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.text() : null; })
@@ -36,6 +49,7 @@
         var doc = new DOMParser().parseFromString(text, "text/html");
         var fresh = doc.getElementById("live");
         if (!fresh || fresh.innerHTML === lastHtml) return;
+        if (busy()) { setTimeout(soon, 2000); return; }  // changed while we fetched
         var open = {};
         live.querySelectorAll("details[data-key]").forEach(function (d) {
           open[d.getAttribute("data-key")] = d.open;
@@ -57,10 +71,13 @@
       });
   }
 
-  var timer = null;
+  // An event is journaled a moment before the state it reports is written (a run file, a
+  // status file): fetch soon, and once more a little later, so the page ends on the state.
+  var timer = null, trailing = null;
   function soon() {
-    if (timer) return;
-    timer = setTimeout(function () { timer = null; refresh(); }, 150);
+    if (!timer) timer = setTimeout(function () { timer = null; refresh(); }, 150);
+    if (trailing) clearTimeout(trailing);
+    trailing = setTimeout(function () { trailing = null; refresh(); }, 1000);
   }
 
   if (window.mermaid) {
@@ -71,7 +88,9 @@
     var source = new EventSource("/events");
     source.addEventListener("journal", soon);
     source.addEventListener("open", function () {
+      // What happened between this page's rendering and the stream's start is caught up here.
       document.body.setAttribute("data-live", "yes");
+      soon();
     });
   }
   var every = live && live.getAttribute("data-poll-s");
