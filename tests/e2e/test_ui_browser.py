@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AGENTCTL, run_cli, wait_until, write_roster
+from tests.conftest import AGENTCTL, run_cli, write_roster
 from tests.natsfix import NatsServer, nats_server  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
@@ -111,20 +111,6 @@ def _journal(project: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-def _dead_letter(project: Path) -> str:
-    """Send one message to the agent that always fails; its id once it is dead."""
-    sent = run_cli("send", "failing", "doomed", "--json", cwd=project)
-    assert sent.returncode == 0, sent.stderr
-    message_id = json.loads(sent.stdout)["id"]
-
-    def dead() -> bool:
-        listed = run_cli("dead", "list", "--json", cwd=project)
-        return any(d["message_id"] == message_id for d in json.loads(listed.stdout or "[]"))
-
-    wait_until(dead, timeout_s=30, interval_s=0.2)
-    return message_id
-
-
 @pytest.mark.parametrize("transport", ["files", "nats"])
 def test_a_person_drives_the_team_from_the_dashboard(
     tmp_path: Path, transport: str, supervised: Any, dashboard: Any, request: Any
@@ -141,9 +127,8 @@ def test_a_person_drives_the_team_from_the_dashboard(
     shots.mkdir(parents=True, exist_ok=True)
 
     team = supervised(tmp_path)
+    ui = dashboard(tmp_path)  # starts while the team does
     team.wait_ready(["judge", "echo", "failing"])
-    ui = dashboard(tmp_path)
-    dead_id = _dead_letter(tmp_path)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -154,7 +139,7 @@ def test_a_person_drives_the_team_from_the_dashboard(
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(WAIT_MS)
         try:
-            _drive(page, ui, tmp_path, shots, dead_id)
+            _drive(page, ui, shots)
         except Exception:
             page.screenshot(path=str(shots / "failure.png"), full_page=True)
             raise
@@ -175,7 +160,15 @@ def test_a_person_drives_the_team_from_the_dashboard(
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def _drive(page: Any, ui: Dashboard, project: Path, shots: Path, dead_id: str) -> None:
+def _send(page: Any, to: str, content: str) -> str:
+    """Send from the runs page's form; the notice it comes back with."""
+    page.select_option("#send select[name=to]", to)
+    page.fill("#send input[name=content]", content)
+    page.click("#send button")
+    return str(page.locator(".notice").inner_text())
+
+
+def _drive(page: Any, ui: Dashboard, shots: Path) -> None:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=WAIT_MS)
@@ -188,12 +181,9 @@ def _drive(page: Any, ui: Dashboard, project: Path, shots: Path, dead_id: str) -
     # Send a pipeline task whose stage escalates; the run appears, then waits for a person,
     # on the same page (live: it is never reloaded).
     page.goto(ui.base + "/runs")
-    expect(page.locator("body[data-live=yes]")).to_have_count(1)
-    page.select_option("#send select[name=to]", "pipeline:gate")
-    page.fill("#send input[name=content]", "please escalate this")
-    page.click("#send button")
-    notice = page.locator(".notice").inner_text()
-    run_id = re.search(r"started run (\S+)", notice)[1]
+    # A message for the agent that always fails: a dead letter to requeue later.
+    dead_id = re.search(r"sent (\S+) to failing", _send(page, "failing", "doomed"))[1]
+    run_id = re.search(r"started run (\S+)", _send(page, "pipeline:gate", "please escalate"))[1]
     page.evaluate("window.sameDocument = true")
     row = page.locator(f"#runs tr[data-run='{run_id}']")
     expect(row.locator(".outcome")).to_have_text("escalated")
@@ -225,15 +215,12 @@ def _drive(page: Any, ui: Dashboard, project: Path, shots: Path, dead_id: str) -
         assert name in diagram, (name, diagram)
     first = page.locator("#tree details.content").first
     first.locator("summary").click()
-    expect(first.locator("pre")).to_contain_text("please escalate this")
+    expect(first.locator("pre")).to_contain_text("please escalate")
     page.screenshot(path=str(shots / "thread.png"), full_page=True)
 
     # Resend a task and compare with the recorded result.
     page.goto(ui.base + "/runs")
-    page.select_option("#send select[name=to]", "echo")
-    page.fill("#send input[name=content]", "say it twice")
-    page.click("#send button")
-    echo_id = re.search(r"sent (\S+) to echo", page.locator(".notice").inner_text())[1]
+    echo_id = re.search(r"sent (\S+) to echo", _send(page, "echo", "say it twice"))[1]
     page.goto(f"{ui.base}/threads/{echo_id}")
     expect(page.locator(f"#tree li[data-message='{echo_id}-reply']")).to_have_count(1)
     page.locator(f"#tree li[data-message='{echo_id}'] form.resend button").first.click()
@@ -242,7 +229,7 @@ def _drive(page: Any, ui: Dashboard, project: Path, shots: Path, dead_id: str) -
 
     # Requeue the dead letter; halt and resume.
     page.goto(ui.base + "/waiting")
-    page.locator(f"#dead tr[data-dead='{dead_id}'] button").click()
+    page.locator(f"#dead tr[data-dead='{dead_id}'] button").click()  # there by now, or live
     expect(page.locator(".notice")).to_contain_text(f"requeued {dead_id}")
     page.fill("#halt input[name=reason]", "a person looks first")
     page.click("#halt button")
