@@ -217,7 +217,8 @@ def timeline(thread: Thread, run_id: str) -> dict[str, Any]:
         message_id = str(record.get("message_id") or "")
         parsed = parse_stage_id(message_id)
         # The stage agent's own attempts (a reply's id parses too: the conductor claims it).
-        if when is None or parsed is None or (parsed[0], parsed[2]) != (run_id, record.get("agent")):
+        mine = parsed is not None and (parsed[0], parsed[2]) == (run_id, record.get("agent"))
+        if when is None or parsed is None or not mine:
             continue
         last = max(last, when)
         event = record.get("event")
