@@ -142,3 +142,17 @@ def test_a_non_loopback_bind_is_refused_without_a_token(project: Path) -> None:
     result = run_cli("ui", "--host", "0.0.0.0", "--port", "0", cwd=project)
     assert result.returncode == 1
     assert result.stderr.count("error:") == 1 and "--token" in result.stderr
+
+
+def test_without_the_ui_extra_one_error_line_names_it(project: Path, tmp_path: Path) -> None:
+    # Given a Python where starlette cannot be imported (a module in front of it says so)
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "starlette.py").write_text("raise ModuleNotFoundError(name='starlette')\n")
+    import os
+
+    path = os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])
+    result = run_cli("ui", "--port", "0", cwd=project, env={"PYTHONPATH": path})
+    assert result.returncode == 1
+    assert result.stderr.count("error:") == 1, result.stderr
+    assert "pip install 'agentctl[ui]'" in result.stderr and "Traceback" not in result.stderr
