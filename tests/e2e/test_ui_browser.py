@@ -71,14 +71,19 @@ class Dashboard:
     """`agentctl ui --port 0` in the background; its URL read from its first line."""
 
     def __init__(self, cwd: Path) -> None:
+        self.log = cwd / "ui.log"
         self.proc = subprocess.Popen(
             [*AGENTCTL, "ui", "--port", "0"], cwd=cwd, stdout=subprocess.PIPE,
-            stderr=open(cwd / "ui.log", "wb"), text=True, start_new_session=True,
+            stderr=open(self.log, "wb"), text=True, start_new_session=True,
         )  # fmt: skip
+        self.url = self.base = ""
+
+    def wait_url(self) -> None:
+        """Read the URL it prints once it listens."""
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"(http://\S+)", line)
-        assert match, line + (cwd / "ui.log").read_text()
+        assert match, line + self.log.read_text()
         self.url = match[1]
         self.base = self.url.split("/?")[0]
 
@@ -129,6 +134,7 @@ def test_a_person_drives_the_team_from_the_dashboard(
     team = supervised(tmp_path)
     ui = dashboard(tmp_path)  # starts while the team does
     team.wait_ready(["judge", "echo", "failing"])
+    ui.wait_url()
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
