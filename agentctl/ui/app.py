@@ -27,6 +27,7 @@ from agentctl.ui.views import Dashboard
 HERE = Path(__file__).parent
 UI = Actor("ui")
 RESEND_WAIT_S = 10.0  # how long "resend and compare" waits for the new reply
+COMPARISONS_KEPT = 100  # resends whose comparison page stays available, in memory
 
 
 def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
@@ -203,6 +204,8 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
         wait_s = RESEND_WAIT_S if form.get("compare") else None
         resent = resend_and_compare(dash.backend, dash.roster, ident, to=form.get("to") or None,
                                     wait_s=wait_s, by=UI)  # fmt: skip
+        if len(compare) >= COMPARISONS_KEPT:
+            compare.pop(next(iter(compare)))  # the oldest
         compare[resent.id] = resent.to_json()
         return f"resent {resent.original_id} as {resent.id}", f"/resends/{resent.id}"
 
@@ -214,8 +217,8 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
             return await run_in_threadpool(render, request, "error.html", 404,
                                            error="no such resend since this start")  # fmt: skip
         return await run_in_threadpool(render, request, "compare.html", resent=found,
-                                       recorded=views._pretty(found.get("recorded")),
-                                       result=views._pretty(found.get("result")))  # fmt: skip
+                                       recorded=views.pretty(found.get("recorded")),
+                                       result=views.pretty(found.get("result")))  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ import contextlib
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from agentctl.model.errors import AgentctlError
 from agentctl.ui.security import TOKEN_PARAM, Guard, check_bind
@@ -52,7 +53,7 @@ def serve(
                                 timeout_graceful_shutdown=GRACEFUL_S)  # fmt: skip
         bound_port = sock.getsockname()[1]  # port 0 picks a free one
         shown_host = f"[{host}]" if ":" in host else host
-        url = f"http://{shown_host}:{bound_port}/?{TOKEN_PARAM}={guard.token}"
+        url = f"http://{shown_host}:{bound_port}/?{TOKEN_PARAM}={quote(guard.token, safe='')}"
         print(f"agentctl ui: {url}", flush=True)
         if open_browser:
             import webbrowser

@@ -180,7 +180,7 @@ def run_detail(dash: Dashboard, run: Run) -> dict[str, Any]:
     return {
         "summary": run_summary(run),
         "flags": run.flags,
-        "task": _pretty(run.original_task),
+        "task": pretty(run.original_task),
         "stages": stages,
         "timeline": timeline(thread, run.run_id) if thread else {"bars": [], "span_s": 0.0},
     }
@@ -253,12 +253,13 @@ def thread_tree(thread: Thread) -> list[dict[str, Any]]:
     def node(trace: MessageTrace) -> dict[str, Any]:
         shown.add(trace.id)
         children = [node(r) for r in thread.replies_to(trace.id) if r.id not in shown]
-        return {"trace": trace, "content": _pretty(trace.content), "children": children}
+        return {"trace": trace, "content": pretty(trace.content), "children": children}
 
     return [node(root) for root in thread.roots() if root.id not in shown]
 
 
-def _pretty(content: Any) -> str:
+def pretty(content: Any) -> str:
+    """A message's content as text: a string as it is, anything else as indented JSON."""
     if isinstance(content, str):
         return content
     return json.dumps(content, indent=2, ensure_ascii=False)
@@ -282,7 +283,7 @@ def waiting(dash: Dashboard) -> dict[str, Any]:
         content = message.content if isinstance(message.content, dict) else {}
         escalations.append({
             "escalation": escalation_of(message, where, now, backend.local.escalation_overdue_s),
-            "evidence": _pretty(content.get("evidence")) if content.get("evidence") else None,
+            "evidence": pretty(content.get("evidence")) if content.get("evidence") else None,
         })  # fmt: skip
     return {"escalations": escalations, "dead": list_dead(backend)}  # halted: on every page
 
