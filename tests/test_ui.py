@@ -156,3 +156,39 @@ def test_without_the_ui_extra_one_error_line_names_it(project: Path, tmp_path: P
     assert result.returncode == 1
     assert result.stderr.count("error:") == 1, result.stderr
     assert "pip install 'agentctl[ui]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_event_stream_pushes_each_new_journal_event(project: Path) -> None:
+    from agentctl.backends import open_backend
+    from agentctl.config.roster import load_roster
+    from agentctl.flow.halt import halt, resume
+    from agentctl.model.actor import Actor
+    from agentctl.ui.events import Broadcaster
+
+    roster = load_roster(project / "agents.yaml")
+    backend = open_backend(roster, project / "workspace")
+    broadcaster = Broadcaster(backend)
+    import asyncio
+
+    async def first_event() -> str:
+        broadcaster.start(asyncio.get_running_loop())
+        stream = broadcaster.stream()
+        assert await anext(stream) == "retry: 1000\n\n"  # subscribed from here on
+        # When something is journaled after the page subscribed (again and again: the
+        # follower thread starts at the journal's end, at a moment the test cannot see)
+        heard = asyncio.ensure_future(anext(stream))
+        for _ in range(100):
+            await asyncio.to_thread(halt, backend, "pushed", by=Actor("ui"))
+            await asyncio.to_thread(resume, backend, by=Actor("ui"))
+            done, _ = await asyncio.wait({heard}, timeout=0.2)
+            if done:
+                return heard.result()
+        raise AssertionError("no event pushed")
+
+    try:
+        line = asyncio.run(first_event())
+    finally:
+        broadcaster.close()
+    # Then the page hears it: what happened, not the content.
+    assert line.startswith("event: journal\ndata: ")
+    assert json.loads(line.split("data: ", 1)[1])["event"] in ("halted", "resumed")
