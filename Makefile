@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench mutate clean venv-crew venv-dev venv-mutate
+.PHONY: run test lint bench mutate clean venv-crew venv-dev venv-mutate browser
 
 # tools/venv.sh takes a lock, so `make run` and `make test` can start at once in two terminals.
 venv-crew:
@@ -21,9 +21,22 @@ run: venv-crew
 	$(BIN)/python -m compileall -q agentctl
 	$(BIN)/agentctl run
 
-test: venv-dev
+test: venv-dev browser
 	$(BIN)/python -m compileall -q agentctl tests
 	$(BIN)/python -m pytest -q -n 2
+
+# The dashboard's browser test drives Debian's Chromium (Playwright cannot download its own
+# browser offline). Installed here when we can (root with apt-get); else said what to install,
+# and the test is skipped (in CI, .ci/run makes a missing browser a failure).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "note: the dashboard's browser test needs $(CHROMIUM): sudo apt-get install chromium (skipped without it)"; \
+		fi; \
+	fi
 
 lint: venv-dev
 	$(BIN)/ruff check agentctl tests bench

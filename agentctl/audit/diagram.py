@@ -1,5 +1,6 @@
 """The audit trail in plain text: a one-line summary of each event, and a thread as a Mermaid
-sequence diagram. Plain strings, no terminal styling: the CLI and the MCP server show the same."""
+sequence diagram. Plain strings, no terminal styling: the CLI, the MCP server and the dashboard
+show the same."""
 
 from __future__ import annotations
 

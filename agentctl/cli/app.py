@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "halt": ("agentctl.cli.pipeline_cmds", "halt"),
     "resume": ("agentctl.cli.pipeline_cmds", "resume"),
     "mcp": ("agentctl.cli.mcp_cmd", "mcp"),
+    "ui": ("agentctl.cli.ui_cmd", "ui"),
 }
 
 

@@ -27,7 +27,8 @@ def halt(
     if ws.is_halted():
         return halted_state(ws) or {}
     who, fields = _who(by)
-    ws.write_halt({"reason": reason, "by": who, "run": run, "halted_at": iso_now()})
+    shown = by if isinstance(by, str) else by.label  # `status` says who: an agent, alice, ui
+    ws.write_halt({"reason": reason, "by": shown, "run": run, "halted_at": iso_now()})
     ws.record(Event.HALTED, None, who, reason=reason, run=run, **fields)
     return None
 

@@ -1,0 +1,194 @@
+"""The dashboard in process (Starlette's TestClient over a real file workspace): the token,
+CSRF on every action, escaping of message content, the bind rules, and the actions journaled
+`by: ui`. The browser end to end is tests/e2e/test_ui_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, write_roster
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+SCRIPT = "<script>alert('x')</script>"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    roster = tmp_path / "agents.yaml"
+    roster.write_text(roster.read_text() + "pipelines:\n  gate: [echo]\n")
+    return tmp_path
+
+
+def _client(project: Path, token: str = "s3cret-token") -> TestClient:
+    from agentctl.backends import open_backend
+    from agentctl.config.roster import load_roster
+    from agentctl.ui.app import build_app
+    from agentctl.ui.security import Guard
+    from agentctl.ui.views import Dashboard
+
+    roster = load_roster(project / "agents.yaml")
+    backend = open_backend(roster, project / "workspace")
+    app = build_app(Dashboard(roster, backend), Guard(token), live=False)
+    return TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
+
+
+def _admitted(project: Path) -> TestClient:
+    client = _client(project)
+    first = client.get("/?token=s3cret-token")
+    assert first.status_code == 303 and first.headers["location"] == "/"
+    cookie = first.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    return client
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page)[1]
+
+
+def _journal(project: Path) -> list[dict]:
+    out = run_cli("tail", "-n", "1000", "--json", cwd=project).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_every_page_needs_the_token(project: Path) -> None:
+    client = _client(project)
+    for path in ("/", "/runs", "/journal", "/waiting", "/cost", "/events", "/static/ui.js"):
+        assert client.get(path).status_code == 403, path
+    assert client.get("/?token=wrong").status_code == 403
+    client.cookies.set("agentctl_ui_token", "wrong")
+    assert client.get("/").status_code == 403
+
+
+def test_the_token_in_the_url_becomes_a_cookie_and_every_view_renders(project: Path) -> None:
+    client = _admitted(project)
+    for path in ("/", "/runs", "/journal", "/waiting", "/cost", "/runs?pipeline=gate&outcome=done",
+                 "/runs?search=nosuchrun"):
+        page = client.get(path)
+        assert page.status_code == 200, (path, page.text)
+    assert client.get("/static/mermaid.min.js").status_code == 200
+
+
+def test_an_action_without_the_csrf_value_is_refused_and_changes_nothing(project: Path) -> None:
+    client = _admitted(project)
+    refused = client.post("/halt", data={"reason": "no csrf"})
+    assert refused.status_code == 403
+    refused = client.post("/halt", data={"reason": "bad csrf", "csrf": "0" * 64})
+    assert refused.status_code == 403
+    assert not (project / "workspace" / ".agentctl" / "halted.json").exists()
+    # Without the token cookie, even the right CSRF value is refused.
+    csrf = _csrf(client.get("/waiting").text)
+    stranger = _client(project)
+    assert stranger.post("/halt", data={"reason": "x", "csrf": csrf}).status_code == 403
+    assert not (project / "workspace" / ".agentctl" / "halted.json").exists()
+
+
+def test_halt_and_resume_are_journaled_by_ui(project: Path) -> None:
+    client = _admitted(project)
+    csrf = _csrf(client.get("/waiting").text)
+    done = client.post("/halt", data={"reason": "maintenance", "csrf": csrf})
+    assert done.status_code == 303 and done.headers["location"].startswith("/waiting?done=")
+    page = client.get("/").text
+    assert "HALTED" in page and "maintenance" in page
+    assert client.post("/resume", data={"csrf": csrf}).status_code == 303
+    assert "HALTED" not in client.get("/").text
+    events = [e for e in _journal(project) if e["event"] in ("halted", "resumed")]
+    assert [(e["event"], e.get("by")) for e in events] == [("halted", "ui"), ("resumed", "ui")]
+
+
+def test_message_content_is_escaped_everywhere(project: Path) -> None:
+    client = _admitted(project)
+    csrf = _csrf(client.get("/runs").text)
+    sent = client.post("/send", data={"to": "echo", "content": SCRIPT, "csrf": csrf})
+    assert sent.status_code == 303 and "error" not in sent.headers["location"]
+    [event] = [e for e in _journal(project) if e["event"] == "sent"]
+    assert event.get("by") == "ui"
+    pages = [client.get("/journal").text, client.get(f"/threads/{event['thread_id']}").text]
+    for page in pages:
+        assert SCRIPT not in page
+        assert "&lt;script&gt;" in page
+
+
+def test_a_bad_send_is_one_error_and_sends_nothing(project: Path) -> None:
+    client = _admitted(project)
+    csrf = _csrf(client.get("/runs").text)
+    sent = client.post("/send", data={"to": "nobody", "content": "hi", "csrf": csrf})
+    assert sent.status_code == 303 and "error=" in sent.headers["location"]
+    assert "nobody" in client.get(sent.headers["location"]).text
+    assert not [e for e in _journal(project) if e["event"] == "sent"]
+
+
+def test_an_unknown_thread_or_run_is_a_page_with_the_error(project: Path) -> None:
+    client = _admitted(project)
+    assert client.get("/threads/nosuchthread").status_code == 400
+    assert client.get("/runs/nosuchrun").status_code == 400
+    assert client.get("/journal?kind=nonsense").status_code == 400
+
+
+def test_a_non_loopback_bind_is_refused_without_a_token(project: Path) -> None:
+    from agentctl.ui.security import BindError, check_bind
+
+    with pytest.raises(BindError, match="--token"):
+        check_bind("0.0.0.0", None)
+    check_bind("0.0.0.0", "chosen-secret")
+    for host in ("127.0.0.1", "::1", "localhost"):
+        check_bind(host, None)
+    result = run_cli("ui", "--host", "0.0.0.0", "--port", "0", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.count("error:") == 1 and "--token" in result.stderr
+
+
+def test_without_the_ui_extra_one_error_line_names_it(project: Path, tmp_path: Path) -> None:
+    # Given a Python where starlette cannot be imported (a module in front of it says so)
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "starlette.py").write_text("raise ModuleNotFoundError(name='starlette')\n")
+    import os
+
+    path = os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])
+    result = run_cli("ui", "--port", "0", cwd=project, env={"PYTHONPATH": path})
+    assert result.returncode == 1
+    assert result.stderr.count("error:") == 1, result.stderr
+    assert "pip install 'agentctl[ui]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_event_stream_pushes_each_new_journal_event(project: Path) -> None:
+    from agentctl.backends import open_backend
+    from agentctl.config.roster import load_roster
+    from agentctl.flow.halt import halt, resume
+    from agentctl.model.actor import Actor
+    from agentctl.ui.events import Broadcaster
+
+    roster = load_roster(project / "agents.yaml")
+    backend = open_backend(roster, project / "workspace")
+    broadcaster = Broadcaster(backend)
+    import asyncio
+
+    async def first_event() -> str:
+        broadcaster.start(asyncio.get_running_loop())
+        stream = broadcaster.stream()
+        assert await anext(stream) == "retry: 1000\n\n"  # subscribed from here on
+        # When something is journaled after the page subscribed (again and again: the
+        # follower thread starts at the journal's end, at a moment the test cannot see)
+        heard = asyncio.ensure_future(anext(stream))
+        for _ in range(100):
+            await asyncio.to_thread(halt, backend, "pushed", by=Actor("ui"))
+            await asyncio.to_thread(resume, backend, by=Actor("ui"))
+            done, _ = await asyncio.wait({heard}, timeout=0.2)
+            if done:
+                return heard.result()
+        raise AssertionError("no event pushed")
+
+    try:
+        line = asyncio.run(first_event())
+    finally:
+        broadcaster.close()
+    # Then the page hears it: what happened, not the content.
+    assert line.startswith("event: journal\ndata: ")
+    assert json.loads(line.split("data: ", 1)[1])["event"] in ("halted", "resumed")
