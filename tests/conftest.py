@@ -38,12 +38,22 @@ def write_roster(directory: Path, agents_yaml: str, **settings: object) -> Path:
     return path
 
 
-def run_cli(*args: str, cwd: Path, input: str | None = None, timeout: float = 60,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    cwd: Path,
+    input: str | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run `agentctl ARGS` as a real subprocess in `cwd`."""
     return subprocess.run(
-        [*AGENTCTL, *args], cwd=cwd, input=input, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})},
+        [*AGENTCTL, *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 
@@ -54,8 +64,10 @@ class Supervised:
         self.cwd = cwd
         self.log = cwd / "run.log"
         self.proc = subprocess.Popen(
-            [*AGENTCTL, "run", "--grace-s", "5", *args], cwd=cwd,
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+            [*AGENTCTL, "run", "--grace-s", "5", *args],
+            cwd=cwd,
+            stdout=open(self.log, "wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -101,3 +113,16 @@ def supervised() -> Iterator[Callable[..., Supervised]]:
     yield start
     for sup in started:
         sup.stop()
+
+
+# A stage agent for the escalation stories (write it as judge.py beside the roster, `python:
+# judge:Judge`): it escalates a task whose content says "escalate" and passes the others.
+JUDGE = """\
+from agentctl.model.agent import BaseAgent
+
+
+class Judge(BaseAgent):
+    async def process(self, task, context):
+        asks = "escalate" in str(task.get("content"))
+        return {"verdict": "escalate" if asks else "pass", "reason": "a person must look"}
+"""

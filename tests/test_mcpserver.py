@@ -22,10 +22,11 @@ from mcp.types import Implementation
 
 from agentctl.backends import open_backend
 from agentctl.config.roster import load_roster
-from agentctl.mcpserver.auth import BearerTokenMiddleware, check_bind, is_loopback
+from agentctl.mcpserver.auth import BearerTokenMiddleware, check_bind
 from agentctl.mcpserver.server import build_server
 from agentctl.mcpserver.surface import Served, clean_client_name
 from agentctl.model.errors import AgentctlError
+from agentctl.model.loopback import is_loopback
 from tests.conftest import REPO, write_roster
 
 ECHO = "python: agentctl.agents.echo:EchoAgent"

@@ -4,23 +4,14 @@ checked on every request when set."""
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import Any
 
 from agentctl.model.constants import ENV_MCP_TOKEN
 from agentctl.model.errors import AgentctlError
+from agentctl.model.loopback import is_loopback
 
 MIN_TOKEN_CHARS = 16  # a guessable token guards nothing
 
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 def check_bind(host: str, token: str | None) -> None:

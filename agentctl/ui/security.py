@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from agentctl.model.errors import AgentctlError
+from agentctl.model.loopback import is_loopback
 
 COOKIE = "agentctl_ui_token"
 CSRF_FIELD = "csrf"
@@ -33,15 +33,6 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 class BindError(AgentctlError):
     """A non-loopback address asked for without an explicit token."""
 
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 def check_bind(host: str, token: str | None) -> None:

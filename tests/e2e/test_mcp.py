@@ -27,20 +27,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import Implementation
 
-from tests.conftest import AGENTCTL, REPO, run_cli, wait_until, write_roster
+from tests.conftest import AGENTCTL, JUDGE, REPO, run_cli, wait_until, write_roster
 from tests.natsfix import NatsServer, free_ports, nats_server  # noqa: F401
 
 CLIENT = Implementation(name="e2e-client", version="1.0")
 TOKEN = "e2e-token-0123456789abcdef"
-JUDGE = """\
-from agentctl.model.agent import BaseAgent
-
-
-class Judge(BaseAgent):
-    async def process(self, task, context):
-        asks = "escalate" in str(task.get("content"))
-        return {"verdict": "escalate" if asks else "pass", "reason": "a person must look"}
-"""
 AGENTS = """\
 - name: echo
   python: agentctl.agents.echo:EchoAgent
@@ -106,8 +97,9 @@ async def _story(session: Session) -> dict[str, Any]:
         [reply] = sent.structured_content["replies"]
         assert reply["from"] == "echo" and reply["content"]["echo"]["text"] == "hello"
 
-        started = await client.call_tool("start_pipeline",
-                                         {"pipeline": "gate", "content": "please escalate"})
+        started = await client.call_tool(
+            "start_pipeline", {"pipeline": "gate", "content": "please escalate"}
+        )
         assert not started.is_error, started.content
         run = started.structured_content["run"]
 
@@ -215,8 +207,10 @@ def test_a_port_in_use_is_one_error_line(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         result = run_cli("mcp", "--http", "--port", str(port), cwd=tmp_path)
     assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"error: --host 127.0.0.1 --port {port}: cannot listen"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: --host 127.0.0.1 --port {port}: cannot listen")
     )
 
 
@@ -266,8 +260,9 @@ def test_read_only_over_stdio_refuses_the_write_tools(tmp_path: Path) -> None:
     async def story() -> tuple[set[str], Any]:
         async with _stdio(tmp_path, "--read-only")() as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
-            refused = await client.call_tool("resolve_escalation",
-                                             {"escalation_id": "x", "verdict": "block"})
+            refused = await client.call_tool(
+                "resolve_escalation", {"escalation_id": "x", "verdict": "block"}
+            )
             return names, refused
 
     names, refused = asyncio.run(story())

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import AGENTCTL, run_cli, wait_until, write_roster
+from tests.conftest import AGENTCTL, JUDGE, run_cli, wait_until, write_roster
 from tests.natsfix import NatsCluster, NatsServer, nats_cluster, nats_server  # noqa: F401
 
 ECHO = "python: agentctl.agents.echo:EchoAgent"
@@ -263,17 +263,6 @@ def test_a_pipeline_runs_over_nats(
     outcome = json.loads(result.stdout)
     assert outcome["outcome"] == "done"
     assert [stage["agents"] for stage in outcome["stages"]] == [["first"], ["second"]]
-
-
-JUDGE = """\
-from agentctl import BaseAgent
-
-
-class Judge(BaseAgent):
-    async def process(self, task, context):
-        asks = "escalate" in str(task.get("content"))
-        return {"verdict": "escalate" if asks else "pass", "reason": "a person must look"}
-"""
 
 
 def test_an_escalation_waits_for_a_person_on_nats(

@@ -24,22 +24,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AGENTCTL, run_cli, write_roster
+from tests.conftest import AGENTCTL, JUDGE, run_cli, write_roster
 from tests.natsfix import NatsServer, nats_server  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parent / "ui-screenshots"
 WAIT_MS = 20_000
 
-JUDGE = """\
-from agentctl.model.agent import BaseAgent
-
-
-class Judge(BaseAgent):
-    async def process(self, task, context):
-        asks = "escalate" in str(task.get("content"))
-        return {"verdict": "escalate" if asks else "pass", "reason": "a person must look"}
-"""
 AGENTS = """\
 - name: judge
   python: judge:Judge
