@@ -115,6 +115,8 @@ def test_the_models_tool_calls_reach_the_server_and_their_answers_reach_the_mode
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.count("tool_call by asker: tools/") == 3
     assert f"tools/add in {first_call['duration_ms']} ms, 16 B in, 1 B out" in replayed.stdout
+    mermaid = run_cli("replay", mid, "--format", "mermaid", cwd=tmp_path).stdout
+    assert mermaid.count("Note over asker: tool_call: tools/") == 3
     as_json = json.loads(run_cli("replay", mid, "--json", cwd=tmp_path).stdout)
     [request] = [m for m in as_json["messages"] if m["id"] == mid]
     assert [e["event"] for e in request["events"]].count("tool_call") == 3
@@ -395,6 +397,21 @@ def test_validate_finds_a_missing_server_program(tmp_path: Path) -> None:
         in validated.stderr
     )
     assert "Traceback" not in validated.stderr
+
+
+def test_a_listed_tool_the_server_does_not_offer_fails_the_attempt() -> None:
+    from agentctl.config.mcpspec import McpServerSpec
+    from agentctl.runtime.handlers.mcptools import McpServerError, open_toolbox
+
+    spec = McpServerSpec(command=[sys.executable, SERVER], tools=["add", "nope"])
+    with (
+        pytest.raises(McpServerError) as info,
+        open_toolbox({"tools": spec}, env={}, remaining_s=lambda: 60.0, client_name="asker"),
+    ):
+        pass
+    assert str(info.value) == (
+        "MCP server 'tools': offers no tool 'nope' (its tools: add, die, env, lookup, whoami)"
+    )
 
 
 def test_without_the_mcp_sdk_an_attempt_fails_with_one_line_naming_the_extra(

@@ -111,7 +111,8 @@ class Toolbox:
             return ToolAnswer(refused, len(refused.encode()), is_error=True)
         return _answer_of(result)
 
-    def _list(self, name: str, spec: McpServerSpec, remaining_s: Callable[[], float]) -> None:
+    def offer(self, name: str, spec: McpServerSpec, remaining_s: Callable[[], float]) -> None:
+        """List server `name`'s tools; offer those its `tools:` allows (default: all)."""
         client = self._clients[name]
         tools: dict[str, dict[str, Any]] = {}
         cursor: str | None = None
@@ -190,7 +191,7 @@ def open_toolbox(
                         stderr[name].spawned()
             toolbox = Toolbox(portal, clients)
             for name, spec in servers.items():
-                toolbox._list(name, spec, remaining_s)
+                toolbox.offer(name, spec, remaining_s)
             yield toolbox
         except McpServerError as exc:
             # Stop the servers first: a server's last words reach its stderr as it dies.

@@ -102,9 +102,13 @@ class _Loop:
         self.calls = 0
 
     def run(
-        self, messages: list[dict[str, Any]], *, over_budget: Callable[[], bool],
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        over_budget: Callable[[], bool],
         max_tool_calls: int,
-    ) -> LoopOutcome:  # fmt: skip
+    ) -> LoopOutcome:
+        """Ask, run the calls asked for, and ask again, until the model answers in words."""
         usage: dict[str, Any] = {}
         while True:
             if over_budget():
