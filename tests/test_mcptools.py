@@ -3,12 +3,12 @@ OpenAI-compatible endpoint of test_llm.py asking for `tool_calls`, and a real MC
 (tests/mcp_tools_server.py, built with the SDK) started by the agent over stdio, or over
 streamable HTTP by the test.
 
-Covered: the tools offered as functions and their answers fed back until the model answers, the
-`tool_call` journal events and `replay`; tool errors, unknown functions and bad arguments fed back
-as errors; `max_tool_calls`; a budget spent mid-loop (HALT); servers that die, cannot start or do
-not exist (the attempt fails, is retried, then escalated); the server's environment (the LLM key
-withheld); an HTTP server with a header from the environment; the roster's validation; the SDK
-missing.
+Covered (on files; the journal and replay on NATS too): the tools offered as functions and
+their answers fed back until the model answers, the `tool_call` journal events and `replay`;
+tool errors, unknown functions and bad arguments fed back as errors; `max_tool_calls`; a budget
+spent mid-loop (HALT); servers that die, cannot start or do not exist (the attempt fails, is
+retried, then escalated); the server's environment (the LLM key withheld); an HTTP server with
+a header from the environment; the roster's validation; the SDK missing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from agentctl.config.roster import load_roster
 from agentctl.model.errors import ConfigError, NonRetryableError
 from tests import test_llm
 from tests.conftest import REPO, run_cli, wait_until, write_roster
+from tests.natsfix import NatsServer, nats_server  # noqa: F401 - the fixture
 from tests.test_llm import FakeLlm, events, llm_agent, send, setup, wait_event
 
 SERVER = str(REPO / "tests" / "mcp_tools_server.py")
@@ -297,6 +298,39 @@ def test_an_http_server_gets_its_header_from_the_environment(
     assert (call["server"], call["tool"], call.get("error")) == ("web", "whoami", None)
     leaked = [p for p in ws.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
     assert leaked == []
+
+
+# -- NATS ----------------------------------------------------------------------------------------
+
+
+def test_tool_calls_are_journaled_and_replayed_on_nats(
+    tmp_path: Path,
+    llm: FakeLlm,
+    supervised,
+    nats_server: NatsServer,  # noqa: F811 - the fixture imported above
+) -> None:
+    transport = f"{{kind: nats, servers: [{nats_server.url}]}}"
+    write_roster(tmp_path, tools_agent(), transport=transport, poll_interval_s=0.1)
+    supervised(tmp_path).wait_ready(["asker"])
+
+    llm.call_tools(("tools__add", {"a": 20, "b": 22}))
+    llm.answer("42")
+    code, reply = send(tmp_path, "asker", "add 20 and 22")
+    assert code == 0 and reply["content"]["answer"] == "42", reply
+    assert reply["content"]["tool_calls"] == 1
+    mid = reply["in_reply_to"]
+
+    def tool_calls() -> list[dict[str, Any]]:
+        tailed = run_cli("tail", "-n", "1000", "--json", "--kind", "tool_call", cwd=tmp_path)
+        assert tailed.returncode == 0, tailed.stderr
+        return [json.loads(line) for line in tailed.stdout.splitlines() if line.strip()]
+
+    [call] = wait_until(tool_calls, timeout_s=30)
+    assert (call["message_id"], call["server"], call["tool"]) == (mid, "tools", "add")
+    assert call["result_bytes"] == 2 and call["attempt"] == 1
+    replayed = run_cli("replay", mid, cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "tool_call by asker: tools/add in " in replayed.stdout
 
 
 # -- the roster --------------------------------------------------------------------------------
