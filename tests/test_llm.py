@@ -1,6 +1,7 @@
 """`llm:` agents end to end (issue 6): real `agentctl run` processes talking to a small
 OpenAI-compatible server started by the test on loopback, which answers /chat/completions from a
-script (completions, HTTP errors, or silence past the agent's timeout) and records every request.
+script (completions, tool calls, HTTP errors, or silence past the agent's timeout) and records
+every request (test_mcptools.py drives MCP tools with it).
 
 Covered: the request (system prompt from role and expertise, the task and the earlier stages'
 results in the user message, model / temperature / max_tokens, the bearer key from api_key_env,
@@ -98,24 +99,39 @@ class FakeLlm:
         self, content: str, total_tokens: int = 12, *, model: str = "served-model", **usage: Any
     ) -> None:
         """Queue one completion."""
+        message = {"role": "assistant", "content": content}
+        self.script.append(("ok", self._completion(message, "stop", total_tokens, model, usage)))
+
+    def call_tools(self, *calls: tuple[str, Any], total_tokens: int = 12) -> None:
+        """Queue a completion asking for tool calls, each (function, arguments): a dict is sent
+        as JSON, a string as it is."""
+        tool_calls = [
+            {"id": f"call_{len(self.script)}_{index}", "type": "function",
+             "function": {"name": name,
+                          "arguments": args if isinstance(args, str) else json.dumps(args)}}
+            for index, (name, args) in enumerate(calls)
+        ]  # fmt: skip
+        message = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+        body = self._completion(message, "tool_calls", total_tokens, "served-model", {})
+        self.script.append(("ok", body))
+
+    def _completion(
+        self, message: dict[str, Any], finish_reason: str, total_tokens: int, model: str,
+        usage: dict[str, Any],
+    ) -> dict[str, Any]:  # fmt: skip
         prompt = total_tokens // 2
-        body = {
+        return {
             "id": f"chatcmpl-{len(self.script)}",
             "object": "chat.completion",
             "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": total_tokens - prompt,
                 "total_tokens": total_tokens,
                 **usage,
             },
-        }  # fmt: skip
-        self.script.append(("ok", body))
+        }
 
     def verdict(self, verdict: str, reason: str, total_tokens: int = 12) -> None:
         """Queue a completion that is a JSON verdict."""

@@ -33,6 +33,10 @@ def describe(record: Record) -> str:
         return (
             f"attempt {get('attempt')}/{get('max_attempts')}: {get('error_kind')}: {get('error')}"
         )
+    if event == Event.TOOL_CALL:
+        text = (f"{get('server') or '?'}/{get('tool')} in {get('duration_ms')} ms, "
+                f"{get('arguments_bytes')} B in, {get('result_bytes')} B out")  # fmt: skip
+        return text + (f", error: {get('error')}" if get("error") else "")
     if event == Event.RETRIED:
         return f"back to new/ after attempt {get('attempt')}"
     if event == Event.DEAD:
@@ -83,7 +87,8 @@ def mermaid(thread: Thread) -> str:
             arrow = "-->>" if record.get("kind") == "result" else "->>"
             text = f"{record.get('kind')} {record.get('message_id')}: {record.get('summary', '')}"
             lines.append(f"    {agent}{arrow}{who(record.get('to'))}: {_mermaid_text(text)}")
-        elif event in (Event.FAILED, Event.DEAD, Event.HANDLED, Event.REQUEUED, Event.DISCARDED):
+        elif event in (Event.FAILED, Event.DEAD, Event.HANDLED, Event.REQUEUED, Event.DISCARDED,
+                       Event.TOOL_CALL):  # fmt: skip
             lines.append(f"    Note over {agent}: {_mermaid_text(f'{event}: {describe(record)}')}")
     head = ["sequenceDiagram"] + [f"    participant {p}" for p in participants]
     return "\n".join(head + lines) + "\n"

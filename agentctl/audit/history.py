@@ -23,7 +23,8 @@ from agentctl.model.vocab import Event, choices
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-MESSAGE_EVENTS = frozenset(STATE_AFTER) | {Event.FAILED, Event.DISCARDED}
+# A message's events (a tool call is one of its attempt's steps, changing no state).
+MESSAGE_EVENTS = frozenset(STATE_AFTER) | {Event.FAILED, Event.DISCARDED, Event.TOOL_CALL}
 
 
 class HistoryError(AgentctlError):

@@ -40,6 +40,7 @@ _EVENT_STYLE: dict[str, str] = {
     Event.RESOLVED: "green",
     Event.HALTED: "bold red",
     Event.RESUMED: "green",
+    Event.TOOL_CALL: "dim",
     Event.RUN_ENDED: "bold",
 }
 _VERDICT_STYLE = {

@@ -18,12 +18,15 @@ from pydantic import (
 )
 
 from agentctl.config.envpolicy import EnvPolicy
+from agentctl.config.mcpspec import McpServerSpec, check_server_names
 from agentctl.model.constants import (
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_TOOL_CALLS,
     DEFAULT_RETRY_BACKOFF_S,
     DEFAULT_RETRY_FACTOR,
     DEFAULT_RETRY_MAX_S,
     DEFAULT_TIMEOUT_S,
+    MAX_TOOL_CALLS_LIMIT,
     RESERVED_AGENT_NAMES,
     RESTART_BACKOFF_FACTOR,
     RESTART_BACKOFF_INITIAL_S,
@@ -135,6 +138,22 @@ class LlmSpec(BaseModel):
     max_tokens: int = Field(default=1024, gt=0)
     system_prompt: str | None = None
     verdict: bool = False  # ask for, and validate, a JSON answer with a verdict
+    # MCP servers whose tools the model may call (mcpspec.py), and how many calls an attempt
+    # may make before it fails.
+    mcp_servers: dict[str, McpServerSpec] = Field(default_factory=dict)
+    max_tool_calls: int = Field(default=DEFAULT_MAX_TOOL_CALLS, ge=1, le=MAX_TOOL_CALLS_LIMIT)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, servers: dict[str, McpServerSpec]) -> dict[str, McpServerSpec]:
+        check_server_names(servers)
+        return servers
+
+    @model_validator(mode="after")
+    def _tools_need_servers(self) -> LlmSpec:
+        if "max_tool_calls" in self.model_fields_set and not self.mcp_servers:
+            raise ValueError("max_tool_calls limits the calls to mcp_servers' tools; none given")
+        return self
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -155,7 +174,16 @@ class LlmSpec(BaseModel):
         match = ENV_REF.fullmatch(self.base_url)
         if match is not None and not os.environ.get(match.group(1)):
             return f"disabled: {match.group(1)} is not set (the endpoint's base URL)"
+        for name, server in self.mcp_servers.items():
+            for header, variable in server.env_refs():
+                if not os.environ.get(variable):
+                    return (f"disabled: {variable} is not set (the {header} header of "
+                            f"MCP server {name!r})")  # fmt: skip
         return None
+
+    def stdio_servers(self) -> bool:
+        """Whether the agent starts MCP servers of its own (they get its `env:`)."""
+        return any(server.command is not None for server in self.mcp_servers.values())
 
 
 class AgentSpec(BaseModel):
@@ -169,7 +197,8 @@ class AgentSpec(BaseModel):
     python: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     exec: list[str] | None = Field(default=None, min_length=1)
     command: list[str] | None = Field(default=None, min_length=1)
-    # The environment of an exec: or command: agent's program (envpolicy.py).
+    # The environment of an exec: or command: agent's program, or of an llm: agent's stdio MCP
+    # servers (envpolicy.py).
     env: EnvPolicy = Field(default_factory=EnvPolicy)
     llm: LlmSpec | None = None
     budget: Budget | None = None  # for `llm:` agents
@@ -207,8 +236,16 @@ class AgentSpec(BaseModel):
             raise ValueError("budget: is for llm: agents (pipelines have their own)")
         if self.options and self.python is None:
             raise ValueError("options are given to a python: agent's constructor; this is not one")
-        if "env" in self.model_fields_set and self.exec is None and self.command is None:
-            raise ValueError("env: is for exec: and command: agents (their programs' environment)")
+        starts_programs = (
+            self.exec is not None
+            or self.command is not None
+            or (self.llm is not None and self.llm.stdio_servers())
+        )
+        if "env" in self.model_fields_set and not starts_programs:
+            raise ValueError(
+                "env: is for exec: and command: agents, and llm: agents with a command in "
+                "mcp_servers (their programs' environment)"
+            )
         return self
 
     @property

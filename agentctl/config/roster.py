@@ -196,9 +196,16 @@ class Roster(BaseModel):
         }
 
     def withheld_env(self) -> frozenset[str]:
-        """agentctl's LLM keys: no agent's program gets them unless its `env: pass:` lists them."""
-        names = {agent.llm.api_key_env for agent in self.agents if agent.llm is not None}
-        return frozenset({LLM_KEY_ENV, *(name for name in names if name)})
+        """agentctl's LLM keys and the MCP servers' header variables: no agent's program gets
+        them unless its `env: pass:` lists them."""
+        names = {LLM_KEY_ENV}
+        for agent in self.agents:
+            if agent.llm is not None:
+                if agent.llm.api_key_env:
+                    names.add(agent.llm.api_key_env)
+                for server in agent.llm.mcp_servers.values():
+                    names.update(variable for _, variable in server.env_refs())
+        return frozenset(names)
 
     def settings_env(self, spec: AgentSpec) -> dict[str, str]:
         """The roster settings a `command:` agent must honour, as environment variables, so a

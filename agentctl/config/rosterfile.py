@@ -8,6 +8,7 @@ workspace path and agent names without pydantic, for commands that must start fa
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,12 +194,26 @@ def peek_roster(path: Path) -> RosterPeek:
     )
 
 
+_ENV_IN_TEXT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # mcpspec.py's, without pydantic
+
+
 def _unset_env_url(llm: object) -> bool:
-    # The same rule as LlmSpec.disabled_because, without pydantic: `${VAR}` with VAR unset.
-    url = llm.get("base_url") if isinstance(llm, dict) else None
-    if not isinstance(url, str) or not (url.startswith("${") and url.endswith("}")):
+    # The same rule as LlmSpec.disabled_because, without pydantic: `${VAR}` with VAR unset, in
+    # the base URL or in a header of an MCP server.
+    if not isinstance(llm, dict):
         return False
-    return not os.environ.get(url[2:-1])
+    url = llm.get("base_url")
+    if isinstance(url, str) and url.startswith("${") and url.endswith("}"):
+        if not os.environ.get(url[2:-1]):
+            return True
+    servers = llm.get("mcp_servers")
+    for server in servers.values() if isinstance(servers, dict) else ():
+        headers = server.get("headers") if isinstance(server, dict) else None
+        for value in headers.values() if isinstance(headers, dict) else ():
+            for variable in _ENV_IN_TEXT.findall(value if isinstance(value, str) else ""):
+                if not os.environ.get(variable):
+                    return True
+    return False
 
 
 def workspace_of(config_path: Path, value: object) -> Path:

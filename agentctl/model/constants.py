@@ -64,6 +64,10 @@ DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 REWRITE_HEADROOM_BYTES = 512
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
+# An llm: agent with MCP servers: tool calls one attempt may make (default, and the most allowed).
+DEFAULT_MAX_TOOL_CALLS = 16
+MAX_TOOL_CALLS_LIMIT = 1000
+MCP_EXTRA_HINT = "pip install 'agentctl[mcp]'"  # what to do when the MCP SDK is missing
 # Between attempts of a failed message: 0.5 s, 1 s, 2 s, ... up to 30 s.
 DEFAULT_RETRY_BACKOFF_S = 0.5
 DEFAULT_RETRY_FACTOR = 2.0

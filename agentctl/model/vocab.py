@@ -27,6 +27,7 @@ class Event(StrEnum):
     ROUTED = "routed"  # a `send --route/--fanout` decision
     RELEASED = "released"  # put back by a stop, without an attempt counted
     RECOVERED = "recovered"  # a torn journal line ended by the next appender
+    TOOL_CALL = "tool_call"  # an llm: agent's model called an MCP tool while handling it
     # The supervisor's, about an agent process.
     STARTED = "started"
     RESTARTED = "restarted"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+from pathlib import Path
 
 from agentctl.config.agentspec import AgentSpec, HandlerKind
 from agentctl.config.roster import Roster
 from agentctl.model.agent import BaseAgent
+from agentctl.model.constants import MCP_EXTRA_HINT
 from agentctl.model.errors import ConfigError
 
 
@@ -48,19 +51,34 @@ def check_handlers(roster: Roster) -> list[str]:
                     f"{roster.path}: agent {agent.name!r}: llm base_url {url!r} is not an "
                     "http:// or https:// URL"
                 )
+            if agent.llm.mcp_servers and importlib.util.find_spec("mcp") is None:
+                problems.append(
+                    f"{roster.path}: agent {agent.name!r}: mcp_servers need the MCP SDK: "
+                    f"{MCP_EXTRA_HINT}"
+                )
+            for name, server in agent.llm.mcp_servers.items():
+                if server.command is not None and _not_found(server.command[0], base):
+                    problems.append(
+                        f"{roster.path}: agent {agent.name!r}: MCP server {name!r}: program "
+                        f"{server.command[0]!r} not found"
+                    )
         else:
             argv = agent.exec if kind is HandlerKind.EXEC else agent.command
             assert argv is not None
-            program = argv[0]
-            local = base / program if base is not None and os.sep in program else None
-            if shutil.which(program) is None and not (local is not None and local.is_file()):
+            if _not_found(argv[0], base):
                 problems.append(
                     f"{roster.path}: agent {agent.name!r}: {kind.value} program "
-                    f"{program!r} not found"
+                    f"{argv[0]!r} not found"
                 )
     if problems:
         raise ConfigError("\n".join(problems))
     return warnings
+
+
+def _not_found(program: str, base: Path | None) -> bool:
+    """Whether `program` is neither on PATH nor (a path) relative to the roster's directory."""
+    local = base / program if base is not None and os.sep in program else None
+    return shutil.which(program) is None and not (local is not None and local.is_file())
 
 
 def _values_lost(spec: AgentSpec, agent: BaseAgent) -> str | None:

@@ -97,7 +97,12 @@ def _handler_of(roster: Roster, spec: AgentSpec, transport: Backend) -> Handler:
 
         return ConductorHandler(roster, transport)
     if spec.handler_kind is HandlerKind.LLM:
-        return build_llm_handler(spec, transport.local.ensure_agent_dir(spec.name))
+        return build_llm_handler(
+            spec,
+            transport.local.ensure_agent_dir(spec.name),
+            record=transport.record,
+            withheld_env=roster.withheld_env(),
+        )
     return build_handler(
         spec, max_output_bytes=roster.max_message_bytes, withheld_env=roster.withheld_env()
     )

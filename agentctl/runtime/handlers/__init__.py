@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agentctl.config.agentspec import AgentSpec, HandlerKind
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     from pydantic import JsonValue
 
@@ -58,8 +58,16 @@ def build_handler(
     raise ValueError(f"agent {spec.name!r} is a command agent: it has no in-process handler")
 
 
-def build_llm_handler(spec: AgentSpec, state_dir: Path) -> Handler:
-    """The handler of an `llm:` agent (it keeps its budget in `state_dir`)."""
+def build_llm_handler(
+    spec: AgentSpec,
+    state_dir: Path,
+    *,
+    record: Callable[..., None] | None,
+    withheld_env: Collection[str],
+) -> Handler:
+    """The handler of an `llm:` agent (it keeps its budget in `state_dir`, journals its tool
+    calls with `record`, and its MCP servers get no variable of `withheld_env` its `env:` does
+    not list)."""
     from agentctl.runtime.handlers.llm import LlmHandler
 
-    return LlmHandler(spec, state_dir=state_dir)
+    return LlmHandler(spec, state_dir=state_dir, record=record, withheld_env=withheld_env)

@@ -108,7 +108,7 @@ class ExecHandler:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         deadline = time.monotonic() + timeout_s
         out = bytearray()
-        log = _StderrLog(self.argv[0], self.max_output_bytes)
+        log = StderrLog(self.argv[0], self.max_output_bytes)
         sent = 0
         with selectors.DefaultSelector() as selector:
             if data:
@@ -156,7 +156,7 @@ class ExecHandler:
         """Nothing to release: each message has its own process."""
 
 
-class _StderrLog:
+class StderrLog:
     """A program's stderr on its way to the agent's log: up to `max_bytes` per attempt pass,
     the rest is counted and dropped; the last few KiB stay for the error message."""
 
