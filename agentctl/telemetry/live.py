@@ -60,9 +60,12 @@ class LiveExport:
 
     def start(self) -> None:
         """Remember recent sends, then follow the journal from its end."""
+        self._prime()
+        self._thread.start()
+
+    def _prime(self) -> None:
         for record in self.backend.read_events(PRIME_SENDS, _user_send):
             self.assembler.prime(record)
-        self._thread.start()
 
     def close(self) -> None:
         """Stop following; give the spans still queued STOP_WAIT_S to leave."""
@@ -75,7 +78,13 @@ class LiveExport:
         flusher.join(STOP_WAIT_S)
 
     def _follow(self) -> None:
+        primed_again = False
         for record in self.backend.follow_events(_any, self.stopping):
+            if not primed_again:
+                # Following began before this record arrived, so a send made between the first
+                # priming and that moment is in the journal by now: read the sends once more.
+                primed_again = True
+                self._prime()
             try:
                 self.export(record)
             except Exception:  # a bad record costs its span, never the supervisor

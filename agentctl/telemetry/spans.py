@@ -174,9 +174,9 @@ class SpanAssembler:
 
     def _claimed(self, record: dict[str, Any], thread: str, message_id: str) -> list[SpanRecord]:
         agent = str(record.get("agent"))
-        if agent == PIPELINE_AGENT:
-            return []  # the conductor's work shows as run and stage spans
         spans = self._send_span(message_id, thread)  # primed: sent before we started
+        if agent == PIPELINE_AGENT:
+            return spans  # the conductor's work shows as run and stage spans
         stale = self._failed.pop(message_id, None)  # a retry is claimed: the failure's fate
         if stale is not None:
             spans.append(stale)

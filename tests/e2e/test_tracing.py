@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, run_cli, wait_until, write_roster
+from tests.natsfix import NatsServer, nats_server  # noqa: F401 (a fixture)
 from tests.otlpfix import OtlpReceiver, _from_json, otlp  # noqa: F401 (a fixture)
 from tests.test_llm import FakeLlm, llm, llm_agent, send  # noqa: F401 (a fixture)
 
@@ -230,5 +231,41 @@ def test_trace_export_without_the_otel_extra_says_which_to_install(tmp_path: Pat
 def test_trace_export_needs_one_thread_or_since(tmp_path: Path, args: list[str]) -> None:
     write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
     done = run_cli("trace", "export", *args, "--output", "x.json", cwd=tmp_path)
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.count("error:") == 1 and "give a THREAD or --since" in done.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_on_nats_the_context_rides_the_stream_and_the_trace_is_the_same(
+    tmp_path: Path, otlp: OtlpReceiver, nats_server: NatsServer, supervised, monkeypatch  # noqa: F811
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
+    echo = "python: agentctl.agents.echo:EchoAgent"
+    transport = "{kind: nats, servers: [" + nats_server.url + "]}"
+    roster = write_roster(tmp_path, f"- name: first\n  {echo}\n- name: second\n  {echo}\n",
+                          transport=transport)  # fmt: skip
+    roster.write_text(roster.read_text() + "pipelines:\n  two: [first, second]\n")
+    supervised(tmp_path)
+    done = run_cli("send", "pipeline:two", "review me", "--wait", "--json", "--timeout-s", "60",
+                   cwd=tmp_path, timeout=90)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    thread = json.loads(done.stdout)["run"]
+    run_span = otlp.wait_for("invoke_workflow two")
+    wanted = {"send pipeline", "invoke_workflow two", "stage 0 two", "stage 1 two",
+              "invoke_agent first", "invoke_agent second"}  # fmt: skip
+    trace_id = run_span["trace_id"]
+    wait_until(lambda: wanted <= {s["name"] for s in _ours(otlp.received(), trace_id)})
+    live = _ours(otlp.received(), trace_id)
+    spans = _by_name(live)
+    assert len(live) == len(wanted)
+    assert spans["invoke_agent second"]["parent_id"] == spans["stage 1 two"]["span_id"]
+    assert spans["stage 1 two"]["parent_id"] == run_span["span_id"]
+    assert run_span["parent_id"] == spans["send pipeline"]["span_id"]
+
+    out = tmp_path / "trace.json"
+    exported = run_cli("trace", "export", thread, "--output", str(out), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    again = _from_json(json.loads(out.read_text()))
+    assert sorted((s["span_id"], s["parent_id"], s["start_ns"]) for s in again) == sorted(
+        (s["span_id"], s["parent_id"], s["start_ns"]) for s in live
+    )
