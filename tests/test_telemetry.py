@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -17,7 +16,6 @@ from agentctl.model.tracecontext import (
     stage_span_id,
     trace_id_of,
 )
-from agentctl.telemetry.export import parse_since
 from agentctl.telemetry.otlp import otlp_json, readable_spans, unix_ns
 from agentctl.telemetry.spans import SpanAssembler, spans_of
 
@@ -154,13 +152,3 @@ def test_otlp_json_has_hex_ids_and_nanosecond_strings() -> None:
 
 def test_unix_ns_is_exact_to_the_microsecond() -> None:
     assert unix_ns("1970-01-01T00:00:01.000002Z") == 1_000_002_000
-
-
-def test_since_takes_an_age_or_an_iso_time() -> None:
-    from datetime import UTC, datetime
-
-    now = datetime(2026, 1, 2, 12, tzinfo=UTC)
-    assert parse_since("2h", now) == datetime(2026, 1, 2, 10, tzinfo=UTC)
-    assert parse_since("2026-01-01T00:00:00", now) == datetime(2026, 1, 1, tzinfo=UTC)
-    with pytest.raises(Exception, match="--since"):
-        parse_since("yesterday", now)

@@ -8,24 +8,23 @@ are the ones a live export gave the same spans, so a backend that has both sees 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentctl.audit.history import parse_when
 from agentctl.model.errors import AgentctlError
 from agentctl.protocol.fsutil import write_atomic
 from agentctl.telemetry.otlp import capture_content, configured_endpoint, otlp_json, send_spans
 from agentctl.telemetry.spans import SpanRecord, spans_of
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from agentctl.backends.base import Backend
     from agentctl.config.roster import Roster
 
 ALL_EVENTS = 10**12  # `--since` reads the journal from that time on, however much it is
-_AGO_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def _thread_records(backend: Backend, ident: str) -> list[dict[str, Any]]:
 
 
 def _records_since(backend: Backend, since: str | None, now: datetime | None) -> list[Any]:
-    start = parse_since(since or "", now or datetime.now(UTC))
+    start = parse_when(since or "", now=now, option="--since")
     stamp = start.isoformat(timespec="microseconds").replace("+00:00", "Z")
     threads = set()
     records = backend.read_events(ALL_EVENTS, lambda r: bool(r.get("thread_id")))
@@ -98,18 +97,3 @@ def _records_since(backend: Backend, since: str | None, now: datetime | None) ->
             threads.add(record["thread_id"])
     # Whole threads: a span begun before `since` and ended after it is still whole.
     return [r for r in records if r.get("thread_id") in threads]
-
-
-def parse_since(text: str, now: datetime) -> datetime:
-    """`--since`: an ISO time (UTC when it has no zone) or an age such as 30m, 2h, 1d."""
-    match = _AGO_RE.fullmatch(text.strip())
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise AgentctlError(
-            f"--since {text!r}: expected an ISO time (2026-01-02T03:04:05Z) or an age "
-            "(30m, 2h, 1d); nothing exported"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
