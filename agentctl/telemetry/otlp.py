@@ -7,6 +7,7 @@ an export is asked for. Writing a file needs no SDK (OTLP JSON is plain data), s
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+TIMEOUT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+EXPORT_TIMEOUT_S = 3.0  # `trace export`'s own, when neither TIMEOUT_ENVS is set
 CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"  # "true": summaries go too
 SCOPE_NAME = "agentctl"
 SERVICE_NAME = "agentctl"
@@ -183,14 +186,41 @@ def send_spans(spans: Sequence[SpanRecord], endpoint: str | None = None) -> None
     AgentctlError when the collector refuses them or cannot be reached."""
     exporter_cls = _exporter_cls()
     readable = readable_spans(spans)
-    exporter = exporter_cls(endpoint=_traces_url(endpoint) if endpoint else None)
+    # The SDK retries a collector that is down for its whole timeout (10 s by default): a
+    # command gives up sooner, unless the standard variable says otherwise.
+    configured = any(os.environ.get(name) for name in TIMEOUT_ENVS)
+    timeout_s = None if configured else EXPORT_TIMEOUT_S
+    exporter = exporter_cls(endpoint=_traces_url(endpoint) if endpoint else None, timeout=timeout_s)
+    said = _SdkLog()  # the SDK logs each failure: its words go into our one error line
+    sdk_log = logging.getLogger("opentelemetry")
+    sdk_log.addHandler(said)
+    propagate, sdk_log.propagate = sdk_log.propagate, False
     try:
         result = exporter.export(readable)
     finally:
         exporter.shutdown()
+        sdk_log.removeHandler(said)
+        sdk_log.propagate = propagate
     if result.name != "SUCCESS":
         where = endpoint or configured_endpoint()
-        raise AgentctlError(f"{where}: the OTLP collector did not take the spans (see above)")
+        raise AgentctlError(f"{where}: the spans were not taken: {said.reason()}")
+
+
+class _SdkLog(logging.Handler):
+    """Keeps what the SDK's exporter said about a failed export."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def reason(self) -> str:
+        if any("Connection refused" in m for m in self.messages):
+            return "connection refused (is the collector running?)"
+        first = self.messages[0] if self.messages else "no reason given"
+        return " ".join(first.split())[:300]
 
 
 def batch_processor() -> SpanProcessor:

@@ -20,8 +20,7 @@ The spans (OpenTelemetry GenAI semantic conventions 1.44.0, development status):
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agentctl.flow.pipeline import parse_stage_id
@@ -35,45 +34,14 @@ from agentctl.model.tracecontext import (
     trace_id_of,
 )
 from agentctl.model.vocab import Event
+from agentctl.telemetry.spanrecord import SpanEvent, SpanKind, SpanRecord
 
 SEMCONV_VERSION = "1.44.0"
 TOOL_CALL_EVENT = "tool_call"  # journaled by llm: agents for each MCP tool they call
 MAX_REMEMBERED = 10_000  # open attempts, runs and sends a long-lived assembler keeps
 _V = TypeVar("_V")
 
-
-class SpanKind(StrEnum):
-    """OpenTelemetry's span kinds, by their OTLP names (less the `SPAN_KIND_` prefix)."""
-
-    INTERNAL = "internal"
-    PRODUCER = "producer"
-    CLIENT = "client"
-
-
-@dataclass
-class SpanEvent:
-    """Something that happened during a span: a retry, a budget stop, an escalation."""
-
-    name: str
-    ts: str
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class SpanRecord:
-    """One finished span, in plain data (times are the journal's ISO timestamps)."""
-
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    name: str
-    kind: SpanKind
-    start: str
-    end: str
-    attributes: dict[str, Any]
-    owner: str  # the agent whose work it is: on NATS, the supervisor running it exports it
-    events: list[SpanEvent] = field(default_factory=list)
-    error: str | None = None  # the status description of a failed span
+__all__ = ["SpanAssembler", "SpanEvent", "SpanKind", "SpanRecord", "spans_of"]
 
 
 @dataclass

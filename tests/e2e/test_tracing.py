@@ -156,6 +156,19 @@ def test_a_pipeline_across_languages_is_one_trace_live_and_from_the_journal(
                 span["start_ns"], span["end_ns"], span["error"])  # fmt: skip
 
     assert sorted(map(key, exported)) == sorted(map(key, live))
+    # Sent over OTLP/HTTP to another collector, they are the same again.
+    other = OtlpReceiver()
+    try:
+        done = run_cli("trace", "export", thread, "--endpoint", other.url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert sorted(map(key, other.received())) == sorted(map(key, live))
+    finally:
+        other.close()
+    # A collector that is not there: one error line.
+    down = f"http://127.0.0.1:{_closed_port()}"
+    done = run_cli("trace", "export", thread, "--endpoint", down, cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("error:") == 1, done.stderr
+    assert "connection refused" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_retried_attempt_and_a_dead_letter_show_as_such(
