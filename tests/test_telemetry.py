@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from agentctl.backends.file.workspace import Workspace
 from agentctl.model.tracecontext import (
     attempt_span_id,
     run_span_id,
@@ -16,6 +19,7 @@ from agentctl.model.tracecontext import (
     stage_span_id,
     trace_id_of,
 )
+from agentctl.telemetry.live import LiveExport
 from agentctl.telemetry.otlp import otlp_json, readable_spans, unix_ns
 from agentctl.telemetry.spans import SpanAssembler, spans_of
 
@@ -152,3 +156,20 @@ def test_otlp_json_has_hex_ids_and_nanosecond_strings() -> None:
 
 def test_unix_ns_is_exact_to_the_microsecond() -> None:
     assert unix_ns("1970-01-01T00:00:01.000002Z") == 1_000_002_000
+
+
+@pytest.mark.parametrize(("owners", "names"), [({"worker"}, ["send worker", "invoke_agent worker"]),
+                                                ({"pipeline"}, [])])  # fmt: skip
+def test_a_live_exporter_sends_only_the_spans_of_the_agents_it_runs(
+    tmp_path: Path, owners: set[str], names: list[str]
+) -> None:
+    # On NATS every machine follows the whole stream; each span leaves from one machine.
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    memory = InMemorySpanExporter()
+    live = LiveExport(Workspace(tmp_path / "ws"), SimpleSpanProcessor(memory), owners=owners,
+                      models={})  # fmt: skip
+    for record in (ev("sent", "user", to="worker"), ev("claimed", "worker", attempt=1),
+                   ev("handled", "worker", attempt=1)):  # fmt: skip
+        live.export(record)
+    assert [s.name for s in memory.get_finished_spans()] == names
