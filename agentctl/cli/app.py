@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("agentctl.cli.journal_cmds", "tail"),
     "replay": ("agentctl.cli.journal_cmds", "replay"),
     "verify": ("agentctl.cli.journal_cmds", "verify"),
+    "trace": ("agentctl.cli.trace_cmd", "app"),
     "dead": ("agentctl.cli.dead_cmds", "app"),
     "pipeline": ("agentctl.cli.pipeline_cmds", "app"),
     "escalations": ("agentctl.cli.pipeline_cmds", "escalations"),

@@ -69,6 +69,10 @@ def run(
     reload = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: reload.set())  # as `agentctl reload`
     view = _LiveView(supervisor)
+    from agentctl.telemetry.live import start_live_export  # nothing loads unless configured
+
+    owners = {proc.spec.name for proc in supervisor.agents.values()}
+    tracing = start_live_export(transport, roster, owners, supervisor.events)
     try:
         supervise(
             supervisor,
@@ -79,6 +83,8 @@ def run(
             reload=reload,
         )
     finally:
+        if tracing is not None:
+            tracing.close()
         view.close()
         transport.close()
     view.report(["stopped"])

@@ -15,6 +15,7 @@ from agentctl.backends.file.workspace import Workspace
 from agentctl.model.constants import DEFAULT_MAX_MESSAGE_BYTES, USER_AGENT
 from agentctl.model.errors import BadMessageError
 from agentctl.model.message import AgentMessage, new_message
+from agentctl.model.tracecontext import root_context
 
 
 class WorkspaceRouter:
@@ -91,5 +92,8 @@ def ensure_deliverable(message: AgentMessage, max_message_bytes: int) -> None:
 
 
 def user_message(to_agent: str, content: object, **fields: object) -> AgentMessage:
-    """A message from the command-line pseudo-agent `user`; BadMessageError if a field is bad."""
-    return new_message(from_agent=USER_AGENT, to_agent=to_agent, content=content, **fields)
+    """A message from the command-line pseudo-agent `user`, the root of a trace (see
+    model/tracecontext.py); BadMessageError if a field is bad."""
+    return root_context(
+        new_message(from_agent=USER_AGENT, to_agent=to_agent, content=content, **fields)
+    )

@@ -25,6 +25,7 @@ from agentctl.model.errors import AgentctlError, ConfigError
 from agentctl.model.ids import new_id
 from agentctl.model.names import validate_agent_name
 from agentctl.model.priority import Priority
+from agentctl.model.tracecontext import TRACE_HEADERS
 from agentctl.model.vocab import Event
 
 if TYPE_CHECKING:
@@ -35,10 +36,13 @@ if TYPE_CHECKING:
 
 PIPELINE_PREFIX = "pipeline:"  # `send pipeline:NAME` starts a run of NAME
 
-# Headers agentctl writes itself, for attempts, requeues, resends and pipelines: a sender who
-# set one would change how the message is retried or routed, so `send --header` refuses them.
+# Headers agentctl writes itself, for attempts, requeues, resends, pipelines and traces: a
+# sender who set one would change how the message is retried or routed, or splice the thread
+# into another trace (trace ids derive from thread ids: docs/TRACING.md), so `send --header`
+# refuses them.
 INTERNAL_HEADERS = frozenset(
     {PIPELINE_HEADER, STAGE_HEADER, NOT_BEFORE_HEADER, REQUEUED_HEADER, "resent_from"}
+    | TRACE_HEADERS
 )
 HEADER_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 TIMEOUT_HEADER = "timeout_s"  # the worker's timeout for this one message

@@ -29,6 +29,7 @@ from agentctl.model.constants import (
 from agentctl.model.errors import BadMessageError
 from agentctl.model.ids import new_id, reply_id
 from agentctl.model.priority import Priority
+from agentctl.model.tracecontext import TRACE_HEADERS, attempt_context
 
 
 class MessageKind(StrEnum):
@@ -151,7 +152,15 @@ class AgentMessage(BaseModel):
             kind=kind,
             content=content,
             priority=Priority(self.priority),
+            headers=self._reply_context(),
         )
+
+    def _reply_context(self) -> dict[str, str]:
+        # A reply continues the trace from the attempt that made it; one made outside any
+        # attempt (a person's answer to an escalation) continues its request's own context.
+        if self.attempt > 0:
+            return attempt_context(self)
+        return {k: v for k, v in self.headers.items() if k in TRACE_HEADERS}
 
 
 def new_message(**fields: Any) -> AgentMessage:

@@ -43,6 +43,7 @@ from agentctl.model.ids import reply_id
 from agentctl.model.message import AgentMessage, MessageKind
 from agentctl.model.priority import Priority
 from agentctl.model.task import task_of
+from agentctl.model.tracecontext import context_headers, run_span_id, stage_span_id
 from agentctl.model.verdict import Verdict
 from agentctl.model.vocab import Event, RunStatus
 from agentctl.protocol.status import iso_now, parse_iso
@@ -248,6 +249,7 @@ class ConductorHandler:
                 headers={
                     STAGE_HEADER: f"{run.run_id}/{index}",
                     PIPELINE_HEADER: run.pipeline,
+                    **context_headers(run.thread_id, stage_span_id(run.run_id, index)),
                 },
                 content=context,
             )
@@ -300,6 +302,7 @@ class ConductorHandler:
             to_agent=HUMAN_AGENT,
             kind=MessageKind.TASK,
             priority=Priority(run.request_priority),
+            headers=context_headers(run.thread_id, stage_span_id(run.run_id, run.current)),
             content=evidence,
         )
         if self.ws.deliver(message, dedupe=True) is not None:
@@ -318,6 +321,7 @@ class ConductorHandler:
             to_agent=run.requester,
             kind=MessageKind.RESULT,
             priority=Priority(run.request_priority),
+            headers=context_headers(run.thread_id, run_span_id(run.run_id)),
             content=run.outcome(),
         )
         self.ws.deliver(reply, dedupe=True)

@@ -70,6 +70,7 @@ class Settlement:
             self.fail(delivery, message, error, ErrorKind.ERROR, duration_ms)
             return
         self.writes.run(lambda: self.inbox.ack(delivery))
+        usage = result.get("usage") if isinstance(result, dict) else None
         self.record(
             Event.HANDLED,
             message,
@@ -78,8 +79,9 @@ class Settlement:
             duration_ms=duration_ms,
             result_id=reply_id,
             verdict=verdict_of(result) if answer else None,
-            # An llm: agent's token usage (and cost, when the endpoint reports one).
-            usage=result.get("usage") if isinstance(result, dict) else None,
+            # An llm: agent's token usage (and cost, when the endpoint reports one), and model.
+            usage=usage,
+            model=result.get("model") if usage is not None and isinstance(result, dict) else None,
         )
         self.reporter.count(handled=1)
 

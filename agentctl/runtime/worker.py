@@ -254,6 +254,7 @@ class Worker:
             attempt=message.attempt,
             file=delivery.key,
             sha256=content_digest(data),
+            requeued=message.requeued or None,  # with the attempt, names its trace span
         )
         if interrupted:
             if reason is not None:

@@ -332,7 +332,9 @@ def test_node_agent(tmp_path: Path, supervised) -> None:
     assert json.loads(second.read_text())["content"]["verdict"] == "escalate"
     dead = _inbox(project, "reverser", "dead") / f"1-{request_id}.json"
     wait_until(lambda: _moved(_inbox(project, "reverser", "processing") / dead.name, dead)
-               and json.loads(dead.read_text())["headers"] == {"requeued": "1"})
+               and json.loads(dead.read_text())["headers"].get("requeued") == "1")
+    # A requeued message keeps its trace context (docs/TRACING.md).
+    assert set(json.loads(dead.read_text())["headers"]) == {"requeued", "traceparent"}
 
     _bad_file_goes_to_dead(project, "reverser")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -129,7 +130,10 @@ def test_header_reaches_the_handler_and_its_timeout_is_honoured(tmp_path: Path, 
     shown = run_cli("send", "hdr", "show", "--header", "team=blue", "-H", "timeout_s=0.5",
                     "--wait", "--json", "--timeout-s", "30", cwd=tmp_path)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["content"]["headers"] == {"team": "blue", "timeout_s": "0.5"}
+    headers = json.loads(shown.stdout)["content"]["headers"]
+    # The thread's trace context rides along (docs/TRACING.md).
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", headers.pop("traceparent"))
+    assert headers == {"team": "blue", "timeout_s": "0.5"}
     # A handler that sleeps longer than the header's timeout (the roster's is 300 s) fails.
     slept = run_cli("send", "hdr", "sleep", "-H", "timeout_s=0.5", "--wait", "--timeout-s", "30",
                     cwd=tmp_path)  # fmt: skip
@@ -141,6 +145,7 @@ def test_bad_or_internal_headers_are_refused(tmp_path: Path) -> None:
     _headers_roster(tmp_path)
     for bad, said in [("requeued=1", "internal"), ("not_before=2030-01-01", "internal"),
                       ("pipeline=x", "internal"), ("Bad Key=x", "KEY"), ("novalue", "KEY=VALUE"),
+                      (f"traceparent=00-{'1' * 32}-{'2' * 16}-01", "internal"),
                       ("timeout_s=soon", "positive number")]:  # fmt: skip
         result = run_cli("send", "hdr", "hi", "--header", bad, cwd=tmp_path)
         assert result.returncode == 1, (bad, result.stdout, result.stderr)

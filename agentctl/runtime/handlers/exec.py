@@ -27,6 +27,7 @@ from agentctl.config.envpolicy import LLM_KEY_ENV
 from agentctl.model.constants import DEFAULT_MAX_MESSAGE_BYTES, ENV_AGENT
 from agentctl.model.errors import BadMessageError, HandlerError, HandlerTimeoutError
 from agentctl.model.message import parse_json_strict
+from agentctl.model.tracecontext import attempt_env
 from agentctl.protocol.proc import die_with_parent, prepare_die_with_parent
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class ExecHandler:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={**self.env, "AGENTCTL_MESSAGE_ID": message.id},
+                # TRACEPARENT: the program's own spans join the thread's trace (TRACING.md).
+                env={**self.env, "AGENTCTL_MESSAGE_ID": message.id, **attempt_env(message)},
                 start_new_session=True,
                 preexec_fn=_die_with_worker,  # noqa: PLW1509 - one prctl call, no locks
             )

@@ -1,0 +1,124 @@
+"""Live export: the supervisor follows the journal and exports each span as it ends.
+
+Started by `agentctl run` when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces endpoint variable) is
+set; otherwise nothing here runs and OpenTelemetry is never imported. It reads the very records
+`agentctl trace export` reads later, through the same SpanAssembler, so both send the same
+spans. Handlers never wait for it: it is a thread of the supervisor reading what the workers
+journaled, and the SDK's batch processor sends from a thread of its own, dropping spans when
+the collector is down. On NATS every machine's supervisor follows the whole stream and exports
+the spans of the agents it runs (SpanRecord.owner), so each span leaves once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from agentctl.model.constants import USER_AGENT
+from agentctl.model.vocab import Event
+from agentctl.telemetry.otlp import (
+    MissingExtraError,
+    batch_processor,
+    capture_content,
+    configured_endpoint,
+    readable_spans,
+)
+from agentctl.telemetry.spans import SpanAssembler
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from agentctl.backends.base import Backend
+    from agentctl.config.roster import Roster
+
+log = logging.getLogger(__name__)
+
+PRIME_SENDS = 200  # sends made before the supervisor started, whose spans it still emits
+STOP_WAIT_S = 3.0  # how long a stop waits for the last spans to leave
+
+
+class LiveExport:
+    """A thread that turns the journal's new records into spans and hands them to the SDK."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        processor: SpanProcessor,
+        *,
+        owners: Collection[str],
+        models: dict[str, str],
+    ) -> None:
+        self.backend = backend
+        self.processor = processor
+        self.owners = frozenset(owners)
+        self.assembler = SpanAssembler(models=models, content=capture_content())
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="otel-live", daemon=True)
+
+    def start(self) -> None:
+        """Remember recent sends, then follow the journal from its end."""
+        self._prime()
+        self._thread.start()
+
+    def _prime(self) -> None:
+        for record in self.backend.read_events(PRIME_SENDS, _user_send):
+            self.assembler.prime(record)
+
+    def close(self) -> None:
+        """Stop following; give the spans still queued STOP_WAIT_S to leave."""
+        self.stopping.set()
+        self._thread.join(STOP_WAIT_S)
+        # The SDK's shutdown flushes the queue, and retries an unreachable collector for its
+        # whole timeout: in a daemon thread, so stopping the team never waits on it.
+        flusher = threading.Thread(target=self.processor.shutdown, daemon=True)
+        flusher.start()
+        flusher.join(STOP_WAIT_S)
+
+    def _follow(self) -> None:
+        primed_again = False
+        for record in self.backend.follow_events(_any, self.stopping):
+            if not primed_again:
+                # Following began before this record arrived, so a send made between the first
+                # priming and that moment is in the journal by now: read the sends once more.
+                primed_again = True
+                self._prime()
+            try:
+                self.export(record)
+            except Exception:  # a bad record costs its span, never the supervisor
+                log.exception("tracing: cannot export the spans of %r", record.get("event"))
+
+    def export(self, record: dict[str, Any]) -> None:
+        """Hand the spans `record` ends, of the agents we run, to the batch processor."""
+        spans = [s for s in self.assembler.feed(record) if s.owner in self.owners]
+        for span in readable_spans(spans):
+            self.processor.on_end(span)
+
+
+def start_live_export(
+    backend: Backend, roster: Roster, owners: Collection[str], notes: list[str]
+) -> LiveExport | None:
+    """A started LiveExport when an OTLP endpoint is configured, else None; a missing `otel`
+    extra is one line in `notes` (what `agentctl run` shows), never a failed start."""
+    if configured_endpoint() is None:
+        return None
+    try:
+        processor = batch_processor()
+    except MissingExtraError as exc:
+        notes.append(f"tracing off: {exc}")
+        return None
+    models = {a.name: a.llm.model for a in roster.agents if a.llm is not None}
+    live = LiveExport(backend, processor, owners=owners, models=models)
+    live.start()
+    notes.append(f"tracing: spans go to {configured_endpoint()}")
+    return live
+
+
+def _user_send(record: dict[str, Any]) -> bool:
+    return record.get("event") == Event.SENT and record.get("agent") == USER_AGENT
+
+
+def _any(record: dict[str, Any]) -> bool:
+    return True
