@@ -74,3 +74,20 @@ def test_a_journal_spliced_from_two_chains_is_reported_where_they_meet(tmp_path:
         "or this one inserted"
     ]
     assert report.events == 4
+
+
+def test_a_line_nested_too_deep_to_parse_is_reported_not_a_crash(tmp_path: Path) -> None:
+    # Given a journal with a line that is valid JSON nested deeper than the parser's stack
+    ws = _workspace(tmp_path / "ws")
+    ws.journal.append("tick", agent="a")
+    active = ws.journal_dir / ACTIVE_NAME
+    offset = active.stat().st_size
+    with open(active, "ab") as f:
+        f.write(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    ws.journal.append("tick", agent="a")
+
+    report = verify_workspace(ws)
+
+    assert [str(p) for p in report.problems] == [
+        f".agentctl/journal/{ACTIVE_NAME}@{offset}: not a journal line (edited or inserted)"
+    ]
