@@ -19,9 +19,9 @@ def _workspace(root: Path) -> Workspace:
     return Workspace(root, fsync=False)
 
 
-def _dead_letter(ws: Workspace, agent: str = "failing") -> Path:
+def _dead_letter(ws: Workspace, agent: str = "failing", content: str = "doomed") -> Path:
     """A task sent to `agent`, claimed and dead-lettered, journaled as the worker does it."""
-    request = AgentMessage(from_agent="user", to_agent=agent, content="doomed")
+    request = AgentMessage(from_agent="user", to_agent=agent, content=content)
     ws.deliver(request)
     mailbox = ws.mailbox(agent)
     assert mailbox.claim(request.file_name) is not None
@@ -52,6 +52,35 @@ def test_a_removed_dead_letter_is_reported(tmp_path: Path) -> None:
     report = verify_workspace(ws)
     assert [str(p) for p in report.problems] == [
         f"failing/inbox/dead/{dead.name}: removed: the journal (seq 3) says it is dead"
+    ]
+
+
+def test_a_file_longer_than_one_read_is_hashed_whole(tmp_path: Path) -> None:
+    # Given a dead letter of ~300 KB (verify reads files 64 KiB at a time)
+    ws = _workspace(tmp_path / "ws")
+    dead = _dead_letter(ws, content="x" * 300_000)
+    assert verify_workspace(ws).ok, verify_workspace(ws).problems
+
+    # When only its last byte changes
+    data = dead.read_bytes()
+    dead.write_bytes(data[:-1] + (b" " if data[-1:] != b" " else b"\n"))
+
+    report = verify_workspace(ws)
+    assert [str(p) for p in report.problems] == [
+        f"failing/inbox/dead/{dead.name}: edited after the journal recorded it (seq 3)"
+    ]
+
+
+def test_a_file_that_cannot_be_read_is_reported_unreadable(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    dead = _dead_letter(ws)
+    dead.unlink()
+    dead.mkdir()  # the name the journal recorded, now a folder
+
+    report = verify_workspace(ws)
+
+    assert [str(p) for p in report.problems] == [
+        f"failing/inbox/dead/{dead.name}: unreadable: Is a directory"
     ]
 
 
