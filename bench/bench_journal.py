@@ -211,6 +211,13 @@ def timed_baseline(argv: list[str]) -> tuple[float, float]:
     return elapsed, max(after, before) / 1024
 
 
+def _target(met: bool, target: str, events: int) -> str:
+    """The target of a row (absolute, for one million events) and whether this run met it."""
+    if events != 1_000_000:
+        return f"{target} at 1M events"
+    return f"{target} {'PASS' if met else 'MISS'}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -245,44 +252,55 @@ def main() -> int:
                 f"{journal_rate:,.0f}",
                 f"{bare_rate:,.0f} bare write",
                 f"{journal_rate / bare_rate:.2f}x",
+                "",
             ),
             (
                 "  two appenders taking turns",
                 f"{alternating_rate:,.0f}",
                 f"{journal_rate:,.0f} one appender",
                 f"{alternating_rate / journal_rate:.2f}x",
+                "",
             ),
             (
                 f"replay one thread of {args.events:,} events",
                 f"{replay_s * 1000:.0f} ms",
                 f"{grep_s * 1000:.0f} ms grep -F",
                 f"{replay_s / grep_s:.1f}x",
+                _target(replay_s <= 0.3, "<= 0.3 s", args.events),
             ),
-            ("  whole process, imports included", f"{replay_whole_s * 1000:.0f} ms", "-", ""),
-            ("  peak memory of replay", f"{replay_mib:.0f} MiB", "-", ""),
+            ("  whole process, imports included", f"{replay_whole_s * 1000:.0f} ms", "-", "", ""),
+            ("  peak memory of replay", f"{replay_mib:.0f} MiB", "-", "", ""),
             (
                 "tail -n 20",
                 f"{tail_s * 1000:.1f} ms",
                 f"{ctail_s * 1000:.1f} ms coreutils tail",
                 f"{tail_s / ctail_s:.1f}x",
+                _target(tail_s <= 0.1, "<= 0.1 s", args.events),
             ),
-            ("  whole process, imports included", f"{tail_whole_s * 1000:.0f} ms", "-", ""),
-            ("  peak memory of tail", f"{tail_mib:.0f} MiB", "-", ""),
+            ("  whole process, imports included", f"{tail_whole_s * 1000:.0f} ms", "-", "", ""),
+            ("  peak memory of tail", f"{tail_mib:.0f} MiB", "-", "", ""),
             (
                 f"verify of {args.events:,} events, {args.events // 3:,} done/ files",
                 f"{verify_s:.2f} s",
                 f"{bare_s:.2f} s read+loads+sha256",
                 f"{verify_s / bare_s:.1f}x",
+                _target(verify_s <= 5, "<= 5 s", args.events),
             ),
-            ("  whole process, imports included", f"{verify_whole_s:.2f} s", "-", ""),
-            ("  peak memory of verify", f"{verify_mib:.0f} MiB", f"{bare_mib:.0f} MiB", ""),
+            ("  whole process, imports included", f"{verify_whole_s:.2f} s", "-", "", ""),
+            (
+                "  peak memory of verify",
+                f"{verify_mib:.0f} MiB",
+                f"{bare_mib:.0f} MiB",
+                "",
+                _target(verify_mib * 2**20 <= 100e6, "<= 100 MB", args.events),
+            ),
         ]
         print(
             f"journal of {args.events:,} events, {len(segments)} segments, {size_mib:.0f} MiB "
             f"(generated in {generate_s:.1f} s); replay found {found} events of thread {ident}"
         )
-        widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
-        header = ("measurement", "agentctl", "baseline (same run)", "ratio")
+        widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+        header = ("measurement", "agentctl", "baseline (same run)", "ratio", "target (issue 19)")
         widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
         for row in (header, *rows):
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -19,9 +19,9 @@ def _workspace(root: Path) -> Workspace:
     return Workspace(root, fsync=False)
 
 
-def _dead_letter(ws: Workspace, agent: str = "failing") -> Path:
+def _dead_letter(ws: Workspace, agent: str = "failing", content: str = "doomed") -> Path:
     """A task sent to `agent`, claimed and dead-lettered, journaled as the worker does it."""
-    request = AgentMessage(from_agent="user", to_agent=agent, content="doomed")
+    request = AgentMessage(from_agent="user", to_agent=agent, content=content)
     ws.deliver(request)
     mailbox = ws.mailbox(agent)
     assert mailbox.claim(request.file_name) is not None
@@ -55,6 +55,35 @@ def test_a_removed_dead_letter_is_reported(tmp_path: Path) -> None:
     ]
 
 
+def test_a_file_longer_than_one_read_is_hashed_whole(tmp_path: Path) -> None:
+    # Given a dead letter of ~300 KB (verify reads files 64 KiB at a time)
+    ws = _workspace(tmp_path / "ws")
+    dead = _dead_letter(ws, content="x" * 300_000)
+    assert verify_workspace(ws).ok, verify_workspace(ws).problems
+
+    # When only its last byte changes
+    data = dead.read_bytes()
+    dead.write_bytes(data[:-1] + (b" " if data[-1:] != b" " else b"\n"))
+
+    report = verify_workspace(ws)
+    assert [str(p) for p in report.problems] == [
+        f"failing/inbox/dead/{dead.name}: edited after the journal recorded it (seq 3)"
+    ]
+
+
+def test_a_file_that_cannot_be_read_is_reported_unreadable(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    dead = _dead_letter(ws)
+    dead.unlink()
+    dead.mkdir()  # the name the journal recorded, now a folder
+
+    report = verify_workspace(ws)
+
+    assert [str(p) for p in report.problems] == [
+        f"failing/inbox/dead/{dead.name}: unreadable: Is a directory"
+    ]
+
+
 # -- the chain -----------------------------------------------------------------------------------
 
 
@@ -74,3 +103,20 @@ def test_a_journal_spliced_from_two_chains_is_reported_where_they_meet(tmp_path:
         "or this one inserted"
     ]
     assert report.events == 4
+
+
+def test_a_line_nested_too_deep_to_parse_is_reported_not_a_crash(tmp_path: Path) -> None:
+    # Given a journal with a line that is valid JSON nested deeper than the parser's stack
+    ws = _workspace(tmp_path / "ws")
+    ws.journal.append("tick", agent="a")
+    active = ws.journal_dir / ACTIVE_NAME
+    offset = active.stat().st_size
+    with open(active, "ab") as f:
+        f.write(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    ws.journal.append("tick", agent="a")
+
+    report = verify_workspace(ws)
+
+    assert [str(p) for p in report.problems] == [
+        f".agentctl/journal/{ACTIVE_NAME}@{offset}: not a journal line (edited or inserted)"
+    ]

@@ -346,7 +346,7 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the C stack allows
         return None
     if not isinstance(record, dict) or type(record.get("seq")) is not int:
         return None

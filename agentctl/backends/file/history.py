@@ -60,12 +60,19 @@ class FileHistory:
         if trace.kind != "task" or not trace.from_agent:
             return []
         inbox = self.ws.agent_dir(trace.from_agent) / INBOX_DIR
+        # `[0-9]-<id>-reply*.json`, matched by hand on one listing: Path.glob took 0.3 s
+        # on a done/ of 66,000 files, listing and matching takes a tenth of that.
+        starts = tuple(f"{rank}-{trace.id}-reply" for rank in range(10))
         found = []
         for sub in _FOLDER_STATE:
-            for path in sorted(inbox.joinpath(sub).glob(f"[0-9]-{trace.id}-reply*.json")):
-                data = _read_json(path, self.ws.max_message_bytes)
+            try:
+                names = os.listdir(inbox / sub)
+            except OSError:
+                continue
+            for name in sorted(n for n in names if n.startswith(starts) and n.endswith(".json")):
+                data = _read_json(inbox / sub / name, self.ws.max_message_bytes)
                 if data is not None and data.get("in_reply_to") == trace.id:
-                    found.append({**data, "_file": path.name})
+                    found.append({**data, "_file": name})
         return found
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from agentctl.protocol.journal import (
 from agentctl.protocol.journalreader import line_batches
 
 _HASH_MARK = b',"hash":"'
-_DECODER = json.JSONDecoder()
+# What JSONDecoder.raw_decode runs (the C scanner), called without raw_decode's Python frame.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -117,19 +118,20 @@ class _Chain:
         """Check one segment file; False if it vanished (rotated away meanwhile)."""
         found = False
         number = 0
-        decode, sha256, mark_of = _DECODER.raw_decode, hashlib.sha256, _HASH_MARK
-        track, tracked = self.expected.track, STATE_AFTER
+        scan, sha256, mark_of = _SCAN, hashlib.sha256, _HASH_MARK
+        track, tracked = self.expected.track, _TRACKED
         head_seq, head_hash = self.head.seq, self.head.hash  # locals: this loop is the cost
+        events = 0
         for offset, lines, torn in line_batches(path):
             found = True
             for raw in lines:
                 number += 1
                 try:
                     text = raw.decode()
-                    record, end = decode(text)
+                    record, end = scan(text, 0)
                     if end != len(text):
                         record = None
-                except ValueError:
+                except (ValueError, StopIteration, RecursionError):
                     record = None
                 if type(record) is not dict or type(record.get("seq")) is not int:
                     record = parse_line(raw)  # as every reader parses it (spaces around, ...)
@@ -154,11 +156,12 @@ class _Chain:
                         self.head = Head(head_seq, head_hash)
                         self._check_slowly(record, digest, name)
                         head_seq, head_hash = self.head.seq, self.head.hash
-                    self.report.events += 1
+                    events += 1
                     if record.get("event") in tracked:
                         track(record)
                 offset += len(raw) + 1
         self.head = Head(head_seq, head_hash)
+        self.report.events += events
         self._flush_pending()
         return found
 
@@ -238,16 +241,25 @@ def _records_recovery(record: dict[str, Any], pending: tuple[str, int, int, byte
 
 # A recorded sha256 that is not one: unpacks to 65 hex digits, which no file's digest equals.
 _UNMATCHABLE = (1 << 256) << 1 | 1
+_READ_BYTES = 64 * 1024
+
+
+_STATES = ("waiting", "in hand", "done", "dead")
+_TRACKED = frozenset(str(event) for event in STATE_AFTER)  # plain str: a cheaper lookup
 
 
 class _Expectations:
     """What the journal last said about each message file, packed into one int per file: a
     million-event journal names a few hundred thousand files, and objects per file cost
-    ~350 bytes where a packed int costs ~60."""
+    ~350 bytes where a packed int costs ~60. The packing, low bits first: the state (2 bits),
+    whether the file was found on disk (1 bit), the seq (40 bits), the digest (the SHA-256
+    shifted left once with the low bit set; 0 when the journal gave none)."""
 
-    _STATES = ("waiting", "in hand", "done", "dead")
-    _CODES = {state: code for code, state in enumerate(_STATES)}
-    _SEQ_BITS = 40
+    _CODE_AFTER = {str(event): _STATES.index(state) for event, state in STATE_AFTER.items()}
+    _SEEN = 4
+    _SEQ_SHIFT = 3
+    _SEQ_MASK = (1 << 40) - 1
+    _DIGEST_SHIFT = _SEQ_SHIFT + 40
 
     def __init__(self) -> None:
         self._packed: dict[str, int] = {}
@@ -272,64 +284,118 @@ class _Expectations:
                     pass
         else:
             previous = self._packed.get(key)
-            digest = previous >> (self._SEQ_BITS + 2) if previous is not None else 0
-        state = self._CODES[STATE_AFTER[event]]
-        seq = record["seq"] & ((1 << self._SEQ_BITS) - 1)
-        self._packed[key] = (digest << self._SEQ_BITS | seq) << 2 | state
+            digest = previous >> self._DIGEST_SHIFT if previous is not None else 0
+        seq = record["seq"] & self._SEQ_MASK
+        self._packed[key] = (
+            digest << self._DIGEST_SHIFT | seq << self._SEQ_SHIFT | (self._CODE_AFTER[event])
+        )
 
-    def get(self, key: tuple[str, str]) -> _Expected | None:
-        """What the journal last said about (owner, file name), if anything."""
-        packed = self._packed.get(f"{key[0]}/{key[1]}")
-        return None if packed is None else self._unpack(packed)
+    def check(self, owner: str, name: str) -> _Expected | None:
+        """What the journal last said about the file `name` of `owner`, if anything; the file
+        counts as found on disk from now on."""
+        key = f"{owner}/{name}"
+        packed = self._packed.get(key)
+        if packed is None:
+            return None
+        self._packed[key] = packed | self._SEEN
+        return self._unpack(packed)
 
-    def items(self) -> Iterator[tuple[tuple[str, str], _Expected]]:
-        """Every file the journal names, with what it last said about it."""
+    def missing(self) -> Iterator[tuple[str, str, _Expected]]:
+        """(owner, name, expectation) of each file the journal says is done or dead and that
+        `check` was not asked about: files removed from disk."""
         for key, packed in self._packed.items():
+            if packed & self._SEEN or packed & 3 < 2:
+                continue
             owner, _, name = key.partition("/")
-            yield (owner, name), self._unpack(packed)
+            yield owner, name, self._unpack(packed)
 
     def _unpack(self, packed: int) -> _Expected:
-        state = self._STATES[packed & 3]
-        seq = (packed >> 2) & ((1 << self._SEQ_BITS) - 1)
-        digest = packed >> (self._SEQ_BITS + 2)
+        state = _STATES[packed & 3]
+        seq = (packed >> self._SEQ_SHIFT) & self._SEQ_MASK
+        digest = packed >> self._DIGEST_SHIFT
         sha = f"{digest >> 1:064x}" if digest & 1 else None
         return _Expected(sha, state, seq)
 
 
 def _check_files(ws: Workspace, expected: _Expectations, report: Report) -> None:
-    seen: set[tuple[str, str]] = set()
+    # One buffer for every read, and each file opened relative to its folder (openat): the
+    # cost is then the three system calls and the hash, a third of open()/read_bytes().
+    buffer = bytearray(_READ_BYTES)
     for agent in ws.agent_names():
         inbox = ws.root / agent / INBOX_DIR
         for sub in (DONE, DEAD):
-            for name in _message_files(ws, agent, sub):
-                report.files += 1
-                key = (agent, name)
-                seen.add(key)
-                where = f"{agent}/{INBOX_DIR}/{sub}/{name}"
-                known = expected.get(key)
-                if known is None:
-                    report.problems.append(Problem(where, "not in the journal (inserted?)"))
-                    continue
-                if known.sha256 is None:
-                    continue  # e.g. an oversize bad file: its bytes were never read
-                try:
-                    digest = content_digest((inbox / sub / name).read_bytes())
-                except OSError as exc:
-                    report.problems.append(Problem(where, f"unreadable: {exc.strerror}"))
-                    continue
-                if digest != known.sha256:
-                    report.problems.append(
-                        Problem(where, f"edited after the journal recorded it (seq {known.seq})")
-                    )
-    for (agent, name), known in expected.items():
-        if known.state in ("done", "dead") and (agent, name) not in seen:
-            sub = DONE if known.state == "done" else DEAD
-            report.problems.append(
-                Problem(
-                    f"{agent}/{INBOX_DIR}/{sub}/{name}",
-                    f"removed: the journal (seq {known.seq}) says it is {known.state}",
+            names = _message_files(ws, agent, sub)
+            if not names:
+                continue
+            try:
+                folder_fd: int | OSError = os.open(
+                    inbox / sub, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
                 )
+            except OSError as exc:
+                folder_fd = exc  # every file of it is then unreadable, and said so
+            try:
+                for name in names:
+                    report.files += 1
+                    _check_file(agent, sub, name, folder_fd, buffer, expected, report)
+            finally:
+                if isinstance(folder_fd, int):
+                    os.close(folder_fd)
+    for agent, name, known in expected.missing():
+        sub = DONE if known.state == "done" else DEAD
+        report.problems.append(
+            Problem(
+                f"{agent}/{INBOX_DIR}/{sub}/{name}",
+                f"removed: the journal (seq {known.seq}) says it is {known.state}",
             )
+        )
+
+
+def _check_file(
+    agent: str,
+    sub: str,
+    name: str,
+    folder_fd: int | OSError,
+    buffer: bytearray,
+    expected: _Expectations,
+    report: Report,
+) -> None:
+    known = expected.check(agent, name)
+    if known is None:
+        report.problems.append(
+            Problem(f"{agent}/{INBOX_DIR}/{sub}/{name}", "not in the journal (inserted?)")
+        )
+        return
+    if known.sha256 is None:
+        return  # e.g. an oversize bad file: its bytes were never read
+    try:
+        if isinstance(folder_fd, OSError):
+            raise folder_fd
+        digest = _file_digest(name, folder_fd, buffer)
+    except OSError as exc:
+        report.problems.append(
+            Problem(f"{agent}/{INBOX_DIR}/{sub}/{name}", f"unreadable: {exc.strerror}")
+        )
+        return
+    if digest != known.sha256:
+        report.problems.append(
+            Problem(
+                f"{agent}/{INBOX_DIR}/{sub}/{name}",
+                f"edited after the journal recorded it (seq {known.seq})",
+            )
+        )
+
+
+def _file_digest(name: str, folder_fd: int, buffer: bytearray) -> str:
+    """The SHA-256 (hex) of the file `name` in the open folder, read through `buffer`."""
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=folder_fd)
+    try:
+        sha = hashlib.sha256()
+        view = memoryview(buffer)
+        while count := os.readv(fd, [buffer]):
+            sha.update(view[:count])
+    finally:
+        os.close(fd)
+    return sha.hexdigest()
 
 
 def _message_files(ws: Workspace, agent: str, sub: str) -> list[str]:
