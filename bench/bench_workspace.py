@@ -13,7 +13,8 @@ file creation at the start and the end. The benchmark deletes nothing until it h
 Rows (see docs/PERFORMANCE.md for the reasoning):
   send (none / fsync)   WorkspaceRouter.send vs write-to-tmp + link into new/ (+ fsyncs)
   latency p50 / p99     send -> handler start in a real worker vs a bare watchdog consumer
-  drain 10k             echo worker draining a pre-delivered burst vs a bare claim+ack loop
+  drain 10k             echo worker draining a pre-delivered burst vs a bare claim+reply+ack
+                        loop (and, for information, vs the plain claim+ack loop)
   CLI start-up          `agentctl --help` / `agentctl status --json` vs `python -c "import typer"`
 
 Everything runs in temporary directories; every subprocess is stopped on exit, error or Ctrl-C.
@@ -398,7 +399,7 @@ def bench_latency(tmp: Path, sizes: Sizes) -> list[Row]:
         f"(bare {bare_send_p50:.2f}); max {max(ours.to_handler_ms):.2f} ms"
     )
     return [
-        Row("latency send->handler, p50", "ms", p50, bare_p50, "<= 3x", p50 <= 3 * bare_p50, note),
+        Row("latency send->handler, p50", "ms", p50, bare_p50, "<= 2x", p50 <= 2 * bare_p50, note),
         Row("latency send->handler, p99", "ms", p99, bare_p99, "< 10 ms", p99 < 10.0, note),
     ]
 
@@ -512,19 +513,28 @@ def bench_drain(tmp: Path, sizes: Sizes) -> list[Row]:
     plain_rates.append(bare.rate(reply=False))
     reply_rates.append(bare.rate(reply=True))
     plain, with_reply = statistics.mean(plain_rates), statistics.mean(reply_rates)
-    note += f"; bare before/after {plain_rates[0]:,.0f}/{plain_rates[1]:,.0f}"
     burst = f"drain {sizes.drain_msgs // 1000}k burst (echo)"
     return [
-        Row(burst, "msg/s", ours, plain, ">= 0.3x", ours >= 0.3 * plain, note),
-        # Not a target: shows how much of the gap is the reply file every echo must create.
+        # The target (issue 19): the bare loop doing the file work an echo agent must do,
+        # reply file included (a file creation per message).
         Row(
-            f"{burst} vs bare+reply",
+            burst,
             "msg/s",
             ours,
             with_reply,
+            ">= 0.5x",
+            ours >= 0.5 * with_reply,
+            f"{note}; bare+reply before/after {reply_rates[0]:,.0f}/{reply_rates[1]:,.0f}",
+        ),
+        # Not a target: the plain claim+ack loop, which writes no reply (out of reach).
+        Row(
+            f"{burst} vs bare claim+ack",
+            "msg/s",
+            ours,
+            plain,
             "(info)",
             None,
-            f"bare+reply before/after {reply_rates[0]:,.0f}/{reply_rates[1]:,.0f}",
+            f"bare before/after {plain_rates[0]:,.0f}/{plain_rates[1]:,.0f}",
         ),
     ]
 
