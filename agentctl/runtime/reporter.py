@@ -52,11 +52,14 @@ class StatusReporter:
 
     def update(self, **changes: Any) -> None:
         """Set fields (state, current_message_id, ...); written soon, not now."""
+        changed = False
         with self._lock:
             for key, value in changes.items():
                 if getattr(self._status, key) != value:
                     setattr(self._status, key, value)
-                    self._changed.set()
+                    changed = True
+        if changed:
+            self._signal()
 
     def count(
         self, *, handled: int = 0, failed: int = 0, dead: int = 0, last_error: str | None = None
@@ -68,7 +71,15 @@ class StatusReporter:
             self._status.dead += dead
             if last_error is not None:
                 self._status.last_error = last_error
-        self._changed.set()
+        self._signal()
+
+    def _signal(self) -> None:
+        # Called twice per message in a burst: Event.set() takes a lock and notifies, while
+        # the flag is usually still set from the last change (the thread writes at most every
+        # STATUS_MIN_INTERVAL_S). The thread clears it before it copies the status, so a
+        # change made after the clear sets it again and is written next time.
+        if not self._changed.is_set():
+            self._changed.set()
 
     def snapshot(self) -> AgentStatus:
         """A copy of the current status."""
