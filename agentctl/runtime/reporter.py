@@ -1,9 +1,9 @@
 """StatusReporter: keeps status.json current from a thread, off the message hot path; and the
 status a worker starts from.
 
-The worker changes the in-memory status freely; the reporter writes it when it changed (at most
-every STATUS_MIN_INTERVAL_S, so a burst costs a few writes, not one per message) and at least
-every HEARTBEAT_INTERVAL_S, which is the heartbeat.
+The worker changes the in-memory status freely; the reporter writes it STATUS_MIN_INTERVAL_S after
+it changed (so a burst costs a few writes, not one per message, and no write competes with the
+handler a change announces) and at least every HEARTBEAT_INTERVAL_S, which is the heartbeat.
 """
 
 from __future__ import annotations
@@ -99,12 +99,16 @@ class StatusReporter:
 
     def _run(self) -> None:
         while not self._closed.is_set():
-            self._changed.wait(self._heartbeat_s)
+            if self._changed.wait(self._heartbeat_s):
+                # A change: write it a little later, not now. The change is usually a message
+                # going busy, and a write now (a file creation) would compete with its handler
+                # starting; later, it also takes in the changes that follow (a burst, the
+                # message's own `idle`).
+                self._closed.wait(self._min_interval_s)
             self._changed.clear()
             if self._closed.is_set():
                 return
             self._write()
-            self._closed.wait(self._min_interval_s)  # coalesce a burst of changes
 
     def _write(self) -> None:
         with self._lock:
