@@ -6,6 +6,12 @@ first, and a bad one changes nothing (the refusal says why). Then agents no long
 gracefully and are forgotten, changed ones (their spec differs) stop gracefully and start
 again from the new spec once their old workers are gone (never both at once: they share
 status.json), added ones start, and unchanged ones are left alone.
+
+The pipeline conductor reads `pipelines:` (stages, `finally`, budgets) when its worker starts,
+so a reload that changes them restarts it as a changed agent is restarted, rather than have
+the conductor watch the roster file: the same graceful stop, and a roster it could read is
+always one the reload validated. Its runs are on disk and taken up where they were when it
+starts (runtime/conductor.py, `on_start`); a run keeps the stages it started with.
 """
 
 from __future__ import annotations
@@ -33,6 +39,18 @@ def names_to_run(
     else:
         names = roster.names + ([PIPELINE_AGENT] if roster.pipelines else [])
     return [name for name in names if name not in disabled]
+
+
+def _why_restart(
+    name: str, spec: AgentSpec, new_spec: AgentSpec, old: Roster, new: Roster
+) -> str | None:
+    """Why a reload restarts a running agent, if it does: its entry changed, or (the
+    conductor, whose spec is always the same) the pipelines it reads at start changed."""
+    if new_spec != spec:
+        return "changed"
+    if name == PIPELINE_AGENT and new.pipelines != old.pipelines:
+        return "pipelines changed"
+    return None
 
 
 def workers_of(spec: AgentSpec) -> dict[str, AgentProcess]:
@@ -75,10 +93,10 @@ class Reloader:
         for name, spec in current.items():
             if name not in wanted:
                 lines += self._retire(name)
-            elif wanted[name] != spec:
+            elif why := _why_restart(name, spec, wanted[name], old, roster):
                 self._retire(name)
                 self.waiting[name] = wanted[name]
-                lines.append(f"{name}: restarting (changed)")
+                lines.append(f"{name}: restarting ({why})")
         for name in [n for n in self.waiting if n not in wanted]:
             del self.waiting[name]  # changed, then removed before its old workers stopped
         for name, spec in wanted.items():

@@ -11,6 +11,17 @@ from pathlib import Path
 from agentctl.backends.file.workspace import Workspace
 from agentctl.flow.router import WorkspaceRouter, user_message
 from tests.conftest import run_cli, wait_until, write_roster
+from tests.test_pipelines import (
+    PIPELINES,
+    STAGES,
+    agents_yaml,
+    events,
+    marks,
+    run_file,
+    setup,
+    stage_ids,
+    start,
+)
 
 TWO = """\
 - name: echo
@@ -143,6 +154,48 @@ def test_reload_starts_added_stops_removed_restarts_changed(tmp_path: Path, supe
     sup.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: json.loads(new.read_text())["state"] == "stopped")
     assert _pid(tmp_path, "other") == other_pid
+
+
+def test_reload_gives_the_conductor_new_pipelines_and_a_run_in_progress_goes_on(
+    tmp_path: Path, supervised
+) -> None:
+    # Given a run of `review` in progress, its first stage at work
+    ws = setup(tmp_path)
+    sup = supervised(tmp_path)
+    sup.wait_ready([*STAGES, "pipeline"])
+    conductor = _pid(tmp_path, "pipeline")
+    review = start(tmp_path, {"plan": {"research": {"wait_for": "go-research"}}})
+    wait_until(lambda: marks(tmp_path, stage_ids(review)["research"], "start"), timeout_s=60)
+
+    # When the roster gains the agent `judge` and the pipeline `gate: [judge]`, is reloaded, and
+    # a run of `gate` is sent at once
+    roster = write_roster(tmp_path, agents_yaml([*STAGES, "judge"]), poll_interval_s=0.1)
+    roster.write_text(roster.read_text() + PIPELINES + "  gate: [judge]\n")
+    reloaded = run_cli("reload", cwd=tmp_path)
+    assert reloaded.returncode == 0, reloaded.stderr
+    sent = run_cli("send", "pipeline:gate", "X", "--json", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    gate = json.loads(sent.stdout)["run"]
+
+    # Then the conductor is restarted with the new pipelines and runs `gate` (nothing in dead/)
+    dead = tmp_path / "workspace" / "pipeline" / "inbox" / "dead"
+
+    def buried() -> list[str]:  # dead/.errors holds the reasons
+        return [name for name in os.listdir(dead) if not name.startswith(".")]
+
+    wait_until(lambda: (run_file(ws, gate) or {}).get("status") == "done" or buried(),
+               timeout_s=60)
+    assert not buried(), (tmp_path / "workspace" / "pipeline" / "agent.log").read_text()
+    assert "pipeline: restarting (pipelines changed)" in reloaded.stdout
+    assert "judge: started (pid " in reloaded.stdout
+    assert _pid(tmp_path, "pipeline") != conductor
+
+    # And the run in progress is taken up by the new conductor, each stage dispatched once
+    (tmp_path / "go-research").touch()
+    wait_until(lambda: (run_file(ws, review) or {}).get("status") == "done", timeout_s=60)
+    for message_id in stage_ids(review).values():
+        assert len(events(ws, "sent", message_id=message_id)) == 1, message_id
+    assert len(events(ws, "run_started", run=review)) == 1
 
 
 def test_show_completion_prints_a_bash_completion_script(tmp_path: Path) -> None:
