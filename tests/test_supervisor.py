@@ -188,8 +188,21 @@ def test_cooldown_null_leaves_a_fatal_agent_down_until_restarted(tmp_path: Path)
 
         assert answer == [f"proc: restarted (pid {sup.agents['proc'].pid})"]
         assert sup.agents["proc"].state is ProcState.RUNNING
+        # A running one stops gracefully, then starts again once it has exited (systemctl's
+        # restart), never both at once
+        pid = sup.agents["proc"].pid
         again = sup.restart_agent("proc")
-        assert again == [f"proc: already running (pid {sup.agents['proc'].pid})"]
+        assert again == [f"proc: restarting (pid {pid}); it finishes its message in hand "
+                         "(grace 2 s), then starts again"]
+        assert sup.agents["proc"].state is ProcState.STOPPING
+        wait_until(lambda: sup.tick() or sup.agents["proc"].pid not in (None, pid))
+        assert sup.agents["proc"].state is ProcState.RUNNING
+
+        # `stop` while a restart is under way calls the restart off: the worker stays down
+        sup.restart_agent("proc")
+        assert sup.requests.stop("proc") == ["proc: already stopping"]
+        wait_until(lambda: sup.tick() or sup.agents["proc"].state is not ProcState.STOPPING)
+        assert sup.agents["proc"].state is ProcState.STOPPED
     finally:
         sup.stop()
 

@@ -179,12 +179,13 @@ def start(
 
 
 def restart(
-    agent: Annotated[str, typer.Argument(help="The agent to start again now.")],
+    agent: Annotated[str, typer.Argument(help="The agent to stop and start again.")],
     timeout_s: AnswerTimeoutOpt = CONTROL_ANSWER_TIMEOUT_S,
     config: ConfigOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Start AGENT again now (a `fatal` one too, without waiting for its cool-down)."""
+    """Restart AGENT (while `run` runs): a running one finishes its message in hand, stops and
+    starts again; a stopped or `fatal` one starts now, without waiting for its cool-down."""
     from agentctl.protocol.control import ControlAction
 
     _ask(ControlAction.RESTART, agent, timeout_s, config, workspace)

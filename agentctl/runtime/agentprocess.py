@@ -44,6 +44,7 @@ class AgentProcess:
     next_liveness_check: float = 0.0
     stop_by: float = 0.0  # while stopping: when the grace ends and it is killed
     retired: bool = False  # `agentctl reload` dropped or changed it: forgotten once stopped
+    restart_when_stopped: bool = False  # `agentctl restart` of a running one: start once stopped
     spared: bool = False  # silent, but because the disk refuses writes: left running
     log_file: IO[bytes] | None = field(default=None, repr=False)
 

@@ -9,7 +9,8 @@ and one more entry there.
 Stopping one agent never blocks that loop: the agent gets SIGTERM and is `stopping` until it
 exits (it finishes its message in hand) or its grace ends (SIGKILL, and what it had in hand
 goes back to new/); each tick looks (`finish_stops`). A stopped agent stays down: the tick
-restarts only agents in backoff or fatal.
+restarts only agents in backoff or fatal. `restart AGENT` of a running agent is that same stop
+followed by a start once the worker has exited (as `systemctl restart`), never both at once.
 """
 
 from __future__ import annotations
@@ -64,39 +65,50 @@ class Requests:
             return [f"reload: error: {exc}"]
 
     def restart(self, name: str) -> list[str]:
-        """Start every worker of agent `name` now, clearing `fatal`, backoff and cool-down; one
-        line per worker. AgentctlError if this supervisor does not run that agent."""
-        return self._start(name, "restart")
+        """Restart every worker of agent `name` as `systemctl restart` does: a running one stops
+        as with `stop` (it finishes its message in hand) and starts again once it has exited; one
+        that is down (fatal, in backoff, stopped, exited) starts now, its backoff and cool-down
+        cleared. One line per worker. AgentctlError if this supervisor does not run that agent."""
+        lines = []
+        for key, proc in self._workers_of(name):
+            if proc.state in (ProcState.RUNNING, ProcState.STOPPING) and not proc.retired:
+                lines.append(self._stop_worker(key, proc, then_start=True))
+            else:
+                lines.append(self._start_worker(key, proc, "restart"))
+        return lines
 
     def start(self, name: str) -> list[str]:
         """Start every worker of agent `name` that is down (stopped, fatal, exited); one line
         per worker."""
-        return self._start(name, "start")
+        return [self._start_worker(key, proc, "start") for key, proc in self._workers_of(name)]
 
     def stop(self, name: str) -> list[str]:
         """Stop every worker of agent `name` as the supervisor's own stop does (SIGTERM: it
-        finishes its message in hand; SIGKILL after `grace_s`) and keep it down; one line per
-        worker."""
+        finishes its message in hand; SIGKILL after `grace_s`) and keep it down (a restart
+        under way is called off); one line per worker."""
+        return [self._stop_worker(key, proc) for key, proc in self._workers_of(name)]
+
+    def _stop_worker(self, key: str, proc: AgentProcess, *, then_start: bool = False) -> str:
         supervisor = self.supervisor
-        lines = []
-        for key, proc in self._workers_of(name):
-            if proc.state is ProcState.RUNNING and proc.popen is not None:
-                signal_group(proc, signal.SIGTERM)
-                proc.state = ProcState.STOPPING
-                proc.stop_by = supervisor.clock.monotonic() + supervisor.grace_s
-                lines.append(
-                    f"{key}: stopping (pid {proc.popen.pid}); it finishes its message in hand "
-                    f"(grace {supervisor.grace_s:g} s)"
-                )
-            elif proc.state in (ProcState.STOPPING, ProcState.STOPPED):
-                lines.append(f"{key}: already {proc.state.value}")
-            else:  # backoff, fatal or exited: no process to stop, only a restart to cancel
-                was = proc.state.value
-                proc.state = ProcState.STOPPED
-                self._record_stopped(proc, None)
-                supervisor.note(proc.spec.name, Event.STOPPED, f"stopped (was {was})")
-                lines.append(f"{key}: stopped (was {was})")
-        return lines
+        proc.restart_when_stopped = then_start  # finish_stops starts it again
+        again = ", then starts again" if then_start else ""
+        if proc.state is ProcState.RUNNING and proc.popen is not None:
+            signal_group(proc, signal.SIGTERM)
+            proc.state = ProcState.STOPPING
+            proc.stop_by = supervisor.clock.monotonic() + supervisor.grace_s
+            verb = "restarting" if then_start else "stopping"
+            return (
+                f"{key}: {verb} (pid {proc.popen.pid}); it finishes its message in hand "
+                f"(grace {supervisor.grace_s:g} s){again}"
+            )
+        if proc.state in (ProcState.STOPPING, ProcState.STOPPED):
+            return f"{key}: already {proc.state.value}{again}"
+        # backoff, fatal or exited: no process to stop, only a restart to cancel
+        was = proc.state.value
+        proc.state = ProcState.STOPPED
+        self._record_stopped(proc, None)
+        supervisor.note(proc.spec.name, Event.STOPPED, f"stopped (was {was})")
+        return f"{key}: stopped (was {was})"
 
     def finish_stops(self) -> None:
         """Mark each stopping worker that has exited stopped; kill one whose grace is over."""
@@ -119,24 +131,23 @@ class Requests:
             self._record_stopped(proc, returncode)
             exit_text = describe_exit(returncode)
             supervisor.note(proc.spec.name, Event.STOPPED, f"stopped ({exit_text})", exit=exit_text)
+            if proc.restart_when_stopped and not proc.retired:  # a reload decides a retired one
+                proc.restart_when_stopped = False
+                cause = "agentctl restart (running)"
+                supervisor.start_afresh(proc, times_fatal=0, cause=cause)
 
-    def _start(self, name: str, verb: str) -> list[str]:
-        lines = []
-        for key, proc in self._workers_of(name):
-            if proc.state is ProcState.RUNNING:
-                lines.append(f"{key}: already running (pid {proc.pid})")
-                continue
-            if proc.state is ProcState.STOPPING:
-                lines.append(f"{key}: still stopping; `agentctl start {name}` once it stopped")
-                continue
-            cause = f"agentctl {verb} ({proc.state.value})"
-            self.supervisor.start_afresh(proc, times_fatal=0, cause=cause)
-            lines.append(
-                f"{key}: {verb}ed (pid {proc.pid})"
-                if proc.pid
-                else f"{key}: could not start; retrying with backoff (see `agentctl tail`)"
-            )
-        return lines
+    def _start_worker(self, key: str, proc: AgentProcess, verb: str) -> str:
+        if proc.state is ProcState.RUNNING:
+            return f"{key}: already running (pid {proc.pid})"
+        if proc.state is ProcState.STOPPING:
+            if proc.restart_when_stopped:
+                return f"{key}: restarting; it starts again once stopped"
+            return f"{key}: still stopping; `agentctl start {proc.spec.name}` once it stopped"
+        cause = f"agentctl {verb} ({proc.state.value})"
+        self.supervisor.start_afresh(proc, times_fatal=0, cause=cause)
+        if proc.pid:
+            return f"{key}: {verb}ed (pid {proc.pid})"
+        return f"{key}: could not start; retrying with backoff (see `agentctl tail`)"
 
     def _record_stopped(self, proc: AgentProcess, returncode: int | None) -> None:
         # `status` shows it stopped, whatever its exit (a `command:` agent may die of SIGTERM).

@@ -10,6 +10,7 @@ from pathlib import Path
 from agentctl.backends.file.workspace import Workspace
 from agentctl.flow.router import WorkspaceRouter, user_message
 from tests.conftest import run_cli, wait_until, write_roster
+from tests.test_pipelines import STAGE_AGENTS, agents_yaml, events, marks
 
 # Three quick failures make it fatal; its cool-down is long, so only `restart` brings it back.
 ECHO = """\
@@ -102,7 +103,43 @@ def test_restart_errors_are_one_line(tmp_path: Path, supervised) -> None:
 
     assert other.returncode == 1 and len(other.stderr.splitlines()) == 1
     assert "other: not run by this supervisor" in other.stderr
-    assert running.returncode == 0 and "echo: already running" in running.stdout
+    assert running.returncode == 0 and running.stdout.startswith("echo: restarting (pid ")
+
+
+def test_restart_of_a_running_agent_stops_it_gracefully_then_starts_it_again(
+    tmp_path: Path, supervised
+) -> None:
+    # Given an agent at work on a message that waits for the file `go`
+    write_roster(tmp_path, agents_yaml(["slow"]))
+    (tmp_path / "stage_agents.py").write_text(STAGE_AGENTS)
+    sup = supervised(tmp_path)
+    sup.wait_ready(["slow"])
+    ws = tmp_path / "workspace"
+    status_path = ws / "slow" / "status.json"
+    old_pid = json.loads(status_path.read_text())["pid"]
+    router = WorkspaceRouter.of(Workspace(ws, fsync=False))
+    in_hand = user_message("slow", {"plan": {"slow": {"wait_for": "go"}}})
+    router.send(in_hand)
+    wait_until(lambda: marks(tmp_path, in_hand.id, "start"))
+
+    # When it is restarted, as `systemctl restart` would
+    restarted = run_cli("restart", "slow", cwd=tmp_path)
+
+    # Then it is asked to stop, finishes its message in hand, and runs again under a new pid
+    assert restarted.returncode == 0, restarted.stderr
+    assert restarted.stdout.startswith(f"slow: restarting (pid {old_pid}); it finishes its "
+                                       "message in hand")
+    (tmp_path / "go").touch()
+    wait_until(lambda: (s := json.loads(status_path.read_text()))["state"] == "idle"
+               and s["pid"] != old_pid)
+    [handled] = events(ws, "handled", agent="slow", message_id=in_hand.id)
+    assert handled["attempt"] == 1  # not interrupted: finished by the worker that had it
+    assert [p.name for p in marks(tmp_path, in_hand.id, "end")] == [f"{in_hand.id}.1.end"]
+    [again] = events(ws, "restarted", agent="slow")
+    assert again["cause"] == "agentctl restart (running)" and again["pid"] != old_pid
+    assert events(ws, "stopped", agent="slow")
+    router.send(user_message("slow", {}))  # the new worker answers
+    wait_until(lambda: len(os.listdir(ws / "user" / "inbox" / "new")) == 2)
 
 
 def test_handled_counts_every_message_after_a_worker_is_killed(tmp_path: Path, supervised) -> None:
