@@ -7,12 +7,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from agentctl.backends.file.workspace import Workspace
-from agentctl.model.constants import DEAD, DONE, INBOX_DIR, NEW, OUTBOX_DIR, PROCESSING
+from agentctl.model.constants import (
+    DEAD,
+    DONE,
+    INBOX_DIR,
+    NEW,
+    OUTBOX_DIR,
+    PROCESSING,
+    REQUEUED_HEADER,
+)
 from agentctl.model.ids import reply_id
-from agentctl.model.message import AgentMessage
+from agentctl.model.priority import Priority
 from agentctl.protocol.journalreader import read_all
 
 Record = dict[str, Any]
@@ -77,16 +83,29 @@ class FileHistory:
         return found
 
 
+_MAX_PROBED_LIVES = 100
+
+
 def _reply_names(request: dict[str, Any] | None, request_id: str) -> list[str] | None:
     """The file names of the replies a task may have had, one per life (PROTOCOL.md,
-    "Replies"), in listing order; None when its file cannot say (gone, or not a message)."""
-    try:
-        message = AgentMessage.model_validate(request)
-    except ValidationError:
+    "Replies"), in listing order; None when its file cannot say (gone, or a bad priority)."""
+    if request is None:
         return None
-    rank = message.priority.rank
-    lives = range(message.requeued + 1)
-    return sorted(f"{rank}-{reply_id(request_id, life)}.json" for life in lives)
+    try:
+        rank = Priority(request.get("priority", Priority.NORMAL)).rank
+    except (ValueError, TypeError):
+        return None
+    headers = request.get("headers")
+    requeued = headers.get(REQUEUED_HEADER) if isinstance(headers, dict) else None
+    # AgentMessage.requeued's rule: a count when all ASCII digits, else 0.
+    lives = (
+        int(requeued)
+        if isinstance(requeued, str) and requeued.isascii() and requeued.isdigit()
+        else 0
+    )
+    if lives > _MAX_PROBED_LIVES:
+        return None  # a header no requeue wrote: listing is cheaper than so many probes
+    return sorted(f"{rank}-{reply_id(request_id, life)}.json" for life in range(lives + 1))
 
 
 def _listed_replies(folder: Path, request_id: str) -> list[str]:
