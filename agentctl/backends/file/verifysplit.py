@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -91,22 +92,46 @@ def verify_split(ws: Workspace, segments: list[Path], workers: int) -> Report:
         run_futures = [
             pool.submit(_check_run, run, first=index == 0) for index, run in enumerate(named)
         ]
-        folder_futures = [pool.submit(_hash_folder, str(ws.root), a, s) for a, s in folders]
+        hashing = _Hashing(pool, str(ws.root), folders, ahead=workers)
         report = Report()
         expected = Expectations()
         chain = Chain(report, expected)
         for run, run_future in zip(runs, _in_order(run_futures), strict=True):
             _stitch(run_future.result(), run, chain, ws.root)
         report.head = chain.head
-        for (agent, sub), future in zip(folders, _in_order(folder_futures), strict=True):
-            hashed: _Hashed = future.result()
-            names, digests, errors = hashed
+        for agent, sub in folders:
+            names, digests, errors = hashing.next_folder()
             for index, name in enumerate(names):
                 report.files += 1
                 digest_of = partial(_digest_at, digests, errors, index)
                 check_file(agent, sub, name, digest_of, expected, report)
     report_missing(expected, report)
     return report
+
+
+class _Hashing:
+    """The folders hashed by the workers in order, at most `ahead` of them held at once: a
+    done/ of 66,000 files is ~8 MB of names and digests, and the runs of the journal take
+    longer than the folders, whose results would pile up meanwhile."""
+
+    def __init__(
+        self, pool: ProcessPoolExecutor, root: str, folders: list[tuple[str, str]], *, ahead: int
+    ) -> None:
+        self.pool, self.root = pool, root
+        self.waiting = deque(folders)
+        self.submitted: deque[Future[_Hashed]] = deque()
+        self._top_up(ahead)
+
+    def next_folder(self) -> _Hashed:
+        """The next folder's names, digests and errors; and one more folder submitted."""
+        hashed = self.submitted.popleft().result()
+        self._top_up(len(self.submitted) + 1)
+        return hashed
+
+    def _top_up(self, count: int) -> None:
+        while self.waiting and len(self.submitted) < count:
+            agent, sub = self.waiting.popleft()
+            self.submitted.append(self.pool.submit(_hash_folder, self.root, agent, sub))
 
 
 def _in_order(futures: list[Future[_T]]) -> Iterator[Future[_T]]:
