@@ -47,8 +47,8 @@ from agentctl.protocol.journalreader import line_batches
 # Below this, starting the workers (~0.2-0.5 s: each imports agentctl) costs more than it saves:
 # ~250,000 lines of the bench's ~380 bytes.
 _SPLIT_MIN_BYTES = 96 * 1024 * 1024
-# Each worker holds the expectations of its run and the parent all of them: two workers keep a
-# million-event verify under 100 MB summed.
+# Each worker holds the expectations of its run and the parent all of them, each process with
+# its own interpreter: the memory grows with the workers (~210 MB summed for two at 1M events).
 _MAX_WORKERS = 2
 _DIGEST_BYTES = hashlib.sha256().digest_size
 _T = TypeVar("_T")
