@@ -5,9 +5,27 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
+from agentctl.audit.history import MessageTrace
+from agentctl.backends.file.history import FileHistory
+from agentctl.backends.file.workspace import Workspace
+from agentctl.model.message import AgentMessage
+from agentctl.model.priority import Priority
 from tests.conftest import run_cli, write_roster
+
+# Folders listed by this process while `_LISTING` holds a list (an audit hook cannot be removed).
+_LISTING: list[list[str]] = []
+
+
+def _note_listing(event: str, args: tuple[Any, ...]) -> None:
+    if _LISTING and event in ("os.listdir", "os.scandir"):
+        _LISTING[-1].append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_note_listing)
 
 
 def _replay(project: Path, ident: str, *extra: str) -> dict:
@@ -104,3 +122,34 @@ def test_tail_refuses_an_unknown_event_kind_or_agent_and_names_the_valid_ones(
     sent = run_cli("tail", "--json", "--kind", "sent", "--agent", "user", cwd=tmp_path)
     assert sent.returncode == 0, sent.stderr
     assert [json.loads(line)["event"] for line in sent.stdout.splitlines()] == ["sent"]
+
+
+def test_replies_the_journal_lacks_are_found_by_name_without_listing_the_senders_folders(
+    tmp_path: Path,
+) -> None:
+    # Given a high-priority task brought back twice from dead/, answered in its first and its
+    # third life, both replies already read by the user (the journal knows neither)
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    task = AgentMessage(from_agent="user", to_agent="perl", content="hi", priority=Priority.HIGH,
+                        headers={"requeued": "2"})  # fmt: skip
+    ws.deliver(task)
+    done = ws.agent_dir("user") / "inbox" / "done"
+    done.mkdir(parents=True, exist_ok=True)
+    replies = [task.model_copy(update={"headers": {}}).reply("first"), task.reply("third")]
+    for reply in replies:
+        (done / reply.file_name).write_bytes(reply.to_json_bytes())
+    trace = MessageTrace(id=task.id, from_agent="user", to_agent="perl", kind="task",
+                         file=task.file_name)  # fmt: skip
+
+    _LISTING.append([])
+    try:
+        found = FileHistory(ws).unjournaled_replies(trace)
+    finally:
+        listed = _LISTING.pop()
+
+    # Then both are found, by the names the protocol gives them, and no folder was listed
+    assert [(r["id"], r["_file"]) for r in found] == [
+        (f"{task.id}-reply", f"0-{task.id}-reply.json"),
+        (f"{task.id}-reply.r2", f"0-{task.id}-reply.r2.json"),
+    ]
+    assert listed == []
