@@ -67,6 +67,21 @@ def test_a_retry_is_not_claimed_before_its_delay_is_over(tmp_path: Path) -> None
     assert on_disk.attempt == 1
 
 
+def test_a_retrys_not_before_is_taken_from_the_inboxs_clock(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from agentctl.model.clock import FakeClock
+
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
+    inbox = _inbox(tmp_path)
+    inbox.clock = clock
+    first = _send(inbox, "fails once")
+    [delivery] = list(inbox.claim(lambda: True))
+    inbox.retry(delivery, first.model_copy(update={"attempt": 1}), delay_s=90)
+    on_disk = parse_message((inbox.mailbox.new / first.file_name).read_bytes())
+    assert parse_iso(on_disk.headers[NOT_BEFORE_HEADER]) == clock.now() + timedelta(seconds=90)
+
+
 def test_a_released_message_is_not_claimed_before_its_wait_is_over(tmp_path: Path) -> None:
     inbox = _inbox(tmp_path)
     first = _send(inbox, "not yet")
@@ -126,6 +141,23 @@ def test_each_message_is_claimed_once_across_batches_and_priorities_are_relisted
     assert _claim_all(inbox) == []
 
 
+def _wait_returns(inbox: FileInbox) -> None:
+    """inbox.wait(an hour) returns, and returns normally (not by raising), well before that."""
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            inbox.wait(HOUR_S)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()
+    assert errors == []
+
+
 def test_wait_ends_when_the_next_retry_is_due(tmp_path: Path) -> None:
     inbox = _inbox(tmp_path)
     first = _send(inbox, "soon")
@@ -133,11 +165,7 @@ def test_wait_ends_when_the_next_retry_is_due(tmp_path: Path) -> None:
     inbox.retry(delivery, first.model_copy(update={"attempt": 1}), delay_s=0.2)
 
     # Nothing lands in new/ and nobody wakes it: only the due retry can end this wait.
-    waiting = threading.Thread(target=inbox.wait, args=(HOUR_S,), daemon=True)
-    waiting.start()
-    waiting.join(timeout=30)
-
-    assert not waiting.is_alive()
+    _wait_returns(inbox)
     wait_until(lambda: _claim_all(inbox) == [first.file_name])
 
 
@@ -147,11 +175,7 @@ def test_wait_ends_when_a_released_message_is_due(tmp_path: Path) -> None:
     [delivery] = list(inbox.claim(lambda: True))
     inbox.release(delivery, wait_s=0.2)
 
-    waiting = threading.Thread(target=inbox.wait, args=(HOUR_S,), daemon=True)
-    waiting.start()
-    waiting.join(timeout=30)
-
-    assert not waiting.is_alive()
+    _wait_returns(inbox)
 
 
 # -- the life of one claim, and of one worker ------------------------------------------------------
@@ -193,6 +217,7 @@ def test_one_worker_per_agent_and_a_stale_tmp_file_is_cleaned_on_open(tmp_path: 
         inbox.close()
     rival.open()  # the lock went with the first worker
     rival.close()
+    rival.close()  # a second close (a shutdown path that closes again) is harmless
 
 
 def test_recover_hands_back_what_a_dead_worker_left_with_its_note(tmp_path: Path) -> None:
