@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -178,6 +179,31 @@ def test_wait_ends_when_a_released_message_is_due(tmp_path: Path) -> None:
     _wait_returns(inbox)
 
 
+def test_wait_lasts_until_the_first_delayed_message_is_due_and_never_less_than_zero(
+    tmp_path: Path,
+) -> None:
+    from agentctl.model.clock import FakeClock
+
+    clock = FakeClock()
+    inbox = _inbox(tmp_path)
+    inbox.clock = clock
+    asked: list[float] = []
+    inbox.watcher.wait = asked.append  # type: ignore[method-assign]  # how long it would wait
+    a, b = _send(inbox, "a"), _send(inbox, "b")
+    da, db = list(inbox.claim(lambda: True))
+
+    inbox.release(da, wait_s=0)  # no wait: nothing to wake up for
+    inbox.wait(HOUR_S)
+    inbox.retry(db, b.model_copy(update={"attempt": 1}), delay_s=30)
+    inbox.wait(HOUR_S)  # the retry is due in 30 s
+    inbox.wait(10)  # but asked for less
+    clock.advance(40)
+    inbox.wait(HOUR_S)  # overdue: no wait at all
+
+    assert asked == [HOUR_S, 30.0, 10.0, 0.0]
+    assert _claim_all(inbox) == sorted([a.file_name, b.file_name])
+
+
 # -- the life of one claim, and of one worker ------------------------------------------------------
 
 
@@ -210,7 +236,8 @@ def test_one_worker_per_agent_and_a_stale_tmp_file_is_cleaned_on_open(tmp_path: 
     inbox.open()
     try:
         assert not stale.exists()
-        assert (tmp_path / "agent" / WORKER_LOCK_FILE).exists()
+        lock = tmp_path / "agent" / WORKER_LOCK_FILE
+        assert lock.exists() and stat.S_IMODE(lock.stat().st_mode) == 0o600
         with pytest.raises(AgentctlError, match="agent: another worker is already running"):
             rival.open()
     finally:
