@@ -166,6 +166,20 @@ def _removed_first_lines(ws: Workspace) -> list[str]:
     return [f"{J} seq 3: the journal starts at seq 3: lines 1-2 are missing"]
 
 
+def _removed_first_line(ws: Workspace) -> list[str]:
+    _write(ws, _lines_of(ws)[1:])
+    return [f"{J} seq 2: the journal starts at seq 2: lines 1-1 are missing"]
+
+
+def _repeated_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1)
+    lines.insert(i + 1, lines[i])  # a line written twice in a row
+    _write(ws, lines)
+    seq = _seq_of(lines[i])
+    return [f"{J} seq {seq}: inserted or reordered: seq {seq} after seq {seq}"]
+
+
 def _forged_line(ws: Workspace) -> list[str]:
     lines = _lines_of(ws)
     i = _nth(lines, "handled", 0) + 1
@@ -230,6 +244,8 @@ TAMPERING = {
     "removed line": _removed_line,
     "removed lines": _removed_lines,
     "removed first lines": _removed_first_lines,
+    "removed first line": _removed_first_line,
+    "repeated line": _repeated_line,
     "forged line": _forged_line,
     "forged last line": _forged_last_line,
     "copied line": _copied_line,
