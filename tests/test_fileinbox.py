@@ -244,6 +244,7 @@ def test_one_worker_per_agent_and_a_stale_tmp_file_is_cleaned_on_open(tmp_path: 
         inbox.close()
     rival.open()  # the lock went with the first worker
     rival.close()
+    _inbox(tmp_path).close()  # closing one never opened is harmless too
     rival.close()  # a second close (a shutdown path that closes again) is harmless
 
 
@@ -262,3 +263,19 @@ def test_recover_hands_back_what_a_dead_worker_left_with_its_note(tmp_path: Path
     assert found[overran.file_name].reason == note and found[crashed.file_name].reason is None
     assert found[crashed.file_name].handle == inbox.mailbox.processing / crashed.file_name
     assert not (tmp_path / "agent" / INTERRUPTED_NOTE_FILE).exists()  # taken
+
+
+def test_an_open_inbox_wakes_when_a_message_lands_in_new(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    inbox.open()
+    try:
+        inbox.watcher.clear()
+        returned = threading.Event()
+        waiting = threading.Thread(
+            target=lambda: (inbox.wait(HOUR_S), returned.set()), daemon=True
+        )
+        waiting.start()
+        _send(inbox, "wake up")
+        assert returned.wait(timeout=30)  # the watcher of new/ saw it: no poll, no wake()
+    finally:
+        inbox.close()

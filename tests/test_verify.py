@@ -16,7 +16,7 @@ import pytest
 from agentctl.backends.file.verify import verify_files, verify_workspace
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
-from agentctl.protocol.journal import ACTIVE_NAME, Head, content_digest
+from agentctl.protocol.journal import ACTIVE_NAME, Head, content_digest, line_hash
 
 
 def _workspace(root: Path) -> Workspace:
@@ -180,6 +180,40 @@ def _repeated_line(ws: Workspace) -> list[str]:
     return [f"{J} seq {seq}: inserted or reordered: seq {seq} after seq {seq}"]
 
 
+def _copied_first_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1) + 1
+    lines.insert(i, lines[0])  # seq 1 replayed: the chain goes on from the line before it
+    _write(ws, lines)
+    return [f"{J} seq 1: inserted or reordered: seq 1 after seq {_seq_of(lines[i - 1])}"]
+
+
+def _replaced_line(ws: Workspace) -> list[str]:
+    # A second version of a line, right after it, hashed afresh: only one problem, and the
+    # chain goes on from the original.
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1)
+    record = json.loads(lines[i])
+    record["attempt"] = 7
+    del record["hash"]
+    body = json.dumps(record, separators=(",", ":"))[:-1].encode()
+    lines.insert(i + 1, body + f',"hash":"{line_hash(body)}"}}\n'.encode())
+    _write(ws, lines)
+    seq = record["seq"]
+    return [f"{J} seq {seq}: inserted or reordered: seq {seq} after seq {seq}"]
+
+
+def _edited_and_removed(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 0)
+    lines[i] = lines[i].replace(b'"attempt":0,', b'"attempt":7,')
+    j = _nth(lines, "claimed", 2)
+    del lines[j]
+    _write(ws, lines)
+    return [f"{J} seq {_seq_of(lines[i])}: edited: the line does not match its hash",
+            f"{J} seq {_seq_of(lines[j])}: removed: 1 line(s) missing before this one"]
+
+
 def _forged_line(ws: Workspace) -> list[str]:
     lines = _lines_of(ws)
     i = _nth(lines, "handled", 0) + 1
@@ -246,6 +280,9 @@ TAMPERING = {
     "removed first lines": _removed_first_lines,
     "removed first line": _removed_first_line,
     "repeated line": _repeated_line,
+    "copied first line": _copied_first_line,
+    "replaced line": _replaced_line,
+    "edited and removed": _edited_and_removed,
     "forged line": _forged_line,
     "forged last line": _forged_last_line,
     "copied line": _copied_line,
@@ -297,7 +334,9 @@ def test_each_kind_of_tampering_is_reported_once_where_it_is(
     report = verify_workspace(ws)
     assert not report.ok
     assert [str(p) for p in report.problems] == expected
-    details = verify_files(ws).doc
+    verification = verify_files(ws)
+    assert verification.problems == expected
+    details = verification.doc
     assert details["ok"] is False and [
         f"{p['where']}: {p['what']}" for p in details["problems"]
     ] == expected
@@ -318,3 +357,32 @@ def test_the_chain_goes_on_across_rotated_segments(tmp_path: Path) -> None:
     report = verify_workspace(ws)
     assert report.ok, report.problems
     assert report.segments == segments and report.events == 40 and report.head.seq == 40
+
+
+def test_a_line_with_trailing_spaces_is_read_as_every_reader_reads_it(tmp_path: Path) -> None:
+    ws = _traffic(tmp_path / "ws")
+    lines = _lines_of(ws)
+    lines[2] = lines[2].rstrip(b"\n") + b"  \n"  # the hash covers the text before it
+    _write(ws, lines)
+    report = verify_workspace(ws)
+    assert report.ok and report.events == len(lines), report.problems
+
+
+def test_a_sha256_that_is_not_a_digest_never_matches(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    request = AgentMessage(from_agent="user", to_agent="echo", content="x")
+    ws.deliver(request)
+    inbox = ws.mailbox("echo")
+    inbox.claim(request.file_name)
+    inbox.ack(request.file_name)
+    ws.record("handled", request, "echo", file=request.file_name, sha256=12345)
+    assert [str(p) for p in verify_workspace(ws).problems] == [
+        f"echo/inbox/done/{request.file_name}: edited after the journal recorded it (seq 2)"
+    ]
+
+
+def test_dot_files_in_done_are_not_messages(tmp_path: Path) -> None:
+    ws = _traffic(tmp_path / "ws")
+    (ws.root / "echo" / "inbox" / "done" / ".nfs0001").write_text("a lingering handle")
+    report = verify_workspace(ws)
+    assert report.ok and report.files == 7, report.problems
