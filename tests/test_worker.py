@@ -508,6 +508,7 @@ def test_in_process_a_failed_attempt_is_retried_after_its_delay_then_dead_letter
     assert failed["error"] == "RuntimeError: boom on attempt 1" and failed["error_kind"] == "error"
     [retried] = flaky.events("retried")
     assert retried["retry_in_s"] == 10 and retried["attempt"] == 1
+    assert retried["file"] == request.file_name and retried["message_id"] == request.id
     assert retried["sha256"] == content_digest((flaky.root / "workspace" / "flaky" / "inbox" /
                                                 "new" / request.file_name).read_bytes())
     # Not claimed before its delay is over; attempt 2 after 10 s, attempt 3 after 20 more.
@@ -529,6 +530,14 @@ def test_in_process_a_failed_attempt_is_retried_after_its_delay_then_dead_letter
                                   "error": "RuntimeError: boom on attempt 3", "attempts": 3}
     [dead] = flaky.events("dead")
     assert dead["attempt"] == 3 and dead["file"] == request.file_name
+    assert dead["message_id"] == request.id and dead["error_kind"] == "error"
+    assert dead["error"] == "RuntimeError: boom on attempt 3"
+    failures = flaky.events("failed")
+    assert [f["message_id"] for f in failures] == [request.id] * 3
+    assert all(isinstance(f["duration_ms"], float) for f in failures)
+    status = flaky.worker.reporter.snapshot()
+    assert (status.handled, status.failed, status.dead) == (0, 3, 1)
+    assert status.last_error == f"{request.id}: RuntimeError: boom on attempt 3"
     assert dead["sha256"] == content_digest(
         (flaky.ws.root / "flaky" / "inbox" / "dead" / request.file_name).read_bytes())
     assert [e["attempt"] for e in flaky.events("claimed")] == [1, 2, 3]
@@ -568,8 +577,27 @@ def test_in_process_a_bad_file_or_one_for_another_agent_is_dead_without_an_attem
     assert "addressed to 'other', not 'flaky'" in mailbox.read_error(stray.file_name)["error"]
     assert (new.parent / "dead" / "1-garbage.json").read_bytes() == b"\xff not json"
     assert flaky.events("claimed") == [] and flaky.inbox("new", "user") == []
-    assert {e["sha256"] for e in flaky.events("dead")} == {
+    dead = flaky.events("dead")
+    assert {e["sha256"] for e in dead} == {
         content_digest(b"\xff not json"), content_digest(stray.to_json_bytes())}
+    assert sorted(e["file"] for e in dead) == sorted(["1-garbage.json", stray.file_name])
+    assert {e["error_kind"] for e in dead} == {"bad_message"}
+    assert sorted(e["error"] for e in dead) == sorted(
+        mailbox.read_error(n)["error"] for n in ("1-garbage.json", stray.file_name))
+    status = flaky.worker.reporter.snapshot()
+    assert (status.failed, status.dead) == (2, 2)
+    assert status.last_error == mailbox.read_error("1-garbage.json")["error"]  # claimed last
+
+
+def test_in_process_a_symlink_is_dead_unread_and_its_event_has_no_digest(
+    flaky: InProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "target.json").write_text("{}")
+    os.symlink(tmp_path / "target.json", flaky.ws.root / "flaky" / "inbox" / "new" / "1-l.json")
+    assert flaky.worker.claim_and_handle() == 1
+    assert flaky.inbox("dead") == ["1-l.json"]
+    [dead] = flaky.events("dead")
+    assert dead["file"] == "1-l.json" and "sha256" not in dead  # its bytes were never read
 
 
 def test_in_process_a_message_that_arrives_spent_is_dead_and_not_run(flaky: InProcess) -> None:
