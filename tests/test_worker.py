@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -420,6 +421,8 @@ class Flaky(BaseAgent):
             raise RuntimeError(f"boom on attempt {context['attempt']}")
         if task["content"] == "refuse":
             raise NonRetryableError("never this one")
+        if task["content"] == "stall":
+            await asyncio.sleep(30)  # cancelled at the message's timeout_s
         return {"done": task["content"], "attempt": context["attempt"], "verdict": "flag"}
 
 
@@ -550,6 +553,41 @@ def test_in_process_a_non_retryable_error_is_dead_at_once(flaky: InProcess) -> N
     reason = flaky.ws.mailbox("flaky").read_error(request.file_name)
     assert reason is not None and reason["error_kind"] == "non_retryable"
     assert reason["attempts"] == 1
+    [failed] = flaky.events("failed")
+    assert failed["error"] == "never this one" and isinstance(failed["duration_ms"], float)
+
+
+def test_in_process_a_handler_past_its_timeout_is_a_timed_out_attempt(flaky: InProcess) -> None:
+    request = flaky.send("stall", headers={"timeout_s": "0.05"})
+    assert flaky.worker.claim_and_handle() == 1
+    [failed] = flaky.events("failed")
+    assert failed["error_kind"] == "timeout" and failed["error"] == "timed out after 0.05 s"
+    assert failed["message_id"] == request.id and isinstance(failed["duration_ms"], float)
+    assert flaky.message("new", request.file_name).attempt == 1  # retried
+
+
+def test_in_process_a_retry_not_yet_due_goes_back_uncounted(flaky: InProcess) -> None:
+    request = flaky.send("hi", attempt=1, headers={"not_before": iso_after(0.5, flaky.clock.now())})
+    assert flaky.worker.claim_and_handle() == 1  # claimed, seen early, put back
+    assert flaky.events("claimed") == [] and flaky.inbox("new") == [request.file_name]
+    assert flaky.worker.claim_and_handle() == 0  # skipped until due
+    flaky.clock.advance(0.5)
+    assert flaky.worker.claim_and_handle() == 1
+    assert [e["attempt"] for e in flaky.events("claimed")] == [2]
+
+
+def test_in_process_recovery_of_an_overrun_fails_it_as_a_timeout(flaky: InProcess) -> None:
+    from agentctl.protocol.overrunnote import write_note
+
+    request = flaky.send("hi")
+    assert flaky.ws.mailbox("flaky").claim(request.file_name) is not None
+    write_note(flaky.ws.agent_dir("flaky"), file=request.file_name, message_id=request.id,
+               error="timed out after 1 s (still running 5 s later)")  # fmt: skip
+    flaky.worker.recover()
+    [failed] = flaky.events("failed")
+    assert failed["error_kind"] == "timeout"
+    assert failed["error"] == "timed out after 1 s (still running 5 s later)"
+    assert flaky.message("new", request.file_name).attempt == 1
 
 
 def test_in_process_a_notice_is_acked_without_a_reply(flaky: InProcess) -> None:
