@@ -494,6 +494,10 @@ def test_in_process_a_task_is_answered_then_acked_and_journaled(
     assert claimed["sha256"] == content_digest(request.to_json_bytes())
     assert handled["attempt"] == 1 and handled["result_id"] == reply.id
     assert handled["verdict"] == "flag"
+    assert handled["message_id"] == request.id and handled["file"] == request.file_name
+    assert isinstance(handled["duration_ms"], float)
+    status = flaky.worker.reporter.snapshot()
+    assert (status.handled, status.failed, status.dead) == (1, 0, 0)
     assert flaky.worker.claim_and_handle() == 0  # nothing left
 
 
