@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -67,6 +68,21 @@ def test_a_retry_is_not_claimed_before_its_delay_is_over(tmp_path: Path) -> None
     assert on_disk.attempt == 1
 
 
+def test_a_retrys_not_before_is_taken_from_the_inboxs_clock(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from agentctl.model.clock import FakeClock
+
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
+    inbox = _inbox(tmp_path)
+    inbox.clock = clock
+    first = _send(inbox, "fails once")
+    [delivery] = list(inbox.claim(lambda: True))
+    inbox.retry(delivery, first.model_copy(update={"attempt": 1}), delay_s=90)
+    on_disk = parse_message((inbox.mailbox.new / first.file_name).read_bytes())
+    assert parse_iso(on_disk.headers[NOT_BEFORE_HEADER]) == clock.now() + timedelta(seconds=90)
+
+
 def test_a_released_message_is_not_claimed_before_its_wait_is_over(tmp_path: Path) -> None:
     inbox = _inbox(tmp_path)
     first = _send(inbox, "not yet")
@@ -126,6 +142,23 @@ def test_each_message_is_claimed_once_across_batches_and_priorities_are_relisted
     assert _claim_all(inbox) == []
 
 
+def _wait_returns(inbox: FileInbox) -> None:
+    """inbox.wait(an hour) returns, and returns normally (not by raising), well before that."""
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            inbox.wait(HOUR_S)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()
+    assert errors == []
+
+
 def test_wait_ends_when_the_next_retry_is_due(tmp_path: Path) -> None:
     inbox = _inbox(tmp_path)
     first = _send(inbox, "soon")
@@ -133,11 +166,7 @@ def test_wait_ends_when_the_next_retry_is_due(tmp_path: Path) -> None:
     inbox.retry(delivery, first.model_copy(update={"attempt": 1}), delay_s=0.2)
 
     # Nothing lands in new/ and nobody wakes it: only the due retry can end this wait.
-    waiting = threading.Thread(target=inbox.wait, args=(HOUR_S,), daemon=True)
-    waiting.start()
-    waiting.join(timeout=30)
-
-    assert not waiting.is_alive()
+    _wait_returns(inbox)
     wait_until(lambda: _claim_all(inbox) == [first.file_name])
 
 
@@ -147,11 +176,32 @@ def test_wait_ends_when_a_released_message_is_due(tmp_path: Path) -> None:
     [delivery] = list(inbox.claim(lambda: True))
     inbox.release(delivery, wait_s=0.2)
 
-    waiting = threading.Thread(target=inbox.wait, args=(HOUR_S,), daemon=True)
-    waiting.start()
-    waiting.join(timeout=30)
+    _wait_returns(inbox)
 
-    assert not waiting.is_alive()
+
+def test_wait_lasts_until_the_first_delayed_message_is_due_and_never_less_than_zero(
+    tmp_path: Path,
+) -> None:
+    from agentctl.model.clock import FakeClock
+
+    clock = FakeClock()
+    inbox = _inbox(tmp_path)
+    inbox.clock = clock
+    asked: list[float] = []
+    inbox.watcher.wait = asked.append  # type: ignore[method-assign]  # how long it would wait
+    a, b = _send(inbox, "a"), _send(inbox, "b")
+    da, db = list(inbox.claim(lambda: True))
+
+    inbox.release(da, wait_s=0)  # no wait: nothing to wake up for
+    inbox.wait(HOUR_S)
+    inbox.retry(db, b.model_copy(update={"attempt": 1}), delay_s=30)
+    inbox.wait(HOUR_S)  # the retry is due in 30 s
+    inbox.wait(10)  # but asked for less
+    clock.advance(40)
+    inbox.wait(HOUR_S)  # overdue: no wait at all
+
+    assert asked == [HOUR_S, 30.0, 10.0, 0.0]
+    assert _claim_all(inbox) == sorted([a.file_name, b.file_name])
 
 
 # -- the life of one claim, and of one worker ------------------------------------------------------
@@ -186,13 +236,16 @@ def test_one_worker_per_agent_and_a_stale_tmp_file_is_cleaned_on_open(tmp_path: 
     inbox.open()
     try:
         assert not stale.exists()
-        assert (tmp_path / "agent" / WORKER_LOCK_FILE).exists()
+        lock = tmp_path / "agent" / WORKER_LOCK_FILE
+        assert lock.exists() and stat.S_IMODE(lock.stat().st_mode) == 0o600
         with pytest.raises(AgentctlError, match="agent: another worker is already running"):
             rival.open()
     finally:
         inbox.close()
     rival.open()  # the lock went with the first worker
     rival.close()
+    _inbox(tmp_path).close()  # closing one never opened is harmless too
+    rival.close()  # a second close (a shutdown path that closes again) is harmless
 
 
 def test_recover_hands_back_what_a_dead_worker_left_with_its_note(tmp_path: Path) -> None:
@@ -210,3 +263,19 @@ def test_recover_hands_back_what_a_dead_worker_left_with_its_note(tmp_path: Path
     assert found[overran.file_name].reason == note and found[crashed.file_name].reason is None
     assert found[crashed.file_name].handle == inbox.mailbox.processing / crashed.file_name
     assert not (tmp_path / "agent" / INTERRUPTED_NOTE_FILE).exists()  # taken
+
+
+def test_an_open_inbox_wakes_when_a_message_lands_in_new(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    inbox.open()
+    try:
+        inbox.watcher.clear()
+        returned = threading.Event()
+        waiting = threading.Thread(
+            target=lambda: (inbox.wait(HOUR_S), returned.set()), daemon=True
+        )
+        waiting.start()
+        _send(inbox, "wake up")
+        assert returned.wait(timeout=30)  # the watcher of new/ saw it: no poll, no wake()
+    finally:
+        inbox.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -926,3 +927,76 @@ def test_a_long_text_field_is_cut_even_when_the_line_would_fit(tmp_path: Path) -
     assert record["truncated"] == {"error": len(long_error) + 2}  # its JSON: the quotes too
     assert record["note"] == "n" * MAX_TEXT_CHARS  # at the limit: kept whole
     assert verify_workspace(ws).ok
+
+
+# -- in process, what the tests above check through other processes (issue 20) -----------------
+
+
+def test_a_torn_line_is_recovered_in_process_with_a_journal_line_of_its_own(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    Journal(ws.journal_dir, max_bytes=1 << 20).append("sent", agent="user", n=1)
+    active = ws.journal_dir / ACTIVE_NAME
+    torn_at = active.stat().st_size
+    fragment = b'{"seq":2,"ts":"2026-11-25T10:00:00Z","ev'
+    with open(active, "ab") as f:
+        f.write(fragment)
+    assert verify_workspace(ws).warnings == [
+        f"torn line at .agentctl/journal/{ACTIVE_NAME}:2 (a writer died half-way through it; "
+        "the next append records its recovery)"
+    ]
+
+    assert Journal(ws.journal_dir, max_bytes=1 << 20).append("handled", agent="echo") == 3
+
+    lines = active.read_bytes().splitlines(keepends=True)
+    assert lines[1] == fragment + b"\n"
+    recovered = json.loads(lines[2])
+    assert list(recovered) == ["seq", "ts", "event", "agent", "message_id", "thread_id",
+                               "offset", "bytes", "sha256", "prev", "hash"]  # fmt: skip
+    assert recovered["seq"] == 2 and recovered["event"] == "recovered"
+    assert recovered["agent"] == "echo" and recovered["ts"].endswith("Z")
+    assert recovered["message_id"] is None and recovered["thread_id"] is None
+    assert recovered["offset"] == torn_at and recovered["bytes"] == len(fragment)
+    assert recovered["sha256"] == hashlib.sha256(fragment).hexdigest()
+    report = verify_workspace(ws)
+    assert report.ok and report.events == 3, report.problems
+    assert report.warnings == [f"recovered torn line at .agentctl/journal/{ACTIVE_NAME}:2 "
+                               f"({len(fragment)} bytes, recorded by seq 2)"]  # fmt: skip
+
+
+def test_a_whole_last_line_without_its_newline_only_gets_the_newline(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False)
+    Journal(ws.journal_dir, max_bytes=1 << 20).append("sent", agent="user")
+    active = ws.journal_dir / ACTIVE_NAME
+    active.write_bytes(active.read_bytes().rstrip(b"\n"))  # killed just before the newline
+
+    assert Journal(ws.journal_dir, max_bytes=1 << 20).append("handled", agent="echo") == 2
+
+    lines = active.read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)["event"] for line in lines] == ["sent", "handled"]
+    report = verify_workspace(ws)
+    assert report.ok and report.warnings == [], report.problems
+
+
+def test_rotated_segments_are_numbered_from_1_without_gaps(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=600)
+    for n in range(12):
+        journal.append("tick", agent="a", pad="x" * 100, n=n)
+    names = [p.name for p in segment_paths(journal_dir)]
+    rotated = len(names) - 1
+    assert rotated >= 3
+    assert names == [f"journal.{i:06d}.jsonl" for i in range(1, rotated + 1)] + [ACTIVE_NAME]
+
+
+def test_close_releases_the_descriptors_and_appending_again_reopens(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal", max_bytes=1 << 20)
+    assert journal.append("tick", agent="a") == 1
+    fds = [journal._fd, journal._lock_fd]
+    journal.close()
+    for fd in fds:
+        assert fd is not None
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed (and not yet reused: nothing opened since)
+    assert journal.append("tick", agent="a") == 2
+    journal.close()
+    journal.close()  # twice is harmless

@@ -644,5 +644,287 @@ def test_deliver_with_fsync_makes_the_link_in_new_durable(
     monkeypatch.undo()
 
     # The message's own bytes were synced (in tmp/), and new/ after the link.
-    assert any(path.startswith(str(mb.tmp)) for path, _ in synced), synced
+    assert any(path.startswith(f"{mb.tmp}/") for path, _ in synced), synced
     assert (str(mb.new), True) in synced, synced
+
+
+def fsync_spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of what os.fsync syncs from now on (every real fsync still runs)."""
+    real_fsync = os.fsync
+    synced: list[str] = []
+
+    def spy(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return synced
+
+
+def durable(tmp_path: Path) -> Mailbox:
+    return Mailbox(tmp_path / "agent" / "inbox", fsync=True, max_message_bytes=1 << 20).ensure()
+
+
+def test_requeue_with_fsync_syncs_the_rewritten_file_and_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mb = durable(tmp_path)
+    m = msg(content="again")
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    synced = fsync_spy(monkeypatch)
+    mb.requeue(m.file_name, m.model_copy(update={"attempt": 1}))
+    assert any(path.startswith(f"{mb.tmp}/") for path in synced), synced  # the new bytes, in tmp/
+    assert synced[-1] == str(mb.new), synced  # then the rename that put them in new/
+
+
+def test_bury_with_fsync_syncs_the_reason_and_the_dead_letter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mb = durable(tmp_path)
+    m = msg(content="doomed")
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    synced = fsync_spy(monkeypatch)
+    mb.bury(m.file_name, {"error": "boom"}, m)
+    assert str(mb.errors) in synced, synced  # the reason is durable before the letter moves
+    assert synced.index(str(mb.errors)) < synced.index(str(mb.dead)), synced
+    assert synced[-1] == str(mb.dead), synced
+
+
+def test_revive_with_fsync_syncs_new_before_dead_loses_the_letter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mb = durable(tmp_path)
+    m = msg(content="back")
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    mb.bury(m.file_name, {"error": "boom"}, m)
+    synced = fsync_spy(monkeypatch)
+    mb.revive(m.file_name, m)
+    assert synced.index(str(mb.new)) < synced.index(str(mb.dead)), synced
+    assert ls(mb.dead) == [".errors"] and ls(mb.errors) == [] and mb.list_new() == [m.file_name]
+
+
+def test_without_fsync_nothing_is_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mb = make(tmp_path)  # durability: none (fast); fsync costs most of a delivery
+    synced = fsync_spy(monkeypatch)
+    a, b = msg(content="a"), msg(content="b")
+    mb.deliver(a, copies=(tmp_path / "copy.json",))
+    mb.deliver(b)
+    for m in (a, b):
+        mb.claim(m.file_name)
+    mb.requeue(a.file_name, a)
+    mb.claim(a.file_name)
+    mb.bury(a.file_name, {"error": "x"}, a)
+    mb.revive(a.file_name, a)
+    mb.bury(b.file_name, {"error": "x"})
+    assert synced == []
+
+
+def test_deliver_with_fsync_syncs_the_outbox_copy_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mb = durable(tmp_path)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    synced = fsync_spy(monkeypatch)
+    mb.deliver(msg(), copies=(str(outbox / "copy.json"),))
+    assert str(outbox) in synced, synced
+
+
+def test_read_allows_the_retry_headroom_and_no_more(tmp_path: Path) -> None:
+    from agentctl.model.constants import REWRITE_HEADROOM_BYTES
+    from agentctl.model.errors import BadMessageError
+
+    mb = make(tmp_path, max_message_bytes=1024)
+    within = mb.processing / "within.json"
+    within.write_bytes(b"x" * (1024 + REWRITE_HEADROOM_BYTES))
+    assert len(mb.read(within)) == 1024 + REWRITE_HEADROOM_BYTES  # a rewrite's headers fit
+    over = mb.processing / "over.json"
+    over.write_bytes(b"x" * (1024 + REWRITE_HEADROOM_BYTES + 1))
+    with pytest.raises(BadMessageError, match="over the limit of 1024"):
+        mb.read(over)
+
+
+def test_recover_finishes_a_revive_that_crashed_after_new_got_the_message(tmp_path: Path) -> None:
+    # Given a revive that wrote the message into new/ and died before dropping the dead copy
+    mb = make(tmp_path)
+    m, other = msg(content="revived"), msg(content="still dead")
+    for each in (m, other):
+        mb.deliver(each)
+        mb.claim(each.file_name)
+        mb.bury(each.file_name, {"error": "boom"}, each)
+    os.link(mb.dead / m.file_name, mb.new / m.file_name)
+    # When the next worker recovers
+    assert mb.recover() == []
+    # Then the message is waiting once, its dead copy and reason are gone, the other stays dead
+    assert mb.list_new() == [m.file_name] and mb.dead_names() == [other.file_name]
+    assert ls(mb.errors) == [other.file_name]
+
+
+def test_recover_drops_the_processing_copy_of_a_letter_already_dead(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg()
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    mb.bury(m.file_name, {"error": "boom"}, m)
+    os.link(mb.dead / m.file_name, mb.processing / m.file_name)  # bury crashed before unlink
+    assert mb.recover() == []
+    assert ls(mb.processing) == [] and mb.dead_names() == [m.file_name]
+
+
+def test_clean_tmp_counts_every_old_file(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    for name in ("a.tmp", "b.tmp", "c.tmp"):
+        (mb.tmp / name).write_text("dead writer")
+        os.utime(mb.tmp / name, (0, 0))
+    assert mb.clean_tmp(3600) == 3 and ls(mb.tmp) == []
+
+
+def test_clean_tmp_keeps_a_file_exactly_as_old_as_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentctl.protocol.mailbox as mailbox_module
+
+    mb = make(tmp_path)
+    (mb.tmp / "edge.tmp").write_text("x")
+    os.utime(mb.tmp / "edge.tmp", (1_000_000.0, 1_000_000.0))
+    monkeypatch.setattr(mailbox_module.time, "time", lambda: 1_000_000.0 + 3600)
+    assert mb.clean_tmp(3600) == 0  # "older than", strictly
+    monkeypatch.setattr(mailbox_module.time, "time", lambda: 1_000_000.0 + 3600.5)
+    assert mb.clean_tmp(3600) == 1
+
+
+def test_clean_tmp_goes_on_past_a_file_published_while_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sender links its tmp/ file into new/ and unlinks it between our listing and our stat.
+    mb = make(tmp_path)
+    for name in ("a.tmp", "b.tmp", "c.tmp"):
+        (mb.tmp / name).write_text("x")
+        os.utime(mb.tmp / name, (0, 0))
+    real_scandir = os.scandir
+
+    class PublishFirst:
+        def __init__(self, path: object) -> None:
+            self.entries = real_scandir(path)  # type: ignore[call-overload]
+
+        def __enter__(self) -> PublishFirst:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.entries.close()
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for i, entry in enumerate(self.entries):
+                if i == 0:
+                    os.unlink(entry.path)
+                yield entry
+
+    monkeypatch.setattr(os, "scandir", PublishFirst)
+    assert mb.clean_tmp(3600) == 2
+    assert ls(mb.tmp) == []
+
+
+def test_clean_tmp_goes_on_past_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mb = make(tmp_path)
+    (mb.tmp / "a-dir").mkdir()
+    for name in ("b.tmp", "c.tmp"):
+        (mb.tmp / name).write_text("x")
+    for name in ("a-dir", "b.tmp", "c.tmp"):
+        os.utime(mb.tmp / name, (0, 0))
+    real_scandir = os.scandir
+
+    class InNameOrder:  # the directory comes first, whatever order the file system lists
+        def __init__(self, path: object) -> None:
+            with real_scandir(path) as entries:  # type: ignore[call-overload]
+                self.entries = sorted(entries, key=lambda e: e.name)
+
+        def __enter__(self) -> list[os.DirEntry[str]]:
+            return self.entries
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(os, "scandir", InNameOrder)
+    assert mb.clean_tmp(3600) == 2
+    assert ls(mb.tmp) == ["a-dir"]
+
+
+def test_clean_tmp_removes_old_symlinks_without_following_them(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    target_dir = tmp_path / "elsewhere"
+    target_dir.mkdir()
+    os.symlink(target_dir, mb.tmp / "to-dir")
+    os.symlink(tmp_path / "missing", mb.tmp / "dangling")
+    for name in ("to-dir", "dangling"):
+        os.utime(mb.tmp / name, (0, 0), follow_symlinks=False)
+    assert mb.clean_tmp(3600) == 2
+    assert ls(mb.tmp) == [] and target_dir.is_dir()
+
+
+def test_a_symlink_to_a_directory_in_new_is_listed_and_refused_when_read(tmp_path: Path) -> None:
+    # Unlike a directory, a symlink can be claimed: it is listed, so it ends in dead/, not
+    # unseen in new/ forever.
+    from agentctl.model.errors import BadMessageError
+
+    mb = make(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", mb.new / "1-link.json")
+    assert mb.list_new() == ["1-link.json"] and mb.depth().new == 1
+    path = mb.claim("1-link.json")
+    assert path is not None
+    with pytest.raises(BadMessageError, match="symlink"):
+        mb.read(path)
+
+
+def test_a_reason_with_values_json_cannot_hold_is_written_as_text(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    m = msg()
+    mb.deliver(m)
+    mb.claim(m.file_name)
+    mb.bury(m.file_name, {"error": "boom", "where": tmp_path / "x", "kinds": {"a"}})
+    reason = mb.read_error(m.file_name)
+    assert reason == {"error": "boom", "where": str(tmp_path / "x"), "kinds": "{'a'}"}
+
+
+def test_an_old_reason_of_a_letter_without_the_json_suffix_is_found(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    (mb.dead / "README").write_text("hello")
+    (mb.dead / "README.error.json").write_text(json.dumps({"error": "not a message"}))
+    assert mb.dead_names() == ["README"]
+    assert mb.read_error("README") == {"error": "not a message"}
+
+
+def test_a_reason_that_is_not_a_json_object_reads_as_none(tmp_path: Path) -> None:
+    mb = make(tmp_path)
+    for i, text in enumerate(['["error", "boom"]', '"boom"', "{not json", "null"]):
+        m = msg(content=i)
+        (mb.dead / m.file_name).write_bytes(m.to_json_bytes())
+        (mb.errors / m.file_name).write_text(text)
+        assert mb.read_error(m.file_name) is None, text
+        assert m.file_name in mb.dead_names()
+
+
+def test_an_old_reason_needs_an_error_field_and_no_from_agent(tmp_path: Path) -> None:
+    # Only an object with `error` and without `from_agent` is a reason written beside its letter.
+    mb = make(tmp_path)
+    cases = {
+        "1-A.error.json": ({"error": "A failed"}, True),
+        "1-B.error.json": ({"message_id": "B", "error_kind": "error"}, False),
+        "1-C.error.json": ({"error": "C failed", "from_agent": "user"}, False),
+        "1-D.error.json": (["error"], False),
+        "1-E.json": ({"error": "not .error.json"}, False),
+    }
+    for name, (record, _) in cases.items():
+        (mb.dead / name).write_text(json.dumps(record))
+    reasons = {name for name, (_, is_reason) in cases.items() if is_reason}
+    assert mb.dead_names() == sorted(set(cases) - reasons)
+    assert mb.depth().dead == len(cases) - len(reasons)
+    assert mb.read_error("1-A.json") == {"error": "A failed"}
+    assert mb.read_error("1-B.json") is None and mb.read_error("1-C.json") is None
+    assert mb.locate("1-A.error.json") is None  # a reason is not a message
+    assert mb.locate("1-B.error.json") == "dead"

@@ -724,6 +724,41 @@ def test_a_run_is_stored_and_read_back_whole(tmp_path: Path) -> None:
     assert [r.run_id for r in store.all()] == ["r1", "r2"]
 
 
+def test_a_run_file_from_before_the_finally_stage_reads_back(tmp_path: Path) -> None:
+    # Run files written before `finally` existed have no "final" key: they still load.
+    from agentctl.flow.pipeline import RunStore
+
+    store = RunStore.of(Workspace(tmp_path / "ws", fsync=False))
+    run = _run(["pass"])
+    store.save(run)
+    data = json.loads(store.path("r1").read_bytes())
+    del data["final"]
+    store.path("r1").write_text(json.dumps(data))
+    loaded = store.load("r1")
+    assert loaded == run and loaded is not None and loaded.final is None
+
+
+def test_a_run_is_saved_durably_when_the_workspace_asks_for_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentctl.flow.pipeline import RunStore
+
+    durable = RunStore.of(Workspace(tmp_path / "ws", fsync=True))
+    fast = RunStore.of(Workspace(tmp_path / "fast", fsync=False))
+    real_fsync = os.fsync
+    synced: list[str] = []
+
+    def spy(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", spy)
+    fast.save(_run(["pass"]))
+    assert synced == []
+    durable.save(_run(["pass"]))
+    assert str(durable.directory) in synced, synced  # the rename that replaced the run file
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     run=st.from_regex(r"[0-9A-Za-z_-]{1,40}", fullmatch=True),

@@ -261,3 +261,34 @@ def test_roster_candidates_score_by_expertise_or_by_their_own_method(
     assert Candidate("a", 1 / 3).to_json() == {"agent": "a", "score": 0.3333}
     with pytest.raises(NotImplementedError):
         asyncio.run(candidates[0].process({}, {}))
+
+
+def test_explain_route_in_process_says_who_route_and_fanout_pick_and_every_score(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `route --json` prints, built in process (the CLI test runs it in a child)."""
+    from agentctl.config.roster import load_roster
+    from agentctl.flow.routing import explain_route
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "eager_there.py").write_text(EAGER)
+    roster = load_roster(write_roster(tmp_path, ROSTER.replace("eager_agent:", "eager_there:")))
+
+    decision = explain_route(roster, {"keywords": ["caching", "injection"]})
+    assert decision.to_json() == {
+        "keywords": ["caching", "injection"],
+        "candidates": [{"agent": "perf", "score": 0.5}, {"agent": "security", "score": 0.25},
+                       {"agent": "eager", "score": 0.0}],
+        "excluded": {},
+        "route": "perf",
+        "floor": 0.3,
+        "fanout": ["perf"],
+        "threshold": 0.5,
+    }  # fmt: skip
+    # Below the floor nobody is routed; the threshold decides the fanout on its own.
+    low = explain_route(roster, {"keywords": ["injection"]}, floor=0.3, threshold=0.25)
+    assert low.route is None and low.fanout == ["security"]
+    assert low.to_json()["floor"] == 0.3 and low.to_json()["threshold"] == 0.25
+    assert explain_route(roster, {}).keywords == [] and explain_route(roster, {}).route is None
+    urgent = explain_route(roster, {"keywords": ["urgent"]}, floor=0.95, threshold=0.95)
+    assert urgent.route == "eager" and urgent.fanout == ["eager"]  # at the floor is enough

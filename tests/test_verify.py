@@ -7,15 +7,17 @@ test that names it.
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from agentctl.backends.file.verify import Report, verify_workspace
+from agentctl.backends.file.verify import Report, verify_files, verify_workspace
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
-from agentctl.protocol.journal import ACTIVE_NAME, content_digest, segment_paths
+from agentctl.protocol.journal import ACTIVE_NAME, Head, content_digest, line_hash, segment_paths
 
 Verify = Callable[[Workspace], Report]
 
@@ -195,3 +197,309 @@ def test_two_processes_report_exactly_what_one_does(tmp_path: Path, tamper: str)
     assert two.to_json() == one.to_json()
     assert one.ok == (tamper in ("intact", "a line moved into the segment before"))
     assert one.events > 0 and one.files == 6
+# -- every kind of tampering, on traffic made in process (issue 20) ------------------------------
+# test_journal.py tampers with a workspace that real workers filled; these make the same files
+# and events with the calls the worker and `receive` make, so a mutation test reaches them.
+
+
+def _traffic(root: Path) -> Workspace:
+    """Three tasks echoed and their replies received, and one dead letter."""
+    from agentctl.backends.file.replies import take
+
+    ws = _workspace(root)
+    for i in range(3):
+        request = AgentMessage(from_agent="user", to_agent="echo", content=f"hello {i}")
+        ws.deliver(request)
+        inbox = ws.mailbox("echo")
+        assert inbox.claim(request.file_name) is not None
+        ws.record("claimed", request, "echo", attempt=0, file=request.file_name,
+                  sha256=content_digest(request.to_json_bytes()))  # fmt: skip
+        reply = request.reply(f"echo: hello {i}")
+        ws.deliver(reply, dedupe=True)
+        inbox.ack(request.file_name)
+        ws.record("handled", request, "echo", attempt=0, file=request.file_name)
+        path = ws.mailbox("user").claim(reply.file_name)
+        assert path is not None
+        take(ws, "user", reply.file_name, path)
+    _dead_letter(ws)
+    return ws
+
+
+def _lines_of(ws: Workspace) -> list[bytes]:
+    return _journal_lines(ws)
+
+
+def _write(ws: Workspace, lines: list[bytes]) -> None:
+    (ws.journal_dir / ACTIVE_NAME).write_bytes(b"".join(lines))
+
+
+def _nth(lines: list[bytes], event: str, nth: int = 0) -> int:
+    return [i for i, line in enumerate(lines) if json.loads(line)["event"] == event][nth]
+
+
+def _seq_of(line: bytes) -> int:
+    return int(json.loads(line)["seq"])
+
+
+def _done(ws: Workspace, agent: str = "echo", nth: int = 1) -> Path:
+    return sorted((ws.root / agent / "inbox" / "done").iterdir())[nth]
+
+
+def _last_seq_naming(ws: Workspace, name: str) -> int:
+    """The seq of the last event about file `name` (what verify says the journal last said)."""
+    return max(_seq_of(line) for line in _lines_of(ws) if json.loads(line).get("file") == name)
+
+
+J = f".agentctl/journal/{ACTIVE_NAME}"
+
+
+def _edited_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1)
+    lines[i] = lines[i].replace(b'"attempt":0,', b'"attempt":7,')
+    _write(ws, lines)
+    return [f"{J} seq {_seq_of(lines[i])}: edited: the line does not match its hash"]
+
+
+def _removed_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "claimed", 1)
+    del lines[i]
+    _write(ws, lines)
+    return [f"{J} seq {_seq_of(lines[i])}: removed: 1 line(s) missing before this one"]
+
+
+def _removed_lines(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "claimed", 1)
+    del lines[i : i + 3]
+    _write(ws, lines)
+    return [f"{J} seq {_seq_of(lines[i])}: removed: 3 line(s) missing before this one"]
+
+
+def _removed_first_lines(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)[2:]
+    _write(ws, lines)
+    return [f"{J} seq 3: the journal starts at seq 3: lines 1-2 are missing"]
+
+
+def _removed_first_line(ws: Workspace) -> list[str]:
+    _write(ws, _lines_of(ws)[1:])
+    return [f"{J} seq 2: the journal starts at seq 2: lines 1-1 are missing"]
+
+
+def _repeated_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1)
+    lines.insert(i + 1, lines[i])  # a line written twice in a row
+    _write(ws, lines)
+    seq = _seq_of(lines[i])
+    return [f"{J} seq {seq}: inserted or reordered: seq {seq} after seq {seq}"]
+
+
+def _copied_first_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1) + 1
+    lines.insert(i, lines[0])  # seq 1 replayed: the chain goes on from the line before it
+    _write(ws, lines)
+    return [f"{J} seq 1: inserted or reordered: seq 1 after seq {_seq_of(lines[i - 1])}"]
+
+
+def _replaced_line(ws: Workspace) -> list[str]:
+    # A second version of a line, right after it, hashed afresh: only one problem, and the
+    # chain goes on from the original.
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1)
+    record = json.loads(lines[i])
+    record["attempt"] = 7
+    del record["hash"]
+    body = json.dumps(record, separators=(",", ":"))[:-1].encode()
+    lines.insert(i + 1, body + f',"hash":"{line_hash(body)}"}}\n'.encode())
+    _write(ws, lines)
+    seq = record["seq"]
+    return [f"{J} seq {seq}: inserted or reordered: seq {seq} after seq {seq}"]
+
+
+def _edited_and_removed(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 0)
+    lines[i] = lines[i].replace(b'"attempt":0,', b'"attempt":7,')
+    j = _nth(lines, "claimed", 2)
+    del lines[j]
+    _write(ws, lines)
+    return [f"{J} seq {_seq_of(lines[i])}: edited: the line does not match its hash",
+            f"{J} seq {_seq_of(lines[j])}: removed: 1 line(s) missing before this one"]
+
+
+def _forged_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 0) + 1
+    offset = len(b"".join(lines[:i]))
+    lines.insert(i, b'{"event":"handled","agent":"echo","note":"by hand"}\n')
+    _write(ws, lines)
+    return [f"{J}@{offset}: not a journal line (edited or inserted)"]
+
+
+def _forged_last_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    offset = len(b"".join(lines))
+    _write(ws, [*lines, b'{"seq":"x"}\n'])
+    return [f"{J}@{offset}: not a journal line (edited or inserted)"]
+
+
+def _copied_line(ws: Workspace) -> list[str]:
+    lines = _lines_of(ws)
+    i = _nth(lines, "handled", 1) + 1
+    lines.insert(i, lines[1])
+    _write(ws, lines)
+    return [f"{J} seq 2: inserted or reordered: seq 2 after seq {_seq_of(lines[i - 1])}"]
+
+
+def _edited_done_file(ws: Workspace) -> list[str]:
+    path = _done(ws)
+    path.write_bytes(path.read_bytes().replace(b'"hello 1"', b'"HELLO 1"'))
+    return [f"echo/inbox/done/{path.name}: edited after the journal recorded it "
+            f"(seq {_last_seq_naming(ws, path.name)})"]  # fmt: skip
+
+
+def _removed_done_file(ws: Workspace) -> list[str]:
+    path = _done(ws)
+    path.unlink()
+    seq = _last_seq_naming(ws, path.name)
+    return [f"echo/inbox/done/{path.name}: removed: the journal (seq {seq}) says it is done"]
+
+
+def _inserted_done_file(ws: Workspace) -> list[str]:
+    forged = AgentMessage(from_agent="user", to_agent="echo", content="never sent")
+    (ws.root / "echo" / "inbox" / "done" / forged.file_name).write_bytes(forged.to_json_bytes())
+    return [f"echo/inbox/done/{forged.file_name}: not in the journal (inserted?)"]
+
+
+def _edited_dead_file(ws: Workspace) -> list[str]:
+    [name] = ws.mailbox("failing").dead_names()
+    path = ws.root / "failing" / "inbox" / "dead" / name
+    path.write_bytes(path.read_bytes().replace(b'"doomed"', b'"spared"'))
+    return [f"failing/inbox/dead/{name}: edited after the journal recorded it "
+            f"(seq {_last_seq_naming(ws, name)})"]  # fmt: skip
+
+
+def _removed_received_reply(ws: Workspace) -> list[str]:
+    path = _done(ws, "user", 0)
+    path.unlink()
+    seq = _last_seq_naming(ws, path.name)
+    return [f"user/inbox/done/{path.name}: removed: the journal (seq {seq}) says it is done"]
+
+
+TAMPERING = {
+    "edited line": _edited_line,
+    "removed line": _removed_line,
+    "removed lines": _removed_lines,
+    "removed first lines": _removed_first_lines,
+    "removed first line": _removed_first_line,
+    "repeated line": _repeated_line,
+    "copied first line": _copied_first_line,
+    "replaced line": _replaced_line,
+    "edited and removed": _edited_and_removed,
+    "forged line": _forged_line,
+    "forged last line": _forged_last_line,
+    "copied line": _copied_line,
+    "edited done file": _edited_done_file,
+    "removed done file": _removed_done_file,
+    "inserted done file": _inserted_done_file,
+    "edited dead file": _edited_dead_file,
+    "removed received reply": _removed_received_reply,
+}
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _traffic(tmp_path_factory.mktemp("traffic") / "ws").root
+
+
+def _copy_of(traffic: Path, tmp_path: Path) -> Workspace:
+    shutil.copytree(traffic, tmp_path / "ws", symlinks=True)
+    return _workspace(tmp_path / "ws")
+
+
+def test_untouched_traffic_verifies_and_says_what_it_checked(traffic: Path, tmp_path: Path) -> None:
+    ws = _copy_of(traffic, tmp_path)
+    report = verify_workspace(ws)
+    lines = _lines_of(ws)
+    assert report.ok and report.problems == [] and report.warnings == []
+    assert report.events == len(lines) and report.segments == 1
+    assert report.files == 3 + 3 + 1  # echo's done/, user's done/, failing's dead/
+    last = json.loads(lines[-1])
+    assert report.head == Head(last["seq"], last["hash"])
+    verification = verify_files(ws)
+    assert verification.problems == [] and verification.warnings == []
+    assert verification.summary == (
+        f"{len(lines)} events in 1 journal file(s), 7 message files in done/ and dead/; "
+        f"head seq {last['seq']} hash {last['hash']}"
+    )
+    assert verification.doc == {
+        "ok": True, "events": len(lines), "segments": 1, "files_checked": 7,
+        "head": {"seq": last["seq"], "hash": last["hash"]}, "problems": [], "warnings": [],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERING))
+def test_each_kind_of_tampering_is_reported_once_where_it_is(
+    traffic: Path, tmp_path: Path, tamper: str
+) -> None:
+    ws = _copy_of(traffic, tmp_path)
+    expected = TAMPERING[tamper](ws)
+    report = verify_workspace(ws)
+    assert not report.ok
+    assert [str(p) for p in report.problems] == expected
+    verification = verify_files(ws)
+    assert verification.problems == expected
+    details = verification.doc
+    assert details["ok"] is False and [
+        f"{p['where']}: {p['what']}" for p in details["problems"]
+    ] == expected
+
+
+def test_an_empty_workspace_verifies(tmp_path: Path) -> None:
+    report = verify_workspace(_workspace(tmp_path / "ws"))
+    assert report.ok and report.events == 0 and report.segments == 0 and report.files == 0
+    assert verify_files(_workspace(tmp_path / "ws")).summary.endswith("head seq 0 hash -")
+
+
+def test_the_chain_goes_on_across_rotated_segments(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", fsync=False, journal_max_bytes=2048)
+    for n in range(40):
+        ws.journal.append("tick", agent="a", n=n)
+    segments = len(list(ws.journal_dir.glob("journal*.jsonl")))
+    assert segments > 2
+    report = verify_workspace(ws)
+    assert report.ok, report.problems
+    assert report.segments == segments and report.events == 40 and report.head.seq == 40
+
+
+def test_a_line_with_trailing_spaces_is_read_as_every_reader_reads_it(tmp_path: Path) -> None:
+    ws = _traffic(tmp_path / "ws")
+    lines = _lines_of(ws)
+    lines[2] = lines[2].rstrip(b"\n") + b"  \n"  # the hash covers the text before it
+    _write(ws, lines)
+    report = verify_workspace(ws)
+    assert report.ok and report.events == len(lines), report.problems
+
+
+def test_a_sha256_that_is_not_a_digest_never_matches(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    request = AgentMessage(from_agent="user", to_agent="echo", content="x")
+    ws.deliver(request)
+    inbox = ws.mailbox("echo")
+    inbox.claim(request.file_name)
+    inbox.ack(request.file_name)
+    ws.record("handled", request, "echo", file=request.file_name, sha256=12345)
+    assert [str(p) for p in verify_workspace(ws).problems] == [
+        f"echo/inbox/done/{request.file_name}: edited after the journal recorded it (seq 2)"
+    ]
+
+
+def test_dot_files_in_done_are_not_messages(tmp_path: Path) -> None:
+    ws = _traffic(tmp_path / "ws")
+    (ws.root / "echo" / "inbox" / "done" / ".nfs0001").write_text("a lingering handle")
+    report = verify_workspace(ws)
+    assert report.ok and report.files == 7, report.problems

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agentctl.backends import open_workspace
 from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
+from agentctl.model.agent import BaseAgent
 from agentctl.model.clock import FakeClock
-from agentctl.model.message import AgentMessage
-from agentctl.protocol.status import iso_after
+from agentctl.model.errors import NonRetryableError
+from agentctl.model.message import AgentMessage, parse_message
+from agentctl.protocol.journal import content_digest
+from agentctl.protocol.status import iso_after, parse_iso
 from agentctl.runtime.handlers import build_handler
 from agentctl.runtime.worker import Worker
 from tests.conftest import run_cli, wait_until, write_roster
@@ -396,3 +405,266 @@ def test_the_reply_is_delivered_before_the_request_is_acked(tmp_path: Path) -> N
     worker.terminate()
     assert worker.wait(timeout=10) == 0
     assert _inbox(tmp_path, "user", "new") == [reply_name]
+
+
+# -- one attempt at a time, in process: how each attempt ends (issue 20) --------------------------
+# The tests above run real worker processes; these drive the same Worker class in the test's own
+# process, on a fake clock, so that mutation testing (which cannot see inside a child) reaches
+# the attempt, retry, reply-before-ack and dead-letter logic.
+
+
+class Flaky(BaseAgent):
+    """Answers, fails (retryable) or refuses (not retryable) by the task's content."""
+
+    async def process(self, task: Any, context: Any) -> Any:
+        if task["content"] == "fail":
+            raise RuntimeError(f"boom on attempt {context['attempt']}")
+        if task["content"] == "refuse":
+            raise NonRetryableError("never this one")
+        if task["content"] == "stall":
+            await asyncio.sleep(30)  # cancelled at the message's timeout_s
+        return {"done": task["content"], "attempt": context["attempt"], "verdict": "flag"}
+
+
+class InProcess:
+    """One worker for agent `flaky`, in this process, on a fake clock."""
+
+    def __init__(self, tmp_path: Path, max_attempts: int = 3) -> None:
+        write_roster(tmp_path, f"""\
+            - name: flaky
+              python: tests.test_worker:Flaky
+              max_attempts: {max_attempts}
+              retry: {{backoff_s: 10, factor: 2, max_s: 100}}
+        """)
+        roster = load_roster(tmp_path / "agents.yaml")
+        self.ws, spec, self.clock = open_workspace(roster), roster.agent("flaky"), FakeClock()
+        handler = build_handler(spec, max_output_bytes=roster.max_message_bytes,
+                                withheld_env=roster.withheld_env())  # fmt: skip
+        self.worker = Worker(self.ws, spec, handler, poll_interval_s=0.5, clock=self.clock)
+        self.worker.inbox.open()
+        self.root = tmp_path
+
+    def send(self, content: str, **fields: Any) -> AgentMessage:
+        request = AgentMessage(from_agent="user", to_agent="flaky", content=content, **fields)
+        self.ws.deliver(request)
+        return request
+
+    def events(self, *kinds: str) -> list[dict[str, Any]]:
+        journal = self.ws.root / ".agentctl" / "journal" / "journal.jsonl"
+        records = [json.loads(line) for line in journal.read_bytes().splitlines()]
+        return [r for r in records if not kinds or r["event"] in kinds]
+
+    def inbox(self, sub: str, agent: str = "flaky") -> list[str]:
+        return _inbox(self.root, agent, sub)
+
+    def message(self, sub: str, name: str, agent: str = "flaky") -> AgentMessage:
+        return parse_message((self.ws.root / agent / "inbox" / sub / name).read_bytes())
+
+    def close(self) -> None:
+        self.worker.inbox.close()
+        self.worker.overrun.close()
+
+
+@pytest.fixture
+def flaky(tmp_path: Path) -> Iterator[InProcess]:
+    worker = InProcess(tmp_path)
+    yield worker
+    worker.close()
+
+
+def test_in_process_a_task_is_answered_then_acked_and_journaled(
+    flaky: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = flaky.send("hi")
+    steps: list[str] = []
+    real_deliver, real_ack = flaky.ws.deliver, flaky.worker.inbox.ack
+    monkeypatch.setattr(flaky.ws, "deliver", lambda m, **kw: (steps.append("reply"),
+                                                              real_deliver(m, **kw))[1])
+    monkeypatch.setattr(flaky.worker.inbox, "ack", lambda d: (steps.append("ack"), real_ack(d)))
+
+    assert flaky.worker.claim_and_handle() == 1
+
+    assert steps == ["reply", "ack"]  # a crash in between redelivers; acked first, it is lost
+    assert flaky.inbox("done") == [request.file_name] and flaky.inbox("processing") == []
+    reply = flaky.message("new", request.reply(None).file_name, "user")
+    assert reply.content == {"done": "hi", "attempt": 1, "verdict": "flag"}
+    assert reply.in_reply_to == request.id
+    claimed, handled = flaky.events("claimed", "handled")
+    assert claimed["attempt"] == 1 and claimed["file"] == request.file_name
+    assert claimed["sha256"] == content_digest(request.to_json_bytes())
+    assert handled["attempt"] == 1 and handled["result_id"] == reply.id
+    assert handled["verdict"] == "flag"
+    assert handled["message_id"] == request.id and handled["file"] == request.file_name
+    assert isinstance(handled["duration_ms"], float)
+    status = flaky.worker.reporter.snapshot()
+    assert (status.handled, status.failed, status.dead) == (1, 0, 0)
+    assert flaky.worker.claim_and_handle() == 0  # nothing left
+
+
+def test_in_process_a_failed_attempt_is_retried_after_its_delay_then_dead_lettered(
+    flaky: InProcess,
+) -> None:
+    request = flaky.send("fail")
+    # Attempt 1 fails: back in new/ with attempt 1 and its not_before, 10 s on.
+    assert flaky.worker.claim_and_handle() == 1
+    back = flaky.message("new", request.file_name)
+    assert back.attempt == 1
+    assert parse_iso(back.headers["not_before"]) == flaky.clock.now() + timedelta(seconds=10)
+    [failed] = flaky.events("failed")
+    assert failed["attempt"] == 1 and failed["max_attempts"] == 3
+    assert failed["error"] == "RuntimeError: boom on attempt 1" and failed["error_kind"] == "error"
+    [retried] = flaky.events("retried")
+    assert retried["retry_in_s"] == 10 and retried["attempt"] == 1
+    assert retried["file"] == request.file_name and retried["message_id"] == request.id
+    assert retried["sha256"] == content_digest((flaky.root / "workspace" / "flaky" / "inbox" /
+                                                "new" / request.file_name).read_bytes())
+    # Not claimed before its delay is over; attempt 2 after 10 s, attempt 3 after 20 more.
+    flaky.clock.advance(9.9)
+    assert flaky.worker.claim_and_handle() == 0
+    flaky.clock.advance(0.1)
+    assert flaky.worker.claim_and_handle() == 1
+    assert flaky.message("new", request.file_name).attempt == 2
+    flaky.clock.advance(20)
+    assert flaky.worker.claim_and_handle() == 1
+    # The last attempt failed: dead, with its reason, and the requester is told.
+    assert flaky.inbox("new") == [] and flaky.inbox("dead") == [request.file_name]
+    reason = flaky.ws.mailbox("flaky").read_error(request.file_name)
+    assert reason is not None and reason["attempts"] == 3 and reason["error_kind"] == "error"
+    assert reason["error"] == "RuntimeError: boom on attempt 3"
+    assert flaky.message("dead", request.file_name).attempt == 3
+    escalation = flaky.message("new", request.reply(None).file_name, "user")
+    assert escalation.content == {"agent": "flaky", "verdict": "escalate",
+                                  "error": "RuntimeError: boom on attempt 3", "attempts": 3}
+    [dead] = flaky.events("dead")
+    assert dead["attempt"] == 3 and dead["file"] == request.file_name
+    assert dead["message_id"] == request.id and dead["error_kind"] == "error"
+    assert dead["error"] == "RuntimeError: boom on attempt 3"
+    failures = flaky.events("failed")
+    assert [f["message_id"] for f in failures] == [request.id] * 3
+    assert all(isinstance(f["duration_ms"], float) for f in failures)
+    status = flaky.worker.reporter.snapshot()
+    assert (status.handled, status.failed, status.dead) == (0, 3, 1)
+    assert status.last_error == f"{request.id}: RuntimeError: boom on attempt 3"
+    assert dead["sha256"] == content_digest(
+        (flaky.ws.root / "flaky" / "inbox" / "dead" / request.file_name).read_bytes())
+    assert [e["attempt"] for e in flaky.events("claimed")] == [1, 2, 3]
+
+
+def test_in_process_a_non_retryable_error_is_dead_at_once(flaky: InProcess) -> None:
+    request = flaky.send("refuse")
+    assert flaky.worker.claim_and_handle() == 1
+    assert flaky.inbox("dead") == [request.file_name] and flaky.events("retried") == []
+    reason = flaky.ws.mailbox("flaky").read_error(request.file_name)
+    assert reason is not None and reason["error_kind"] == "non_retryable"
+    assert reason["attempts"] == 1
+    [failed] = flaky.events("failed")
+    assert failed["error"] == "never this one" and isinstance(failed["duration_ms"], float)
+
+
+def test_in_process_a_handler_past_its_timeout_is_a_timed_out_attempt(flaky: InProcess) -> None:
+    request = flaky.send("stall", headers={"timeout_s": "0.05"})
+    assert flaky.worker.claim_and_handle() == 1
+    [failed] = flaky.events("failed")
+    assert failed["error_kind"] == "timeout" and failed["error"] == "timed out after 0.05 s"
+    assert failed["message_id"] == request.id and isinstance(failed["duration_ms"], float)
+    assert flaky.message("new", request.file_name).attempt == 1  # retried
+
+
+def test_in_process_a_retry_not_yet_due_goes_back_uncounted(flaky: InProcess) -> None:
+    request = flaky.send("hi", attempt=1, headers={"not_before": iso_after(0.5, flaky.clock.now())})
+    assert flaky.worker.claim_and_handle() == 1  # claimed, seen early, put back
+    assert flaky.events("claimed") == [] and flaky.inbox("new") == [request.file_name]
+    assert flaky.worker.claim_and_handle() == 0  # skipped until due
+    flaky.clock.advance(0.5)
+    assert flaky.worker.claim_and_handle() == 1
+    assert [e["attempt"] for e in flaky.events("claimed")] == [2]
+
+
+def test_in_process_recovery_of_an_overrun_fails_it_as_a_timeout(flaky: InProcess) -> None:
+    from agentctl.protocol.overrunnote import write_note
+
+    request = flaky.send("hi")
+    assert flaky.ws.mailbox("flaky").claim(request.file_name) is not None
+    write_note(flaky.ws.agent_dir("flaky"), file=request.file_name, message_id=request.id,
+               error="timed out after 1 s (still running 5 s later)")  # fmt: skip
+    flaky.worker.recover()
+    [failed] = flaky.events("failed")
+    assert failed["error_kind"] == "timeout"
+    assert failed["error"] == "timed out after 1 s (still running 5 s later)"
+    assert flaky.message("new", request.file_name).attempt == 1
+
+
+def test_in_process_a_notice_is_acked_without_a_reply(flaky: InProcess) -> None:
+    request = flaky.send("fyi", kind="result")
+    assert flaky.worker.claim_and_handle() == 1
+    assert flaky.inbox("done") == [request.file_name] and flaky.inbox("new", "user") == []
+    [handled] = flaky.events("handled")
+    assert "result_id" not in handled and "verdict" not in handled  # None is not journaled
+
+
+def test_in_process_a_bad_file_or_one_for_another_agent_is_dead_without_an_attempt(
+    flaky: InProcess,
+) -> None:
+    new = flaky.ws.root / "flaky" / "inbox" / "new"
+    (new / "1-garbage.json").write_bytes(b"\xff not json")
+    stray = AgentMessage(from_agent="user", to_agent="other", content="x")
+    (new / stray.file_name).write_bytes(stray.to_json_bytes())
+    assert flaky.worker.claim_and_handle() == 2
+    assert flaky.inbox("dead") == sorted(["1-garbage.json", stray.file_name])
+    mailbox = flaky.ws.mailbox("flaky")
+    for name in ("1-garbage.json", stray.file_name):
+        reason = mailbox.read_error(name)
+        assert reason is not None and reason["error_kind"] == "bad_message"
+        assert reason["error"].startswith(f"{name}: ") and reason["attempts"] == 0
+    assert "addressed to 'other', not 'flaky'" in mailbox.read_error(stray.file_name)["error"]
+    assert (new.parent / "dead" / "1-garbage.json").read_bytes() == b"\xff not json"
+    assert flaky.events("claimed") == [] and flaky.inbox("new", "user") == []
+    dead = flaky.events("dead")
+    assert {e["sha256"] for e in dead} == {
+        content_digest(b"\xff not json"), content_digest(stray.to_json_bytes())}
+    assert sorted(e["file"] for e in dead) == sorted(["1-garbage.json", stray.file_name])
+    assert {e["error_kind"] for e in dead} == {"bad_message"}
+    assert sorted(e["error"] for e in dead) == sorted(
+        mailbox.read_error(n)["error"] for n in ("1-garbage.json", stray.file_name))
+    status = flaky.worker.reporter.snapshot()
+    assert (status.failed, status.dead) == (2, 2)
+    assert status.last_error == mailbox.read_error("1-garbage.json")["error"]  # claimed last
+
+
+def test_in_process_a_symlink_is_dead_unread_and_its_event_has_no_digest(
+    flaky: InProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "target.json").write_text("{}")
+    os.symlink(tmp_path / "target.json", flaky.ws.root / "flaky" / "inbox" / "new" / "1-l.json")
+    assert flaky.worker.claim_and_handle() == 1
+    assert flaky.inbox("dead") == ["1-l.json"]
+    [dead] = flaky.events("dead")
+    assert dead["file"] == "1-l.json" and "sha256" not in dead  # its bytes were never read
+
+
+def test_in_process_a_message_that_arrives_spent_is_dead_and_not_run(flaky: InProcess) -> None:
+    request = flaky.send("hi", attempt=3)
+    assert flaky.worker.claim_and_handle() == 1
+    assert flaky.inbox("dead") == [request.file_name] and flaky.events("handled") == []
+    reason = flaky.ws.mailbox("flaky").read_error(request.file_name)
+    assert reason is not None and reason["error_kind"] == "interrupted"
+    assert reason["error"] == "arrived with attempt 3 >= max_attempts 3; not run"
+
+
+def test_in_process_recovery_counts_the_interrupted_attempt(flaky: InProcess) -> None:
+    request = flaky.send("hi")
+    mailbox = flaky.ws.mailbox("flaky")
+    assert mailbox.claim(request.file_name) is not None  # a worker died holding it
+    flaky.worker.recover()
+    back = flaky.message("new", request.file_name)
+    assert back.attempt == 1
+    [failed] = flaky.events("failed")
+    assert failed["error_kind"] == "interrupted"
+    assert failed["error"] == "worker died while handling it"
+
+
+def test_in_process_a_timeout_header_overrides_the_agents_timeout(flaky: InProcess) -> None:
+    assert flaky.worker._timeout_s(AgentMessage(from_agent="u", to_agent="flaky")) == 300
+    for value, expected in (("2.5", 2.5), ("soon", 300), ("", 300)):
+        message = AgentMessage(from_agent="u", to_agent="flaky", headers={"timeout_s": value})
+        assert flaky.worker._timeout_s(message) == expected
