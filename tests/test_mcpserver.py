@@ -262,3 +262,31 @@ def test_a_wait_that_runs_out_says_what_holds_the_reply_and_that_it_was_sent(
     [waiting] = list((tmp_path / "workspace" / "echo" / "inbox" / "new").glob("*.json"))
     message_id = json.loads(waiting.read_text())["id"]
     assert f"sent: {message_id}" in error and "no supervisor" in error, error
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "line"),
+    [
+        ("send", {"to": "echo", "content": "x", "timeout_s": -5},
+         "timeout_s: must be greater than 0"),
+        ("send", {"to": "echo", "content": "x", "priority": "ultra"},
+         "priority: must be 'high', 'normal' or 'low'"),
+        ("tail", {"lines": 0}, "lines: must be greater than or equal to 1"),
+        ("send", {"to": "echo", "content": None},
+         "content: must be text, a JSON object or an array (got null)"),
+        ("send", {"to": "echo"}, "content: required"),
+        ("send", {"to": "echo", "content": "x", "headers": {"a": 1}},
+         "headers.a: must be a valid string (got number)"),
+        ("halt", {"reason": ""}, "reason: must have at least 1 character"),
+    ],
+)
+def test_a_bad_argument_is_one_line_naming_it(
+    tmp_path: Path, tool: str, arguments: dict[str, Any], line: str
+) -> None:
+    async def story(client: Client) -> Any:
+        return await client.call_tool(tool, arguments)
+
+    result = _drive(_served(tmp_path), story)
+    text = _error(result)
+    assert line in text and "\n" not in text and "pydantic" not in text, text
+    assert result.structured_content["error"] == text

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from agentctl.mcpserver.surface import (
     MAX_WAIT_S,
@@ -37,8 +37,11 @@ HALTS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_
 RESUMES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                           open_world_hint=False)  # fmt: skip
 
+# Checked in the tool (checked_content), not by pydantic: a union's refusal would name each
+# of its members; one line says what content may be.
 Content = Annotated[
-    str | dict[str, Any] | list[Any],
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}]}),
     Field(description="The task: text, or a JSON object or array."),
 ]
 Keywords = Annotated[
