@@ -46,6 +46,7 @@ def _project(tmp_path: Path, **settings: object) -> None:
     (tmp_path / "judge.py").write_text(JUDGE)
     roster = write_roster(tmp_path, AGENTS, **settings)
     roster.write_text(roster.read_text() + "pipelines:\n  gate: [judge]\n")
+    (tmp_path / "workspace").mkdir()  # as `agentctl init` makes it
 
 
 def _env() -> dict[str, str]:
@@ -197,6 +198,33 @@ def test_a_bind_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> No
     assert result.returncode == 1 and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: --host 0.0.0.0 is reachable from other machines")
+
+
+def test_a_workspace_that_does_not_exist_is_refused_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    # Given a project, and a typo in --workspace
+    _project(tmp_path)
+    typo = tmp_path / "typo"
+    result = run_cli("mcp", "-w", str(typo), cwd=tmp_path, input="")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: no workspace at {typo}: start the team with agentctl run, or give --workspace"
+    ]
+    assert not typo.exists()
+
+
+def test_on_nats_a_workspace_not_here_yet_is_served(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    # Given a NATS roster: the messages are on the cluster, this machine's folder may not exist.
+    _project(tmp_path, transport=f"{{kind: nats, servers: [{nats_server.url}]}}")
+    elsewhere = tmp_path / "not-yet"
+    # When a client starts the server and hangs up at once (stdin closed)
+    result = run_cli("mcp", "-w", str(elsewhere), cwd=tmp_path, input="")
+    assert result.returncode == 0, result.stderr
+    assert f"serving {elsewhere} over stdio" in result.stderr
 
 
 def test_a_port_in_use_is_one_error_line(tmp_path: Path) -> None:
