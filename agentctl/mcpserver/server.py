@@ -105,7 +105,8 @@ def run_server(served: Served, transport: Transport, *, read_only: bool = False)
     if transport.token is not None:
         app = BearerTokenMiddleware(app, transport.token)
     listening = _listen(transport.host, transport.port)
-    url = f"http://{transport.host}:{transport.port}/mcp"
+    port = listening.getsockname()[1]  # the one the system chose for --port 0
+    url = f"http://{transport.host}:{port}/mcp"
     guarded = ", bearer token required" if transport.token else ""
     print(f"agentctl mcp: serving {where} at {url} ({what}{guarded})", file=sys.stderr)
     config = uvicorn.Config(app, log_level="warning")

@@ -317,3 +317,35 @@ def test_the_story_on_nats(
     tail = run_cli("tail", "-n", "1000", "--json", "--kind", "resolved", cwd=tmp_path)
     [resolved] = [json.loads(line) for line in tail.stdout.splitlines()]
     assert resolved["by"] == "mcp" and resolved["client"] == "e2e-client"
+
+
+def test_http_options_without_http_are_refused(tmp_path: Path) -> None:
+    _project(tmp_path)
+    for given in (["--host", "0.0.0.0"], ["--port", "9999"], ["--token", TOKEN]):
+        result = run_cli("mcp", *given, cwd=tmp_path, input="")
+        assert result.returncode == 2 and result.stdout == "", (given, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: {given[0]} needs --http"), line
+    # A token in the environment is for --http when it is given: stdio serves as ever.
+    served = run_cli("mcp", cwd=tmp_path, input="", env={"AGENTCTL_MCP_TOKEN": TOKEN})
+    assert served.returncode == 0 and "over stdio" in served.stderr, served.stderr
+
+
+def test_port_0_is_any_free_port_and_the_start_line_names_it(tmp_path: Path) -> None:
+    _project(tmp_path)
+    server = subprocess.Popen(
+        [*AGENTCTL, "mcp", "--http", "--port", "0"], cwd=tmp_path, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        start = server.stderr.readline()  # the start line, before anything is served
+        assert "serving" in start and "at http://127.0.0.1:" in start, start
+        port = int(start.split("at http://127.0.0.1:")[1].split("/")[0])
+        assert port > 0
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/mcp") or server.poll() is not None,
+                   timeout_s=30)  # fmt: skip
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
