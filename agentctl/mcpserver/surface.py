@@ -86,6 +86,8 @@ def checked_content(content: Any) -> Any:
     if not isinstance(content, str | dict | list):
         given = "null" if content is None else type(content).__name__
         raise ToolError(f"content: must be text, a JSON object or an array (got {given})")
+    if isinstance(content, str) and not content.strip():
+        raise ToolError("content: empty; nothing sent")  # as the dashboard says it
     if isinstance(content, str) and content.startswith("@"):
         raise ToolError(
             "content starting with '@' reads a file on the command line; over MCP nothing is "
