@@ -125,8 +125,8 @@ def test_actions_are_journaled_by_mcp_with_the_client_name(tmp_path: Path) -> No
         ("send", {"to": "pipeline:x", "content": "x"}, "start_pipeline"),
         ("send", {"content": "x", "keywords": ["k" * 500]}, "keywords"),
         ("start_pipeline", {"pipeline": "nope", "content": "x"}, "nope"),
-        ("replay", {"ident": "../../etc/passwd"}, "invalid message id"),
-        ("replay", {"ident": "01NOSUCHTHREAD"}, "no thread or message"),
+        ("replay", {"id": "../../etc/passwd"}, "invalid message id"),
+        ("replay", {"id": "01NOSUCHTHREAD"}, "no thread or message"),
         ("tail", {"agent": "nobody"}, "unknown agent"),
         ("tail", {"kinds": ["exploded"]}, "unknown event kind"),
         ("tail", {"since": "yesterday-ish"}, "neither an ISO time"),
@@ -262,3 +262,76 @@ def test_a_wait_that_runs_out_says_what_holds_the_reply_and_that_it_was_sent(
     [waiting] = list((tmp_path / "workspace" / "echo" / "inbox" / "new").glob("*.json"))
     message_id = json.loads(waiting.read_text())["id"]
     assert f"sent: {message_id}" in error and "no supervisor" in error, error
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "line"),
+    [
+        ("send", {"to": "echo", "content": "x", "timeout_s": -5},
+         "timeout_s: must be greater than 0"),
+        ("send", {"to": "echo", "content": "x", "priority": "ultra"},
+         "priority: must be 'high', 'normal' or 'low'"),
+        ("tail", {"lines": 0}, "lines: must be greater than or equal to 1"),
+        ("send", {"to": "echo", "content": None},
+         "content: must be text, a JSON object or an array (got null)"),
+        ("send", {"to": "echo"}, "content: required"),
+        ("send", {"to": "echo", "content": "x", "headers": {"a": 1}},
+         "headers.a: must be a valid string (got number)"),
+        ("halt", {"reason": ""}, "reason: must have at least 1 character"),
+    ],
+)
+def test_a_bad_argument_is_one_line_naming_it(
+    tmp_path: Path, tool: str, arguments: dict[str, Any], line: str
+) -> None:
+    async def story(client: Client) -> Any:
+        return await client.call_tool(tool, arguments)
+
+    result = _drive(_served(tmp_path), story)
+    text = _error(result)
+    assert line in text and "\n" not in text and "pydantic" not in text, text
+    assert result.structured_content["error"] == text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({"to": "echo", "content": "x", "fanout": True}, "give `to` or `fanout`, not both"),
+        ({"to": "echo", "content": ""}, "content: empty; nothing sent"),
+        ({"to": "echo", "content": "  \n"}, "content: empty; nothing sent"),
+    ],
+)
+def test_a_send_that_cannot_mean_what_it_says_is_refused_and_nothing_sent(
+    tmp_path: Path, arguments: dict[str, Any], says: str
+) -> None:
+    async def story(client: Client) -> Any:
+        return await client.call_tool("send", arguments)
+
+    assert says in _error(_drive(_served(tmp_path), story))
+    assert not list((tmp_path / "workspace").glob("*/inbox/new/*.json"))
+
+
+def test_resume_says_what_it_lifted(tmp_path: Path) -> None:
+    async def story(client: Client) -> Any:
+        await client.call_tool("halt", {"reason": "looking into it"})
+        lifted = await client.call_tool("resume", {})
+        again = await client.call_tool("resume", {})
+        return lifted.structured_content, again.structured_content
+
+    lifted, again = _drive(_served(tmp_path), story)
+    assert lifted["halted"] is False and lifted["changed"] is True and "state" not in lifted
+    assert lifted["lifted"]["reason"] == "looking into it"
+    assert lifted["lifted"]["by"] == "mcp:unit-client" and lifted["lifted"]["halted_at"]
+    assert again == {"halted": False, "changed": False, "lifted": None}
+
+
+def test_replay_takes_an_id_any_message_of_the_thread_names(tmp_path: Path) -> None:
+    async def story(client: Client) -> Any:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        sent = await client.call_tool("send", {"to": "echo", "content": "hello"})
+        message_id = sent.structured_content["sent"][0]["id"]
+        replayed = await client.call_tool("replay", {"id": message_id})
+        return tools["replay"].input_schema, message_id, replayed.structured_content
+
+    schema, message_id, replayed = _drive(_served(tmp_path), story)
+    assert schema["required"] == ["id"] and "thread id" in schema["properties"]["id"]["description"]
+    assert replayed["thread_id"] == message_id

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from agentctl.mcpserver.surface import (
     MAX_WAIT_S,
@@ -37,8 +37,11 @@ HALTS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_
 RESUMES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                           open_world_hint=False)  # fmt: skip
 
+# Checked in the tool (checked_content), not by pydantic: a union's refusal would name each
+# of its members; one line says what content may be.
 Content = Annotated[
-    str | dict[str, Any] | list[Any],
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}]}),
     Field(description="The task: text, or a JSON object or array."),
 ]
 Keywords = Annotated[
@@ -81,6 +84,16 @@ class RequeuedResult(BaseModel):
     failures: list[str]
 
 
+class ResumeResult(BaseModel):
+    """The workspace is not halted after the call; what the call lifted, if anything."""
+
+    halted: bool = False
+    changed: bool = Field(description="Whether this call lifted a halt.")
+    lifted: dict[str, Any] | None = Field(
+        description="The halt lifted: reason, by, run, halted_at; null if there was none."
+    )
+
+
 class HaltResult(BaseModel):
     """The workspace's halted state after the call."""
 
@@ -102,7 +115,8 @@ def register_action_tools(server: MCPServer[Any], served: Served) -> None:
         ] = None,
         keywords: Keywords = None,
         fanout: Annotated[
-            bool, Field(description="Without `to`: send to every agent scoring 0.5 or more.")
+            bool,
+            Field(description="Instead of `to`: send to every agent scoring 0.5 or more."),
         ] = False,
         priority: Literal["high", "normal", "low"] = "normal",
         thread_id: Annotated[str | None, Field(description="Join this thread.")] = None,
@@ -117,6 +131,11 @@ def register_action_tools(server: MCPServer[Any], served: Served) -> None:
 
         if to is not None and to.startswith(PIPELINE_PREFIX):
             raise ToolError("to start a pipeline run, use start_pipeline")
+        if to is not None and fanout:  # as `agentctl send --fanout` takes no TO
+            raise ToolError(
+                "give `to` or `fanout`, not both: `to` sends to that agent; fanout (without "
+                "`to`) to every agent scoring 0.5 or more on the keywords"
+            )
         request = await in_thread(lambda: SendRequest(
             checked_content(content), to=to, keywords=checked_keywords(keywords or []),
             priority=Priority(priority), fanout=fanout,
@@ -228,12 +247,12 @@ def register_action_tools(server: MCPServer[Any], served: Served) -> None:
         )  # fmt: skip
         return HaltResult(halted=True, changed=already is None, state=state)
 
-    async def resume(ctx: Context) -> HaltResult:
+    async def resume(ctx: Context) -> ResumeResult:
         from agentctl.flow.halt import resume as leave_halt
 
         by = actor_of(ctx)
         lifted = await in_thread(lambda: leave_halt(backend, by=by))
-        return HaltResult(halted=False, changed=lifted is not None, state=lifted)
+        return ResumeResult(changed=lifted is not None, lifted=lifted)
 
     tools: dict[Callable[..., Any], tuple[ToolAnnotations, str]] = {
         send: (ADDS, "Send a task to an agent (or, without `to`, to the agent whose expertise "

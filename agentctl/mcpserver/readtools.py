@@ -137,7 +137,7 @@ def register_read_tools(server: MCPServer[Any], served: Served) -> None:
         return TailResult(events=await in_thread(read), damaged_lines=len(damaged))
 
     async def replay(
-        ident: Annotated[str, Field(description="A thread id or a message id.")],
+        id: Annotated[str, Field(description="A thread id, or any message id in it.")],
         format: Annotated[
             Literal["json", "mermaid"],
             Field(description="json: every message and event; mermaid: a sequence diagram."),
@@ -147,7 +147,7 @@ def register_read_tools(server: MCPServer[Any], served: Served) -> None:
         from agentctl.audit.diagram import mermaid
         from agentctl.audit.history import replay_thread
 
-        checked_id(ident, "ident")
+        ident = checked_id(id, "id")
         thread = await in_thread(lambda: replay_thread(backend.history(), ident, agent=agent))
         return ReplayResult(
             thread_id=thread.thread_id,
@@ -213,7 +213,7 @@ def register_read_tools(server: MCPServer[Any], served: Served) -> None:
         tail: "The last journal events (what every agent did: sent, claimed, handled, failed, "
         "dead, escalated, resolved, ...), oldest first, filtered by agent, thread, event kind "
         "and time.",
-        replay: "Reconstruct one thread (give a thread id or any message id in it): every "
+        replay: "Reconstruct one thread (`id`: a thread id, or any message id in it): every "
         "message with its content, state, verdict and attempts, and every event; or the "
         "thread as a Mermaid sequence diagram.",
         verify: "Check the audit trail: the journal's hash chain and that every delivered "

@@ -9,10 +9,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-from mcp.server.mcpserver import MCPServer
-from mcp.types import Resource
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult, Resource, TextContent
+from pydantic import ValidationError
 
 from agentctl.mcpserver.actiontools import register_action_tools
+from agentctl.mcpserver.arguments import argument_error
 from agentctl.mcpserver.auth import BearerTokenMiddleware
 from agentctl.mcpserver.readtools import register_read_tools
 from agentctl.mcpserver.resources import listed_resources, register_resources
@@ -21,6 +24,8 @@ from agentctl.model.errors import AgentctlError
 
 if TYPE_CHECKING:
     from agentctl.mcpserver import Transport
+
+log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "agentctl runs a team of agents over a workspace. Start with `status`. `send` gives an "
@@ -42,6 +47,29 @@ class AgentctlMCPServer(MCPServer[Any]):
         """The fixed resources, then every run and report and the latest threads."""
         fixed = await super().list_resources()
         return [*fixed, *await anyio.to_thread.run_sync(lambda: listed_resources(self.served))]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """The SDK's call, except that a refused call is an error result whose text is one
+        line (arguments that fail the schema: each named, with what is wrong) and whose
+        structured content is `{"error": that line}` (and the `arguments` at fault)."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: the SDK logs it and tells the client nothing of it
+        except ToolError as exc:
+            said: dict[str, Any]
+            if isinstance(exc.__cause__, ValidationError):
+                line, names = argument_error(exc.__cause__)
+                line = f"Error executing tool {name}: {line}"
+                said = {"error": line, "arguments": names}
+            else:
+                line = " ".join(str(exc).split())  # one line, whatever a message holds
+                said = {"error": line}
+            log.info("tool %r refused: %r", name, said.get("arguments", line))
+            return CallToolResult(content=[TextContent(type="text", text=line)],
+                                  structured_content=said, is_error=True)  # fmt: skip
 
 
 def build_server(served: Served, *, read_only: bool = False) -> AgentctlMCPServer:
@@ -77,7 +105,8 @@ def run_server(served: Served, transport: Transport, *, read_only: bool = False)
     if transport.token is not None:
         app = BearerTokenMiddleware(app, transport.token)
     listening = _listen(transport.host, transport.port)
-    url = f"http://{transport.host}:{transport.port}/mcp"
+    port = listening.getsockname()[1]  # the one the system chose for --port 0
+    url = f"http://{transport.host}:{port}/mcp"
     guarded = ", bearer token required" if transport.token else ""
     print(f"agentctl mcp: serving {where} at {url} ({what}{guarded})", file=sys.stderr)
     config = uvicorn.Config(app, log_level="warning")

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
 
+from agentctl.mcpserver.arguments import argument_error
 from agentctl.model.actor import Actor
 from agentctl.model.constants import USER_AGENT
 from agentctl.model.errors import AgentctlError
@@ -66,6 +68,8 @@ async def in_thread(call: Callable[[], T]) -> T:
     a timeout) becomes the tool's error result, which the model reads and can correct."""
     try:
         return await anyio.to_thread.run_sync(call)
+    except ValidationError as exc:  # a ValueError too, but many lines of it
+        raise ToolError(argument_error(exc)[0]) from None
     except (AgentctlError, ValueError) as exc:
         raise ToolError(str(exc)) from None
     except OSError as exc:
@@ -77,7 +81,13 @@ async def in_thread(call: Callable[[], T]) -> T:
 
 
 def checked_content(content: Any) -> Any:
-    """Content as given, except an `@path`: over MCP nothing is read from a path."""
+    """Content as given: text, a JSON object or an array, except an `@path` (over MCP nothing
+    is read from a path)."""
+    if not isinstance(content, str | dict | list):
+        given = "null" if content is None else type(content).__name__
+        raise ToolError(f"content: must be text, a JSON object or an array (got {given})")
+    if isinstance(content, str) and not content.strip():
+        raise ToolError("content: empty; nothing sent")  # as the dashboard says it
     if isinstance(content, str) and content.startswith("@"):
         raise ToolError(
             "content starting with '@' reads a file on the command line; over MCP nothing is "

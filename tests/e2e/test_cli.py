@@ -218,3 +218,34 @@ def test_status_fits_the_terminal(tmp_path: Path) -> None:
     assert any("a_rather_long_agent_name" in line and "absent" in line for line in table)
     wide = run_cli("status", cwd=tmp_path, env={"COLUMNS": "160"})
     assert "last error" in wide.stdout and "alive" in wide.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says", "command"),
+    [
+        (["send", "--priority", "ultra", "echo", "hi"], "'ultra' is not one of", "agentctl send"),
+        (["trace", "export", "--bogus"], "no such option: --bogus", "agentctl trace export"),
+        (["bogus"], "no such command 'bogus'", "agentctl"),
+        (["send"], "missing argument", "agentctl send"),
+        (["dead", "list", "--json", "--bogus"], "no such option", "agentctl dead list"),
+    ],
+)
+def test_a_usage_error_is_one_error_line_and_exit_2(
+    tmp_path: Path, args: list[str], says: str, command: str
+) -> None:
+    write_roster(tmp_path, ECHO)
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and says in line.lower(), line
+    assert line.endswith(f"(see {command} --help)"), line
+
+
+def test_help_and_version_still_exit_0(tmp_path: Path) -> None:
+    helped = run_cli("send", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "--priority" in helped.stdout, helped.stderr
+    version = run_cli("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("agentctl "), version.stderr
+    bare = run_cli(cwd=tmp_path)  # no command: the list of commands, as before
+    assert bare.returncode == 2 and "send" in bare.stderr and "error:" not in bare.stderr

@@ -46,6 +46,7 @@ def _project(tmp_path: Path, **settings: object) -> None:
     (tmp_path / "judge.py").write_text(JUDGE)
     roster = write_roster(tmp_path, AGENTS, **settings)
     roster.write_text(roster.read_text() + "pipelines:\n  gate: [judge]\n")
+    (tmp_path / "workspace").mkdir()  # as `agentctl init` makes it
 
 
 def _env() -> dict[str, str]:
@@ -199,6 +200,33 @@ def test_a_bind_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> No
     assert line.startswith("error: --host 0.0.0.0 is reachable from other machines")
 
 
+def test_a_workspace_that_does_not_exist_is_refused_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    # Given a project, and a typo in --workspace
+    _project(tmp_path)
+    typo = tmp_path / "typo"
+    result = run_cli("mcp", "-w", str(typo), cwd=tmp_path, input="")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: no workspace at {typo}: start the team with agentctl run, or give --workspace"
+    ]
+    assert not typo.exists()
+
+
+def test_on_nats_a_workspace_not_here_yet_is_served(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    # Given a NATS roster: the messages are on the cluster, this machine's folder may not exist.
+    _project(tmp_path, transport=f"{{kind: nats, servers: [{nats_server.url}]}}")
+    elsewhere = tmp_path / "not-yet"
+    # When a client starts the server and hangs up at once (stdin closed)
+    result = run_cli("mcp", "-w", str(elsewhere), cwd=tmp_path, input="")
+    assert result.returncode == 0, result.stderr
+    assert f"serving {elsewhere} over stdio" in result.stderr
+
+
 def test_a_port_in_use_is_one_error_line(tmp_path: Path) -> None:
     _project(tmp_path)
     with socket.socket() as taken:
@@ -289,3 +317,35 @@ def test_the_story_on_nats(
     tail = run_cli("tail", "-n", "1000", "--json", "--kind", "resolved", cwd=tmp_path)
     [resolved] = [json.loads(line) for line in tail.stdout.splitlines()]
     assert resolved["by"] == "mcp" and resolved["client"] == "e2e-client"
+
+
+def test_http_options_without_http_are_refused(tmp_path: Path) -> None:
+    _project(tmp_path)
+    for given in (["--host", "0.0.0.0"], ["--port", "9999"], ["--token", TOKEN]):
+        result = run_cli("mcp", *given, cwd=tmp_path, input="")
+        assert result.returncode == 2 and result.stdout == "", (given, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: {given[0]} needs --http"), line
+    # A token in the environment is for --http when it is given: stdio serves as ever.
+    served = run_cli("mcp", cwd=tmp_path, input="", env={"AGENTCTL_MCP_TOKEN": TOKEN})
+    assert served.returncode == 0 and "over stdio" in served.stderr, served.stderr
+
+
+def test_port_0_is_any_free_port_and_the_start_line_names_it(tmp_path: Path) -> None:
+    _project(tmp_path)
+    server = subprocess.Popen(
+        [*AGENTCTL, "mcp", "--http", "--port", "0"], cwd=tmp_path, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        start = server.stderr.readline()  # the start line, before anything is served
+        assert "serving" in start and "at http://127.0.0.1:" in start, start
+        port = int(start.split("at http://127.0.0.1:")[1].split("/")[0])
+        assert port > 0
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/mcp") or server.poll() is not None,
+                   timeout_s=30)  # fmt: skip
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
