@@ -282,3 +282,22 @@ def test_on_nats_the_context_rides_the_stream_and_the_trace_is_the_same(
     assert sorted((s["span_id"], s["parent_id"], s["start_ns"]) for s in again) == sorted(
         (s["span_id"], s["parent_id"], s["start_ns"]) for s in live
     )
+
+
+@pytest.mark.parametrize("since", ["0m", "2999-01-01T00:00:00Z"])
+def test_trace_export_since_a_time_no_thread_reaches_is_an_error(
+    tmp_path: Path, since: str
+) -> None:
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    sent = run_cli("send", "echo", "hi", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    # When: no thread has an event that recent: nothing to export is not a success.
+    done = run_cli("trace", "export", "--since", since, "--output", "x.json", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.count("error:") == 1 and "no thread has an event since" in done.stderr
+    assert not (tmp_path / "x.json").exists()
+    # While a `--since` that reaches the send exports it.
+    done = run_cli("trace", "export", "--since", "1h", "--output", "x.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    spans = _from_json(json.loads((tmp_path / "x.json").read_text()))
+    assert [s["name"] for s in spans] == ["send echo"]
