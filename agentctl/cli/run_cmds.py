@@ -72,7 +72,9 @@ def run(
     from agentctl.telemetry.live import start_live_export  # nothing loads unless configured
 
     owners = {proc.spec.name for proc in supervisor.agents.values()}
-    tracing = start_live_export(transport, roster, owners, supervisor.events)
+    tracing = start_live_export(
+        transport, roster, owners, lambda line: supervisor.events.append(line)
+    )
     try:
         supervise(
             supervisor,

@@ -206,15 +206,27 @@ def _closed_port() -> int:
 def test_with_the_collector_down_the_run_completes_and_stops(
     tmp_path: Path, llm: FakeLlm, supervised, monkeypatch  # noqa: F811
 ) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    # Batches leave every 0.2 s and give up after 1 s: the SDK's retries are over quickly.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     _roster(tmp_path)
     sup = supervised(tmp_path)
     sup.wait_ready(["first", "nodey", "shelly", "judge", "pipeline"])
     llm.verdict("pass", "fine", 10)
     _, outcome = send(tmp_path, "pipeline:review", "ship it")
     assert outcome["outcome"] == "done", outcome
+    unreachable = f"tracing: collector at {url} unreachable"
+    wait_until(lambda: unreachable in sup.log.read_text())
+    _, reply = send(tmp_path, "first", "and again")  # more batches, the same outage
+    assert reply["content"]["verdict"] == "pass", reply
     assert sup.stop() == 0
-    assert "tracing: spans go to" in sup.log.read_text()
+    # Then: the SDK's own retry lines stay out of `run`'s output; the outage is one line of ours.
+    log = sup.log.read_text()
+    assert "tracing: spans go to" in log
+    assert "Transient error" not in log and "Failed to export" not in log, log
+    assert log.count(unreachable) == 1 and log.count("tracing:") == 2, log
 
 
 def test_trace_export_without_the_otel_extra_says_which_to_install(tmp_path: Path) -> None:
