@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentctl.model.constants import USER_AGENT
@@ -30,7 +31,7 @@ from agentctl.telemetry.otlp import (
 from agentctl.telemetry.spans import SpanAssembler
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Iterable
 
     from opentelemetry.sdk.trace import SpanProcessor
 
@@ -44,6 +45,20 @@ STOP_WAIT_S = 3.0  # how long a stop waits for the last spans to leave
 DOWN_STOP_WAIT_S = 1.0  # the same, when the last export failed: they would not leave anyway
 
 
+@dataclass(frozen=True)
+class Team:
+    """What the supervisor runs now: whose spans it sends, and each LLM agent's model."""
+
+    owners: frozenset[str]
+    models: dict[str, str]
+
+
+def team_of(roster: Roster, running: Iterable[str]) -> Team:
+    """The Team of the agents `running` (their names) under `roster`."""
+    models = {a.name: a.llm.model for a in roster.agents if a.llm is not None}
+    return Team(frozenset(running), models)
+
+
 class LiveExport:
     """A thread that turns the journal's new records into spans and hands them to the SDK."""
 
@@ -52,15 +67,16 @@ class LiveExport:
         backend: Backend,
         processor: SpanProcessor,
         *,
-        owners: Collection[str],
-        models: dict[str, str],
+        team: Callable[[], Team],
         watch: CollectorWatch | None = None,
     ) -> None:
         self.backend = backend
         self.processor = processor
         self.watch = watch
-        self.owners = frozenset(owners)
-        self.assembler = SpanAssembler(models=models, content=capture_content())
+        # Asked again for every record: `agentctl reload` adds, changes and removes agents
+        # while the export runs, and an added agent's spans are ours from its first record.
+        self.team = team
+        self.assembler = SpanAssembler(content=capture_content())
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="otel-live", daemon=True)
 
@@ -105,13 +121,15 @@ class LiveExport:
 
     def export(self, record: dict[str, Any]) -> None:
         """Hand the spans `record` ends, of the agents we run, to the batch processor."""
-        spans = [s for s in self.assembler.feed(record) if s.owner in self.owners]
+        team = self.team()
+        self.assembler.models = team.models
+        spans = [s for s in self.assembler.feed(record) if s.owner in team.owners]
         for span in readable_spans(spans):
             self.processor.on_end(span)
 
 
 def start_live_export(
-    backend: Backend, roster: Roster, owners: Collection[str], say: Callable[[str], None]
+    backend: Backend, team: Callable[[], Team], say: Callable[[str], None]
 ) -> LiveExport | None:
     """A started LiveExport when an OTLP endpoint is configured, else None. What `agentctl
     run` shows goes to `say`: a missing `otel` extra (never a failed start), and a collector
@@ -125,8 +143,7 @@ def start_live_export(
         say(f"tracing off: {exc}")
         return None
     route_sdk_log(watch)
-    models = {a.name: a.llm.model for a in roster.agents if a.llm is not None}
-    live = LiveExport(backend, batch_processor(watch), owners=owners, models=models, watch=watch)
+    live = LiveExport(backend, batch_processor(watch), team=team, watch=watch)
     live.start()
     say(f"tracing: spans go to {url}")
     return live

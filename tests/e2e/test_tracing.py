@@ -313,3 +313,41 @@ def test_trace_export_since_a_time_no_thread_reaches_is_an_error(
     assert done.returncode == 0, done.stderr
     spans = _from_json(json.loads((tmp_path / "x.json").read_text()))
     assert [s["name"] for s in spans] == ["send echo"]
+
+
+@pytest.mark.parametrize("transport", ["files", "nats"])
+def test_agents_a_reload_adds_are_exported_live(
+    tmp_path: Path, otlp: OtlpReceiver, llm: FakeLlm, supervised, monkeypatch,  # noqa: F811
+    request: pytest.FixtureRequest, transport: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
+    settings = {}
+    if transport == "nats":
+        server = request.getfixturevalue("nats_server")
+        settings["transport"] = "{kind: nats, servers: [" + server.url + "]}"
+    echo = "python: agentctl.agents.echo:EchoAgent"
+    write_roster(tmp_path, f"- name: first\n  {echo}\n", **settings)
+    supervised(tmp_path)
+    _, reply = send(tmp_path, "first", "before")
+    assert reply["content"], reply
+    otlp.wait_for("invoke_agent first")
+
+    # When: the roster gains an echo agent, an LLM agent and a pipeline of both, and is reloaded.
+    roster = write_roster(tmp_path, f"- name: first\n  {echo}\n- name: late\n  {echo}\n"
+                          + llm_agent("thinker", max_attempts=1), **settings)  # fmt: skip
+    roster.write_text(roster.read_text() + "pipelines:\n  grow: [late, thinker]\n")
+    reloaded = run_cli("reload", cwd=tmp_path)
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "late: started" in reloaded.stdout and "pipeline: started" in reloaded.stdout
+    llm.verdict("pass", "grown", 12)
+    _, outcome = send(tmp_path, "pipeline:grow", "after")
+    assert outcome["outcome"] == "done", outcome
+
+    # Then: their spans leave live like the others, the LLM call under the roster's model.
+    run_span = otlp.wait_for("invoke_workflow grow")
+    wanted = {"send pipeline", "invoke_workflow grow", "stage 0 grow", "stage 1 grow",
+              "invoke_agent late", "invoke_agent thinker", "chat test-model"}  # fmt: skip
+    wait_until(lambda: wanted <= {s["name"] for s in _ours(otlp.received(), run_span["trace_id"])})
+    spans = _by_name(_ours(otlp.received(), run_span["trace_id"]))
+    assert spans["invoke_agent late"]["parent_id"] == spans["stage 0 grow"]["span_id"]
+    assert spans["chat test-model"]["parent_id"] == spans["invoke_agent thinker"]["span_id"]
