@@ -317,7 +317,7 @@ def test_trace_export_since_a_time_no_thread_reaches_is_an_error(
 
 @pytest.mark.parametrize("transport", ["files", "nats"])
 def test_agents_a_reload_adds_are_exported_live(
-    tmp_path: Path, otlp: OtlpReceiver, llm: FakeLlm, supervised, monkeypatch,  # noqa: F811
+    tmp_path: Path, otlp: OtlpReceiver, llm: FakeLlm, monkeypatch,  # noqa: F811
     request: pytest.FixtureRequest, transport: str,
 ) -> None:  # fmt: skip
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
@@ -325,6 +325,7 @@ def test_agents_a_reload_adds_are_exported_live(
     if transport == "nats":
         server = request.getfixturevalue("nats_server")
         settings["transport"] = "{kind: nats, servers: [" + server.url + "]}"
+    supervised = request.getfixturevalue("supervised")  # stopped before the server, not after
     echo = "python: agentctl.agents.echo:EchoAgent"
     write_roster(tmp_path, f"- name: first\n  {echo}\n", **settings)
     supervised(tmp_path)
