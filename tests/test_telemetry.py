@@ -19,7 +19,7 @@ from agentctl.model.tracecontext import (
     stage_span_id,
     trace_id_of,
 )
-from agentctl.telemetry.live import LiveExport
+from agentctl.telemetry.live import LiveExport, Team
 from agentctl.telemetry.otlp import otlp_json, readable_spans, unix_ns
 from agentctl.telemetry.spans import SpanAssembler, spans_of
 
@@ -170,9 +170,62 @@ def test_a_live_exporter_sends_only_the_spans_of_the_agents_it_runs(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     memory = InMemorySpanExporter()
-    live = LiveExport(Workspace(tmp_path / "ws"), SimpleSpanProcessor(memory), owners=owners,
-                      models={})  # fmt: skip
+    team = Team(frozenset(owners), {})
+    live = LiveExport(Workspace(tmp_path / "ws"), SimpleSpanProcessor(memory), team=lambda: team)
     for record in (ev("sent", "user", to="worker"), ev("claimed", "worker", attempt=1),
                    ev("handled", "worker", attempt=1)):  # fmt: skip
         live.export(record)
     assert [s.name for s in memory.get_finished_spans()] == names
+
+
+def test_a_collector_outage_is_one_line_and_its_end_another(tmp_path: Path) -> None:
+    import logging
+    import socket
+
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from agentctl.telemetry.collector import CollectorWatch, route_sdk_log
+    from tests.otlpfix import OtlpReceiver
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    said: list[str] = []
+    watch = CollectorWatch(OTLPSpanExporter(f"{closed}/v1/traces", timeout=1), closed, said.append)
+    sdk_log = logging.getLogger("opentelemetry")
+    handlers, propagate = list(sdk_log.handlers), sdk_log.propagate
+    route_sdk_log(watch)
+    spans = readable_spans(spans_of([ev("sent", "user", to="worker")]))
+    receiver = OtlpReceiver()
+    try:
+        # Given: a collector that is down for two batches, then up.
+        assert watch.export(spans) is SpanExportResult.FAILURE
+        assert watch.export(spans) is SpanExportResult.FAILURE
+        watch.exporter = OTLPSpanExporter(f"{receiver.url}/v1/traces", timeout=1)
+        assert watch.export(spans) is SpanExportResult.SUCCESS
+    finally:
+        receiver.close()
+        sdk_log.handlers[:], sdk_log.propagate = handlers, propagate
+    # Then: the SDK's retry lines became one outage line and one recovery line.
+    assert said == [
+        f"tracing: collector at {closed} unreachable (spans dropped until it answers)",
+        f"tracing: collector at {closed} answers again",
+    ]
+
+
+def test_a_live_exporter_follows_the_team_a_reload_changes(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    memory = InMemorySpanExporter()
+    teams = [Team(frozenset({"first"}), {})]
+    live = LiveExport(Workspace(tmp_path / "ws"), SimpleSpanProcessor(memory),
+                      team=lambda: teams[-1])  # fmt: skip
+    # When: a reload adds `late`, an LLM agent, after the export started.
+    teams.append(Team(frozenset({"first", "late"}), {"late": "roster-model"}))
+    handled = ev("handled", "late", attempt=1, model="served", usage={"prompt_tokens": 3})
+    for record in (ev("sent", "user", to="late"), ev("claimed", "late", attempt=1), handled):
+        live.export(record)
+    # Then: its spans leave, the LLM call named after the model the roster now gives it.
+    assert [s.name for s in memory.get_finished_spans()] == [
+        "send late", "invoke_agent late", "chat roster-model"]  # fmt: skip

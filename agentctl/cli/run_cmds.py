@@ -69,10 +69,15 @@ def run(
     reload = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: reload.set())  # as `agentctl reload`
     view = _LiveView(supervisor)
-    from agentctl.telemetry.live import start_live_export  # nothing loads unless configured
+    from agentctl.telemetry.live import Team, start_live_export, team_of  # loads no SDK
 
-    owners = {proc.spec.name for proc in supervisor.agents.values()}
-    tracing = start_live_export(transport, roster, owners, supervisor.events)
+    def team() -> Team:
+        # What a reload left: list() copies the workers in one step (no Python code runs in
+        # it, so the GIL is not let go), safe while the supervisor's thread adds some.
+        running = list(supervisor.agents.values())
+        return team_of(supervisor.roster, [proc.spec.name for proc in running])
+
+    tracing = start_live_export(transport, team, lambda line: supervisor.events.append(line))
     try:
         supervise(
             supervisor,

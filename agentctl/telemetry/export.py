@@ -95,5 +95,10 @@ def _records_since(backend: Backend, since: str | None, now: datetime | None) ->
     for record in records:
         if str(record.get("ts") or "") >= stamp:
             threads.add(record["thread_id"])
+    if not threads:
+        # An empty file or an empty send would look like a success that exported nothing.
+        raise AgentctlError(
+            f"no thread has an event since {stamp} (--since {since}); nothing exported"
+        )
     # Whole threads: a span begun before `since` and ended after it is still whole.
     return [r for r in records if r.get("thread_id") in threads]

@@ -5,7 +5,8 @@ set; otherwise nothing here runs and OpenTelemetry is never imported. It reads t
 `agentctl trace export` reads later, through the same SpanAssembler, so both send the same
 spans. Handlers never wait for it: it is a thread of the supervisor reading what the workers
 journaled, and the SDK's batch processor sends from a thread of its own, dropping spans when
-the collector is down. On NATS every machine's supervisor follows the whole stream and exports
+the collector is down (telemetry/collector.py turns an outage into one line of `run`'s
+output). On NATS every machine's supervisor follows the whole stream and exports
 the spans of the agents it runs (SpanRecord.owner), so each span leaves once.
 """
 
@@ -13,21 +14,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentctl.model.constants import USER_AGENT
 from agentctl.model.vocab import Event
+from agentctl.telemetry.collector import CollectorWatch, route_sdk_log
 from agentctl.telemetry.otlp import (
     MissingExtraError,
     batch_processor,
     capture_content,
     configured_endpoint,
     readable_spans,
+    span_exporter,
 )
 from agentctl.telemetry.spans import SpanAssembler
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Iterable
 
     from opentelemetry.sdk.trace import SpanProcessor
 
@@ -38,6 +42,21 @@ log = logging.getLogger(__name__)
 
 PRIME_SENDS = 200  # sends made before the supervisor started, whose spans it still emits
 STOP_WAIT_S = 3.0  # how long a stop waits for the last spans to leave
+DOWN_STOP_WAIT_S = 1.0  # the same, when the last export failed: they would not leave anyway
+
+
+@dataclass(frozen=True)
+class Team:
+    """What the supervisor runs now: whose spans it sends, and each LLM agent's model."""
+
+    owners: frozenset[str]
+    models: dict[str, str]
+
+
+def team_of(roster: Roster, running: Iterable[str]) -> Team:
+    """The Team of the agents `running` (their names) under `roster`."""
+    models = {a.name: a.llm.model for a in roster.agents if a.llm is not None}
+    return Team(frozenset(running), models)
 
 
 class LiveExport:
@@ -48,13 +67,16 @@ class LiveExport:
         backend: Backend,
         processor: SpanProcessor,
         *,
-        owners: Collection[str],
-        models: dict[str, str],
+        team: Callable[[], Team],
+        watch: CollectorWatch | None = None,
     ) -> None:
         self.backend = backend
         self.processor = processor
-        self.owners = frozenset(owners)
-        self.assembler = SpanAssembler(models=models, content=capture_content())
+        self.watch = watch
+        # Asked again for every record: `agentctl reload` adds, changes and removes agents
+        # while the export runs, and an added agent's spans are ours from its first record.
+        self.team = team
+        self.assembler = SpanAssembler(content=capture_content())
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="otel-live", daemon=True)
 
@@ -68,14 +90,21 @@ class LiveExport:
             self.assembler.prime(record)
 
     def close(self) -> None:
-        """Stop following; give the spans still queued STOP_WAIT_S to leave."""
+        """Stop following; give the spans still queued STOP_WAIT_S to leave (none when the
+        collector is down: they would only be retried until its timeout)."""
         self.stopping.set()
         self._thread.join(STOP_WAIT_S)
+        wait_s = STOP_WAIT_S
+        if self.watch is not None and self.watch.down:
+            # The SDK's shutdown first waits for the batch in its retries (10 s by default):
+            # abandoning cuts those short, and the batches still queued fail at once.
+            self.watch.abandon()
+            wait_s = DOWN_STOP_WAIT_S
         # The SDK's shutdown flushes the queue, and retries an unreachable collector for its
         # whole timeout: in a daemon thread, so stopping the team never waits on it.
         flusher = threading.Thread(target=self.processor.shutdown, daemon=True)
         flusher.start()
-        flusher.join(STOP_WAIT_S)
+        flusher.join(wait_s)
 
     def _follow(self) -> None:
         primed_again = False
@@ -92,27 +121,31 @@ class LiveExport:
 
     def export(self, record: dict[str, Any]) -> None:
         """Hand the spans `record` ends, of the agents we run, to the batch processor."""
-        spans = [s for s in self.assembler.feed(record) if s.owner in self.owners]
+        team = self.team()
+        self.assembler.models = team.models
+        spans = [s for s in self.assembler.feed(record) if s.owner in team.owners]
         for span in readable_spans(spans):
             self.processor.on_end(span)
 
 
 def start_live_export(
-    backend: Backend, roster: Roster, owners: Collection[str], notes: list[str]
+    backend: Backend, team: Callable[[], Team], say: Callable[[str], None]
 ) -> LiveExport | None:
-    """A started LiveExport when an OTLP endpoint is configured, else None; a missing `otel`
-    extra is one line in `notes` (what `agentctl run` shows), never a failed start."""
-    if configured_endpoint() is None:
+    """A started LiveExport when an OTLP endpoint is configured, else None. What `agentctl
+    run` shows goes to `say`: a missing `otel` extra (never a failed start), and a collector
+    going down or coming back."""
+    url = configured_endpoint()
+    if url is None:
         return None
     try:
-        processor = batch_processor()
+        watch = CollectorWatch(span_exporter(), url, say)
     except MissingExtraError as exc:
-        notes.append(f"tracing off: {exc}")
+        say(f"tracing off: {exc}")
         return None
-    models = {a.name: a.llm.model for a in roster.agents if a.llm is not None}
-    live = LiveExport(backend, processor, owners=owners, models=models)
+    route_sdk_log(watch)
+    live = LiveExport(backend, batch_processor(watch), team=team, watch=watch)
     live.start()
-    notes.append(f"tracing: spans go to {configured_endpoint()}")
+    say(f"tracing: spans go to {url}")
     return live
 
 

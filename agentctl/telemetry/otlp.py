@@ -223,13 +223,17 @@ class _SdkLog(logging.Handler):
         return " ".join(first.split())[:300]
 
 
-def batch_processor() -> SpanProcessor:
-    """The SDK's batch processor around an OTLP/HTTP exporter configured by the environment:
-    spans queue in memory and leave from its own thread (dropped, never waited for, when the
-    collector is down)."""
+def span_exporter() -> Any:
+    """The SDK's OTLP/HTTP span exporter, configured by the environment."""
+    return _exporter_cls()()
+
+
+def batch_processor(exporter: Any) -> SpanProcessor:
+    """The SDK's batch processor around `exporter`: spans queue in memory and leave from its
+    own thread (dropped, never waited for, when the collector is down)."""
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    return BatchSpanProcessor(_exporter_cls()())
+    return BatchSpanProcessor(exporter)
 
 
 def _traces_url(endpoint: str) -> str:

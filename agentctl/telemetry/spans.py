@@ -4,7 +4,9 @@ SpanAssembler is fed journal records one at a time, in journal order, and hands 
 as soon as the record that ends it arrives. The live exporter (telemetry/live.py) feeds it the
 records as they are appended; `agentctl trace export` feeds it a thread's records read back.
 Every id and time comes from the records themselves (ids: model/tracecontext.py), so both
-arrive at the same spans. Stdlib only: OpenTelemetry is imported by telemetry/otlp.py alone.
+arrive at the same spans. This module makes the send, attempt, LLM call and tool spans; a
+pipeline's run and stage spans are telemetry/runspans.py's. Stdlib only: OpenTelemetry is
+imported by telemetry/otlp.py alone.
 
 The spans (OpenTelemetry GenAI semantic conventions 1.44.0, development status):
 
@@ -19,48 +21,26 @@ The spans (OpenTelemetry GenAI semantic conventions 1.44.0, development status):
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from agentctl.flow.pipeline import parse_stage_id
 from agentctl.model.constants import PIPELINE_AGENT, USER_AGENT
 from agentctl.model.tracecontext import (
     attempt_span_id,
-    run_span_id,
     send_span_id,
     span_id_of,
     stage_span_id,
     trace_id_of,
 )
 from agentctl.model.vocab import Event
+from agentctl.telemetry.journalfields import Bounded, as_int, earlier, kept
+from agentctl.telemetry.runspans import RunSpans
 from agentctl.telemetry.spanrecord import SpanEvent, SpanKind, SpanRecord
 
 SEMCONV_VERSION = "1.44.0"
 TOOL_CALL_EVENT = "tool_call"  # journaled by llm: agents for each MCP tool they call
-MAX_REMEMBERED = 10_000  # open attempts, runs and sends a long-lived assembler keeps
-_V = TypeVar("_V")
 
 __all__ = ["SpanAssembler", "SpanEvent", "SpanKind", "SpanRecord", "spans_of"]
-
-
-@dataclass
-class _Run:
-    span: SpanRecord
-    stages: int
-    boundary: str  # when the stage now running began
-    final_seen: bool = False
-
-
-class _Bounded(OrderedDict[str, _V]):
-    """A dict that forgets its oldest entries past MAX_REMEMBERED (a supervisor runs for
-    months; what it forgets only costs a span, never a wrong one)."""
-
-    def __setitem__(self, key: str, value: _V) -> None:
-        super().__setitem__(key, value)
-        if len(self) > MAX_REMEMBERED:
-            self.popitem(last=False)
 
 
 class SpanAssembler:
@@ -69,12 +49,12 @@ class SpanAssembler:
     def __init__(self, *, models: dict[str, str] | None = None, content: bool = False) -> None:
         self.models = models or {}  # an llm: agent's configured model, when its result names none
         self.content = content  # message summaries on send spans (opted in)
-        self._sends: _Bounded[dict[str, Any]] = _Bounded()  # message id -> sent (by the user)
-        self._emitted_sends: _Bounded[bool] = _Bounded()
-        self._attempts: _Bounded[SpanRecord] = _Bounded()  # agent/message id -> open attempt
-        self._failed: _Bounded[SpanRecord] = _Bounded()  # message id -> failed, fate unknown
-        self._tools: _Bounded[int] = _Bounded()  # attempt span id -> tool calls so far
-        self._runs: _Bounded[_Run] = _Bounded()  # run id -> open run
+        self._sends: Bounded[dict[str, Any]] = Bounded()  # message id -> sent (by the user)
+        self._emitted_sends: Bounded[bool] = Bounded()
+        self._attempts: Bounded[SpanRecord] = Bounded()  # agent/message id -> open attempt
+        self._failed: Bounded[SpanRecord] = Bounded()  # message id -> failed, fate unknown
+        self._tools: Bounded[int] = Bounded()  # attempt span id -> tool calls so far
+        self.runs = RunSpans()  # pipeline runs and their stages: telemetry/runspans.py
 
     def prime(self, record: dict[str, Any]) -> None:
         """Remember a send journaled before we started, to emit when its message is claimed."""
@@ -88,7 +68,9 @@ class SpanAssembler:
         if not isinstance(thread, str) or not thread or not isinstance(message_id, str):
             return []
         handler = self._handlers.get(str(event))
-        return handler(self, record, thread, message_id) if handler else []
+        if handler is None:
+            return self.runs.feed(record, thread, message_id)
+        return handler(self, record, thread, message_id)
 
     def finish(self) -> list[SpanRecord]:
         """Failed attempts whose fate was never journaled (the journal ends there)."""
@@ -149,13 +131,11 @@ class SpanAssembler:
         stale = self._failed.pop(message_id, None)  # a retry is claimed: the failure's fate
         if stale is not None:
             spans.append(stale)
-        requeued, attempt = _int(record.get("requeued")), _int(record.get("attempt"))
+        requeued, attempt = as_int(record.get("requeued")), as_int(record.get("attempt"))
         stage = parse_stage_id(message_id)
         if stage is not None and stage[2] != "escalation":
             parent = stage_span_id(stage[0], stage[1])
-            run = self._runs.get(stage[0])
-            if run is not None and stage[1] >= run.stages:
-                run.final_seen = True
+            self.runs.stage_claimed(stage[0], stage[1])
         else:
             parent = send_span_id(message_id)
         self._attempts[f"{agent}/{message_id}"] = SpanRecord(
@@ -250,10 +230,10 @@ class SpanAssembler:
             return []
         if record.get("event") == Event.RETRIED:
             span.events.append(
-                SpanEvent("retried", str(record.get("ts")), _kept(record, "retry_in_s"))
+                SpanEvent("retried", str(record.get("ts")), kept(record, "retry_in_s"))
             )
         else:
-            span.events.append(SpanEvent("dead", str(record.get("ts")), _kept(record, "error")))
+            span.events.append(SpanEvent("dead", str(record.get("ts")), kept(record, "error")))
             span.attributes["agentctl.dead"] = True
         return [span]
 
@@ -264,7 +244,7 @@ class SpanAssembler:
         count = self._tools.get(parent, 0)
         self._tools[parent] = count + 1
         end = str(record.get("ts"))
-        start = _earlier(end, record.get("duration_ms"))  # journaled when the call returned
+        start = earlier(end, record.get("duration_ms"))  # journaled when the call returned
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": tool,
@@ -291,95 +271,6 @@ class SpanAssembler:
             )
         ]
 
-    # -- pipeline runs ------------------------------------------------------------------------
-
-    def _run_started(
-        self, record: dict[str, Any], thread: str, message_id: str
-    ) -> list[SpanRecord]:
-        run_id, pipeline = str(record.get("run")), str(record.get("pipeline"))
-        stages = record.get("stages")
-        ts = str(record.get("ts"))
-        span = SpanRecord(
-            trace_id_of(thread),
-            run_span_id(run_id),
-            send_span_id(message_id),
-            f"invoke_workflow {pipeline}",
-            SpanKind.INTERNAL,
-            ts,
-            ts,
-            {
-                "gen_ai.operation.name": "invoke_workflow",
-                "gen_ai.workflow.name": pipeline,
-                "gen_ai.conversation.id": thread,
-                "agentctl.run": run_id,
-            },
-            owner=PIPELINE_AGENT,
-        )
-        self._runs[run_id] = _Run(span, len(stages) if isinstance(stages, list) else 0, ts)
-        return []
-
-    def _run_of(self, record: dict[str, Any], thread: str, message_id: str) -> _Run:
-        run_id = str(record.get("run"))
-        run = self._runs.get(run_id)
-        if run is None:  # started before we did (a live exporter restarted): from here on
-            self._run_started(record, thread, message_id)
-            run = self._runs[run_id]
-        return run
-
-    def _stage_span(
-        self, run: _Run, stage: int, end: str, attributes: dict[str, Any]
-    ) -> SpanRecord:
-        pipeline = run.span.attributes["gen_ai.workflow.name"]
-        run_id = run.span.attributes["agentctl.run"]
-        return SpanRecord(
-            run.span.trace_id,
-            stage_span_id(run_id, stage),
-            run.span.span_id,
-            f"stage {stage} {pipeline}",
-            SpanKind.INTERNAL,
-            run.boundary,
-            end,
-            {
-                "gen_ai.workflow.name": pipeline,
-                "agentctl.run": run_id,
-                "agentctl.stage": stage,
-                **attributes,
-            },  # fmt: skip
-            owner=PIPELINE_AGENT,
-        )
-
-    def _stage_done(self, record: dict[str, Any], thread: str, message_id: str) -> list[SpanRecord]:
-        run = self._run_of(record, thread, message_id)
-        ts = str(record.get("ts"))
-        attributes = _kept(record, "verdict", "agents")
-        span = self._stage_span(run, _int(record.get("stage")), ts, _prefixed(attributes))
-        run.boundary = ts
-        return [span]
-
-    def _run_event(self, record: dict[str, Any], thread: str, message_id: str) -> list[SpanRecord]:
-        run = self._run_of(record, thread, message_id)
-        ts = str(record.get("ts"))
-        attributes = _kept(record, "stage", "reason", "share", "tokens", "wall_s", "verdict")
-        run.span.events.append(SpanEvent(str(record.get("event")), ts, attributes))
-        if record.get("event") == Event.RUN_RESUMED:
-            run.boundary = ts  # the next stage is dispatched now
-        return []
-
-    def _run_ended(self, record: dict[str, Any], thread: str, message_id: str) -> list[SpanRecord]:
-        run = self._run_of(record, thread, message_id)
-        self._runs.pop(str(record.get("run")), None)
-        ts = str(record.get("ts"))
-        spans = []
-        if run.final_seen:  # the `finally` stage journals no stage_done of its own
-            spans.append(self._stage_span(run, run.stages, ts, {"agentctl.final": True}))
-        run.span.end = ts
-        outcome = record.get("outcome")
-        run.span.attributes.update(_prefixed(_kept(record, "outcome", "verdict")))
-        if outcome in ("blocked", "halted", "stopped"):
-            run.span.error = f"run {outcome}"
-        spans.append(run.span)
-        return spans
-
     _handlers = {
         Event.SENT: _sent,
         Event.CLAIMED: _claimed,
@@ -388,13 +279,6 @@ class SpanAssembler:
         Event.RETRIED: _fate,
         Event.DEAD: _fate,
         TOOL_CALL_EVENT: _tool_call,
-        Event.RUN_STARTED: _run_started,
-        Event.STAGE_DONE: _stage_done,
-        Event.FLAGGED: _run_event,
-        Event.ESCALATED: _run_event,
-        Event.BUDGET: _run_event,
-        Event.RUN_RESUMED: _run_event,
-        Event.RUN_ENDED: _run_ended,
     }
 
 
@@ -403,24 +287,3 @@ def spans_of(records: list[dict[str, Any]], **options: Any) -> list[SpanRecord]:
     assembler = SpanAssembler(**options)
     spans = [span for record in records for span in assembler.feed(record)]
     return spans + assembler.finish()
-
-
-def _earlier(ts: str, duration_ms: Any) -> str:
-    """The ISO time `duration_ms` before `ts` (`ts` itself when either is unreadable)."""
-    try:
-        moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        return (moment - timedelta(milliseconds=float(duration_ms))).isoformat()
-    except (TypeError, ValueError, OverflowError):
-        return ts
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _kept(record: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: record[key] for key in keys if record.get(key) is not None}
-
-
-def _prefixed(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {f"agentctl.{key}": value for key, value in attributes.items()}

@@ -206,15 +206,27 @@ def _closed_port() -> int:
 def test_with_the_collector_down_the_run_completes_and_stops(
     tmp_path: Path, llm: FakeLlm, supervised, monkeypatch  # noqa: F811
 ) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    # Batches leave every 0.2 s and give up after 1 s: the SDK's retries are over quickly.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     _roster(tmp_path)
     sup = supervised(tmp_path)
     sup.wait_ready(["first", "nodey", "shelly", "judge", "pipeline"])
     llm.verdict("pass", "fine", 10)
     _, outcome = send(tmp_path, "pipeline:review", "ship it")
     assert outcome["outcome"] == "done", outcome
+    unreachable = f"tracing: collector at {url} unreachable"
+    wait_until(lambda: unreachable in sup.log.read_text())
+    _, reply = send(tmp_path, "first", "and again")  # more batches, the same outage
+    assert reply["content"]["verdict"] == "pass", reply
     assert sup.stop() == 0
-    assert "tracing: spans go to" in sup.log.read_text()
+    # Then: the SDK's own retry lines stay out of `run`'s output; the outage is one line of ours.
+    log = sup.log.read_text()
+    assert "tracing: spans go to" in log
+    assert "Transient error" not in log and "Failed to export" not in log, log
+    assert log.count(unreachable) == 1 and log.count("tracing:") == 2, log
 
 
 def test_trace_export_without_the_otel_extra_says_which_to_install(tmp_path: Path) -> None:
@@ -282,3 +294,61 @@ def test_on_nats_the_context_rides_the_stream_and_the_trace_is_the_same(
     assert sorted((s["span_id"], s["parent_id"], s["start_ns"]) for s in again) == sorted(
         (s["span_id"], s["parent_id"], s["start_ns"]) for s in live
     )
+
+
+@pytest.mark.parametrize("since", ["0m", "2999-01-01T00:00:00Z"])
+def test_trace_export_since_a_time_no_thread_reaches_is_an_error(
+    tmp_path: Path, since: str
+) -> None:
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    sent = run_cli("send", "echo", "hi", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    # When: no thread has an event that recent: nothing to export is not a success.
+    done = run_cli("trace", "export", "--since", since, "--output", "x.json", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.count("error:") == 1 and "no thread has an event since" in done.stderr
+    assert not (tmp_path / "x.json").exists()
+    # While a `--since` that reaches the send exports it.
+    done = run_cli("trace", "export", "--since", "1h", "--output", "x.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    spans = _from_json(json.loads((tmp_path / "x.json").read_text()))
+    assert [s["name"] for s in spans] == ["send echo"]
+
+
+@pytest.mark.parametrize("transport", ["files", "nats"])
+def test_agents_a_reload_adds_are_exported_live(
+    tmp_path: Path, otlp: OtlpReceiver, llm: FakeLlm, monkeypatch,  # noqa: F811
+    request: pytest.FixtureRequest, transport: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
+    settings = {}
+    if transport == "nats":
+        server = request.getfixturevalue("nats_server")
+        settings["transport"] = "{kind: nats, servers: [" + server.url + "]}"
+    supervised = request.getfixturevalue("supervised")  # stopped before the server, not after
+    echo = "python: agentctl.agents.echo:EchoAgent"
+    write_roster(tmp_path, f"- name: first\n  {echo}\n", **settings)
+    supervised(tmp_path)
+    _, reply = send(tmp_path, "first", "before")
+    assert reply["content"], reply
+    otlp.wait_for("invoke_agent first")
+
+    # When: the roster gains an echo agent, an LLM agent and a pipeline of both, and is reloaded.
+    roster = write_roster(tmp_path, f"- name: first\n  {echo}\n- name: late\n  {echo}\n"
+                          + llm_agent("thinker", max_attempts=1), **settings)  # fmt: skip
+    roster.write_text(roster.read_text() + "pipelines:\n  grow: [late, thinker]\n")
+    reloaded = run_cli("reload", cwd=tmp_path)
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "late: started" in reloaded.stdout and "pipeline: started" in reloaded.stdout
+    llm.verdict("pass", "grown", 12)
+    _, outcome = send(tmp_path, "pipeline:grow", "after")
+    assert outcome["outcome"] == "done", outcome
+
+    # Then: their spans leave live like the others, the LLM call under the roster's model.
+    run_span = otlp.wait_for("invoke_workflow grow")
+    wanted = {"send pipeline", "invoke_workflow grow", "stage 0 grow", "stage 1 grow",
+              "invoke_agent late", "invoke_agent thinker", "chat test-model"}  # fmt: skip
+    wait_until(lambda: wanted <= {s["name"] for s in _ours(otlp.received(), run_span["trace_id"])})
+    spans = _by_name(_ours(otlp.received(), run_span["trace_id"]))
+    assert spans["invoke_agent late"]["parent_id"] == spans["stage 0 grow"]["span_id"]
+    assert spans["chat test-model"]["parent_id"] == spans["invoke_agent thinker"]["span_id"]
