@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentctl.backends.file.workspace import Workspace
+from agentctl.flow.router import user_message
 from agentctl.model.tracecontext import (
     attempt_span_id,
     run_span_id,
@@ -22,6 +23,7 @@ from agentctl.model.tracecontext import (
 from agentctl.telemetry.live import LiveExport, Team
 from agentctl.telemetry.otlp import otlp_json, readable_spans, unix_ns
 from agentctl.telemetry.spans import SpanAssembler, spans_of
+from tests.conftest import wait_until
 
 THREAD = "01TESTTHREAD"
 _seconds = iter(range(10, 60))
@@ -229,3 +231,34 @@ def test_a_live_exporter_follows_the_team_a_reload_changes(tmp_path: Path) -> No
     # Then: its spans leave, the LLM call named after the model the roster now gives it.
     assert [s.name for s in memory.get_finished_spans()] == [
         "send late", "invoke_agent late", "chat roster-model"]  # fmt: skip
+
+
+def test_a_following_the_backend_fails_is_taken_up_again(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    # Given a workspace whose first following fails, as a NATS read times out when the server goes
+    class Flaky(Workspace):
+        failures = 1
+
+        def follow_events(self, keep, stop, **kwargs):  # type: ignore[no-untyped-def]
+            if Flaky.failures:
+                Flaky.failures -= 1
+                raise OSError("the backend stopped answering")
+            yield from super().follow_events(keep, stop, **kwargs)
+
+    memory = InMemorySpanExporter()
+    ws = Flaky(tmp_path / "ws", fsync=False)
+    live = LiveExport(ws, SimpleSpanProcessor(memory), team=lambda: Team(frozenset({"a"}), {}))
+    live.start()
+    try:
+        # When the journal goes on after the failure (what is sent while nobody follows may
+        # be missed: send until one is seen)
+        def sent_and_seen() -> bool:
+            ws.deliver(user_message("a", "hi"))
+            return "send a" in [s.name for s in memory.get_finished_spans()]
+
+        # Then the export follows again and the spans leave
+        wait_until(sent_and_seen, interval_s=0.2)
+        assert Flaky.failures == 0 and live._thread.is_alive()
+    finally:
+        live.stopping.set()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from agentctl.config.roster import Roster
 
 log = logging.getLogger(__name__)
+FOLLOW_AGAIN_S = 1.0  # after the backend failed a following, before the next
 
 PRIME_SENDS = 200  # sends made before the supervisor started, whose spans it still emits
 STOP_WAIT_S = 3.0  # how long a stop waits for the last spans to leave
@@ -107,6 +108,16 @@ class LiveExport:
         flusher.join(wait_s)
 
     def _follow(self) -> None:
+        # A backend that stops answering (a NATS server gone) ends one following, never the
+        # export: follow again once it answers, until the supervisor stops.
+        while not self.stopping.is_set():
+            try:
+                self._follow_once()
+            except Exception as exc:
+                log.warning("tracing: cannot follow the journal (%s); trying again", exc)
+                self.stopping.wait(FOLLOW_AGAIN_S)
+
+    def _follow_once(self) -> None:
         primed_again = False
         for record in self.backend.follow_events(_any, self.stopping):
             if not primed_again:
