@@ -136,7 +136,7 @@ def test_a_non_loopback_bind_is_refused_without_a_token(project: Path) -> None:
 
     with pytest.raises(BindError, match="--token"):
         check_bind("0.0.0.0", None)
-    check_bind("0.0.0.0", "chosen-secret")
+    check_bind("0.0.0.0", "a-chosen-secret-of-16+")
     for host in ("127.0.0.1", "::1", "localhost"):
         check_bind(host, None)
     result = run_cli("ui", "--host", "0.0.0.0", "--port", "0", cwd=project)
@@ -192,3 +192,15 @@ def test_the_event_stream_pushes_each_new_journal_event(project: Path) -> None:
     # Then the page hears it: what happened, not the content.
     assert line.startswith("event: journal\ndata: ")
     assert json.loads(line.split("data: ", 1)[1])["event"] in ("halted", "resumed")
+
+
+def test_a_short_token_is_refused_in_one_line(project: Path) -> None:
+    from agentctl.model.loopback import MIN_TOKEN_CHARS
+    from agentctl.ui.security import BindError, check_bind
+
+    with pytest.raises(BindError, match=f"at least {MIN_TOKEN_CHARS} characters"):
+        check_bind("127.0.0.1", "a" * (MIN_TOKEN_CHARS - 1))
+    check_bind("0.0.0.0", "a" * MIN_TOKEN_CHARS)
+    result = run_cli("ui", "--host", "0.0.0.0", "--port", "0", "--token", "a", cwd=project)
+    assert result.returncode == 1 and not result.stdout
+    assert result.stderr.count("error:") == 1 and "--token" in result.stderr, result.stderr
