@@ -4,13 +4,18 @@ CSRF on every action, escaping of message content, the bind rules, and the actio
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write_roster
+from tests.conftest import AGENTCTL, run_cli, write_roster
 
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
@@ -204,3 +209,44 @@ def test_a_short_token_is_refused_in_one_line(project: Path) -> None:
     result = run_cli("ui", "--host", "0.0.0.0", "--port", "0", "--token", "a", cwd=project)
     assert result.returncode == 1 and not result.stdout
     assert result.stderr.count("error:") == 1 and "--token" in result.stderr, result.stderr
+
+
+@contextmanager
+def _serving(project: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """`agentctl ui --port 0` in the background: the process, its base URL and token."""
+    proc = subprocess.Popen([*AGENTCTL, "ui", "--port", "0", *args], cwd=project, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"agentctl ui: (http://[^/]+)/\?token=(\S+)\n", line)
+        assert match, line + (proc.stderr.read() if proc.stderr else "")
+        yield proc, match[1], match[2]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _connect(base: str, path: str, token: str) -> http.client.HTTPResponse:
+    """GET `path` with the token's cookie, as the browser does after its first visit."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    conn.request("GET", path, headers={"Cookie": f"agentctl_ui_token={token}"})
+    return conn.getresponse()
+
+
+def _stopped(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """SIGINT (Ctrl-C), then its exit code, the rest of its stdout, and its stderr."""
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def test_the_printed_url_is_all_it_says_from_start_to_stop(project: Path) -> None:
+    with _serving(project) as (proc, base, token):
+        page = _connect(base, "/", token)  # serving (and a request is not logged either)
+        assert page.status == 200 and "Agents" in page.read().decode()
+        code, out, err = _stopped(proc)
+    assert (code, out, err) == (0, "", "")
+

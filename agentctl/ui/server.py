@@ -47,9 +47,9 @@ def serve(
     backend = open_backend(roster, workspace, client_name="agentctl-ui")
     try:
         app = build_app(Dashboard(roster, backend), guard)
-        # uvicorn's own log goes to stderr (its access log, to stdout, is off): stdout says
-        # only where the dashboard is.
-        config = uvicorn.Config(app, log_level="info", access_log=False,
+        # Only uvicorn's warnings and errors (on stderr; no access log): the URL printed below
+        # is all a person needs to see.
+        config = uvicorn.Config(app, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_S)  # fmt: skip
         bound_port = sock.getsockname()[1]  # port 0 picks a free one
         shown_host = f"[{host}]" if ":" in host else host
@@ -77,5 +77,6 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise AgentctlError(f"--host {host} --port {port}: cannot listen: {exc.strerror}") from None
+    sock.listen(socket.SOMAXCONN)  # so the URL printed next works at once, uvicorn or not yet
     sock.set_inheritable(True)
     return sock
