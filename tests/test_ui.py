@@ -250,3 +250,20 @@ def test_the_printed_url_is_all_it_says_from_start_to_stop(project: Path) -> Non
         code, out, err = _stopped(proc)
     assert (code, out, err) == (0, "", "")
 
+
+
+def test_ctrl_c_ends_open_event_streams_at_once_and_quietly(project: Path) -> None:
+    # Given a page listening to the event stream
+    with _serving(project) as (proc, base, token):
+        stream = _connect(base, "/events", token)
+        assert stream.status == 200 and stream.readline() == b"retry: 1000\n"
+        # When the person presses Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        # Then the stream ends as a stream ends (no cut connection), the server exits 0,
+        # and nothing on stderr says something went wrong.
+        rest = stream.read()
+        _, err = proc.communicate(timeout=30)
+        code = proc.returncode
+    assert rest in (b"", b"\n")
+    assert code == 0, err
+    assert "Traceback" not in err and "ERROR" not in err, err

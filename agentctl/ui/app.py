@@ -30,15 +30,18 @@ RESEND_WAIT_S = 10.0  # how long "resend and compare" waits for the new reply
 COMPARISONS_KEPT = 100  # resends whose comparison page stays available, in memory
 
 
-def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
+def build_app(
+    dash: Dashboard, guard: Guard, *, live: bool = True, broadcaster: Broadcaster | None = None
+) -> Any:
     """The ASGI app: the routes behind the token check. With `live`, a thread follows the
-    journal for the pages' server-sent events while the app runs."""
+    journal for the pages' server-sent events while the app runs (`broadcaster`, given so that
+    the server can end the streams when it is asked to exit)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every message's content is shown as text, never as markup
         undefined=jinja2.StrictUndefined,
     )
-    broadcaster = Broadcaster(dash.backend)
+    broadcaster = broadcaster or Broadcaster(dash.backend)
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
         query = request.query_params
