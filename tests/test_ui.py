@@ -28,6 +28,7 @@ def project(tmp_path: Path) -> Path:
     write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
     roster = tmp_path / "agents.yaml"
     roster.write_text(roster.read_text() + "pipelines:\n  gate: [echo]\n")
+    (tmp_path / "workspace").mkdir()  # as `agentctl run` leaves it
     return tmp_path
 
 
@@ -267,3 +268,12 @@ def test_ctrl_c_ends_open_event_streams_at_once_and_quietly(project: Path) -> No
     assert rest in (b"", b"\n")
     assert code == 0, err
     assert "Traceback" not in err and "ERROR" not in err, err
+
+
+def test_a_workspace_that_does_not_exist_is_refused_and_not_created(project: Path) -> None:
+    typo = project / "typo"
+    result = run_cli("ui", "--port", "0", "-w", str(typo), cwd=project, timeout=30)
+    assert result.returncode == 1 and not result.stdout
+    assert result.stderr.count("error:") == 1, result.stderr
+    assert f"no workspace at {typo}" in result.stderr and "--workspace" in result.stderr
+    assert not typo.exists()

@@ -44,6 +44,11 @@ def serve(
     from agentctl.ui.views import Dashboard
 
     check_bind(host, token)
+    root = (workspace or roster.workspace_path).absolute()
+    if not root.is_dir():  # a typo would be served as an empty team, and its journal created
+        raise AgentctlError(
+            f"no workspace at {root}: start the team with agentctl run, or give --workspace"
+        )
     guard = Guard(token)
     sock = _listen(host, port)
     backend = open_backend(roster, workspace, client_name="agentctl-ui")

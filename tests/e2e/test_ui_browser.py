@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AGENTCTL, JUDGE, run_cli, write_roster
+from tests.conftest import AGENTCTL, JUDGE, run_cli, wait_until, write_roster
 from tests.natsfix import NatsServer, nats_server  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
@@ -123,6 +123,7 @@ def test_a_person_drives_the_team_from_the_dashboard(
     shots.mkdir(parents=True, exist_ok=True)
 
     team = supervised(tmp_path)
+    wait_until(lambda: (tmp_path / "workspace").is_dir())  # the ui serves no missing one
     ui = dashboard(tmp_path)  # starts while the team does
     team.wait_ready(["judge", "echo", "failing"])
     ui.wait_url()
