@@ -277,3 +277,16 @@ def test_a_workspace_that_does_not_exist_is_refused_and_not_created(project: Pat
     assert result.stderr.count("error:") == 1, result.stderr
     assert f"no workspace at {typo}" in result.stderr and "--workspace" in result.stderr
     assert not typo.exists()
+
+
+def test_a_disabled_agent_shows_disabled_and_why(project: Path) -> None:
+    # Given an llm: agent whose endpoint variable is not set here
+    roster = project / "agents.yaml"
+    roster.write_text(roster.read_text().replace("pipelines:", (
+        "  - name: writer\n    llm:\n      model: m\n      base_url: ${AGENTCTL_TEST_UNSET_URL}\n"
+        "pipelines:"
+    )))  # fmt: skip
+    page = _admitted(project).get("/").text
+    row = re.search(r'<tr data-agent="writer">(.*?)</tr>', page, re.S)[1]
+    assert '<td class="disabled">disabled</td>' in row, row
+    assert "AGENTCTL_TEST_UNSET_URL is not set" in row and "absent" not in row

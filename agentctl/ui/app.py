@@ -62,12 +62,7 @@ def build_app(
         return await run_in_threadpool(render, request, template, **context)
 
     async def agents(request: Request) -> Response:
-        from agentctl.audit.overview import collect_overview
-
-        def build() -> dict[str, Any]:
-            return {"overview": collect_overview(dash.backend, dash.names)}
-
-        return await show(request, "agents.html", build)
+        return await show(request, "agents.html", lambda: views.agents(dash))
 
     async def runs(request: Request) -> Response:
         query = request.query_params

@@ -34,15 +34,35 @@ class Dashboard:
     roster: Roster
     backend: Backend
     names: list[str] = field(default_factory=list)
+    disabled: dict[str, str] = field(default_factory=dict)  # agents that cannot run here, why
 
     def __post_init__(self) -> None:
         self.names = self.names or [agent.name for agent in self.roster.agents]
+        self.disabled = self.disabled or self.roster.disabled_agents()
 
     def runs(self) -> RunStore:
         """The pipeline run files (beside the workspace on every backend)."""
         from agentctl.flow.pipeline import RunStore
 
         return RunStore.of(self.backend.local)
+
+
+# -- agents ------------------------------------------------------------------------------------
+
+
+def agents(dash: Dashboard) -> dict[str, Any]:
+    """The `status` table, a disabled agent (an llm: one whose endpoint variable is unset here)
+    shown so, with why, as `agentctl status` and `agentctl run` say it, on every backend."""
+    from dataclasses import replace
+
+    from agentctl.audit.overview import collect_overview
+
+    overview = collect_overview(dash.backend, dash.names)
+    rows = [
+        replace(row, state="disabled") if row.name in dash.disabled and not row.alive else row
+        for row in overview.agents
+    ]
+    return {"overview": replace(overview, agents=rows), "disabled": dash.disabled}
 
 
 # -- runs --------------------------------------------------------------------------------------
