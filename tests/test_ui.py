@@ -290,3 +290,26 @@ def test_a_disabled_agent_shows_disabled_and_why(project: Path) -> None:
     row = re.search(r'<tr data-agent="writer">(.*?)</tr>', page, re.S)[1]
     assert '<td class="disabled">disabled</td>' in row, row
     assert "AGENTCTL_TEST_UNSET_URL is not set" in row and "absent" not in row
+
+
+def test_the_send_form_offers_what_can_run_and_links_what_it_sent(project: Path) -> None:
+    # Given a disabled agent, and a pipeline that needs it
+    roster = project / "agents.yaml"
+    roster.write_text(roster.read_text().replace("pipelines:", (
+        "  - name: writer\n    llm:\n      model: m\n      base_url: ${AGENTCTL_TEST_UNSET_URL}\n"
+        "pipelines:\n  write: [writer]"
+    )))  # fmt: skip
+    client = _admitted(project)
+    page = client.get("/runs").text
+    form = re.search(r'<form method="post" action="/send".*?</form>', page, re.S)[0]
+    assert re.findall(r'<option value="([^"]*)"', form) == ["pipeline:gate", "echo"]
+    assert re.search(r'<textarea name="content"[^>]*>', form), form  # code can be pasted
+    # When a task is sent, the notice links its id to its thread
+    code = "def f():\n    return 1\n"
+    sent = client.post("/send", data={"to": "echo", "content": code, "csrf": _csrf(page)})
+    back = client.get(sent.headers["location"]).text
+    notice = re.search(r'<div class="notice"[^>]*>(.*?)</div>', back, re.S)[1]
+    [event] = [e for e in _journal(project) if e["event"] == "sent"]
+    assert notice == (f'sent <a href="/threads/{event["message_id"]}" class="mono">'
+                      f'{event["message_id"]}</a> to echo'), notice  # fmt: skip
+    assert "return 1" in client.get(f"/threads/{event['message_id']}").text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -45,9 +46,12 @@ def build_app(
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
         query = request.query_params
+        done = query.get("done")
         html = env.get_template(template).render(
             csrf=guard.csrf, csrf_field=CSRF_FIELD, path=request.url.path,
-            notice=query.get("done"), error=context.pop("error", None) or query.get("error"),
+            notice=views.linked(done, _links(query.getlist("thread"), query.getlist("run")))
+            if done else None,
+            error=context.pop("error", None) or query.get("error"),
             halted=dash.backend.halt_state(), **context,
         )  # fmt: skip
         return HTMLResponse(html, status_code=status)
@@ -124,9 +128,10 @@ def build_app(
 
     # -- actions ----------------------------------------------------------------------------
 
-    def action(act: Callable[[dict[str, str], Request], str | tuple[str, str]], back: str) -> Any:
+    def action(act: Callable[[dict[str, str], Request], str | Done], back: str) -> Any:
         """A POST route: the CSRF value checked, `act` run with the form, then back to `back`
-        (or to the `next` page the form names) with what was done, or with the error."""
+        (or to the `next` page the form names, or to the one `act` names) with what was done,
+        or with the error."""
 
         async def endpoint(request: Request) -> Response:
             form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"),
@@ -137,13 +142,16 @@ def build_app(
             target = form.get("next") or back
             if not target.startswith("/") or target.startswith("//"):
                 target = back  # only our own pages
+            query: list[tuple[str, str]]
             try:
                 done = await run_in_threadpool(act, form, request)
-                if isinstance(done, tuple):  # what was done, and the page that shows it
-                    done, target = done
-                query = {"done": done}
+                if isinstance(done, str):
+                    done = Done(done)
+                target = done.page or target
+                query = [("done", done.text), *(("thread", i) for i in done.threads),
+                         *(("run", i) for i in done.runs)]  # fmt: skip
             except AgentctlError as exc:
-                query = {"error": str(exc)}
+                query = [("error", str(exc))]
             sep = "&" if "?" in target else "?"
             return RedirectResponse(target + sep + urlencode(query), status_code=303)
 
@@ -182,7 +190,7 @@ def build_app(
         lifted = leave_halt(dash.backend, by=UI)
         return "resumed" if lifted else "not halted"
 
-    def send(form: dict[str, str], _: Request) -> str | tuple[str, str]:
+    def send(form: dict[str, str], _: Request) -> Done:
         from agentctl.flow.send import SendRequest, send_message
 
         content = _content(form.get("content", ""))
@@ -192,10 +200,12 @@ def build_app(
             from agentctl.flow.pipeline import run_id_for
 
             run_id = run_id_for(result.messages[0].id)
-            return f"started run {run_id} of {result.run}", f"/runs?search={run_id}"
-        return "sent " + ", ".join(f"{m.id} to {m.to_agent}" for m in result.messages)
+            return Done(f"started run {run_id} of {result.run}", f"/runs?search={run_id}",
+                        runs=(run_id,))  # fmt: skip
+        return Done("sent " + ", ".join(f"{m.id} to {m.to_agent}" for m in result.messages),
+                    threads=tuple(m.id for m in result.messages))  # fmt: skip
 
-    def resend(form: dict[str, str], request: Request) -> tuple[str, str]:
+    def resend(form: dict[str, str], request: Request) -> Done:
         from agentctl.audit.resend import resend_and_compare
 
         ident = request.path_params["ident"]
@@ -205,7 +215,8 @@ def build_app(
         if len(compare) >= COMPARISONS_KEPT:
             compare.pop(next(iter(compare)))  # the oldest
         compare[resent.id] = resent.to_json()
-        return f"resent {resent.original_id} as {resent.id}", f"/resends/{resent.id}"
+        return Done(f"resent {resent.original_id} as {resent.id}", f"/resends/{resent.id}",
+                    threads=(resent.original_id, resent.id))  # fmt: skip
 
     compare: dict[str, dict[str, Any]] = {}  # the comparisons made since start, by new id
 
@@ -249,6 +260,30 @@ def build_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     return guard.middleware(app)
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an action did: the notice, the page that shows it (else the form's), and the ids
+    in the notice that link to their thread or run."""
+
+    text: str
+    page: str | None = None
+    threads: tuple[str, ...] = ()
+    runs: tuple[str, ...] = ()
+
+
+def _links(threads: list[str], runs: list[str]) -> dict[str, str]:
+    """The pages a notice's ids link to: only well-formed ids (the query can be anything)."""
+    from agentctl.model.errors import InvalidNameError
+    from agentctl.model.names import validate_message_id
+
+    links = {}
+    for prefix, idents in (("/threads/", threads), ("/runs/", runs)):
+        for ident in idents:
+            with contextlib.suppress(InvalidNameError):
+                links[ident] = prefix + validate_message_id(ident)
+    return links
 
 
 def _int(text: str | None, default: int, most: int) -> int:

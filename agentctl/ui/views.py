@@ -360,9 +360,32 @@ def _budget_file(dash: Dashboard, agent: str) -> dict[str, Any]:
 
 
 def send_targets(dash: Dashboard) -> list[str]:
-    """What the send form offers: each pipeline (`pipeline:NAME`), then each agent."""
+    """What the send form offers: each pipeline (`pipeline:NAME`), then each agent; not those
+    that cannot run here (a disabled agent, a pipeline needing one): sending would be refused."""
     from agentctl.flow.send import PIPELINE_PREFIX
 
-    return [PIPELINE_PREFIX + name for name in dash.roster.pipelines] + [
-        name for name in dash.names if name != USER_AGENT
+    roster = dash.roster
+
+    def runnable(pipeline: str) -> bool:
+        final = roster.final_agent(pipeline)
+        needed = [agent for stage in roster.stages(pipeline) for agent in stage]
+        return not set(needed + ([final] if final else [])) & dash.disabled.keys()
+
+    return [PIPELINE_PREFIX + name for name in roster.pipelines if runnable(name)] + [
+        name for name in dash.names if name != USER_AGENT and name not in dash.disabled
     ]
+
+
+def linked(text: str, links: dict[str, str]) -> list[tuple[str, str | None]]:
+    """`text` in pieces, each id of `links` a piece with the page it links to (a notice whose
+    ids are links: `sent ID to echo`)."""
+    import re
+
+    if not links:
+        return [(text, None)]
+    pattern = "|".join(re.escape(ident) for ident in sorted(links, key=len, reverse=True))
+    pieces: list[tuple[str, str | None]] = []
+    for piece in re.split(f"({pattern})", text):
+        if piece:
+            pieces.append((piece, links.get(piece)))
+    return pieces

@@ -161,7 +161,7 @@ def test_a_person_drives_the_team_from_the_dashboard(
 def _send(page: Any, to: str, content: str) -> str:
     """Send from the runs page's form; the notice it comes back with."""
     page.select_option("#send select[name=to]", to)
-    page.fill("#send input[name=content]", content)
+    page.fill("#send textarea[name=content]", content)
     page.click("#send button")
     return str(page.locator(".notice").inner_text())
 
