@@ -313,3 +313,21 @@ def test_the_send_form_offers_what_can_run_and_links_what_it_sent(project: Path)
     assert notice == (f'sent <a href="/threads/{event["message_id"]}" class="mono">'
                       f'{event["message_id"]}</a> to echo'), notice  # fmt: skip
     assert "return 1" in client.get(f"/threads/{event['message_id']}").text
+
+
+def test_a_missing_value_never_shows_as_none(project: Path) -> None:
+    # Given a run a person flagged without a note (as the conductor records it)
+    from agentctl.backends.file.workspace import Workspace
+    from agentctl.flow.pipeline import Run, RunStore, StageState
+
+    stage = StageState(["echo"], results={"echo": {"verdict": "escalate"}}, verdict="flag",
+                       started_at=None, resolution={"verdict": "flag"})  # fmt: skip
+    flag = {"stage": 0, "by": "human", "note": None}
+    run = Run("run-flagged", "gate", "user", "m1", "normal", "a task", [stage], "m1",
+              status="done", current=1, flags=[flag])  # fmt: skip
+    RunStore.of(Workspace(project / "workspace")).save(run)
+    client = _admitted(project)
+    page = client.get("/runs/run-flagged").text
+    assert "flag (stage 0) by human" in page
+    for path in ("/runs/run-flagged", "/runs", "/cost", "/", "/waiting", "/journal"):
+        assert not re.search(r"\bNone\b", client.get(path).text), path

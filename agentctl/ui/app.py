@@ -41,6 +41,7 @@ def build_app(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every message's content is shown as text, never as markup
         undefined=jinja2.StrictUndefined,
+        finalize=_blank_if_none,  # a missing value shows as nothing, never as "None"
     )
     broadcaster = broadcaster or Broadcaster(dash.backend)
 
@@ -284,6 +285,10 @@ def _links(threads: list[str], runs: list[str]) -> dict[str, str]:
             with contextlib.suppress(InvalidNameError):
                 links[ident] = prefix + validate_message_id(ident)
     return links
+
+
+def _blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def _int(text: str | None, default: int, most: int) -> int:
