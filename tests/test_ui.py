@@ -331,3 +331,25 @@ def test_a_missing_value_never_shows_as_none(project: Path) -> None:
     assert "flag (stage 0) by human" in page
     for path in ("/runs/run-flagged", "/runs", "/cost", "/", "/waiting", "/journal"):
         assert not re.search(r"\bNone\b", client.get(path).text), path
+
+
+def test_the_thread_says_who_requeued_a_message(project: Path) -> None:
+    # Given a message sent to echo that died there
+    from agentctl.backends.file.workspace import Workspace
+
+    client = _admitted(project)
+    csrf = _csrf(client.get("/runs").text)
+    client.post("/send", data={"to": "echo", "content": "doomed", "csrf": csrf})
+    [sent] = [e for e in _journal(project) if e["event"] == "sent"]
+    mailbox = Workspace(project / "workspace").mailbox("echo")
+    [name] = mailbox.list_new()
+    assert mailbox.claim(name) is not None
+    mailbox.bury(name, {"error_kind": "crash", "error": "boom", "attempts": 1})
+    # When a person requeues it from the dashboard
+    done = client.post("/dead/requeue", data={"id": sent["message_id"], "agent": "echo",
+                                              "csrf": csrf})  # fmt: skip
+    assert "error" not in done.headers["location"], done.headers["location"]
+    # Then the thread says the dashboard did it, not the agent whose inbox it is
+    page = client.get(f"/threads/{sent['message_id']}").text
+    assert re.search(r"requeued by ui</li>", page), page
+    assert "requeued by echo" not in page

@@ -43,6 +43,7 @@ def build_app(
         undefined=jinja2.StrictUndefined,
         finalize=_blank_if_none,  # a missing value shows as nothing, never as "None"
     )
+    env.filters["who"] = views.who
     broadcaster = broadcaster or Broadcaster(dash.backend)
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:

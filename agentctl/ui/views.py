@@ -278,6 +278,16 @@ def thread_tree(thread: Thread) -> list[dict[str, Any]]:
     return [node(root) for root in thread.roots() if root.id not in shown]
 
 
+def who(record: dict[str, Any]) -> str:
+    """Who an event's action was taken by: the person or program that asked for it (`by`,
+    `client`: `ui`, `alice`, `mcp:claude-code`), else the agent that recorded it."""
+    from agentctl.model.actor import Actor
+
+    if record.get("by"):
+        return Actor(str(record["by"]), record.get("client")).label
+    return str(record.get("agent") or "?")
+
+
 def pretty(content: Any) -> str:
     """A message's content as text: a string as it is, anything else as indented JSON."""
     if isinstance(content, str):
