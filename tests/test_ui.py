@@ -353,3 +353,20 @@ def test_the_thread_says_who_requeued_a_message(project: Path) -> None:
     page = client.get(f"/threads/{sent['message_id']}").text
     assert re.search(r"requeued by ui</li>", page), page
     assert "requeued by echo" not in page
+
+
+def test_the_page_draws_a_thread_with_short_labels(project: Path) -> None:
+    # Given a thread whose task is long
+    from agentctl.ui.views import DIAGRAM_LABEL_CHARS
+
+    client = _admitted(project)
+    csrf = _csrf(client.get("/runs").text)
+    client.post("/send", data={"to": "echo", "content": "word " * 100, "csrf": csrf})
+    [sent] = [e for e in _journal(project) if e["event"] == "sent"]
+    page = client.get(f"/threads/{sent['thread_id']}").text
+    # Then each arrow's and note's label is short (the diagram stays readable when scrolled
+    # sideways): the thread's id is abbreviated in it, and the rest cut.
+    source = re.search(r'<pre class="mermaid" id="diagram">(.*?)</pre>', page, re.S)[1]
+    labels = [line.split(": ", 1)[1] for line in source.splitlines() if ": " in line]
+    assert labels and all(len(label) <= DIAGRAM_LABEL_CHARS for label in labels), labels
+    assert sent["thread_id"] not in source and "word word" in source

@@ -96,7 +96,8 @@ def build_app(
 
         def build() -> dict[str, Any]:
             found = load_thread(dash.backend.history(), request.path_params["ident"])
-            return {"thread": found, "tree": views.thread_tree(found), "diagram": mermaid(found)}
+            return {"thread": found, "tree": views.thread_tree(found),
+                    "diagram": views.page_diagram(mermaid(found), found.thread_id)}  # fmt: skip
 
         return await show(request, "thread.html", build)
 

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 RUNS_SHOWN = 200  # the newest run files a list reads; older ones are found by id
 JOURNAL_LINES_MAX = 1000
+# A sequence diagram is as wide as its longest labels: at `replay`'s 120 characters a pipeline
+# thread was 4,000 px wide. The page cuts them (the content is one click away, in the tree).
+DIAGRAM_LABEL_CHARS = 60
+ID_SHOWN_CHARS = 6  # the thread's id, in a label: its first characters, then "…"
 
 
 @dataclass
@@ -286,6 +290,21 @@ def who(record: dict[str, Any]) -> str:
     if record.get("by"):
         return Actor(str(record["by"]), record.get("client")).label
     return str(record.get("agent") or "?")
+
+
+def page_diagram(source: str, thread_id: str) -> str:
+    """`replay --format mermaid`'s text with short labels: the thread's id (a prefix of every
+    id in a pipeline thread) abbreviated, then each label cut to `DIAGRAM_LABEL_CHARS`."""
+    short_id = thread_id[:ID_SHOWN_CHARS] + "…"
+    lines = []
+    for line in source.splitlines():
+        head, sep, label = line.partition(": ")
+        if sep and not head.lstrip().startswith("participant"):
+            label = label.replace(thread_id, short_id)
+            if len(label) > DIAGRAM_LABEL_CHARS:
+                label = label[: DIAGRAM_LABEL_CHARS - 1] + "…"
+        lines.append(head + sep + label)
+    return "\n".join(lines) + "\n"
 
 
 def pretty(content: Any) -> str:

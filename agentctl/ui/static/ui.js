@@ -81,7 +81,10 @@
   }
 
   if (window.mermaid) {
-    window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: "default" });
+    // A sequence diagram keeps its natural size (its box scrolls sideways): fitted to the
+    // page, a pipeline thread's labels shrank to a few pixels.
+    window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: "default",
+                                sequence: { useMaxWidth: false } });
     drawDiagrams();
   }
   if (live && window.EventSource) {
