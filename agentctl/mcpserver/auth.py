@@ -8,10 +8,7 @@ from typing import Any
 
 from agentctl.model.constants import ENV_MCP_TOKEN
 from agentctl.model.errors import AgentctlError
-from agentctl.model.loopback import is_loopback
-
-MIN_TOKEN_CHARS = 16  # a guessable token guards nothing
-
+from agentctl.model.loopback import MIN_TOKEN_CHARS, is_loopback
 
 
 def check_bind(host: str, token: str | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 
+MIN_TOKEN_CHARS = 16  # a guessable token guards nothing
+
 
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine only (127.0.0.0/8, ::1, localhost)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -30,21 +31,29 @@ RESEND_WAIT_S = 10.0  # how long "resend and compare" waits for the new reply
 COMPARISONS_KEPT = 100  # resends whose comparison page stays available, in memory
 
 
-def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
+def build_app(
+    dash: Dashboard, guard: Guard, *, live: bool = True, broadcaster: Broadcaster | None = None
+) -> Any:
     """The ASGI app: the routes behind the token check. With `live`, a thread follows the
-    journal for the pages' server-sent events while the app runs."""
+    journal for the pages' server-sent events while the app runs (`broadcaster`, given so that
+    the server can end the streams when it is asked to exit)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every message's content is shown as text, never as markup
         undefined=jinja2.StrictUndefined,
+        finalize=_blank_if_none,  # a missing value shows as nothing, never as "None"
     )
-    broadcaster = Broadcaster(dash.backend)
+    env.filters["who"] = views.who
+    broadcaster = broadcaster or Broadcaster(dash.backend)
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
         query = request.query_params
+        done = query.get("done")
         html = env.get_template(template).render(
             csrf=guard.csrf, csrf_field=CSRF_FIELD, path=request.url.path,
-            notice=query.get("done"), error=context.pop("error", None) or query.get("error"),
+            notice=views.linked(done, _links(query.getlist("thread"), query.getlist("run")))
+            if done else None,
+            error=context.pop("error", None) or query.get("error"),
             halted=dash.backend.halt_state(), **context,
         )  # fmt: skip
         return HTMLResponse(html, status_code=status)
@@ -59,12 +68,7 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
         return await run_in_threadpool(render, request, template, **context)
 
     async def agents(request: Request) -> Response:
-        from agentctl.audit.overview import collect_overview
-
-        def build() -> dict[str, Any]:
-            return {"overview": collect_overview(dash.backend, dash.names)}
-
-        return await show(request, "agents.html", build)
+        return await show(request, "agents.html", lambda: views.agents(dash))
 
     async def runs(request: Request) -> Response:
         query = request.query_params
@@ -92,7 +96,8 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
 
         def build() -> dict[str, Any]:
             found = load_thread(dash.backend.history(), request.path_params["ident"])
-            return {"thread": found, "tree": views.thread_tree(found), "diagram": mermaid(found)}
+            return {"thread": found, "tree": views.thread_tree(found),
+                    "diagram": views.page_diagram(mermaid(found), found.thread_id)}  # fmt: skip
 
         return await show(request, "thread.html", build)
 
@@ -126,9 +131,10 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
 
     # -- actions ----------------------------------------------------------------------------
 
-    def action(act: Callable[[dict[str, str], Request], str | tuple[str, str]], back: str) -> Any:
+    def action(act: Callable[[dict[str, str], Request], str | Done], back: str) -> Any:
         """A POST route: the CSRF value checked, `act` run with the form, then back to `back`
-        (or to the `next` page the form names) with what was done, or with the error."""
+        (or to the `next` page the form names, or to the one `act` names) with what was done,
+        or with the error."""
 
         async def endpoint(request: Request) -> Response:
             form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"),
@@ -139,13 +145,16 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
             target = form.get("next") or back
             if not target.startswith("/") or target.startswith("//"):
                 target = back  # only our own pages
+            query: list[tuple[str, str]]
             try:
                 done = await run_in_threadpool(act, form, request)
-                if isinstance(done, tuple):  # what was done, and the page that shows it
-                    done, target = done
-                query = {"done": done}
+                if isinstance(done, str):
+                    done = Done(done)
+                target = done.page or target
+                query = [("done", done.text), *(("thread", i) for i in done.threads),
+                         *(("run", i) for i in done.runs)]  # fmt: skip
             except AgentctlError as exc:
-                query = {"error": str(exc)}
+                query = [("error", str(exc))]
             sep = "&" if "?" in target else "?"
             return RedirectResponse(target + sep + urlencode(query), status_code=303)
 
@@ -184,7 +193,7 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
         lifted = leave_halt(dash.backend, by=UI)
         return "resumed" if lifted else "not halted"
 
-    def send(form: dict[str, str], _: Request) -> str | tuple[str, str]:
+    def send(form: dict[str, str], _: Request) -> Done:
         from agentctl.flow.send import SendRequest, send_message
 
         content = _content(form.get("content", ""))
@@ -194,10 +203,12 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
             from agentctl.flow.pipeline import run_id_for
 
             run_id = run_id_for(result.messages[0].id)
-            return f"started run {run_id} of {result.run}", f"/runs?search={run_id}"
-        return "sent " + ", ".join(f"{m.id} to {m.to_agent}" for m in result.messages)
+            return Done(f"started run {run_id} of {result.run}", f"/runs?search={run_id}",
+                        runs=(run_id,))  # fmt: skip
+        return Done("sent " + ", ".join(f"{m.id} to {m.to_agent}" for m in result.messages),
+                    threads=tuple(m.id for m in result.messages))  # fmt: skip
 
-    def resend(form: dict[str, str], request: Request) -> tuple[str, str]:
+    def resend(form: dict[str, str], request: Request) -> Done:
         from agentctl.audit.resend import resend_and_compare
 
         ident = request.path_params["ident"]
@@ -207,7 +218,8 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
         if len(compare) >= COMPARISONS_KEPT:
             compare.pop(next(iter(compare)))  # the oldest
         compare[resent.id] = resent.to_json()
-        return f"resent {resent.original_id} as {resent.id}", f"/resends/{resent.id}"
+        return Done(f"resent {resent.original_id} as {resent.id}", f"/resends/{resent.id}",
+                    threads=(resent.original_id, resent.id))  # fmt: skip
 
     compare: dict[str, dict[str, Any]] = {}  # the comparisons made since start, by new id
 
@@ -251,6 +263,34 @@ def build_app(dash: Dashboard, guard: Guard, *, live: bool = True) -> Any:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     return guard.middleware(app)
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an action did: the notice, the page that shows it (else the form's), and the ids
+    in the notice that link to their thread or run."""
+
+    text: str
+    page: str | None = None
+    threads: tuple[str, ...] = ()
+    runs: tuple[str, ...] = ()
+
+
+def _links(threads: list[str], runs: list[str]) -> dict[str, str]:
+    """The pages a notice's ids link to: only well-formed ids (the query can be anything)."""
+    from agentctl.model.errors import InvalidNameError
+    from agentctl.model.names import validate_message_id
+
+    links = {}
+    for prefix, idents in (("/threads/", threads), ("/runs/", runs)):
+        for ident in idents:
+            with contextlib.suppress(InvalidNameError):
+                links[ident] = prefix + validate_message_id(ident)
+    return links
+
+
+def _blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def _int(text: str | None, default: int, most: int) -> int:

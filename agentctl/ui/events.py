@@ -42,15 +42,26 @@ class Broadcaster:
                                         daemon=True)  # fmt: skip
         self._thread.start()
 
+    def end_streams_soon(self) -> None:
+        """End every open stream, and any opened from now on, from the event loop: safe to call
+        from a signal handler. A server asked to exit waits for its open responses, and these
+        never end by themselves."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._end_streams)
+
     def close(self) -> None:
         """Stop following and end every open stream."""
+        self._end_streams()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _end_streams(self) -> None:
         self.stop.set()
         with self._lock:
             queues = list(self._queues)
         for queue in queues:
             self._hand(queue, None)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _follow(self) -> None:
         try:

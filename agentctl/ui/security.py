@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from agentctl.model.errors import AgentctlError
-from agentctl.model.loopback import is_loopback
+from agentctl.model.loopback import MIN_TOKEN_CHARS, is_loopback
 
 COOKIE = "agentctl_ui_token"
 CSRF_FIELD = "csrf"
@@ -31,13 +31,17 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BindError(AgentctlError):
-    """A non-loopback address asked for without an explicit token."""
+    """A non-loopback address asked for without an explicit token, or a token too short."""
 
 
 
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine unless the person chose the token themselves:
-    a token printed on a terminal is not enough protection for a network."""
+    a token printed on a terminal is not enough protection for a network. A token given
+    must not be guessable, wherever it listens."""
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise BindError(f"--token: at least {MIN_TOKEN_CHARS} characters (a short one can be "
+                        "guessed)")  # fmt: skip
     if not is_loopback(host) and not token:
         raise BindError(
             f"--host {host}: not a loopback address; the dashboard can act on the workspace "

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 MISSING_EXTRA = "the dashboard needs the ui extra: pip install 'agentctl[ui]'"
 EXTRA_MODULES = ("starlette", "uvicorn", "jinja2")
-GRACEFUL_S = 2  # open event streams never end by themselves: do not wait on them for long
+GRACEFUL_S = 2  # what a request still running at Ctrl-C gets to finish
 
 
 def serve(
@@ -34,22 +34,30 @@ def serve(
         import uvicorn
 
         from agentctl.ui.app import build_app
+        from agentctl.ui.stopping import StoppingServer
     except ImportError as exc:
         if (exc.name or "").split(".")[0] in EXTRA_MODULES:
             raise AgentctlError(MISSING_EXTRA) from None
         raise
     from agentctl.backends import open_backend
+    from agentctl.ui.events import Broadcaster
     from agentctl.ui.views import Dashboard
 
     check_bind(host, token)
+    root = (workspace or roster.workspace_path).absolute()
+    if not root.is_dir():  # a typo would be served as an empty team, and its journal created
+        raise AgentctlError(
+            f"no workspace at {root}: start the team with agentctl run, or give --workspace"
+        )
     guard = Guard(token)
     sock = _listen(host, port)
     backend = open_backend(roster, workspace, client_name="agentctl-ui")
     try:
-        app = build_app(Dashboard(roster, backend), guard)
-        # uvicorn's own log goes to stderr (its access log, to stdout, is off): stdout says
-        # only where the dashboard is.
-        config = uvicorn.Config(app, log_level="info", access_log=False,
+        broadcaster = Broadcaster(backend)
+        app = build_app(Dashboard(roster, backend), guard, broadcaster=broadcaster)
+        # Only uvicorn's warnings and errors (on stderr; no access log): the URL printed below
+        # is all a person needs to see.
+        config = uvicorn.Config(app, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_S)  # fmt: skip
         bound_port = sock.getsockname()[1]  # port 0 picks a free one
         shown_host = f"[{host}]" if ":" in host else host
@@ -60,7 +68,7 @@ def serve(
 
             webbrowser.open(url)
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(config).run(sockets=[sock])
+            StoppingServer(config, broadcaster).run(sockets=[sock])
     finally:
         backend.close()
         sock.close()
@@ -77,5 +85,7 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise AgentctlError(f"--host {host} --port {port}: cannot listen: {exc.strerror}") from None
+    sock.listen(socket.SOMAXCONN)  # so the URL printed next works at once, uvicorn or not yet
     sock.set_inheritable(True)
     return sock
+

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 RUNS_SHOWN = 200  # the newest run files a list reads; older ones are found by id
 JOURNAL_LINES_MAX = 1000
+# A sequence diagram is as wide as its longest labels: at `replay`'s 120 characters a pipeline
+# thread was 4,000 px wide. The page cuts them (the content is one click away, in the tree).
+DIAGRAM_LABEL_CHARS = 60
+ID_SHOWN_CHARS = 6  # the thread's id, in a label: its first characters, then "…"
 
 
 @dataclass
@@ -34,15 +38,35 @@ class Dashboard:
     roster: Roster
     backend: Backend
     names: list[str] = field(default_factory=list)
+    disabled: dict[str, str] = field(default_factory=dict)  # agents that cannot run here, why
 
     def __post_init__(self) -> None:
         self.names = self.names or [agent.name for agent in self.roster.agents]
+        self.disabled = self.disabled or self.roster.disabled_agents()
 
     def runs(self) -> RunStore:
         """The pipeline run files (beside the workspace on every backend)."""
         from agentctl.flow.pipeline import RunStore
 
         return RunStore.of(self.backend.local)
+
+
+# -- agents ------------------------------------------------------------------------------------
+
+
+def agents(dash: Dashboard) -> dict[str, Any]:
+    """The `status` table, a disabled agent (an llm: one whose endpoint variable is unset here)
+    shown so, with why, as `agentctl status` and `agentctl run` say it, on every backend."""
+    from dataclasses import replace
+
+    from agentctl.audit.overview import collect_overview
+
+    overview = collect_overview(dash.backend, dash.names)
+    rows = [
+        replace(row, state="disabled") if row.name in dash.disabled and not row.alive else row
+        for row in overview.agents
+    ]
+    return {"overview": replace(overview, agents=rows), "disabled": dash.disabled}
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -258,6 +282,31 @@ def thread_tree(thread: Thread) -> list[dict[str, Any]]:
     return [node(root) for root in thread.roots() if root.id not in shown]
 
 
+def who(record: dict[str, Any]) -> str:
+    """Who an event's action was taken by: the person or program that asked for it (`by`,
+    `client`: `ui`, `alice`, `mcp:claude-code`), else the agent that recorded it."""
+    from agentctl.model.actor import Actor
+
+    if record.get("by"):
+        return Actor(str(record["by"]), record.get("client")).label
+    return str(record.get("agent") or "?")
+
+
+def page_diagram(source: str, thread_id: str) -> str:
+    """`replay --format mermaid`'s text with short labels: the thread's id (a prefix of every
+    id in a pipeline thread) abbreviated, then each label cut to `DIAGRAM_LABEL_CHARS`."""
+    short_id = thread_id[:ID_SHOWN_CHARS] + "…"
+    lines = []
+    for line in source.splitlines():
+        head, sep, label = line.partition(": ")
+        if sep and not head.lstrip().startswith("participant"):
+            label = label.replace(thread_id, short_id)
+            if len(label) > DIAGRAM_LABEL_CHARS:
+                label = label[: DIAGRAM_LABEL_CHARS - 1] + "…"
+        lines.append(head + sep + label)
+    return "\n".join(lines) + "\n"
+
+
 def pretty(content: Any) -> str:
     """A message's content as text: a string as it is, anything else as indented JSON."""
     if isinstance(content, str):
@@ -340,9 +389,32 @@ def _budget_file(dash: Dashboard, agent: str) -> dict[str, Any]:
 
 
 def send_targets(dash: Dashboard) -> list[str]:
-    """What the send form offers: each pipeline (`pipeline:NAME`), then each agent."""
+    """What the send form offers: each pipeline (`pipeline:NAME`), then each agent; not those
+    that cannot run here (a disabled agent, a pipeline needing one): sending would be refused."""
     from agentctl.flow.send import PIPELINE_PREFIX
 
-    return [PIPELINE_PREFIX + name for name in dash.roster.pipelines] + [
-        name for name in dash.names if name != USER_AGENT
+    roster = dash.roster
+
+    def runnable(pipeline: str) -> bool:
+        final = roster.final_agent(pipeline)
+        needed = [agent for stage in roster.stages(pipeline) for agent in stage]
+        return not set(needed + ([final] if final else [])) & dash.disabled.keys()
+
+    return [PIPELINE_PREFIX + name for name in roster.pipelines if runnable(name)] + [
+        name for name in dash.names if name != USER_AGENT and name not in dash.disabled
     ]
+
+
+def linked(text: str, links: dict[str, str]) -> list[tuple[str, str | None]]:
+    """`text` in pieces, each id of `links` a piece with the page it links to (a notice whose
+    ids are links: `sent ID to echo`)."""
+    import re
+
+    if not links:
+        return [(text, None)]
+    pattern = "|".join(re.escape(ident) for ident in sorted(links, key=len, reverse=True))
+    pieces: list[tuple[str, str | None]] = []
+    for piece in re.split(f"({pattern})", text):
+        if piece:
+            pieces.append((piece, links.get(piece)))
+    return pieces

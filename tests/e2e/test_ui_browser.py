@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AGENTCTL, JUDGE, run_cli, write_roster
+from tests.conftest import AGENTCTL, JUDGE, run_cli, wait_until, write_roster
 from tests.natsfix import NatsServer, nats_server  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
@@ -61,11 +61,11 @@ def _browser_or_skip() -> Any:
 class Dashboard:
     """`agentctl ui --port 0` in the background; its URL read from its first line."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *args: str) -> None:
         self.log = cwd / "ui.log"
         self.proc = subprocess.Popen(
-            [*AGENTCTL, "ui", "--port", "0"], cwd=cwd, stdout=subprocess.PIPE,
-            stderr=open(self.log, "wb"), text=True, start_new_session=True,
+            [*AGENTCTL, "ui", "--port", "0", *args], cwd=cwd, stdout=subprocess.PIPE,
+            stderr=open(self.log, "ab"), text=True, start_new_session=True,
         )  # fmt: skip
         self.url = self.base = ""
 
@@ -92,8 +92,8 @@ class Dashboard:
 def dashboard() -> Iterator[Any]:
     started: list[Dashboard] = []
 
-    def start(cwd: Path) -> Dashboard:
-        started.append(Dashboard(cwd))
+    def start(cwd: Path, *args: str) -> Dashboard:
+        started.append(Dashboard(cwd, *args))
         return started[-1]
 
     yield start
@@ -123,16 +123,13 @@ def test_a_person_drives_the_team_from_the_dashboard(
     shots.mkdir(parents=True, exist_ok=True)
 
     team = supervised(tmp_path)
+    wait_until(lambda: (tmp_path / "workspace").is_dir())  # the ui serves no missing one
     ui = dashboard(tmp_path)  # starts while the team does
     team.wait_ready(["judge", "echo", "failing"])
     ui.wait_url()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(WAIT_MS)
         try:
@@ -157,10 +154,79 @@ def test_a_person_drives_the_team_from_the_dashboard(
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def _launch(p: Any) -> Any:
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"],
+    )  # fmt: skip
+
+
+def test_a_phone_sized_page_a_wide_diagram_and_a_stopped_server(
+    tmp_path: Path, dashboard: Any
+) -> None:
+    sync_playwright = _browser_or_skip()
+    from playwright.sync_api import expect
+
+    # Given a workspace with a thread whose diagram is wider than a phone (no team needed)
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    sent = run_cli("send", "echo", "a task with a fairly long text " * 4, "--json", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    thread_id = json.loads(sent.stdout)["thread_id"]
+    token = "a-token-chosen-for-this-test"  # the same after a restart: the page's cookie holds
+    ui = dashboard(tmp_path, "--token", token)
+    ui.wait_url()
+    port = ui.base.rsplit(":", 1)[1]
+    shots = SHOTS / "narrow"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 420, "height": 800})
+        page.set_default_timeout(WAIT_MS)
+        expect.set_options(timeout=WAIT_MS)
+        try:
+            # The header wraps inside its dark band: every link is on it, none off the page.
+            page.goto(ui.url)
+            header = page.locator("header").bounding_box()
+            for link in page.locator("header a").all():
+                box = link.bounding_box()
+                assert box["x"] + box["width"] <= header["x"] + header["width"], link
+                assert box["y"] + box["height"] <= header["y"] + header["height"], link
+            assert page.evaluate("document.documentElement.scrollWidth") <= 420  # no band ends
+            page.screenshot(path=str(shots / "agents.png"), full_page=True)
+
+            # The diagram keeps its natural size and scrolls sideways.
+            page.goto(f"{ui.base}/threads/{thread_id}")
+            svg = page.locator("#diagram svg")
+            expect(svg).to_have_count(1)
+            natural = svg.evaluate("s => s.viewBox.baseVal.width")
+            drawn = svg.evaluate("s => s.getBoundingClientRect().width")
+            assert abs(drawn - natural) < 1, (drawn, natural)
+            frame = page.locator(".diagram")
+            assert frame.evaluate("d => d.scrollWidth > d.clientWidth")
+            page.screenshot(path=str(shots / "thread.png"), full_page=True)
+
+            # A page whose server stopped says so; it is live again once the server is back.
+            page.goto(ui.base + "/")
+            expect(page.locator("body[data-live=yes]")).to_have_count(1)
+            expect(page.locator("#disconnected")).to_have_count(0)
+            ui.stop()
+            expect(page.locator("#disconnected")).to_contain_text("disconnected")
+            page.screenshot(path=str(shots / "disconnected.png"), full_page=True)
+            again = dashboard(tmp_path, "--token", token, "--port", port)
+            again.wait_url()
+            expect(page.locator("#disconnected")).to_have_count(0)
+        except Exception:
+            page.screenshot(path=str(shots / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
 def _send(page: Any, to: str, content: str) -> str:
     """Send from the runs page's form; the notice it comes back with."""
     page.select_option("#send select[name=to]", to)
-    page.fill("#send input[name=content]", content)
+    page.fill("#send textarea[name=content]", content)
     page.click("#send button")
     return str(page.locator(".notice").inner_text())
 

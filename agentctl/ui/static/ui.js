@@ -81,18 +81,54 @@
   }
 
   if (window.mermaid) {
-    window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: "default" });
+    // A sequence diagram keeps its natural size (its box scrolls sideways): fitted to the
+    // page, a pipeline thread's labels shrank to a few pixels.
+    window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: "default",
+                                sequence: { useMaxWidth: false } });
     drawDiagrams();
   }
-  if (live && window.EventSource) {
+  // A page whose server stopped says so, rather than go on looking live; it clears once the
+  // stream is back (the browser retries; a closed stream is opened again here).
+  var leaving = false;
+  window.addEventListener("pagehide", function () { leaving = true; });
+
+  function showDisconnected(lost) {
+    var banner = document.getElementById("disconnected");
+    document.body.setAttribute("data-live", lost ? "no" : "yes");
+    if (!lost) {
+      if (banner) banner.remove();
+      return;
+    }
+    if (banner) return;
+    banner = document.createElement("div");
+    banner.id = "disconnected";
+    banner.className = "banner disconnected";
+    banner.setAttribute("role", "alert");
+    banner.textContent = "disconnected: the dashboard's server does not answer; " +
+      "this page shows what it knew and is not live until the server is back";
+    document.getElementById("halted").insertAdjacentElement("afterend", banner);
+  }
+
+  function listen() {
     var source = new EventSource("/events");
     source.addEventListener("journal", soon);
     source.addEventListener("open", function () {
       // What happened between this page's rendering and the stream's start is caught up here.
-      document.body.setAttribute("data-live", "yes");
+      showDisconnected(false);
       soon();
     });
+    source.addEventListener("error", function () {
+      // A moment's grace: a stream the server ends is opened again at once.
+      setTimeout(function () {
+        if (leaving || source.readyState === EventSource.OPEN) return;
+        showDisconnected(true);
+        if (source.readyState === EventSource.CLOSED) {
+          setTimeout(listen, 2000);
+        }
+      }, 1500);
+    });
   }
+  if (live && window.EventSource) listen();
   var every = live && live.getAttribute("data-poll-s");
   if (every) setInterval(soon, parseFloat(every) * 1000);
 })();
