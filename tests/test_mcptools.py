@@ -306,8 +306,8 @@ def test_an_http_server_gets_its_header_from_the_environment(
 def test_tool_calls_are_journaled_and_replayed_on_nats(
     tmp_path: Path,
     llm: FakeLlm,
-    supervised,
-    nats_server: NatsServer,  # noqa: F811 - the fixture imported above
+    nats_server: NatsServer,  # noqa: F811 - the fixture imported above; before `supervised`,
+    supervised,  # so the team stops before the server (the other order costs a ~25 s teardown)
 ) -> None:
     transport = f"{{kind: nats, servers: [{nats_server.url}]}}"
     write_roster(tmp_path, tools_agent(), transport=transport, poll_interval_s=0.1)

@@ -123,6 +123,7 @@ def test_a_person_drives_the_team_from_the_dashboard(
     shots.mkdir(parents=True, exist_ok=True)
 
     team = supervised(tmp_path)
+    request.addfinalizer(team.stop)  # before the NATS server goes: else a slow stop
     wait_until(lambda: (tmp_path / "workspace").is_dir())  # the ui serves no missing one
     ui = dashboard(tmp_path)  # starts while the team does
     team.wait_ready(["judge", "echo", "failing"])
