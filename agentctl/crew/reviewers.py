@@ -121,16 +121,19 @@ class ComplexityReviewer(BaseAgent):
                 finding["complexity"] = int(match["score"])
             findings.append(finding)
         verdict = Verdict.FLAG if findings else Verdict.PASS
+        # A syntax error or a skipped file is a finding too, but not a complex function.
+        over = sum(1 for f in findings if "complexity" in f)
+        unchecked = len(findings) - over
+        parts = [f"{over} function(s) over {self.max_complexity}"] if over else []
+        if unchecked:
+            parts.append(f"{unchecked} place(s) it could not check (syntax errors, files skipped)")
         return {
             "agent": self.name,
             "verdict": verdict.value,
             "max_complexity": self.max_complexity,
             "findings": findings,
-            "summary": (
-                f"{len(findings)} function(s) over {self.max_complexity}" if findings
-                else f"every function at or under {self.max_complexity}"
-            ),
-        }  # fmt: skip
+            "summary": "; ".join(parts) or f"every function at or under {self.max_complexity}",
+        }
 
 
 class Reporter(BaseAgent):

@@ -71,6 +71,16 @@ def test_complexity_reviewer_flags_the_nested_function_over_its_limit(code: Path
     assert review(ComplexityReviewer(max_complexity=11), {"path": "code"})["verdict"] == "pass"
 
 
+def test_complexity_reviewer_does_not_count_code_it_could_not_parse_as_functions() -> None:
+    # Given code that is not Python at all (a reviewer reads what a person pasted)
+    result = review(ComplexityReviewer(), {"content": "<b>bold</b> import os"})
+
+    # Then its summary says it could not check it, not that functions are too complex
+    assert result["verdict"] == "flag" and result["findings"]
+    assert "function(s) over" not in result["summary"]
+    assert "could not check" in result["summary"]
+
+
 def test_reviewers_refuse_paths_outside_their_directory(code: Path) -> None:
     for path in ("..", "/etc", "code/../../x"):
         with pytest.raises(NonRetryableError, match="outside"):
