@@ -423,6 +423,8 @@ class Flaky(BaseAgent):
             raise NonRetryableError("never this one")
         if task["content"] == "stall":
             await asyncio.sleep(30)  # cancelled at the message's timeout_s
+        if task["content"] == "huge":
+            return {"blob": "x" * 1024 * 1024}  # over the roster's max_message_bytes as a reply
         return {"done": task["content"], "attempt": context["attempt"], "verdict": "flag"}
 
 
@@ -592,6 +594,44 @@ def test_in_process_recovery_of_an_overrun_fails_it_as_a_timeout(flaky: InProces
     assert failed["error_kind"] == "timeout"
     assert failed["error"] == "timed out after 1 s (still running 5 s later)"
     assert flaky.message("new", request.file_name).attempt == 1
+
+
+def test_in_process_a_result_the_transport_refuses_is_a_failed_attempt(flaky: InProcess) -> None:
+    request = flaky.send("huge")
+    assert flaky.worker.claim_and_handle() == 1
+    # Not acked, not answered: retried like any failed attempt, saying why.
+    assert flaky.inbox("done") == [] and flaky.inbox("new", "user") == []
+    assert flaky.message("new", request.file_name).attempt == 1
+    assert flaky.events("handled") == []
+    [failed] = flaky.events("failed")
+    assert failed["error"].startswith(
+        f"cannot deliver the result: message {request.reply(None).id} to user ")
+    assert failed["error"].endswith("(max_message_bytes)")
+    assert failed["error_kind"] == "error" and failed["message_id"] == request.id
+    assert isinstance(failed["duration_ms"], float)
+    status = flaky.worker.reporter.snapshot()
+    assert (status.handled, status.failed, status.dead) == (0, 1, 0)
+
+
+def test_in_process_a_request_redelivered_after_its_reply_is_not_answered_twice(
+    flaky: InProcess,
+) -> None:
+    # Given: a worker died after replying but before acking, and the user read the reply.
+    request = flaky.send("hi")
+    assert flaky.ws.mailbox("flaky").claim(request.file_name) is not None
+    first_reply = request.reply({"first": True})
+    flaky.ws.deliver(first_reply)
+    router = WorkspaceRouter(flaky.ws.root, fsync=False)
+    assert [m.id for m in router.receive("user")] == [first_reply.id]
+    # When: the request is recovered and handled again.
+    flaky.worker.recover()
+    flaky.clock.advance(10)  # the interrupted attempt's retry delay
+    assert flaky.worker.claim_and_handle() == 1
+    # Then: settled, and the second reply suppressed: the user has only the one it read.
+    assert flaky.inbox("done") == [request.file_name]
+    assert flaky.inbox("new", "user") == [] and flaky.inbox("done", "user") == [first_reply.file_name]
+    [handled] = flaky.events("handled")
+    assert handled["attempt"] == 2 and handled["result_id"] == first_reply.id
 
 
 def test_in_process_a_notice_is_acked_without_a_reply(flaky: InProcess) -> None:
