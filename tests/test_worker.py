@@ -21,10 +21,11 @@ from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.agent import BaseAgent
 from agentctl.model.clock import FakeClock
+from agentctl.model.constants import HANDLER_OVERRUN_GRACE_S
 from agentctl.model.errors import NonRetryableError
 from agentctl.model.message import AgentMessage, parse_message
 from agentctl.protocol.journal import content_digest
-from agentctl.protocol.status import iso_after, parse_iso
+from agentctl.protocol.status import AgentState, iso_after, parse_iso
 from agentctl.runtime.handlers import build_handler
 from agentctl.runtime.worker import Worker
 from tests.conftest import run_cli, wait_until, write_roster
@@ -493,6 +494,7 @@ def test_in_process_a_task_is_answered_then_acked_and_journaled(
     assert reply.in_reply_to == request.id
     claimed, handled = flaky.events("claimed", "handled")
     assert claimed["attempt"] == 1 and claimed["file"] == request.file_name
+    assert claimed["message_id"] == request.id
     assert claimed["sha256"] == content_digest(request.to_json_bytes())
     assert handled["attempt"] == 1 and handled["result_id"] == reply.id
     assert handled["verdict"] == "flag"
@@ -633,6 +635,40 @@ def test_in_process_a_request_redelivered_after_its_reply_is_not_answered_twice(
     assert flaky.inbox("done", "user") == [first_reply.file_name]
     [handled] = flaky.events("handled")
     assert handled["attempt"] == 2 and handled["result_id"] == first_reply.id
+
+
+def test_in_process_the_handler_runs_busy_and_guarded_on_its_message(
+    flaky: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = flaky.send("hi")
+    seen: list[Any] = []
+    real_handle, real_arm = flaky.worker.handler.handle, flaky.worker.overrun.arm
+    monkeypatch.setattr(flaky.worker.overrun, "arm", lambda limit_s, delivery, message: (
+        seen.append((limit_s, delivery.key, message.id, message.attempt)),
+        real_arm(limit_s, delivery, message))[1])  # fmt: skip
+    monkeypatch.setattr(flaky.worker.handler, "handle", lambda message, **kw: (
+        seen.append(flaky.worker.reporter.snapshot()), real_handle(message, **kw))[1])  # fmt: skip
+    assert flaky.worker.claim_and_handle() == 1
+    # Armed for the message's timeout plus the grace, then the status says whose turn it is.
+    guarded, status = seen
+    assert guarded == (300 + HANDLER_OVERRUN_GRACE_S, request.file_name, request.id, 1)
+    assert status.state == AgentState.BUSY and status.current_message_id == request.id
+
+
+def test_in_process_a_handler_that_crashes_is_a_failed_attempt(
+    flaky: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(message: AgentMessage, **kw: Any) -> Any:
+        raise KeyError("a bug in the handler itself")
+
+    request = flaky.send("hi")
+    monkeypatch.setattr(flaky.worker.handler, "handle", crash)
+    assert flaky.worker.claim_and_handle() == 1  # the worker goes on
+    [failed] = flaky.events("failed")
+    assert failed["error"] == "KeyError: 'a bug in the handler itself'"
+    assert failed["error_kind"] == "error" and failed["message_id"] == request.id
+    assert isinstance(failed["duration_ms"], float)
+    assert flaky.message("new", request.file_name).attempt == 1  # retried
 
 
 def test_in_process_a_notice_is_acked_without_a_reply(flaky: InProcess) -> None:
