@@ -424,6 +424,10 @@ class Flaky(BaseAgent):
             raise NonRetryableError("never this one")
         if task["content"] == "stall":
             await asyncio.sleep(30)  # cancelled at the message's timeout_s
+        if task["content"] == "costly":  # what an llm: agent returns
+            return {"text": "ok", "usage": {"input_tokens": 3, "output_tokens": 4}, "model": "m1"}
+        if task["content"] in ("plain", "modelled"):  # no usage: a model alone is not journaled
+            return "plain text" if task["content"] == "plain" else {"model": "m1"}
         if task["content"] == "huge":
             return {"blob": "x" * 1024 * 1024}  # over the roster's max_message_bytes as a reply
         return {"done": task["content"], "attempt": context["attempt"], "verdict": "flag"}
@@ -669,6 +673,19 @@ def test_in_process_a_handler_that_crashes_is_a_failed_attempt(
     assert failed["error_kind"] == "error" and failed["message_id"] == request.id
     assert isinstance(failed["duration_ms"], float)
     assert flaky.message("new", request.file_name).attempt == 1  # retried
+
+
+def test_in_process_the_handled_event_has_the_usage_and_model_of_an_llm_result(
+    flaky: InProcess,
+) -> None:
+    for content in ("costly", "plain", "modelled"):
+        flaky.send(content)
+    assert flaky.worker.claim_and_handle() == 3
+    costly, plain, modelled = flaky.events("handled")
+    assert costly["usage"] == {"input_tokens": 3, "output_tokens": 4} and costly["model"] == "m1"
+    assert "usage" not in plain and "model" not in plain
+    assert "usage" not in modelled and "model" not in modelled
+    assert {e["agent"] for e in flaky.events("claimed", "handled")} == {"flaky"}
 
 
 def test_in_process_a_notice_is_acked_without_a_reply(flaky: InProcess) -> None:
