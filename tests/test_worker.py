@@ -688,6 +688,15 @@ def test_in_process_the_handled_event_has_the_usage_and_model_of_an_llm_result(
     assert {e["agent"] for e in flaky.events("claimed", "handled")} == {"flaky"}
 
 
+def test_in_process_a_requeued_message_is_claimed_saying_how_often(flaky: InProcess) -> None:
+    again = flaky.send("hi", headers={"requeued": "2"})  # brought back by `dead requeue` twice
+    first = flaky.send("hi")
+    assert flaky.worker.claim_and_handle() == 2
+    claimed = {e["message_id"]: e for e in flaky.events("claimed")}
+    assert claimed[again.id]["requeued"] == 2  # with the attempt, it names the trace span
+    assert "requeued" not in claimed[first.id]
+
+
 def test_in_process_a_notice_is_acked_without_a_reply(flaky: InProcess) -> None:
     request = flaky.send("fyi", kind="result")
     assert flaky.worker.claim_and_handle() == 1
