@@ -734,6 +734,25 @@ def test_in_process_a_bad_file_or_one_for_another_agent_is_dead_without_an_attem
     assert status.last_error == mailbox.read_error("1-garbage.json")["error"]  # claimed last
 
 
+def test_in_process_a_file_the_parser_chokes_on_is_dead_not_a_crash(
+    flaky: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def parser_bug(data: bytes) -> AgentMessage:
+        raise RuntimeError("parser bug")
+
+    request = flaky.send("hi")
+    monkeypatch.setattr("agentctl.runtime.worker.parse_message", parser_bug)
+    assert flaky.worker.claim_and_handle() == 1  # the worker goes on
+    assert flaky.inbox("dead") == [request.file_name] and flaky.events("claimed") == []
+    expected = f"{request.file_name}: unreadable: RuntimeError: parser bug"
+    reason = flaky.ws.mailbox("flaky").read_error(request.file_name)
+    assert reason is not None and reason["error"] == expected
+    assert reason["error_kind"] == "bad_message"
+    [dead] = flaky.events("dead")
+    assert dead["file"] == request.file_name and dead["error"] == expected
+    assert dead["sha256"] == content_digest(request.to_json_bytes())
+
+
 def test_in_process_a_symlink_is_dead_unread_and_its_event_has_no_digest(
     flaky: InProcess, tmp_path: Path
 ) -> None:
