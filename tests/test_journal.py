@@ -1000,3 +1000,17 @@ def test_close_releases_the_descriptors_and_appending_again_reopens(tmp_path: Pa
     assert journal.append("tick", agent="a") == 2
     journal.close()
     journal.close()  # twice is harmless
+
+
+def test_an_appended_line_has_its_keys_in_order_and_drops_none_fields(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal", max_bytes=1 << 20)
+    seq = journal.append("sent", agent="a", message_id="m1", thread_id="t1", to="b", skip=None)
+    journal.close()
+    [line] = (tmp_path / "journal" / ACTIVE_NAME).read_bytes().splitlines()
+    record = json.loads(line)
+    assert list(record) == ["seq", "ts", "event", "agent", "message_id", "thread_id", "to",
+                            "prev", "hash"]  # fmt: skip
+    assert (seq, record["seq"], record["event"], record["agent"]) == (1, 1, "sent", "a")
+    assert (record["message_id"], record["thread_id"], record["to"]) == ("m1", "t1", "b")
+    assert record["ts"].endswith("Z") and record["prev"] == ""
+    assert record["hash"] == line_hash(line[: line.index(b',"hash":')])
