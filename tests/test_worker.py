@@ -21,10 +21,11 @@ from agentctl.config.roster import load_roster
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.agent import BaseAgent
 from agentctl.model.clock import FakeClock
+from agentctl.model.constants import HANDLER_OVERRUN_GRACE_S
 from agentctl.model.errors import NonRetryableError
 from agentctl.model.message import AgentMessage, parse_message
 from agentctl.protocol.journal import content_digest
-from agentctl.protocol.status import iso_after, parse_iso
+from agentctl.protocol.status import AgentState, iso_after, parse_iso
 from agentctl.runtime.handlers import build_handler
 from agentctl.runtime.worker import Worker
 from tests.conftest import run_cli, wait_until, write_roster
@@ -423,6 +424,12 @@ class Flaky(BaseAgent):
             raise NonRetryableError("never this one")
         if task["content"] == "stall":
             await asyncio.sleep(30)  # cancelled at the message's timeout_s
+        if task["content"] == "costly":  # what an llm: agent returns
+            return {"text": "ok", "usage": {"input_tokens": 3, "output_tokens": 4}, "model": "m1"}
+        if task["content"] in ("plain", "modelled"):  # no usage: a model alone is not journaled
+            return "plain text" if task["content"] == "plain" else {"model": "m1"}
+        if task["content"] == "huge":
+            return {"blob": "x" * 1024 * 1024}  # over the roster's max_message_bytes as a reply
         return {"done": task["content"], "attempt": context["attempt"], "verdict": "flag"}
 
 
@@ -491,6 +498,7 @@ def test_in_process_a_task_is_answered_then_acked_and_journaled(
     assert reply.in_reply_to == request.id
     claimed, handled = flaky.events("claimed", "handled")
     assert claimed["attempt"] == 1 and claimed["file"] == request.file_name
+    assert claimed["message_id"] == request.id
     assert claimed["sha256"] == content_digest(request.to_json_bytes())
     assert handled["attempt"] == 1 and handled["result_id"] == reply.id
     assert handled["verdict"] == "flag"
@@ -594,6 +602,101 @@ def test_in_process_recovery_of_an_overrun_fails_it_as_a_timeout(flaky: InProces
     assert flaky.message("new", request.file_name).attempt == 1
 
 
+def test_in_process_a_result_the_transport_refuses_is_a_failed_attempt(flaky: InProcess) -> None:
+    request = flaky.send("huge")
+    assert flaky.worker.claim_and_handle() == 1
+    # Not acked, not answered: retried like any failed attempt, saying why.
+    assert flaky.inbox("done") == [] and flaky.inbox("new", "user") == []
+    assert flaky.message("new", request.file_name).attempt == 1
+    assert flaky.events("handled") == []
+    [failed] = flaky.events("failed")
+    assert failed["error"].startswith(
+        f"cannot deliver the result: message {request.reply(None).id} to user ")
+    assert failed["error"].endswith("(max_message_bytes)")
+    assert failed["error_kind"] == "error" and failed["message_id"] == request.id
+    assert isinstance(failed["duration_ms"], float)
+    status = flaky.worker.reporter.snapshot()
+    assert (status.handled, status.failed, status.dead) == (0, 1, 0)
+
+
+def test_in_process_a_request_redelivered_after_its_reply_is_not_answered_twice(
+    flaky: InProcess,
+) -> None:
+    # Given: a worker died after replying but before acking, and the user read the reply.
+    request = flaky.send("hi")
+    assert flaky.ws.mailbox("flaky").claim(request.file_name) is not None
+    first_reply = request.reply({"first": True})
+    flaky.ws.deliver(first_reply)
+    router = WorkspaceRouter(flaky.ws.root, fsync=False)
+    assert [m.id for m in router.receive("user")] == [first_reply.id]
+    # When: the request is recovered and handled again.
+    flaky.worker.recover()
+    flaky.clock.advance(10)  # the interrupted attempt's retry delay
+    assert flaky.worker.claim_and_handle() == 1
+    # Then: settled, and the second reply suppressed: the user has only the one it read.
+    assert flaky.inbox("done") == [request.file_name]
+    assert flaky.inbox("new", "user") == []
+    assert flaky.inbox("done", "user") == [first_reply.file_name]
+    [handled] = flaky.events("handled")
+    assert handled["attempt"] == 2 and handled["result_id"] == first_reply.id
+
+
+def test_in_process_the_handler_runs_busy_and_guarded_on_its_message(
+    flaky: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = flaky.send("hi")
+    seen: list[Any] = []
+    real_handle, real_arm = flaky.worker.handler.handle, flaky.worker.overrun.arm
+    monkeypatch.setattr(flaky.worker.overrun, "arm", lambda limit_s, delivery, message: (
+        seen.append((limit_s, delivery.key, message.id, message.attempt)),
+        real_arm(limit_s, delivery, message))[1])  # fmt: skip
+    monkeypatch.setattr(flaky.worker.handler, "handle", lambda message, **kw: (
+        seen.append(flaky.worker.reporter.snapshot()), real_handle(message, **kw))[1])  # fmt: skip
+    assert flaky.worker.claim_and_handle() == 1
+    # Armed for the message's timeout plus the grace, then the status says whose turn it is.
+    guarded, status = seen
+    assert guarded == (300 + HANDLER_OVERRUN_GRACE_S, request.file_name, request.id, 1)
+    assert status.state == AgentState.BUSY and status.current_message_id == request.id
+
+
+def test_in_process_a_handler_that_crashes_is_a_failed_attempt(
+    flaky: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(message: AgentMessage, **kw: Any) -> Any:
+        raise KeyError("a bug in the handler itself")
+
+    request = flaky.send("hi")
+    monkeypatch.setattr(flaky.worker.handler, "handle", crash)
+    assert flaky.worker.claim_and_handle() == 1  # the worker goes on
+    [failed] = flaky.events("failed")
+    assert failed["error"] == "KeyError: 'a bug in the handler itself'"
+    assert failed["error_kind"] == "error" and failed["message_id"] == request.id
+    assert isinstance(failed["duration_ms"], float)
+    assert flaky.message("new", request.file_name).attempt == 1  # retried
+
+
+def test_in_process_the_handled_event_has_the_usage_and_model_of_an_llm_result(
+    flaky: InProcess,
+) -> None:
+    for content in ("costly", "plain", "modelled"):
+        flaky.send(content)
+    assert flaky.worker.claim_and_handle() == 3
+    costly, plain, modelled = flaky.events("handled")
+    assert costly["usage"] == {"input_tokens": 3, "output_tokens": 4} and costly["model"] == "m1"
+    assert "usage" not in plain and "model" not in plain
+    assert "usage" not in modelled and "model" not in modelled
+    assert {e["agent"] for e in flaky.events("claimed", "handled")} == {"flaky"}
+
+
+def test_in_process_a_requeued_message_is_claimed_saying_how_often(flaky: InProcess) -> None:
+    again = flaky.send("hi", headers={"requeued": "2"})  # brought back by `dead requeue` twice
+    first = flaky.send("hi")
+    assert flaky.worker.claim_and_handle() == 2
+    claimed = {e["message_id"]: e for e in flaky.events("claimed")}
+    assert claimed[again.id]["requeued"] == 2  # with the attempt, it names the trace span
+    assert "requeued" not in claimed[first.id]
+
+
 def test_in_process_a_notice_is_acked_without_a_reply(flaky: InProcess) -> None:
     request = flaky.send("fyi", kind="result")
     assert flaky.worker.claim_and_handle() == 1
@@ -629,6 +732,25 @@ def test_in_process_a_bad_file_or_one_for_another_agent_is_dead_without_an_attem
     status = flaky.worker.reporter.snapshot()
     assert (status.failed, status.dead) == (2, 2)
     assert status.last_error == mailbox.read_error("1-garbage.json")["error"]  # claimed last
+
+
+def test_in_process_a_file_the_parser_chokes_on_is_dead_not_a_crash(
+    flaky: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def parser_bug(data: bytes) -> AgentMessage:
+        raise RuntimeError("parser bug")
+
+    request = flaky.send("hi")
+    monkeypatch.setattr("agentctl.runtime.worker.parse_message", parser_bug)
+    assert flaky.worker.claim_and_handle() == 1  # the worker goes on
+    assert flaky.inbox("dead") == [request.file_name] and flaky.events("claimed") == []
+    expected = f"{request.file_name}: unreadable: RuntimeError: parser bug"
+    reason = flaky.ws.mailbox("flaky").read_error(request.file_name)
+    assert reason is not None and reason["error"] == expected
+    assert reason["error_kind"] == "bad_message"
+    [dead] = flaky.events("dead")
+    assert dead["file"] == request.file_name and dead["error"] == expected
+    assert dead["sha256"] == content_digest(request.to_json_bytes())
 
 
 def test_in_process_a_symlink_is_dead_unread_and_its_event_has_no_digest(
