@@ -8,7 +8,7 @@ and `verify` finds the audit trail intact. Screenshots of each view go to
 tests/e2e/ui-screenshots/ (git-ignored).
 
 Without Chromium or Playwright the test is skipped on a developer's machine, saying what to
-install; CI (`.ci/run` sets AGENTCTL_REQUIRE_BROWSER=1) makes that a failure instead.
+install; CI (`.ci/run` sets CI_REQUIRE_BROWSER=1) makes that a failure instead.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ AGENTS = """\
 
 
 def _browser_or_skip() -> Any:
-    required = os.environ.get("AGENTCTL_REQUIRE_BROWSER") == "1"
+    required = os.environ.get("CI_REQUIRE_BROWSER") == "1"
     missing = None
     if not Path(CHROMIUM).exists():
         missing = f"{CHROMIUM} is missing: apt-get install chromium"
