@@ -262,3 +262,24 @@ def test_a_following_the_backend_fails_is_taken_up_again(tmp_path: Path) -> None
         assert Flaky.failures == 0 and live._thread.is_alive()
     finally:
         live.stopping.set()
+
+
+def test_the_export_thread_yields_to_the_workers(tmp_path: Path) -> None:
+    import os
+
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from agentctl.telemetry.live import EXPORT_NICENESS
+
+    # Given a live export following a workspace
+    live = LiveExport(Workspace(tmp_path / "ws", fsync=False),
+                      SimpleSpanProcessor(InMemorySpanExporter()),
+                      team=lambda: Team(frozenset({"a"}), {}))  # fmt: skip
+    live.start()
+    try:
+        # Then its thread runs below the process's own priority (tracing is background work)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        tid = wait_until(lambda: live._thread.native_id)
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, tid) == min(own + EXPORT_NICENESS, 19))
+    finally:
+        live.stopping.set()
