@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from agentctl.model.actor import Actor
 from agentctl.model.errors import AgentctlError
-from agentctl.ui import views
+from agentctl.ui import runviews, views
 from agentctl.ui.events import Broadcaster
 from agentctl.ui.security import CSRF_FIELD, Guard
 from agentctl.ui.views import Dashboard
@@ -74,7 +74,7 @@ def build_app(
         query = request.query_params
         filters = {k: query.get(k, "") for k in ("pipeline", "outcome", "search")}
         return await show(request, "runs.html", lambda: {
-            "runs": views.list_runs(dash, **filters), "filters": filters,
+            "runs": runviews.list_runs(dash, **filters), "filters": filters,
             "pipelines": list(dash.roster.pipelines), "targets": views.send_targets(dash),
         })  # fmt: skip
 
@@ -86,7 +86,7 @@ def build_app(
             found = dash.runs().load(run_id)
             if found is None:
                 raise AgentctlError(f"{run_id}: no such pipeline run")
-            return {"run": views.run_detail(dash, found)}
+            return {"run": runviews.run_detail(dash, found)}
 
         return await show(request, "run.html", build)
 
