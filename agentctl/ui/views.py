@@ -1,9 +1,9 @@
 """What each page of the dashboard shows, built from the core functions through the Backend
 seam (the same calls the CLI makes), so the pages read files and NATS alike.
 
-Every view is bounded: the runs pages read at most the newest `RUNS_SHOWN` run files (runviews.py), the
-journal page the last `lines` events, a thread or a run the records the history finds for one
-id; none reads the whole journal per request.
+Every view is bounded: the runs pages (runviews.py) read at most the newest `RUNS_SHOWN` run
+files, the journal page the last `lines` events, a thread or a run the records the history finds
+for one id; none reads the whole journal per request.
 """
 
 from __future__ import annotations
