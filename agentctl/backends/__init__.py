@@ -85,3 +85,17 @@ def open_workspace(roster: Roster, override: Path | None = None) -> Workspace:
         journal_max_bytes=roster.journal_max_bytes,
         escalation_overdue_s=roster.escalation_overdue_s,
     )
+
+
+def require_workspace(roster: Roster | None, root: Path) -> None:
+    """AgentctlError unless the workspace a server is about to serve exists on files: a typo in
+    --workspace would be served as an empty team (verify "ok", 0 events) that the first action
+    creates. On NATS the messages are on the cluster, and this machine's folder may come later."""
+    from agentctl.config.roster import TransportKind
+    from agentctl.model.errors import AgentctlError
+
+    on_files = roster is None or roster.transport.kind is TransportKind.FILE
+    if on_files and not root.is_dir():
+        raise AgentctlError(
+            f"no workspace at {root}: start the team with agentctl run, or give --workspace"
+        )

@@ -52,22 +52,10 @@ def serve(
         import mcp  # noqa: F401
     except ImportError:
         raise MissingMcpError(MISSING_EXTRA) from None
-    check_workspace(roster, backend)
+    from agentctl.backends import require_workspace
+
+    require_workspace(roster, backend.local.root)
     from agentctl.mcpserver.server import run_server
     from agentctl.mcpserver.surface import Served
 
     run_server(Served(roster, backend), transport, read_only=read_only)
-
-
-def check_workspace(roster: Roster | None, backend: Backend) -> None:
-    """AgentctlError unless the workspace served on files exists: a typo in --workspace
-    would serve an empty one (verify "ok", 0 events) that the first send creates. On NATS
-    the messages are on the cluster, and this machine's folder may come later."""
-    from agentctl.config.roster import TransportKind
-
-    root = backend.local.root
-    on_files = roster is None or roster.transport.kind is TransportKind.FILE
-    if on_files and not root.is_dir():
-        raise AgentctlError(
-            f"no workspace at {root}: start the team with agentctl run, or give --workspace"
-        )

@@ -39,16 +39,12 @@ def serve(
         if (exc.name or "").split(".")[0] in EXTRA_MODULES:
             raise AgentctlError(MISSING_EXTRA) from None
         raise
-    from agentctl.backends import open_backend
+    from agentctl.backends import open_backend, require_workspace
     from agentctl.ui.events import Broadcaster
     from agentctl.ui.views import Dashboard
 
     check_bind(host, token)
-    root = (workspace or roster.workspace_path).absolute()
-    if not root.is_dir():  # a typo would be served as an empty team, and its journal created
-        raise AgentctlError(
-            f"no workspace at {root}: start the team with agentctl run, or give --workspace"
-        )
+    require_workspace(roster, (workspace or roster.workspace_path).absolute())
     guard = Guard(token)
     sock = _listen(host, port)
     backend = open_backend(roster, workspace, client_name="agentctl-ui")
