@@ -399,3 +399,25 @@ def test_a_higher_priority_file_name_sorts_first_whatever_the_ids(
     names = sorted(msg(id=i, priority=p, kind="event").file_name for p, i in made)
     ranks = [int(name.split("-", 1)[0]) for name in names]
     assert ranks == sorted(ranks)
+
+
+SURROGATE_TEXT = st.text(st.characters(min_codepoint=0xD700, max_codepoint=0xE0FF), max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(content=st.lists(SURROGATE_TEXT, max_size=3), key=SURROGATE_TEXT)
+def test_escaped_lone_surrogates_are_refused_wherever_they_are(
+    content: list[str], key: str
+) -> None:
+    # parse_message skips re-encoding a message it parsed when the bytes hold no \u escape
+    # (only an escape can bring a lone surrogate into decoded UTF-8): with escapes everywhere,
+    # a surrogate left alone in the content, a header or a key is still refused.
+    fields = {"from_agent": "user", "to_agent": "echo", "content": content, "headers": {key: "v"}}
+    data = json.dumps(fields, ensure_ascii=True).encode()
+    lone = any(0xD800 <= ord(c) <= 0xDFFF for c in "".join(content) + key)
+    if lone:
+        with pytest.raises(BadMessageError, match="cannot be written as UTF-8 JSON"):
+            parse_message(data)
+    else:
+        message = parse_message(data)
+        assert parse_message(message.to_json_bytes()) == message
