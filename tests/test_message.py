@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -421,3 +422,18 @@ def test_escaped_lone_surrogates_are_refused_wherever_they_are(
     else:
         message = parse_message(data)
         assert parse_message(message.to_json_bytes()) == message
+
+
+@pytest.mark.parametrize("given", ["  \n", "-", "@empty.txt"])
+def test_send_with_empty_content_is_refused_as_mcp_and_the_dashboard_refuse_it(
+    tmp_path: Path, given: str
+) -> None:
+    # An unset variable (`agentctl send echo "$TASK"`), empty stdin or an empty file.
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    (tmp_path / "empty.txt").write_text("")
+    result = run_cli("send", "echo", given, cwd=tmp_path, input="")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["error: CONTENT is empty; nothing sent"]
+    assert not (tmp_path / "workspace" / "echo" / "inbox" / "new").exists() or not os.listdir(
+        tmp_path / "workspace" / "echo" / "inbox" / "new"
+    )

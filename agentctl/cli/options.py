@@ -168,6 +168,10 @@ def read_content(content: str, *, as_text: bool) -> Any:
         content.encode("utf-8")
     except UnicodeEncodeError:
         raise AgentctlError("CONTENT is not valid UTF-8") from None
+    if not content.strip():
+        # Usually an unset shell variable or an empty file; the MCP server and the dashboard
+        # refuse it in the same words.
+        raise AgentctlError("CONTENT is empty; nothing sent")
     if as_text or not content.lstrip().startswith(("{", "[")):
         return content
     from agentctl.model.errors import BadMessageError
