@@ -328,11 +328,13 @@ def test_node_agent(tmp_path: Path, supervised) -> None:
     requeued = run_cli("dead", "requeue", request_id, cwd=project)
     assert requeued.returncode == 0, requeued.stderr
     second = project / "workspace" / "user" / "inbox" / "new" / f"1-{request_id}-reply.r1.json"
-    wait_until(second.exists)
+    # Two more attempts, each a Node start-up, with a retry delay between: 15 s was seen
+    # to run out on a loaded machine.
+    wait_until(second.exists, timeout_s=45)
     assert json.loads(second.read_text())["content"]["verdict"] == "escalate"
     dead = _inbox(project, "reverser", "dead") / f"1-{request_id}.json"
     wait_until(lambda: _moved(_inbox(project, "reverser", "processing") / dead.name, dead)
-               and json.loads(dead.read_text())["headers"].get("requeued") == "1")
+               and json.loads(dead.read_text())["headers"].get("requeued") == "1", timeout_s=45)
     # A requeued message keeps its trace context (docs/TRACING.md).
     assert set(json.loads(dead.read_text())["headers"]) == {"requeued", "traceparent"}
 
@@ -340,7 +342,8 @@ def test_node_agent(tmp_path: Path, supervised) -> None:
 
     # The agent writes its own status.json: counters and a heartbeat.
     status_file = project / "workspace" / "reverser" / "status.json"
-    wait_until(lambda: json.loads(status_file.read_text())["failed"] == 6)  # 1 + 2 + 2 + 1 bad
+    failed = 1 + 2 + 2 + 1  # the crash, two attempts, two after the requeue, the bad file
+    wait_until(lambda: json.loads(status_file.read_text())["failed"] == failed, timeout_s=45)
     status = _status(project, "reverser")
     assert status["alive"] is True and status["state"] == "idle"
     assert status["handled"] == 2 and status["heartbeat_age_s"] is not None
