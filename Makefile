@@ -47,6 +47,7 @@ bench: venv-crew
 	$(BIN)/python bench/bench_workspace.py
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_tracing.py
+	$(BIN)/python bench/bench_floor.py
 
 # Mutation testing of the core modules against their fast tests (docs/TESTING.md). Slow, so it is
 # neither in `make test` nor in CI. Narrow it: make mutate MUTANTS='agentctl.flow.routing*'
