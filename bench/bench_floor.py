@@ -22,7 +22,9 @@ calls agentctl itself makes for that piece:
 Each rung prints its rate and its ratio to the bare loop: the last rung's ratio is the most an
 agentctl written this way could reach (no handler, no status, no scheduling). The real worker
 (the bundled EchoAgent in `python -m agentctl.runtime.worker`, as bench_workspace.py measures
-it) follows, beside the same bare loop.
+it) follows, beside the same bare loop. A second ladder does the same for a send (the bare
+write + link of bench_workspace.py's send row, then the outbox copy, the `sent` event and the
+message model), ending with WorkspaceRouter.send itself.
 """
 
 from __future__ import annotations
@@ -156,6 +158,69 @@ def rungs(burst: Burst) -> list[tuple[str, bool, Step]]:
     ]
 
 
+def send_ladder(root: Path, count: int, rounds: int) -> dict[str, float]:
+    """The same for a send: the bare write + link, then the sender's outbox copy, the `sent`
+    event, the message model (building and validating the message, its JSON, the digest and
+    summary the event carries), and WorkspaceRouter.send itself; median msg/s of each."""
+    from agentctl.backends.records import sent_fields
+    from agentctl.flow.router import WorkspaceRouter
+
+    journal = Journal(root / "send-journal", max_bytes=DEFAULT_JOURNAL_MAX_BYTES)
+    router = WorkspaceRouter(root / "send-ws", fsync=False)
+    data = AgentMessage(from_agent="user", to_agent="echo", content=CONTENT).to_json_bytes()
+    dirs = {sub: root / "send" / sub for sub in ("tmp", "new", "outbox")}
+    for path in dirs.values():
+        path.mkdir(parents=True)
+    tmp_dir, new_dir, outbox = (f"{dirs[sub]}/" for sub in ("tmp", "new", "outbox"))
+
+    def write(name: str, body: bytes, copy: bool) -> None:
+        fd = os.open(tmp_dir + name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, body)
+        os.close(fd)
+        if copy:
+            os.link(tmp_dir + name, outbox + name)
+        os.link(tmp_dir + name, new_dir + name)
+        os.unlink(tmp_dir + name)
+
+    def sent(message_id: str, name: str, fields: dict[str, object]) -> None:
+        journal.append("sent", agent="user", message_id=message_id, thread_id=message_id,
+                       file=name, **fields)  # fmt: skip
+
+    fixed = {"to": "echo", "kind": "task", "priority": "normal", "sha256": "0" * 64,
+             "summary": "{\"text\": \"xxxx..."}  # fmt: skip
+
+    def model(i: int) -> None:
+        message = AgentMessage(from_agent="user", to_agent="echo", content=CONTENT)
+        body = message.to_json_bytes()
+        sent(message.id, message.file_name, sent_fields(message, body))
+        write(message.file_name, body, True)
+
+    steps: dict[str, Callable[[int], None]] = {
+        "bare write + link": lambda i: write(f"1-{i:08d}.json", data, False),
+        "+ outbox copy (one more link)": lambda i: write(f"1-{i:08d}.json", data, True),
+        "+ journal (the sent event)": lambda i: (
+            sent(f"{i:08d}", f"1-{i:08d}.json", fixed), write(f"1-{i:08d}.json", data, True)
+        ),
+        "+ message model (build, validate, JSON, digest)": model,
+        "agentctl WorkspaceRouter.send": lambda i: router.send(
+            AgentMessage(from_agent="user", to_agent="echo", content=CONTENT)
+        ),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    passes = 0
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for i in range(count):
+                step(i)
+            rates[name].append(count / (time.perf_counter() - start))
+            passes += 1
+            for folder in (dirs["new"], dirs["outbox"]):  # set aside, never deleted
+                folder.rename(folder.with_name(f"{folder.name}.{passes}"))
+                folder.mkdir()
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=4000)
@@ -172,6 +237,7 @@ def main() -> int:
             for name, by_link, step in ladder:
                 rates[name].append(burst.run(by_link, step))
         real, note = agentctl_drain_rate(Path(tmp), args.count)
+        sends = send_ladder(Path(tmp), args.count, args.rounds)
         bare_after = burst.run(False, ladder[0][2])
         create_end_us = file_create_us(Path(tmp) / "probe-end")
         medians = {name: statistics.median(values) for name, values in rates.items()}
@@ -184,6 +250,10 @@ def main() -> int:
             print(f"{name:52} {rate:8,.0f} {rate / bare:7.2f}x")
         print(f"{'agentctl worker, EchoAgent (' + note + ')':52} {real:8,.0f} "
               f"{real / bare:7.2f}x   (bare again after it: {bare_after:,.0f} msg/s)")  # fmt: skip
+        bare_send = sends["bare write + link"]
+        print(f"\n{'send':52} {'msg/s':>8} {'vs bare':>8}")
+        for name, rate in sends.items():
+            print(f"{name:52} {rate:8,.0f} {rate / bare_send:7.2f}x")
     return 0
 
 
