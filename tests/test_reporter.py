@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agentctl.protocol.status import AgentState, AgentStatus, read_status
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentctl.protocol.status import (
+    AgentState,
+    AgentStatus,
+    iso_now,
+    iso_of_ns,
+    parse_iso,
+    read_status,
+)
 from agentctl.runtime.reporter import StatusReporter
 from tests.conftest import wait_until
 
@@ -39,3 +50,25 @@ def test_the_last_change_of_a_burst_from_another_thread_is_written(tmp_path: Pat
         wait_until(written)
     finally:
         reporter.close(AgentState.STOPPED)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=(2**33) * 10**9), min_size=1, max_size=6))
+def test_timestamps_are_the_isoformat_of_the_time_whatever_the_order_asked(
+    times_ns: list[int],
+) -> None:
+    # iso_of_ns formats each second once and reuses it: any sequence of times (the same
+    # second, the next, an earlier one) gives what datetime's isoformat gives for each.
+    for epoch_ns in times_ns:
+        expected = EPOCH + timedelta(microseconds=epoch_ns // 1000)
+        assert iso_of_ns(epoch_ns) == expected.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def test_iso_now_is_now() -> None:
+    before = datetime.now(UTC)
+    now = parse_iso(iso_now())
+    after = datetime.now(UTC)
+    assert before - timedelta(microseconds=1) <= now <= after

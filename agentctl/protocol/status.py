@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -88,10 +89,26 @@ class AgentStatus:
         return cls(**values)
 
 
+# The formatted date and time of the last second asked for: (epoch second, "YYYY-MM-DDTHH:MM:SS").
+_second: tuple[int, str] = (-1, "")
+
+
 def iso_now() -> str:
     """Now as ISO 8601 UTC with a Z, the form used in every agentctl file."""
-    # isoformat is several times faster than strftime, and this runs for every journal event.
-    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    return iso_of_ns(time.time_ns())  # the clock of datetime.now (CLOCK_REALTIME)
+
+
+def iso_of_ns(epoch_ns: int) -> str:
+    """`epoch_ns` (nanoseconds since the epoch) as iso_now() writes it, to the microsecond."""
+    # Runs for every journal event and status write: the date and time are formatted once a
+    # second and the microseconds appended (~1 us, against ~5 for datetime.now(UTC).isoformat).
+    # Threads may both format a new second; each reads the one tuple whole.
+    global _second
+    seconds, nanoseconds = divmod(epoch_ns, 1_000_000_000)
+    second = _second
+    if second[0] != seconds:
+        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{second[1]}.{nanoseconds // 1000:06d}Z"
 
 
 def iso_after(seconds: float, now: datetime | None = None) -> str:
