@@ -13,11 +13,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentctl.backends.file.verify import Report, verify_files, verify_workspace
+from agentctl.backends.file.verifyparts import record_of
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
-from agentctl.protocol.journal import ACTIVE_NAME, Head, content_digest, line_hash, segment_paths
+from agentctl.protocol.journal import (
+    ACTIVE_NAME,
+    Head,
+    content_digest,
+    line_hash,
+    parse_line,
+    segment_paths,
+)
 
 Verify = Callable[[Workspace], Report]
 
@@ -503,3 +513,44 @@ def test_dot_files_in_done_are_not_messages(tmp_path: Path) -> None:
     (ws.root / "echo" / "inbox" / "done" / ".nfs0001").write_text("a lingering handle")
     report = verify_workspace(ws)
     assert report.ok and report.files == 7, report.problems
+
+
+# -- record_of: the split's workers read the first record of a run as the chain parses it ------
+
+JOURNAL_LINE = (
+    b'{"seq":7,"ts":"2026-12-02T05:00:00.000000Z","event":"sent","agent":"a",'
+    b'"prev":"' + b"0" * 64 + b'","hash":"' + b"1" * 64 + b'"}'
+)
+LINE_VARIANTS = st.sampled_from([
+    JOURNAL_LINE,
+    b" " + JOURNAL_LINE,  # spaces around: the scanner refuses, parse_line strips
+    JOURNAL_LINE + b"  ",
+    JOURNAL_LINE.replace(b'"seq":7', b'"seq":"7"'),  # seq not an int
+    JOURNAL_LINE.replace(b'"seq":7', b'"seq":7.0'),
+    JOURNAL_LINE.replace(b'"hash":"', b'"hush":"'),  # no hash
+    JOURNAL_LINE.replace(b'"1111', b"1111").replace(b'111"}', b"111}"),  # hash not a string
+    JOURNAL_LINE[:-9],  # cut short
+    b"[1, 2]",
+    b'"a string"',
+    b"",
+    b"   ",
+    b"\xff\xfe not UTF-8",
+    JOURNAL_LINE + b"{}",  # two documents
+])
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=LINE_VARIANTS | st.binary(max_size=40))
+def test_record_of_reads_any_line_as_every_reader_parses_it(raw: bytes) -> None:
+    # The fast path (the JSON scanner without strip) is only a shortcut: whatever the bytes,
+    # it gives what parse_line gives, a record or None.
+    assert record_of(raw) == parse_line(raw)
+
+
+def test_record_of_takes_a_journal_line_and_refuses_what_is_not_one() -> None:
+    record = record_of(JOURNAL_LINE)
+    assert record is not None and record["seq"] == 7 and record["hash"] == "1" * 64
+    assert record_of(b" " + JOURNAL_LINE + b" ") == record
+    for raw in (b"[1, 2]", JOURNAL_LINE.replace(b'"seq":7', b'"seq":"7"'), JOURNAL_LINE[:-9],
+                JOURNAL_LINE.replace(b'"hash":"', b'"hush":"'), b"\xff"):  # fmt: skip
+        assert record_of(raw) is None
