@@ -7,7 +7,9 @@ test that names it.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentctl.backends.file.verify import Report, verify_files, verify_workspace
-from agentctl.backends.file.verifyparts import record_of
+from agentctl.backends.file.verifyparts import open_folder, record_of
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.journal import (
@@ -554,3 +556,18 @@ def test_record_of_takes_a_journal_line_and_refuses_what_is_not_one() -> None:
     for raw in (b"[1, 2]", JOURNAL_LINE.replace(b'"seq":7', b'"seq":"7"'), JOURNAL_LINE[:-9],
                 JOURNAL_LINE.replace(b'"hash":"', b'"hush":"'), b"\xff"):  # fmt: skip
         assert record_of(raw) is None
+
+
+def test_a_folder_verify_opens_is_not_inherited_by_programs_started_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # The dashboard and the MCP server run verify on a thread while others may start programs.
+    fd = open_folder(tmp_path)
+    assert isinstance(fd, int)
+    try:
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    finally:
+        os.close(fd)
+    (tmp_path / "file").write_text("x")
+    assert isinstance(open_folder(tmp_path / "file"), NotADirectoryError)
+    assert isinstance(open_folder(tmp_path / "missing"), FileNotFoundError)
