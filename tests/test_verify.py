@@ -81,6 +81,26 @@ def test_a_removed_dead_letter_is_reported(tmp_path: Path, verify: Verify) -> No
     ]
 
 
+def test_a_message_is_kept_in_the_folder_the_journal_settled_it_in(
+    tmp_path: Path, verify: Verify
+) -> None:
+    # Given a dead letter, then the same message also in done/, then only in done/
+    ws = _workspace(tmp_path / "ws")
+    dead = _dead_letter(ws)
+    done = dead.parent.parent / "done" / dead.name
+    os.link(dead, done)
+    wrong = f"failing/inbox/done/{dead.name}: in done/, but the journal (seq 3) says it is dead"
+    assert [str(p) for p in verify(ws).problems] == [wrong]
+    dead.unlink()
+    assert [str(p) for p in verify(ws).problems] == [wrong]
+    # A foreign agent's message, which the journal leaves `waiting`, may be anywhere
+    foreign = AgentMessage(from_agent="user", to_agent="perl", content="hi")
+    ws.deliver(foreign)
+    inbox = ws.root / "perl" / "inbox"
+    os.rename(inbox / "new" / foreign.file_name, inbox / "done" / foreign.file_name)
+    assert [str(p) for p in verify(ws).problems] == [wrong]
+
+
 def test_a_file_longer_than_one_read_is_hashed_whole(tmp_path: Path, verify: Verify) -> None:
     # Given a dead letter of ~300 KB (verify reads files 64 KiB at a time)
     ws = _workspace(tmp_path / "ws")
@@ -402,6 +422,21 @@ def _removed_received_reply(ws: Workspace) -> list[str]:
     return [f"user/inbox/done/{path.name}: removed: the journal (seq {seq}) says it is done"]
 
 
+def _done_file_moved_to_dead(ws: Workspace) -> list[str]:
+    path = _done(ws)
+    path.rename(ws.root / "echo" / "inbox" / "dead" / path.name)
+    seq = _last_seq_naming(ws, path.name)
+    return [f"echo/inbox/dead/{path.name}: in dead/, but the journal (seq {seq}) says it is done"]
+
+
+def _dead_letter_also_in_done(ws: Workspace) -> list[str]:
+    [name] = ws.mailbox("failing").dead_names()
+    inbox = ws.root / "failing" / "inbox"
+    os.link(inbox / "dead" / name, inbox / "done" / name)
+    seq = _last_seq_naming(ws, name)
+    return [f"failing/inbox/done/{name}: in done/, but the journal (seq {seq}) says it is dead"]
+
+
 TAMPERING = {
     "edited line": _edited_line,
     "removed line": _removed_line,
@@ -420,6 +455,8 @@ TAMPERING = {
     "inserted done file": _inserted_done_file,
     "edited dead file": _edited_dead_file,
     "removed received reply": _removed_received_reply,
+    "done file moved to dead": _done_file_moved_to_dead,
+    "dead letter also in done": _dead_letter_also_in_done,
 }
 
 

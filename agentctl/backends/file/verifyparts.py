@@ -239,6 +239,7 @@ READ_BYTES = 64 * 1024  # one read of a message file
 
 
 _STATES = ("waiting", "in hand", "done", "dead")
+_FOLDER_OF = {"done": DONE, "dead": DEAD}  # where a message the journal settled is kept
 _TRACKED = frozenset(str(event) for event in STATE_AFTER)  # plain str: a cheaper lookup
 
 
@@ -337,33 +338,35 @@ def check_file(
     """Check the file `name` in `agent`'s `sub` folder against the journal; `digest_of` gives
     its SHA-256 (hex) or raises OSError, and is called only when the journal recorded one."""
     known = expected.check(agent, name)
+    where = f"{agent}/{INBOX_DIR}/{sub}/{name}"
     if known is None:
-        report.problems.append(
-            Problem(f"{agent}/{INBOX_DIR}/{sub}/{name}", "not in the journal (inserted?)")
-        )
+        report.problems.append(Problem(where, "not in the journal (inserted?)"))
         return
+    settled_in = _FOLDER_OF.get(known.state)
+    if settled_in is not None and settled_in != sub:
+        # A message ends in one of done/ and dead/: this is the other one (moved by hand, or
+        # copied there). A foreign agent's files, which the journal leaves `waiting`, and a
+        # crash between ack and `handled` (`in hand`) are not settled in the journal: no claim.
+        report.problems.append(
+            Problem(where, f"in {sub}/, but the journal (seq {known.seq}) says it is {known.state}")
+        )
     if known.sha256 is None:
         return  # e.g. an oversize bad file: its bytes were never read
     try:
         digest = digest_of()
     except OSError as exc:
-        report.problems.append(
-            Problem(f"{agent}/{INBOX_DIR}/{sub}/{name}", f"unreadable: {exc.strerror}")
-        )
+        report.problems.append(Problem(where, f"unreadable: {exc.strerror}"))
         return
     if digest != known.sha256:
         report.problems.append(
-            Problem(
-                f"{agent}/{INBOX_DIR}/{sub}/{name}",
-                f"edited after the journal recorded it (seq {known.seq})",
-            )
+            Problem(where, f"edited after the journal recorded it (seq {known.seq})")
         )
 
 
 def report_missing(expected: Expectations, report: Report) -> None:
     """A problem for each file the journal says is done or dead that no folder held."""
     for agent, name, known in expected.missing():
-        sub = DONE if known.state == "done" else DEAD
+        sub = _FOLDER_OF[known.state]
         report.problems.append(
             Problem(
                 f"{agent}/{INBOX_DIR}/{sub}/{name}",
