@@ -84,13 +84,15 @@ def test_a_removed_dead_letter_is_reported(tmp_path: Path, verify: Verify) -> No
 def test_a_message_is_kept_in_the_folder_the_journal_settled_it_in(
     tmp_path: Path, verify: Verify
 ) -> None:
-    # Given a dead letter, then the same message also in done/, then only in done/
+    # Given a dead letter, then a copy of it in done/ too, then its dead/ copy edited, then gone
     ws = _workspace(tmp_path / "ws")
     dead = _dead_letter(ws)
-    done = dead.parent.parent / "done" / dead.name
-    os.link(dead, done)
+    shutil.copyfile(dead, dead.parent.parent / "done" / dead.name)
     wrong = f"failing/inbox/done/{dead.name}: in done/, but the journal (seq 3) says it is dead"
     assert [str(p) for p in verify(ws).problems] == [wrong]
+    dead.write_bytes(dead.read_bytes().replace(b"doomed", b"spared"))
+    edited = f"failing/inbox/dead/{dead.name}: edited after the journal recorded it (seq 3)"
+    assert [str(p) for p in verify(ws).problems] == [wrong, edited]
     dead.unlink()
     assert [str(p) for p in verify(ws).problems] == [wrong]
     # A foreign agent's message, which the journal leaves `waiting`, may be anywhere
