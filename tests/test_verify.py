@@ -610,3 +610,15 @@ def test_a_folder_verify_opens_is_not_inherited_by_programs_started_meanwhile(
     (tmp_path / "file").write_text("x")
     assert isinstance(open_folder(tmp_path / "file"), NotADirectoryError)
     assert isinstance(open_folder(tmp_path / "missing"), FileNotFoundError)
+
+
+def test_an_event_whose_field_holds_a_key_named_hash_verifies(
+    tmp_path: Path, verify: Verify
+) -> None:
+    # A line's own hash is its last field: an object inside it (an LLM's usage, a tool's
+    # arguments) may have a `hash` key too, and must not be taken for it.
+    ws = _workspace(tmp_path / "ws")
+    ws.journal.append("note", agent="llm", usage={"tokens": 3, "hash": "not the line's"})
+    ws.journal.append("note", agent="llm", usage={"hash": "first key"})
+    report = verify(ws)
+    assert report.ok and report.events == 2, report.problems
