@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentctl.backends.file.verify import Report, verify_files, verify_workspace
-from agentctl.backends.file.verifyparts import open_folder, record_of
+from agentctl.backends.file.verifyparts import Expectations, open_folder, record_of
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.journal import (
@@ -622,3 +622,31 @@ def test_an_event_whose_field_holds_a_key_named_hash_verifies(
     ws.journal.append("note", agent="llm", usage={"hash": "first key"})
     report = verify(ws)
     assert report.ok and report.events == 2, report.problems
+
+
+TRACKED_EVENT = st.fixed_dictionaries({
+    "event": st.sampled_from(["sent", "claimed", "handled", "retried", "dead", "received"]),
+    "agent": st.sampled_from(["a", "b"]),
+    "to": st.sampled_from(["a", "b"]),
+    "file": st.sampled_from(["1-X.json", "1-Y.json", "0-Z.json"]),
+    "sha256": st.none() | st.sampled_from(["0" * 64, "f" * 64, "no digest"]),
+})
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(TRACKED_EVENT, max_size=12), cut=st.integers(min_value=0, max_value=12))
+def test_expectations_merged_from_two_runs_equal_one_pass(
+    events: list[dict[str, object]], cut: int
+) -> None:
+    # The split hands each worker a run of segments; the parent merges what they expect of
+    # each file. Merged in order, that must be what one pass over every event expects.
+    records = [{**event, "seq": seq} for seq, event in enumerate(events, 1)]
+    whole, first, later = Expectations(), Expectations(), Expectations()
+    for record in records:
+        whole.track(record)
+    for record in records[:cut]:
+        first.track(record)
+    for record in records[cut:]:
+        later.track(record)
+    first.merge(later.packed)
+    assert list(first.packed.items()) == list(whole.packed.items())  # the order too
