@@ -295,6 +295,17 @@ def _edited_line(ws: Workspace) -> list[str]:
     return [f"{J} seq {_seq_of(lines[i])}: edited: the line does not match its hash"]
 
 
+def _first_line_edited_second_removed(ws: Workspace) -> list[str]:
+    # After an edited first line the chain has started: a gap after it is a removal, not a
+    # journal that starts late.
+    lines = _lines_of(ws)
+    lines[0] = lines[0].replace(b'"event":"sent"', b'"event":"SENT"')
+    del lines[1]
+    _write(ws, lines)
+    return [f"{J} seq 1: edited: the line does not match its hash",
+            f"{J} seq 3: removed: 1 line(s) missing before this one"]  # fmt: skip
+
+
 def _removed_line(ws: Workspace) -> list[str]:
     lines = _lines_of(ws)
     i = _nth(lines, "claimed", 1)
@@ -442,6 +453,7 @@ def _dead_letter_also_in_done(ws: Workspace) -> list[str]:
 TAMPERING = {
     "edited line": _edited_line,
     "removed line": _removed_line,
+    "first line edited, second removed": _first_line_edited_second_removed,
     "removed lines": _removed_lines,
     "removed first lines": _removed_first_lines,
     "removed first line": _removed_first_line,
