@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentctl.backends.file.verify import Report, verify_files, verify_workspace
-from agentctl.backends.file.verifyparts import Expectations, open_folder, record_of
+from agentctl.backends.file.verifychain import record_of
+from agentctl.backends.file.verifyfiles import Expectations, open_folder
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.journal import (

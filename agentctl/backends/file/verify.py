@@ -17,12 +17,10 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from agentctl.backends.file.verifyparts import (
+from agentctl.backends.file.verifychain import Chain, Problem, Report
+from agentctl.backends.file.verifyfiles import (
     READ_BYTES,
-    Chain,
     Expectations,
-    Problem,
-    Report,
     check_file,
     file_digest,
     message_files,

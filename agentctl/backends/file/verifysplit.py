@@ -26,16 +26,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agentctl.backends.file.verifyparts import (
+from agentctl.backends.file.verifychain import Chain, Report, record_of
+from agentctl.backends.file.verifyfiles import (
     READ_BYTES,
-    Chain,
     Expectations,
-    Report,
     check_file,
     file_digest,
     message_files,
     open_folder,
-    record_of,
     relative_name,
     report_missing,
 )
