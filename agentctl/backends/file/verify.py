@@ -3,7 +3,8 @@
 Two checks. The journal's hash chain: every line's hash matches its text and names the line
 before it, and sequence numbers have no gaps, so an edited, removed or inserted line is found.
 The message files in every done/ and dead/: each must be the file the journal last recorded for
-it (same SHA-256), and every file the journal says is done or dead must still be there.
+it (same SHA-256), and every file the journal says is done or dead must still be there, in
+that folder and not in the other (a message ends in exactly one of them).
 
 The chain is tamper-evident, not tamper-proof: someone who rewrites the journal from a point on
 and recomputes every hash after it is only caught by comparing the head (printed here) with a
