@@ -222,6 +222,3 @@ def _records_recovery(record: dict[str, Any], pending: tuple[str, int, int, byte
         and record.get("bytes") == len(raw)
         and record.get("sha256") == content_digest(raw)
     )
-
-
-# A recorded sha256 that is not one: unpacks to 65 hex digits, which no file's digest equals.

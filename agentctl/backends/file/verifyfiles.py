@@ -28,10 +28,9 @@ class _Expected:
     seq: int
 
 
+# A recorded sha256 that is not one: unpacks to 65 hex digits, which no file's digest equals.
 _UNMATCHABLE = (1 << 256) << 1 | 1
 READ_BYTES = 64 * 1024  # one read of a message file
-
-
 _STATES = ("waiting", "in hand", "done", "dead")
 _FOLDER_OF = {"done": DONE, "dead": DEAD}  # where a message the journal settled is kept
 
