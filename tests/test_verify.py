@@ -104,6 +104,19 @@ def test_a_message_is_kept_in_the_folder_the_journal_settled_it_in(
     assert [str(p) for p in verify(ws).problems] == [wrong]
 
 
+def test_messages_still_waiting_or_in_hand_are_not_missing(tmp_path: Path, verify: Verify) -> None:
+    # Only what the journal settled (done, dead) must be in done/ or dead/.
+    ws = _workspace(tmp_path / "ws")
+    waiting = AgentMessage(from_agent="user", to_agent="echo", content="later")
+    in_hand = AgentMessage(from_agent="user", to_agent="echo", content="now")
+    ws.deliver(waiting)
+    ws.deliver(in_hand)
+    assert ws.mailbox("echo").claim(in_hand.file_name) is not None
+    ws.record("claimed", in_hand, "echo", attempt=1, file=in_hand.file_name)
+    report = verify(ws)
+    assert report.ok and report.problems == [] and report.files == 0
+
+
 def test_a_file_longer_than_one_read_is_hashed_whole(tmp_path: Path, verify: Verify) -> None:
     # Given a dead letter of ~300 KB (verify reads files 64 KiB at a time)
     ws = _workspace(tmp_path / "ws")
