@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -1037,3 +1040,53 @@ def test_the_recovery_of_a_torn_line_counts_toward_rotation(tmp_path: Path) -> N
     events = [json.loads(line)["event"] for line in rotated.read_bytes().splitlines()[::2]]
     assert events == ["tick", "recovered"]
     assert [json.loads(line)["event"] for line in active.read_bytes().splitlines()] == ["tock"]
+
+
+@contextlib.contextmanager
+def _files_limited_to(size_bytes: int) -> Iterator[None]:
+    """A real disk error in process: this process may not grow a file past `size_bytes`.
+
+    The kernel writes what fits and refuses the rest with EFBIG, as a disk that fills up
+    half-way through a line does (Python ignores SIGXFSZ, so the write fails instead).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_line_the_disk_cuts_short_is_cut_back_and_the_error_names_the_journal(
+    tmp_path: Path,
+) -> None:
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=1 << 20)
+    journal.append("tick", agent="a")
+    active = journal_dir / ACTIVE_NAME
+    before = active.read_bytes()
+
+    with _files_limited_to(len(before) + 20), pytest.raises(OSError) as failed:
+        journal.append("tock", agent="a", pad="x" * 100)  # 20 bytes go in, then EFBIG
+
+    assert failed.value.errno == errno.EFBIG
+    assert failed.value.filename == str(active)
+    assert active.read_bytes() == before  # no torn line left behind
+    assert journal.append("tock", agent="a") == 2  # the caller simply tries again
+    _assert_chain(list(read_all(journal_dir)))
+
+
+def test_a_line_the_disk_cuts_short_right_after_a_rotation_leaves_the_new_segment_empty(
+    tmp_path: Path,
+) -> None:
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=100)
+    journal.append("tick", agent="a", pad="x" * 100)  # past max_bytes: the next one rotates
+
+    with _files_limited_to(10), pytest.raises(OSError):
+        journal.append("tock", agent="a")
+
+    assert [p.name for p in segment_paths(journal_dir)] == ["journal.000001.jsonl", ACTIVE_NAME]
+    assert (journal_dir / ACTIVE_NAME).read_bytes() == b""
+    assert journal.append("tock", agent="a") == 2
+    _assert_chain(list(read_all(journal_dir)))
