@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +17,11 @@ from agentctl.model.constants import (
     RESTART_BACKOFF_INITIAL_S,
     RESTART_COOLDOWN_S,
     RESTART_MAX_QUICK_FAILURES,
+    WORKER_RESTART_EXIT_CODE,
 )
-from agentctl.protocol.status import read_status
+from agentctl.protocol.journalreader import read_all
+from agentctl.protocol.proc import ProcessRef
+from agentctl.protocol.status import AgentState, AgentStatus, read_status, write_status
 from agentctl.runtime.supervisor import ProcState, Supervisor
 from tests.conftest import wait_until, write_roster
 
@@ -359,3 +364,106 @@ def test_the_supervisor_lock_is_exclusive(tmp_path: Path) -> None:
         assert first.agents["proc"].state is ProcState.RUNNING  # untouched by the attempt
     finally:
         first.stop()
+
+
+# -- in process, what the end-to-end tests check through real workers (issue 20) -------------
+# A worker is a Python process, which `make mutate` cannot start (tools/mutmut_plugin.py): these
+# give a Python agent a `sh` stand-in through the spawn seam, so the supervisor's policy for
+# workers runs in the test's process.
+
+
+def _worker_supervisor(tmp_path: Path, stand_in: str, clock: FakeClock,
+                       restart: str = "on-failure") -> Supervisor:
+    """A supervisor of one Python agent, `proc`, whose worker is `sh -c stand_in`."""
+    write_roster(tmp_path, f"""\
+        - name: proc
+          python: agentctl.agents.echo:EchoAgent
+          restart: {restart}
+    """)
+
+    def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        assert argv[1:3] == ["-m", "agentctl.runtime.worker"]  # what it stands in for
+        return subprocess.Popen(["sh", "-c", stand_in], **kwargs)
+
+    return Supervisor(load_roster(tmp_path / "agents.yaml"),
+                      Workspace(tmp_path / "workspace", fsync=False), clock=clock, spawn=spawn)
+
+
+def _journaled(sup: Supervisor) -> list[dict[str, Any]]:
+    return [e.record for e in read_all(sup.workspace.journal_dir) if e.record is not None]
+
+
+def test_a_worker_asking_for_a_fresh_process_is_restarted_at_once_not_as_a_crash(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    sup = _worker_supervisor(tmp_path, f"exit {WORKER_RESTART_EXIT_CODE}", clock)
+    sup.start()
+    try:
+        first = sup.agents["proc"].pid
+        _wait_exit(sup)
+
+        proc = sup.agents["proc"]
+        assert proc.state is ProcState.RUNNING and proc.pid != first  # no backoff
+        assert (proc.restarts, proc.quick_failures) == (1, 0)
+        assert sup.drain_events()[1:] == [
+            "proc: handler overran its timeout; restarting the worker",
+            f"proc: restarted (pid {proc.pid})",
+        ]
+        exited = [r for r in _journaled(sup) if r["event"] == "exited"]
+        assert [(r["agent"], r["exit"]) for r in exited] == [("proc", "exit 75")]
+    finally:
+        sup.stop()
+
+
+@pytest.mark.parametrize("restart", ["never", "command"])
+def test_exit_75_is_a_plain_exit_for_a_command_agent_or_restart_never(
+    tmp_path: Path, restart: str
+) -> None:
+    clock = FakeClock()
+    if restart == "never":  # a worker that may not be restarted at all
+        sup = _worker_supervisor(tmp_path, f"exit {WORKER_RESTART_EXIT_CODE}", clock, "never")
+        expected = ProcState.EXITED
+    else:  # a program of its own: 75 means what that program means by it, a failure
+        sup = _supervisor(tmp_path, f"exit {WORKER_RESTART_EXIT_CODE}", "on-failure", clock)
+        expected = ProcState.BACKOFF
+    sup.start()
+    try:
+        _wait_exit(sup)
+        assert sup.agents["proc"].state is expected
+        assert sup.agents["proc"].restarts == 0
+        assert [r["event"] for r in _journaled(sup)] == ["started", "crashed"]
+    finally:
+        sup.stop()
+
+
+def test_a_worker_whose_heartbeat_is_silent_past_its_limit_is_killed_at_the_next_check(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    sup = _worker_supervisor(tmp_path, "exec sleep 300", clock)
+    sup.start()
+    try:
+        proc = sup.agents["proc"]
+        ref = ProcessRef.of(proc.pid)
+        assert ref is not None
+        write_status(sup.workspace.status_path("proc"), AgentStatus(
+            agent="proc", state=AgentState.BUSY, pid=proc.pid, pid_start_ticks=ref.start_ticks,
+            heartbeat_at=clock.now().isoformat(), stuck_after_s=0.5))
+        sup.tick()  # checked now: it beat just now; the next check is in a second
+        clock.advance(0.75)
+        sup.tick()  # silent past its limit, but not checked yet
+        assert [r["event"] for r in _journaled(sup)] == ["started"]
+        clock.advance(0.25)
+
+        sup.tick()
+
+        assert proc.popen.wait(timeout=10) == -signal.SIGKILL
+        assert sup.drain_events()[-1] == "proc: stuck: no heartbeat for 1 s; killed (SIGKILL)"
+        killed = _journaled(sup)[-1]
+        assert (killed["event"], killed["agent"]) == ("killed", "proc")
+        assert killed["error"] == "no heartbeat for 1 s"
+        sup.tick()
+        assert proc.state is ProcState.BACKOFF  # a crash like any other: the policy restarts it
+    finally:
+        sup.stop()
