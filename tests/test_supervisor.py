@@ -19,6 +19,7 @@ from agentctl.model.constants import (
     RESTART_MAX_QUICK_FAILURES,
     WORKER_RESTART_EXIT_CODE,
 )
+from agentctl.model.message import AgentMessage
 from agentctl.protocol.journalreader import read_all
 from agentctl.protocol.proc import ProcessRef
 from agentctl.protocol.status import AgentState, AgentStatus, read_status, write_status
@@ -467,3 +468,89 @@ def test_a_worker_whose_heartbeat_is_silent_past_its_limit_is_killed_at_the_next
         assert proc.state is ProcState.BACKOFF  # a crash like any other: the policy restarts it
     finally:
         sup.stop()
+
+
+def test_a_dead_supervisors_leftover_agents_are_stopped_before_they_start_anew(
+    tmp_path: Path,
+) -> None:
+    # Given: agents a killed supervisor left running (status.json names them): one takes a
+    # moment to finish on SIGTERM, the other ignores it
+    write_roster(tmp_path, """\
+        - name: polite
+          command: [sh, -c, 'exec sleep 300']
+        - name: stubborn
+          command: [sh, -c, 'exec sleep 300']
+    """)
+    ws = Workspace(tmp_path / "workspace", fsync=False)
+    leftovers = {
+        "polite": subprocess.Popen(["sh", "-c", "trap 'sleep 0.1; exit 7' TERM; sleep 300 & wait"],
+                                   process_group=0),
+        "stubborn": subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 300"],
+                                     process_group=0),
+    }
+    stubborn_comm = Path(f"/proc/{leftovers['stubborn'].pid}/comm")
+    wait_until(lambda: stubborn_comm.read_text().strip() == "sleep")  # TERM ignored from here
+    polite = leftovers["polite"].pid
+    polite_children = Path(f"/proc/{polite}/task/{polite}/children")
+    wait_until(lambda: polite_children.read_text().strip())  # its trap is set, it waits
+    for name, leftover in leftovers.items():
+        ref = ProcessRef.of(leftover.pid)
+        assert ref is not None
+        ws.ensure_agent(name)
+        write_status(ws.status_path(name), AgentStatus(
+            agent=name, state=AgentState.RUNNING, pid=leftover.pid,
+            pid_start_ticks=ref.start_ticks))
+    sup = Supervisor(load_roster(tmp_path / "agents.yaml"), ws, grace_s=0.3)  # real time
+    try:
+        # When: a new supervisor starts
+        sup.start()
+
+        # Then: SIGTERM first, SIGKILL for what outlives the grace period, then its own agents
+        assert leftovers["polite"].wait(timeout=10) == 7  # given the time to finish
+        assert leftovers["stubborn"].wait(timeout=10) == -signal.SIGKILL
+        events = sup.drain_events()
+        for name, leftover in leftovers.items():
+            assert f"{name}: stopped a leftover process (pid {leftover.pid})" in events
+            assert sup.agents[name].state is ProcState.RUNNING
+            assert sup.agents[name].pid not in (None, leftover.pid)
+    finally:
+        sup.stop()
+        for leftover in leftovers.values():
+            leftover.kill()
+            leftover.wait()
+
+
+@pytest.mark.parametrize("kind", ["worker", "command"])
+def test_a_worker_killed_at_the_end_of_the_stop_grace_puts_its_message_back(
+    tmp_path: Path, kind: str
+) -> None:
+    ignores_term = "trap '' TERM; exec sleep 300"
+    if kind == "worker":
+        sup = _worker_supervisor(tmp_path, ignores_term, FakeClock())
+    else:
+        sup = _supervisor(tmp_path, ignores_term, "always", FakeClock())
+    sup.clock, sup.grace_s = SYSTEM_CLOCK, 0.2  # the grace period is real time here
+    sup.start()
+    mailbox = sup.workspace.mailbox("proc")
+    message = AgentMessage(from_agent="user", to_agent="proc", content="in hand")
+    mailbox.deliver(message)
+    mailbox.claim(message.file_name)  # what the worker had in hand
+    pid = sup.agents["proc"].pid
+    wait_until(lambda: Path(f"/proc/{pid}/comm").read_text().strip() == "sleep")
+
+    sup.stop()
+
+    assert sup.agents["proc"].popen.returncode == -signal.SIGKILL
+    assert "proc: still running after 0.2 s; killed" in sup.drain_events()
+    records = _journaled(sup)
+    assert [r["event"] for r in records][-3:] == (
+        ["killed", "released", "stopped"] if kind == "worker" else ["started", "killed", "stopped"]
+    )
+    if kind == "worker":  # stopped, not crashed: back in new/ with no attempt counted
+        released = records[-2]
+        assert released["agent"] == "proc" and released["file"] == message.file_name
+        assert released["reason"] == "stopped before its handler finished"
+        assert os.listdir(mailbox.new) == [message.file_name]
+    else:  # a command agent's inbox is its own business
+        assert os.listdir(mailbox.processing) == [message.file_name]
+    assert records[-1]["exit"] == "signal SIGKILL"
