@@ -22,7 +22,13 @@ from agentctl.model.constants import (
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.journalreader import read_all
 from agentctl.protocol.proc import ProcessRef
-from agentctl.protocol.status import AgentState, AgentStatus, read_status, write_status
+from agentctl.protocol.status import (
+    AgentState,
+    AgentStatus,
+    iso_after,
+    read_status,
+    write_status,
+)
 from agentctl.runtime.supervisor import ProcState, Supervisor
 from tests.conftest import wait_until, write_roster
 
@@ -554,3 +560,83 @@ def test_a_worker_killed_at_the_end_of_the_stop_grace_puts_its_message_back(
     else:  # a command agent's inbox is its own business
         assert os.listdir(mailbox.processing) == [message.file_name]
     assert records[-1]["exit"] == "signal SIGKILL"
+
+
+def _fields(record: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: record.get(name) for name in ("event", "agent", *names)}
+
+
+def test_each_exit_is_journaled_and_shown_with_what_the_policy_decided(tmp_path: Path) -> None:
+    # Given: an agent that always fails fast, fatal after 2 quick failures, cool-down 60 s
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, "exit 3", "on-failure", clock,
+                      backoff="{max_quick_failures: 2, cooldown_s: 60}")
+    sup.start()
+    try:
+        pids = [sup.agents["proc"].pid]
+        _wait_exit(sup)  # a crash: backoff
+        clock.advance(RESTART_BACKOFF_INITIAL_S)
+        sup.tick()
+        pids.append(sup.agents["proc"].pid)
+        _wait_exit(sup)  # the second quick crash in a row: fatal
+        status = read_status(sup.workspace.status_path("proc"))
+        assert status is not None and status.state == "fatal"
+        assert status.last_error == "exit 3; fatal after 2 quick failures in a row"
+        assert status.next_try_at == iso_after(60, clock.now())
+        clock.advance(60)
+        sup.tick()  # the cool-down is over
+        pids.append(sup.agents["proc"].pid)
+
+        assert sup.drain_events() == [
+            f"proc: started (pid {pids[0]})",
+            "proc: exit 3; restarting in 0.5 s",
+            f"proc: restarted (pid {pids[1]})",
+            "proc: exit 3",
+            "proc: exit 3; fatal after 2 quick failures in a row; next try in 60 s, or "
+            "`agentctl restart proc` (see its agent.log)",
+            f"proc: restarted (pid {pids[2]}) after cool-down",
+        ]
+        assert [_fields(r, "pid", "restarts", "cause", "exit", "restart", "restart_in_s",
+                        "error", "retry_in_s") for r in _journaled(sup)] == [
+            {"event": "started", "agent": "proc", "pid": pids[0], "restarts": None,
+             "cause": None, "exit": None, "restart": None, "restart_in_s": None,
+             "error": None, "retry_in_s": None},
+            {"event": "crashed", "agent": "proc", "pid": None, "restarts": None, "cause": None,
+             "exit": "exit 3", "restart": None, "restart_in_s": 0.5, "error": None,
+             "retry_in_s": None},
+            {"event": "restarted", "agent": "proc", "pid": pids[1], "restarts": 1,
+             "cause": None, "exit": None, "restart": None, "restart_in_s": None,
+             "error": None, "retry_in_s": None},
+            {"event": "crashed", "agent": "proc", "pid": None, "restarts": None, "cause": None,
+             "exit": "exit 3", "restart": False, "restart_in_s": None, "error": None,
+             "retry_in_s": None},
+            {"event": "fatal", "agent": "proc", "pid": None, "restarts": None, "cause": None,
+             "exit": None, "restart": None, "restart_in_s": None,
+             "error": "exit 3; fatal after 2 quick failures in a row", "retry_in_s": 60.0},
+            {"event": "restarted", "agent": "proc", "pid": pids[2], "restarts": 2,
+             "cause": "cool-down", "exit": None, "restart": None, "restart_in_s": None,
+             "error": None, "retry_in_s": None},
+        ]  # fmt: skip
+    finally:
+        sup.stop()
+
+
+@pytest.mark.parametrize(("command", "event", "state"), [
+    ("exit 0", "exited", "stopped"),
+    ("kill -9 $$", "crashed", "crashed"),
+])
+def test_an_exit_the_policy_does_not_restart_is_journaled_and_shown_so(
+    tmp_path: Path, command: str, event: str, state: str
+) -> None:
+    sup = _supervisor(tmp_path, command, "never", FakeClock())
+    sup.start()
+    try:
+        _wait_exit(sup)
+        exit_text = "exit 0" if command == "exit 0" else "signal SIGKILL"
+        assert sup.drain_events()[1:] == [f"proc: {exit_text}; not restarted (never)"]
+        assert _fields(_journaled(sup)[-1], "exit", "restart") == {
+            "event": event, "agent": "proc", "exit": exit_text, "restart": False}
+        status = read_status(sup.workspace.status_path("proc"))
+        assert status is not None and status.state == state
+    finally:
+        sup.stop()
