@@ -29,6 +29,7 @@ from agentctl.protocol.status import (
     read_status,
     write_status,
 )
+from agentctl.runtime.agentprocess import AgentProcess, describe_exit, log_tail, signal_group
 from agentctl.runtime.supervisor import ProcState, Supervisor
 from tests.conftest import wait_until, write_roster
 
@@ -640,3 +641,65 @@ def test_an_exit_the_policy_does_not_restart_is_journaled_and_shown_so(
         assert status is not None and status.state == state
     finally:
         sup.stop()
+
+
+# -- one agent process's bookkeeping (agentprocess.py) ------------------------------------------
+
+
+def _agent_process(tmp_path: Path, backoff: str) -> AgentProcess:
+    write_roster(tmp_path, f"""\
+        - name: proc
+          command: [sh, -c, 'exit 1']
+          restart_backoff: {backoff}
+    """)
+    return AgentProcess(load_roster(tmp_path / "agents.yaml").agent("proc"))
+
+
+def test_the_backoff_grows_by_its_factor_to_its_cap_and_a_stable_run_starts_afresh(
+    tmp_path: Path,
+) -> None:
+    proc = _agent_process(tmp_path, "{initial_s: 0.5, factor: 3, max_s: 2}")
+    delays = []
+    for now_s in (100.0, 200.0, 300.0, 400.0):
+        proc.schedule_restart(now_s, quick=True)
+        delays.append(proc.restart_at - now_s)
+    assert delays == [0.5, 1.5, 2.0, 2.0]
+    assert proc.quick_failures == 4
+    proc.times_fatal = 2
+
+    proc.schedule_restart(500.0, quick=False)  # it ran longer than stable_s
+
+    assert (proc.restart_at, proc.backoff_s) == (500.5, 0.5)
+    assert (proc.quick_failures, proc.times_fatal) == (0, 0)
+    proc.quick_failures, proc.backoff_s = 4, 2.0
+    proc.forget_failures(times_fatal=3)
+    assert (proc.quick_failures, proc.backoff_s, proc.times_fatal) == (0, -1.0, 3)
+    proc.schedule_restart(600.0, quick=True)  # the first quick failure of a new burst
+    assert (proc.restart_at, proc.quick_failures) == (600.5, 1)
+
+
+def test_describe_exit_names_the_signal_or_its_number() -> None:
+    assert describe_exit(0) == "exit 0"
+    assert describe_exit(75) == "exit 75"
+    assert describe_exit(-signal.SIGTERM) == "signal SIGTERM"
+    assert describe_exit(-40) == "signal 40"  # a real-time signal has no name of its own
+
+
+def test_log_tail_reads_the_last_lines_of_a_long_log(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    log.write_text("".join(f"line {n}\n" for n in range(2000)) + "\n  \nlast \xe9\n")
+    assert log.stat().st_size > 8192
+    assert log_tail(log, 3) == ["line 1998", "line 1999", "last \xe9"]  # blank lines skipped
+    log.write_text("first\nsecond\n")
+    assert log_tail(log, 3) == ["first", "second"]  # a short log from its first byte
+    assert log_tail(tmp_path / "missing.log", 3) == []
+
+
+def test_signal_group_of_a_process_gone_already_does_nothing(tmp_path: Path) -> None:
+    proc = _agent_process(tmp_path, "{}")
+    proc.popen = subprocess.Popen(["true"], process_group=0)
+    proc.popen.wait()
+    assert proc.pid is None  # not running: no pid to show
+    signal_group(proc, signal.SIGKILL)  # no error: the group is gone
+    proc.state = ProcState.RUNNING
+    assert proc.pid == proc.popen.pid
