@@ -1090,3 +1090,33 @@ def test_a_line_the_disk_cuts_short_right_after_a_rotation_leaves_the_new_segmen
     assert (journal_dir / ACTIVE_NAME).read_bytes() == b""
     assert journal.append("tock", agent="a") == 2
     _assert_chain(list(read_all(journal_dir)))
+
+
+def test_two_appenders_in_one_process_continue_each_others_chain_across_rotations(
+    tmp_path: Path,
+) -> None:
+    """What test_concurrent_appenders checks across processes, in process: each appender sees
+    the other's lines and rotations (a new active file) and writes into the right file."""
+    journal_dir = tmp_path / "journal"
+    first, second = (Journal(journal_dir, max_bytes=700) for _ in range(2))
+    seqs = []
+    for n in range(30):
+        seqs.append(first.append("tick", agent="a", n=n, pad="x" * (n % 7) * 20))
+        if n % 3:
+            seqs.append(second.append("tock", agent="b", n=n))
+    assert seqs == list(range(1, len(seqs) + 1))
+    paths = segment_paths(journal_dir)
+    assert len(paths) >= 5
+    assert all(path.stat().st_size < 700 + 400 for path in paths)  # each one rotated in time
+    _assert_chain(list(read_all(journal_dir)))
+    first.close()
+    second.close()
+
+
+def test_segments_are_ordered_by_number_past_six_digits(tmp_path: Path) -> None:
+    assert segment_paths(tmp_path / "missing") == []
+    for name in ("journal.1000000.jsonl", ACTIVE_NAME, "journal.999999.jsonl", "journal.lock",
+                 "journal.12.jsonl", "notes.txt"):
+        (tmp_path / name).touch()
+    assert [p.name for p in segment_paths(tmp_path)] == [
+        "journal.999999.jsonl", "journal.1000000.jsonl", ACTIVE_NAME]
