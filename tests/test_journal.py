@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -1120,3 +1121,12 @@ def test_segments_are_ordered_by_number_past_six_digits(tmp_path: Path) -> None:
         (tmp_path / name).touch()
     assert [p.name for p in segment_paths(tmp_path)] == [
         "journal.999999.jsonl", "journal.1000000.jsonl", ACTIVE_NAME]
+
+
+def test_the_journal_and_its_lock_are_private_to_their_owner(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=1 << 20)
+    journal.append("tick", agent="a")
+    journal.close()
+    for name in (ACTIVE_NAME, "journal.lock"):
+        assert stat.S_IMODE((journal_dir / name).stat().st_mode) == 0o600, name
