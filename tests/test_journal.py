@@ -1130,3 +1130,17 @@ def test_the_journal_and_its_lock_are_private_to_their_owner(tmp_path: Path) -> 
     journal.close()
     for name in (ACTIVE_NAME, "journal.lock"):
         assert stat.S_IMODE((journal_dir / name).stat().st_mode) == 0o600, name
+
+
+def test_an_active_file_that_is_a_symbolic_link_is_refused_not_followed(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_bytes(b"")
+    (journal_dir / ACTIVE_NAME).symlink_to(elsewhere)
+
+    with pytest.raises(OSError) as refused:
+        Journal(journal_dir, max_bytes=1 << 20).append("tick", agent="a")
+
+    assert refused.value.errno == errno.ELOOP
+    assert elsewhere.read_bytes() == b""
