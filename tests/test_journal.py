@@ -24,7 +24,15 @@ from agentctl.backends.file.verify import verify_workspace
 from agentctl.backends.file.workspace import Workspace
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.message import AgentMessage
-from agentctl.protocol.journal import ACTIVE_NAME, Journal, line_hash, segment_paths
+from agentctl.protocol.eventlimits import MAX_LINE_BYTES
+from agentctl.protocol.journal import (
+    ACTIVE_NAME,
+    Head,
+    Journal,
+    format_line,
+    line_hash,
+    segment_paths,
+)
 from agentctl.protocol.journalreader import Entry, follow, read_all, read_last
 from tests.conftest import REPO, run_cli, wait_until, write_roster
 from tests.natsfix import nats_server  # noqa: F401 (a fixture)
@@ -1144,3 +1152,22 @@ def test_an_active_file_that_is_a_symbolic_link_is_refused_not_followed(tmp_path
 
     assert refused.value.errno == errno.ELOOP
     assert elsewhere.read_bytes() == b""
+
+
+def test_a_line_of_max_line_bytes_is_kept_whole_and_one_byte_more_is_cut(tmp_path: Path) -> None:
+    def line_with(pad_chars: int) -> bytes:
+        record = {"seq": 0, "ts": "2026-12-02T10:00:00.000000Z", "event": "tick", "agent": "a",
+                  "message_id": None, "thread_id": None, "pad": "x" * pad_chars}  # fmt: skip
+        line, _ = format_line(record, Head(7, "0" * 32))
+        return line
+
+    whole = MAX_LINE_BYTES - len(line_with(0))
+    assert len(line_with(whole)) == MAX_LINE_BYTES
+    assert json.loads(line_with(whole))["pad"] == "x" * whole
+
+    cut = json.loads(line_with(whole + 1))
+
+    assert len(line_with(whole + 1)) <= MAX_LINE_BYTES
+    assert cut["truncated"] == {"pad": whole + 1 + 2}  # its JSON size, quotes included
+    assert cut["pad"].startswith("xxx") and cut["pad"].endswith("…")
+    assert (cut["seq"], cut["prev"]) == (8, "0" * 32)
