@@ -1171,3 +1171,17 @@ def test_a_line_of_max_line_bytes_is_kept_whole_and_one_byte_more_is_cut(tmp_pat
     assert cut["truncated"] == {"pad": whole + 1 + 2}  # its JSON size, quotes included
     assert cut["pad"].startswith("xxx") and cut["pad"].endswith("…")
     assert (cut["seq"], cut["prev"]) == (8, "0" * 32)
+
+
+def test_a_journal_holding_one_torn_byte_is_recovered_from_its_start(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    (journal_dir / ACTIVE_NAME).write_bytes(b"{")  # the first writer died after one byte
+
+    assert Journal(journal_dir, max_bytes=1 << 20).append("tick", agent="a") == 2
+
+    first, *rest = (journal_dir / ACTIVE_NAME).read_bytes().splitlines(keepends=True)
+    assert first == b"{\n"
+    recovered, tick = (json.loads(line) for line in rest)
+    assert (recovered["event"], recovered["offset"], recovered["bytes"]) == ("recovered", 0, 1)
+    assert (tick["seq"], tick["prev"]) == (2, recovered["hash"])
