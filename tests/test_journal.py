@@ -1185,3 +1185,26 @@ def test_a_journal_holding_one_torn_byte_is_recovered_from_its_start(tmp_path: P
     recovered, tick = (json.loads(line) for line in rest)
     assert (recovered["event"], recovered["offset"], recovered["bytes"]) == ("recovered", 0, 1)
     assert (tick["seq"], tick["prev"]) == (2, recovered["hash"])
+
+
+@pytest.mark.parametrize("lines", [1, 2])
+def test_a_line_ending_at_a_read_block_boundary_is_found_whole(tmp_path: Path, lines: int) -> None:
+    """The appender reads back by 64 KiB blocks: here the newline ending the first line is the
+    first byte of the last block (found by the first search of a block, or by the next one)."""
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=1 << 20)
+    for n in range(lines):
+        journal.append("tick", agent="a", n=n)
+    active = journal_dir / ACTIVE_NAME
+    written = active.read_bytes().splitlines(keepends=True)
+    fragment_bytes = 64 * 1024 - 1 - sum(len(line) for line in written[1:])
+    fragment = b'{"seq":9,"pad":"' + b"x" * (fragment_bytes - 16)
+    with open(active, "ab") as f:
+        f.write(fragment)
+
+    assert Journal(journal_dir, max_bytes=1 << 20).append("tock", agent="a") == lines + 2
+
+    recovered = json.loads(active.read_bytes().splitlines()[lines + 1])
+    assert recovered["offset"] == len(b"".join(written))
+    assert recovered["bytes"] == len(fragment)
+    assert recovered["prev"] == json.loads(written[-1])["hash"]
