@@ -658,24 +658,24 @@ def _agent_process(tmp_path: Path, backoff: str) -> AgentProcess:
 def test_the_backoff_grows_by_its_factor_to_its_cap_and_a_stable_run_starts_afresh(
     tmp_path: Path,
 ) -> None:
-    proc = _agent_process(tmp_path, "{initial_s: 0.5, factor: 3, max_s: 2}")
+    proc = _agent_process(tmp_path, "{initial_s: 0.25, factor: 2, max_s: 1.5}")
     delays = []
-    for now_s in (100.0, 200.0, 300.0, 400.0):
+    for now_s in (100.0, 200.0, 300.0, 400.0, 500.0):
         proc.schedule_restart(now_s, quick=True)
         delays.append(proc.restart_at - now_s)
-    assert delays == [0.5, 1.5, 2.0, 2.0]
-    assert proc.quick_failures == 4
+    assert delays == [0.25, 0.5, 1.0, 1.5, 1.5]
+    assert proc.quick_failures == 5
     proc.times_fatal = 2
 
-    proc.schedule_restart(500.0, quick=False)  # it ran longer than stable_s
+    proc.schedule_restart(600.0, quick=False)  # it ran longer than stable_s
 
-    assert (proc.restart_at, proc.backoff_s) == (500.5, 0.5)
+    assert (proc.restart_at, proc.backoff_s) == (600.25, 0.25)
     assert (proc.quick_failures, proc.times_fatal) == (0, 0)
     proc.quick_failures, proc.backoff_s = 4, 2.0
     proc.forget_failures(times_fatal=3)
     assert (proc.quick_failures, proc.backoff_s, proc.times_fatal) == (0, -1.0, 3)
-    proc.schedule_restart(600.0, quick=True)  # the first quick failure of a new burst
-    assert (proc.restart_at, proc.quick_failures) == (600.5, 1)
+    proc.schedule_restart(700.0, quick=True)  # the first quick failure of a new burst
+    assert (proc.restart_at, proc.quick_failures) == (700.25, 1)
 
 
 def test_describe_exit_names_the_signal_or_its_number() -> None:
@@ -687,9 +687,10 @@ def test_describe_exit_names_the_signal_or_its_number() -> None:
 
 def test_log_tail_reads_the_last_lines_of_a_long_log(tmp_path: Path) -> None:
     log = tmp_path / "agent.log"
-    log.write_text("".join(f"line {n}\n" for n in range(2000)) + "\n  \nlast \xe9\n")
+    lines = "".join(f"line {n}\n" for n in range(2000)) + "\n  \nlast \xe9\n"
+    log.write_bytes(lines.encode() + b"bad \xff byte\n")  # a program's output is any bytes
     assert log.stat().st_size > 8192
-    assert log_tail(log, 3) == ["line 1998", "line 1999", "last \xe9"]  # blank lines skipped
+    assert log_tail(log, 3) == ["line 1999", "last \xe9", "bad \ufffd byte"]  # no blank lines
     log.write_text("first\nsecond\n")
     assert log_tail(log, 3) == ["first", "second"]  # a short log from its first byte
     assert log_tail(tmp_path / "missing.log", 3) == []
