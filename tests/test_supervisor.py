@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -704,3 +706,52 @@ def test_signal_group_of_a_process_gone_already_does_nothing(tmp_path: Path) -> 
     signal_group(proc, signal.SIGKILL)  # no error: the group is gone
     proc.state = ProcState.RUNNING
     assert proc.pid == proc.popen.pid
+
+
+def test_a_silent_worker_is_spared_while_its_disk_refuses_writes_and_said_so_once(
+    tmp_path: Path,
+) -> None:
+    """A worker that cannot write cannot beat either: the supervisor asks the disk first (a
+    real read-only tmpfs under the agent's folder: needs root to mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    clock = FakeClock()
+    sup = _worker_supervisor(tmp_path, "exec sleep 300", clock)
+    agent_dir = sup.workspace.agent_dir("proc")
+    agent_dir.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(agent_dir)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    worker = subprocess.Popen(["sleep", "300"], process_group=0)
+    try:
+        proc = sup.agents["proc"]
+        proc.popen, proc.state = worker, ProcState.RUNNING
+        ref = ProcessRef.of(worker.pid)
+        assert ref is not None
+        sup.workspace.ensure_agent("proc")
+        write_status(sup.workspace.status_path("proc"), AgentStatus(
+            agent="proc", state=AgentState.IDLE, pid=worker.pid, pid_start_ticks=ref.start_ticks,
+            heartbeat_at=(clock.now() - timedelta(seconds=60)).isoformat(), stuck_after_s=2))
+        subprocess.run(["mount", "-o", "remount,ro", str(agent_dir)], check=True)
+        try:
+            sup.tick()
+            clock.advance(1)
+            sup.tick()  # silent at each check, said once
+            assert [r["event"] for r in _journaled(sup)] == []  # nothing killed
+            [spared] = [e for e in sup.drain_events() if "silent" in e]
+            assert re.fullmatch(r"proc: silent, but the disk refuses writes \(read-only file "
+                                r"system: .*/proc/\.write-probe\S*\); not killed", spared)
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(agent_dir)], check=True)
+
+        clock.advance(1)
+        sup.tick()  # writable again: the same silence is stuck
+
+        assert worker.wait(timeout=10) == -signal.SIGKILL
+        assert [r["event"] for r in _journaled(sup)] == ["killed"]
+        assert proc.spared is False  # a later refusal is said again
+    finally:
+        worker.kill()
+        worker.wait()
+        subprocess.run(["umount", "-l", str(agent_dir)], check=False)
