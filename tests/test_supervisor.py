@@ -198,6 +198,8 @@ def test_cooldown_null_leaves_a_fatal_agent_down_until_restarted(tmp_path: Path)
         sup.tick()
         assert sup.agents["proc"].state is ProcState.FATAL
         assert read_status(sup.workspace.status_path("proc")).next_try_at is None
+        assert sup.drain_events()[-1].endswith(
+            "; no retry, or `agentctl restart proc` (see its agent.log)")
 
         answer = sup.restart_agent("proc")
 
@@ -422,6 +424,8 @@ def test_a_worker_asking_for_a_fresh_process_is_restarted_at_once_not_as_a_crash
         ]
         exited = [r for r in _journaled(sup) if r["event"] == "exited"]
         assert [(r["agent"], r["exit"]) for r in exited] == [("proc", "exit 75")]
+        _wait_exit(sup)  # and again: each restart counts
+        assert (proc.state, proc.restarts, proc.quick_failures) == (ProcState.RUNNING, 2, 0)
     finally:
         sup.stop()
 
@@ -755,3 +759,21 @@ def test_a_silent_worker_is_spared_while_its_disk_refuses_writes_and_said_so_onc
         worker.kill()
         worker.wait()
         subprocess.run(["umount", "-l", str(agent_dir)], check=False)
+
+
+def test_a_run_of_exactly_stable_s_is_stable(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sup = _supervisor(tmp_path, "read line", "on-failure", clock,
+                      backoff="{initial_s: 1, stable_s: 5}")
+    sup.start()
+    try:
+        proc = sup.agents["proc"]
+        for ran_s, quick_failures, backoff_s in ((4.5, 1, 1.0), (0, 2, 2.0), (5, 0, 1.0)):
+            clock.advance(ran_s)
+            os.kill(proc.popen.pid, signal.SIGKILL)
+            _wait_exit(sup)
+            assert (proc.quick_failures, proc.backoff_s) == (quick_failures, backoff_s), ran_s
+            clock.advance(proc.restart_at - clock.monotonic())
+            sup.tick()
+    finally:
+        sup.stop()
