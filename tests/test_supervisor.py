@@ -777,3 +777,14 @@ def test_a_run_of_exactly_stable_s_is_stable(tmp_path: Path) -> None:
             sup.tick()
     finally:
         sup.stop()
+
+
+def test_a_command_agent_gets_a_status_json_saying_it_runs(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path, "exec sleep 300", "always", FakeClock())
+    sup.start()
+    try:
+        status = read_status(sup.workspace.status_path("proc"))
+        assert status is not None
+        assert (status.state, status.pid) == ("running", sup.agents["proc"].pid)
+    finally:
+        sup.stop()
