@@ -788,3 +788,16 @@ def test_a_command_agent_gets_a_status_json_saying_it_runs(tmp_path: Path) -> No
         assert (status.state, status.pid) == ("running", sup.agents["proc"].pid)
     finally:
         sup.stop()
+
+
+def test_run_agent_starts_only_the_agents_named(tmp_path: Path) -> None:
+    write_roster(tmp_path, """\
+        - name: one
+          command: [sh, -c, 'exec sleep 300']
+        - name: two
+          command: [sh, -c, 'exec sleep 300']
+    """)
+    roster = load_roster(tmp_path / "agents.yaml")
+    sup = Supervisor(roster, Workspace(tmp_path / "workspace", fsync=False), agents=["two"],
+                     clock=FakeClock())
+    assert list(sup.agents) == ["two"] and sup.only == ["two"]
