@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -374,8 +375,22 @@ def test_the_supervisor_lock_is_exclusive(tmp_path: Path) -> None:
         with pytest.raises(SupervisorError, match="already running"):
             second.start()
         assert first.agents["proc"].state is ProcState.RUNNING  # untouched by the attempt
+        record = json.loads((first.workspace.control_dir / "supervisor.json").read_text())
+        assert (record["pid"], record["config"]) == (os.getpid(), str(tmp_path / "agents.yaml"))
     finally:
         first.stop()
+
+
+def test_a_supervisor_that_has_not_taken_the_lock_answers_no_request(tmp_path: Path) -> None:
+    from agentctl.protocol.control import ControlAction, submit_request
+
+    sup = _supervisor(tmp_path, "exec sleep 300", "always", FakeClock())
+    submit_request(sup.workspace, ControlAction.RESTART, "proc")
+
+    sup.tick()  # not started: the lock, and the requests, belong to another one
+
+    assert len(os.listdir(sup.workspace.control_dir / "requests")) == 1
+    sup.stop()  # nothing to stop, no lock to release
 
 
 # -- in process, what the end-to-end tests check through real workers (issue 20) -------------
@@ -487,8 +502,10 @@ def test_a_dead_supervisors_leftover_agents_are_stopped_before_they_start_anew(
     tmp_path: Path,
 ) -> None:
     # Given: agents a killed supervisor left running (status.json names them): one takes a
-    # moment to finish on SIGTERM, the other ignores it
+    # moment to finish on SIGTERM, the other ignores it (and one agent never ran)
     write_roster(tmp_path, """\
+        - name: fresh
+          command: [sh, -c, 'exec sleep 300']
         - name: polite
           command: [sh, -c, 'exec sleep 300']
         - name: stubborn
