@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -593,8 +594,11 @@ def _fields(record: dict[str, Any], *names: str) -> dict[str, Any]:
 def test_each_exit_is_journaled_and_shown_with_what_the_policy_decided(tmp_path: Path) -> None:
     # Given: an agent that always fails fast, fatal after 2 quick failures, cool-down 60 s
     clock = FakeClock()
-    sup = _supervisor(tmp_path, "exit 3", "on-failure", clock,
+    sup = _supervisor(tmp_path, "echo oops; exit 3", "on-failure", clock,
                       backoff="{max_quick_failures: 2, cooldown_s: 60}")
+    sup.workspace.ensure_agent("proc")
+    log = sup.workspace.log_path("proc")
+    log.write_text("an earlier run\n")
     sup.start()
     try:
         pids = [sup.agents["proc"].pid]
@@ -607,6 +611,7 @@ def test_each_exit_is_journaled_and_shown_with_what_the_policy_decided(tmp_path:
         assert status is not None and status.state == "fatal"
         assert status.last_error == "exit 3; fatal after 2 quick failures in a row"
         assert status.next_try_at == iso_after(60, clock.now())
+        assert status.log_tail == ["an earlier run", "oops", "oops"]  # its output, appended
         clock.advance(60)
         sup.tick()  # the cool-down is over
         pids.append(sup.agents["proc"].pid)
@@ -803,6 +808,7 @@ def test_a_command_agent_gets_a_status_json_saying_it_runs(tmp_path: Path) -> No
         status = read_status(sup.workspace.status_path("proc"))
         assert status is not None
         assert (status.state, status.pid) == ("running", sup.agents["proc"].pid)
+        assert stat.S_IMODE(sup.workspace.log_path("proc").stat().st_mode) == 0o600  # its log
     finally:
         sup.stop()
 
