@@ -594,7 +594,7 @@ def _fields(record: dict[str, Any], *names: str) -> dict[str, Any]:
 def test_each_exit_is_journaled_and_shown_with_what_the_policy_decided(tmp_path: Path) -> None:
     # Given: an agent that always fails fast, fatal after 2 quick failures, cool-down 60 s
     clock = FakeClock()
-    sup = _supervisor(tmp_path, "echo oops; exit 3", "on-failure", clock,
+    sup = _supervisor(tmp_path, 'echo "$AGENTCTL_AGENT: oops" >&2; exit 3', "on-failure", clock,
                       backoff="{max_quick_failures: 2, cooldown_s: 60}")
     sup.workspace.ensure_agent("proc")
     log = sup.workspace.log_path("proc")
@@ -611,7 +611,8 @@ def test_each_exit_is_journaled_and_shown_with_what_the_policy_decided(tmp_path:
         assert status is not None and status.state == "fatal"
         assert status.last_error == "exit 3; fatal after 2 quick failures in a row"
         assert status.next_try_at == iso_after(60, clock.now())
-        assert status.log_tail == ["an earlier run", "oops", "oops"]  # its output, appended
+        # its output (stderr too) appended to its log, and its environment its own
+        assert status.log_tail == ["an earlier run", "proc: oops", "proc: oops"]
         clock.advance(60)
         sup.tick()  # the cool-down is over
         pids.append(sup.agents["proc"].pid)
