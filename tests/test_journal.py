@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import resource
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -20,7 +24,15 @@ from agentctl.backends.file.verify import verify_workspace
 from agentctl.backends.file.workspace import Workspace
 from agentctl.flow.router import WorkspaceRouter
 from agentctl.model.message import AgentMessage
-from agentctl.protocol.journal import ACTIVE_NAME, Journal, line_hash, segment_paths
+from agentctl.protocol.eventlimits import MAX_LINE_BYTES
+from agentctl.protocol.journal import (
+    ACTIVE_NAME,
+    Head,
+    Journal,
+    format_line,
+    line_hash,
+    segment_paths,
+)
 from agentctl.protocol.journalreader import Entry, follow, read_all, read_last
 from tests.conftest import REPO, run_cli, wait_until, write_roster
 from tests.natsfix import nats_server  # noqa: F401 (a fixture)
@@ -600,7 +612,7 @@ def test_an_active_file_holding_only_a_torn_line_continues_the_rotated_chain(
 ) -> None:
     ws = Workspace(tmp_path / "ws", fsync=False)
     journal = Journal(ws.journal_dir, max_bytes=512)
-    while len(segment_paths(ws.journal_dir)) < 3:
+    while len(segment_paths(ws.journal_dir)) < 4:  # the newest of three rotated, not the 2nd
         journal.append("tick", agent="a", pad="x" * 100)
     journal.close()
     # A crash during the first append after the rotation: the new file holds only its start.
@@ -1037,3 +1049,162 @@ def test_the_recovery_of_a_torn_line_counts_toward_rotation(tmp_path: Path) -> N
     events = [json.loads(line)["event"] for line in rotated.read_bytes().splitlines()[::2]]
     assert events == ["tick", "recovered"]
     assert [json.loads(line)["event"] for line in active.read_bytes().splitlines()] == ["tock"]
+
+
+@contextlib.contextmanager
+def _files_limited_to(size_bytes: int) -> Iterator[None]:
+    """A real disk error in process: this process may not grow a file past `size_bytes`.
+
+    The kernel writes what fits and refuses the rest with EFBIG, as a disk that fills up
+    half-way through a line does (Python ignores SIGXFSZ, so the write fails instead).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_line_the_disk_cuts_short_is_cut_back_and_the_error_names_the_journal(
+    tmp_path: Path,
+) -> None:
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=1 << 20)
+    journal.append("tick", agent="a")
+    active = journal_dir / ACTIVE_NAME
+    before = active.read_bytes()
+
+    with _files_limited_to(len(before) + 20), pytest.raises(OSError) as failed:
+        journal.append("tock", agent="a", pad="x" * 100)  # 20 bytes go in, then EFBIG
+
+    assert failed.value.errno == errno.EFBIG
+    assert failed.value.filename == str(active)
+    assert active.read_bytes() == before  # no torn line left behind
+    assert journal.append("tock", agent="a") == 2  # the caller simply tries again
+    _assert_chain(list(read_all(journal_dir)))
+
+
+def test_a_line_the_disk_cuts_short_right_after_a_rotation_leaves_the_new_segment_empty(
+    tmp_path: Path,
+) -> None:
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=100)
+    journal.append("tick", agent="a", pad="x" * 100)  # past max_bytes: the next one rotates
+
+    with _files_limited_to(10), pytest.raises(OSError):
+        journal.append("tock", agent="a")
+
+    assert [p.name for p in segment_paths(journal_dir)] == ["journal.000001.jsonl", ACTIVE_NAME]
+    assert (journal_dir / ACTIVE_NAME).read_bytes() == b""
+    assert journal.append("tock", agent="a") == 2
+    _assert_chain(list(read_all(journal_dir)))
+
+
+def test_two_appenders_in_one_process_continue_each_others_chain_across_rotations(
+    tmp_path: Path,
+) -> None:
+    """What test_concurrent_appenders checks across processes, in process: each appender sees
+    the other's lines and rotations (a new active file) and writes into the right file."""
+    journal_dir = tmp_path / "journal"
+    first, second = (Journal(journal_dir, max_bytes=700) for _ in range(2))
+    seqs = []
+    for n in range(30):
+        seqs.append(first.append("tick", agent="a", n=n, pad="x" * (n % 7) * 20))
+        if n % 3:
+            seqs.append(second.append("tock", agent="b", n=n))
+    assert seqs == list(range(1, len(seqs) + 1))
+    paths = segment_paths(journal_dir)
+    assert len(paths) >= 5
+    assert all(path.stat().st_size < 700 + 400 for path in paths)  # each one rotated in time
+    _assert_chain(list(read_all(journal_dir)))
+    first.close()
+    second.close()
+
+
+def test_segments_are_ordered_by_number_past_six_digits(tmp_path: Path) -> None:
+    assert segment_paths(tmp_path / "missing") == []
+    for name in ("journal.1000000.jsonl", ACTIVE_NAME, "journal.999999.jsonl", "journal.lock",
+                 "journal.12.jsonl", "notes.txt"):
+        (tmp_path / name).touch()
+    assert [p.name for p in segment_paths(tmp_path)] == [
+        "journal.999999.jsonl", "journal.1000000.jsonl", ACTIVE_NAME]
+
+
+def test_the_journal_and_its_lock_are_private_to_their_owner(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=1 << 20)
+    journal.append("tick", agent="a")
+    journal.close()
+    for name in (ACTIVE_NAME, "journal.lock"):
+        assert stat.S_IMODE((journal_dir / name).stat().st_mode) == 0o600, name
+
+
+def test_an_active_file_that_is_a_symbolic_link_is_refused_not_followed(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_bytes(b"")
+    (journal_dir / ACTIVE_NAME).symlink_to(elsewhere)
+
+    with pytest.raises(OSError) as refused:
+        Journal(journal_dir, max_bytes=1 << 20).append("tick", agent="a")
+
+    assert refused.value.errno == errno.ELOOP
+    assert elsewhere.read_bytes() == b""
+
+
+def test_a_line_of_max_line_bytes_is_kept_whole_and_one_byte_more_is_cut(tmp_path: Path) -> None:
+    def line_with(pad_chars: int) -> bytes:
+        record = {"seq": 0, "ts": "2026-12-02T10:00:00.000000Z", "event": "tick", "agent": "a",
+                  "message_id": None, "thread_id": None, "pad": "x" * pad_chars}  # fmt: skip
+        line, _ = format_line(record, Head(7, "0" * 32))
+        return line
+
+    whole = MAX_LINE_BYTES - len(line_with(0))
+    assert len(line_with(whole)) == MAX_LINE_BYTES
+    assert json.loads(line_with(whole))["pad"] == "x" * whole
+
+    cut = json.loads(line_with(whole + 1))
+
+    assert len(line_with(whole + 1)) <= MAX_LINE_BYTES
+    assert cut["truncated"] == {"pad": whole + 1 + 2}  # its JSON size, quotes included
+    assert cut["pad"].startswith("xxx") and cut["pad"].endswith("…")
+    assert (cut["seq"], cut["prev"]) == (8, "0" * 32)
+
+
+def test_a_journal_holding_one_torn_byte_is_recovered_from_its_start(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    (journal_dir / ACTIVE_NAME).write_bytes(b"{")  # the first writer died after one byte
+
+    assert Journal(journal_dir, max_bytes=1 << 20).append("tick", agent="a") == 2
+
+    first, *rest = (journal_dir / ACTIVE_NAME).read_bytes().splitlines(keepends=True)
+    assert first == b"{\n"
+    recovered, tick = (json.loads(line) for line in rest)
+    assert (recovered["event"], recovered["offset"], recovered["bytes"]) == ("recovered", 0, 1)
+    assert (tick["seq"], tick["prev"]) == (2, recovered["hash"])
+
+
+@pytest.mark.parametrize("lines", [1, 2])
+def test_a_line_ending_at_a_read_block_boundary_is_found_whole(tmp_path: Path, lines: int) -> None:
+    """The appender reads back by 64 KiB blocks: here the newline ending the first line is the
+    first byte of the last block (found by the first search of a block, or by the next one)."""
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=1 << 20)
+    for n in range(lines):
+        journal.append("tick", agent="a", n=n)
+    active = journal_dir / ACTIVE_NAME
+    written = active.read_bytes().splitlines(keepends=True)
+    fragment_bytes = 64 * 1024 - 1 - sum(len(line) for line in written[1:])
+    fragment = b'{"seq":9,"pad":"' + b"x" * (fragment_bytes - 16)
+    with open(active, "ab") as f:
+        f.write(fragment)
+
+    assert Journal(journal_dir, max_bytes=1 << 20).append("tock", agent="a") == lines + 2
+
+    recovered = json.loads(active.read_bytes().splitlines()[lines + 1])
+    assert recovered["offset"] == len(b"".join(written))
+    assert recovered["bytes"] == len(fragment)
+    assert recovered["prev"] == json.loads(written[-1])["hash"]
