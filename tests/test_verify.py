@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from agentctl.backends.file.verify import Report, verify_files, verify_workspace
 from agentctl.backends.file.verifychain import record_of
 from agentctl.backends.file.verifyfiles import Expectations, open_folder
+from agentctl.backends.file.verifysplit import split_worth
 from agentctl.backends.file.workspace import Workspace
 from agentctl.model.message import AgentMessage
 from agentctl.protocol.journal import (
@@ -676,3 +677,16 @@ def test_expectations_merged_from_two_runs_equal_one_pass(
         later.track(record)
     first.merge(later.packed)
     assert list(first.packed.items()) == list(whole.packed.items())  # the order too
+
+
+def test_left_to_choose_verify_checks_a_small_journal_in_this_process(tmp_path: Path) -> None:
+    # workers=None: split only when it pays off (a journal over _SPLIT_MIN_BYTES).
+    ws = _workspace(tmp_path / "ws")
+    dead = _dead_letter(ws)
+    assert split_worth(segment_paths(ws.journal_dir)) == 1
+    chosen, one = verify_workspace(ws, workers=None), verify_workspace(ws, workers=1)
+    assert chosen.ok and chosen.to_json() == one.to_json() and chosen.files == 1
+    dead.unlink()
+    assert [str(p) for p in verify_workspace(ws, workers=None).problems] == [
+        f"failing/inbox/dead/{dead.name}: removed: the journal (seq 3) says it is dead"
+    ]
