@@ -360,8 +360,14 @@ def test_a_program_that_cannot_start_is_retried_not_fatal_at_once(tmp_path: Path
                      Workspace(tmp_path / "workspace", fsync=False), clock=clock)
     sup.start()
     try:
-        assert sup.agents["proc"].state is ProcState.BACKOFF
-        assert any("cannot start" in e for e in sup.drain_events())
+        proc = sup.agents["proc"]
+        assert proc.state is ProcState.BACKOFF
+        assert (proc.quick_failures, proc.restart_at) == (1, clock.monotonic() + 0.5)
+        error = "cannot start '/nonexistent/program': no such file or directory: " \
+                "/nonexistent/program"
+        assert sup.drain_events() == [f"proc: {error}"]
+        assert _fields(_journaled(sup)[-1], "error") == {
+            "event": "crashed", "agent": "proc", "error": error}
     finally:
         sup.stop()
 
@@ -668,6 +674,9 @@ def test_an_exit_the_policy_does_not_restart_is_journaled_and_shown_so(
             "event": event, "agent": "proc", "exit": exit_text, "restart": False}
         status = read_status(sup.workspace.status_path("proc"))
         assert status is not None and status.state == state
+        sup.stop()
+        assert sup.agents["proc"].state is ProcState.EXITED  # not stopped: it was not running
+        assert _journaled(sup)[-1]["event"] == event
     finally:
         sup.stop()
 
@@ -809,6 +818,8 @@ def test_a_command_agent_gets_a_status_json_saying_it_runs(tmp_path: Path) -> No
         status = read_status(sup.workspace.status_path("proc"))
         assert status is not None
         assert (status.state, status.pid) == ("running", sup.agents["proc"].pid)
+        ref = ProcessRef.of(sup.agents["proc"].pid)
+        assert ref is not None and status.pid_start_ticks == ref.start_ticks
         assert stat.S_IMODE(sup.workspace.log_path("proc").stat().st_mode) == 0o600  # its log
     finally:
         sup.stop()
