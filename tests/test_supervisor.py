@@ -836,3 +836,18 @@ def test_run_agent_starts_only_the_agents_named(tmp_path: Path) -> None:
     sup = Supervisor(roster, Workspace(tmp_path / "workspace", fsync=False), agents=["two"],
                      clock=FakeClock())
     assert list(sup.agents) == ["two"] and sup.only == ["two"]
+
+
+def test_stop_gives_an_agent_its_grace_period_to_finish_on_sigterm(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path, "trap 'sleep 0.1; exit 7' TERM; sleep 300 & wait", "always",
+                      FakeClock(), grace_s=10)
+    sup.clock = SYSTEM_CLOCK  # the grace period is real time here
+    sup.start()
+    pid = sup.agents["proc"].pid
+    wait_until(lambda: Path(f"/proc/{pid}/task/{pid}/children").read_text().strip())
+
+    sup.stop()
+
+    assert sup.agents["proc"].popen.returncode == 7  # finished, not killed
+    assert [r["event"] for r in _journaled(sup)] == ["started", "stopped"]
+    assert _journaled(sup)[-1]["exit"] == "exit 7"
