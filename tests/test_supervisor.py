@@ -368,6 +368,8 @@ def test_a_program_that_cannot_start_is_retried_not_fatal_at_once(tmp_path: Path
         assert sup.drain_events() == [f"proc: {error}"]
         assert _fields(_journaled(sup)[-1], "error") == {
             "event": "crashed", "agent": "proc", "error": error}
+        sup.stop()
+        assert proc.state is ProcState.STOPPED  # no restart pending any more
     finally:
         sup.stop()
 
@@ -386,6 +388,7 @@ def test_the_supervisor_lock_is_exclusive(tmp_path: Path) -> None:
         assert (record["pid"], record["config"]) == (os.getpid(), str(tmp_path / "agents.yaml"))
     finally:
         first.stop()
+    assert not (first.workspace.control_dir / "supervisor.json").exists()  # released
 
 
 def test_a_supervisor_that_has_not_taken_the_lock_answers_no_request(tmp_path: Path) -> None:
@@ -850,4 +853,4 @@ def test_stop_gives_an_agent_its_grace_period_to_finish_on_sigterm(tmp_path: Pat
 
     assert sup.agents["proc"].popen.returncode == 7  # finished, not killed
     assert [r["event"] for r in _journaled(sup)] == ["started", "stopped"]
-    assert _journaled(sup)[-1]["exit"] == "exit 7"
+    assert (_journaled(sup)[-1]["agent"], _journaled(sup)[-1]["exit"]) == ("proc", "exit 7")
