@@ -360,8 +360,16 @@ def test_a_program_that_cannot_start_is_retried_not_fatal_at_once(tmp_path: Path
                      Workspace(tmp_path / "workspace", fsync=False), clock=clock)
     sup.start()
     try:
-        assert sup.agents["proc"].state is ProcState.BACKOFF
-        assert any("cannot start" in e for e in sup.drain_events())
+        proc = sup.agents["proc"]
+        assert proc.state is ProcState.BACKOFF
+        assert (proc.quick_failures, proc.restart_at) == (1, clock.monotonic() + 0.5)
+        error = "cannot start '/nonexistent/program': no such file or directory: " \
+                "/nonexistent/program"
+        assert sup.drain_events() == [f"proc: {error}"]
+        assert _fields(_journaled(sup)[-1], "error") == {
+            "event": "crashed", "agent": "proc", "error": error}
+        sup.stop()
+        assert proc.state is ProcState.STOPPED  # no restart pending any more
     finally:
         sup.stop()
 
@@ -380,6 +388,7 @@ def test_the_supervisor_lock_is_exclusive(tmp_path: Path) -> None:
         assert (record["pid"], record["config"]) == (os.getpid(), str(tmp_path / "agents.yaml"))
     finally:
         first.stop()
+    assert not (first.workspace.control_dir / "supervisor.json").exists()  # released
 
 
 def test_a_supervisor_that_has_not_taken_the_lock_answers_no_request(tmp_path: Path) -> None:
@@ -668,6 +677,9 @@ def test_an_exit_the_policy_does_not_restart_is_journaled_and_shown_so(
             "event": event, "agent": "proc", "exit": exit_text, "restart": False}
         status = read_status(sup.workspace.status_path("proc"))
         assert status is not None and status.state == state
+        sup.stop()
+        assert sup.agents["proc"].state is ProcState.EXITED  # not stopped: it was not running
+        assert _journaled(sup)[-1]["event"] == event
     finally:
         sup.stop()
 
@@ -809,6 +821,8 @@ def test_a_command_agent_gets_a_status_json_saying_it_runs(tmp_path: Path) -> No
         status = read_status(sup.workspace.status_path("proc"))
         assert status is not None
         assert (status.state, status.pid) == ("running", sup.agents["proc"].pid)
+        ref = ProcessRef.of(sup.agents["proc"].pid)
+        assert ref is not None and status.pid_start_ticks == ref.start_ticks
         assert stat.S_IMODE(sup.workspace.log_path("proc").stat().st_mode) == 0o600  # its log
     finally:
         sup.stop()
@@ -825,3 +839,18 @@ def test_run_agent_starts_only_the_agents_named(tmp_path: Path) -> None:
     sup = Supervisor(roster, Workspace(tmp_path / "workspace", fsync=False), agents=["two"],
                      clock=FakeClock())
     assert list(sup.agents) == ["two"] and sup.only == ["two"]
+
+
+def test_stop_gives_an_agent_its_grace_period_to_finish_on_sigterm(tmp_path: Path) -> None:
+    sup = _supervisor(tmp_path, "trap 'sleep 0.1; exit 7' TERM; sleep 300 & wait", "always",
+                      FakeClock(), grace_s=10)
+    sup.clock = SYSTEM_CLOCK  # the grace period is real time here
+    sup.start()
+    pid = sup.agents["proc"].pid
+    wait_until(lambda: Path(f"/proc/{pid}/task/{pid}/children").read_text().strip())
+
+    sup.stop()
+
+    assert sup.agents["proc"].popen.returncode == 7  # finished, not killed
+    assert [r["event"] for r in _journaled(sup)] == ["started", "stopped"]
+    assert (_journaled(sup)[-1]["agent"], _journaled(sup)[-1]["exit"]) == ("proc", "exit 7")
