@@ -42,15 +42,22 @@ def main(argv: list[str]) -> int:
     if not counts:
         print("no results in mutants/: run `make mutate` first", file=sys.stderr)
         return 1
+    total: Counter[str] = Counter()
     for module, counter in counts.items():
         if not any(module.startswith(prefix) for prefix in prefixes):
             continue
-        checked = sum(n for status, n in counter.items() if status != "not checked")
-        caught = sum(counter[status] for status in set(CAUGHT.values()))
-        score = f"{100 * caught / checked:5.1f} %" if checked else "    - "
-        details = ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
-        print(f"{module:40} {score}  ({details})")
+        total += counter
+        print(_line(module, counter))
+    print(_line("all of the above", total))
     return 0
+
+
+def _line(name: str, counter: Counter[str]) -> str:
+    checked = sum(n for status, n in counter.items() if status != "not checked")
+    caught = sum(counter[status] for status in set(CAUGHT.values()))
+    score = f"{100 * caught / checked:5.1f} %" if checked else "    - "
+    details = ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
+    return f"{name:40} {score}  ({details})"
 
 
 if __name__ == "__main__":
