@@ -637,6 +637,27 @@ def test_a_run_flag_counts_in_its_verdict_and_outcome() -> None:
     assert _run(["pass"], flags=[{"by": "person"}], status="halted").verdict() is Verdict.HALT
 
 
+def test_a_runs_summary_and_details_say_where_it_stands() -> None:
+    # `pipeline list --json` / the MCP tool `pipeline_runs` (summary) and `pipeline show --json`
+    # (details): the run file's state, each field from its own source.
+    run = _run(["pass", "flag", None], flags=[{"by": "budget"}], status="running", current=2,
+               reason="over time", started_at="2026-12-02T07:00:00.000000Z")  # fmt: skip
+    assert run.summary() == {
+        "run": "r1", "pipeline": "review", "status": "running", "stage": 2, "stages": 3,
+        "verdict": "flag", "flags": 1, "started_at": "2026-12-02T07:00:00.000000Z",
+        "finished_at": None, "reason": "over time",
+    }  # fmt: skip
+    run.finished_at, run.status = "2026-12-02T07:01:00.000000Z", "done"
+    details = run.details()
+    assert {k: v for k, v in details.items() if k not in run.outcome()} == {
+        "status": "done", "current_stage": 2, "started_at": "2026-12-02T07:00:00.000000Z",
+        "finished_at": "2026-12-02T07:01:00.000000Z",
+    }  # fmt: skip
+    assert details["outcome"] == "done" and details["run"] == "r1"
+    assert [stage["verdict"] for stage in details["stages"]] == ["pass", "flag", None]
+    assert run.summary()["finished_at"] == "2026-12-02T07:01:00.000000Z"
+
+
 VERDICTS = st.sampled_from(list(Verdict))
 
 
