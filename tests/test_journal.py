@@ -1154,6 +1154,34 @@ def test_an_active_file_that_is_a_symbolic_link_is_refused_not_followed(tmp_path
     assert elsewhere.read_bytes() == b""
 
 
+def test_an_active_file_that_cannot_be_opened_leaves_no_descriptor_to_close_twice(
+    tmp_path: Path,
+) -> None:
+    # Given: an appender that has the active file open, then finds it gone and cannot open the
+    # new one (a dangling symbolic link in its place)
+    journal_dir = tmp_path / "journal"
+    journal = Journal(journal_dir, max_bytes=1 << 20)
+    journal.append("tick", agent="a")
+    (journal_dir / ACTIVE_NAME).rename(tmp_path / "moved.jsonl")
+    (journal_dir / ACTIVE_NAME).symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OSError):
+        journal.append("tick", agent="a")
+    (journal_dir / ACTIVE_NAME).unlink()
+    # When: the process opens another file (it gets the lowest free descriptor: the one the
+    # journal closed) and the journal appends again
+    other = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT)
+    try:
+        journal.append("tock", agent="a")
+        # Then: the other file's descriptor is still its own (not closed, nor reused by the
+        # journal for its new active file)
+        assert os.fstat(other).st_ino == (tmp_path / "other").stat().st_ino
+    finally:
+        journal.close()
+        os.close(other)
+    assert [json.loads(line)["event"] for line in
+            (journal_dir / ACTIVE_NAME).read_bytes().splitlines()] == ["tock"]  # fmt: skip
+
+
 def test_a_line_of_max_line_bytes_is_kept_whole_and_one_byte_more_is_cut(tmp_path: Path) -> None:
     def line_with(pad_chars: int) -> bytes:
         record = {"seq": 0, "ts": "2026-12-02T10:00:00.000000Z", "event": "tick", "agent": "a",

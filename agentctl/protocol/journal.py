@@ -179,7 +179,10 @@ class Journal:
         if self._fd is not None and st is not None and st.st_ino == self._ino:
             return self._fd, st.st_size
         if self._fd is not None:
-            os.close(self._fd)
+            # Forgotten before closing: if the open below fails, the next call must not close
+            # this number again (by then it may be another file's descriptor).
+            fd, self._fd = self._fd, None
+            os.close(fd)
         # Read-write so that _head can pread the last line through the same descriptor.
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         self._fd = os.open(path, flags, FILE_MODE)
