@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -126,3 +127,78 @@ class Judge(BaseAgent):
         asks = "escalate" in str(task.get("content"))
         return {"verdict": "escalate" if asks else "pass", "reason": "a person must look"}
 """
+
+
+# -- a small real disk, for the tests of a full or read-only one -----------------------------
+
+
+def _mounted(disk: Path, mount_args: list[str], what: str) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip(f"mounting {what} needs root")
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", *mount_args, str(disk)], capture_output=True, text=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount {what} here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield disk
+    finally:
+        # Lazy: a process the test could not stop must not leave the mount behind.
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted inside tmp_path, unmounted at the end."""
+    yield from _mounted(tmp_path / "disk", ["-t", "tmpfs", "-o", "size=2m", "tmpfs"], "a tmpfs")
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the disk refuses more; return it."""
+    ballast = disk / "ballast"
+    chunk = b"\0" * 65536
+    with open(ballast, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    for size in (4096, 1):  # the last partial page too
+        try:
+            with open(ballast, "ab", buffering=0) as f:
+                while True:
+                    f.write(b"\0" * size)
+        except OSError:
+            pass
+    return ballast
+
+
+@pytest.fixture
+def small_ext4(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB ext4 of 1 KiB blocks on a loop device: once full, a directory whose last block
+    is full cannot grow, so even a link into it is refused (tmpfs always takes a link)."""
+    image = tmp_path / "ext4.img"
+    with open(image, "wb") as f:
+        f.truncate(4 << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "1024", "-m", "0", "-O", "^has_journal",
+                           str(image)], capture_output=True, text=True, check=False)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot make an ext4 here: {made.stderr.strip() or made.returncode}")
+    yield from _mounted(tmp_path / "ext4", ["-o", "loop", str(image)], "a loop device")
+
+
+def fill_directory(directory: Path, anchor: Path) -> list[Path]:
+    """On a full disk, add hidden links to `anchor` in `directory` until it takes no new name
+    at all (long names first, then the shortest); return them, for the test to remove."""
+    added: list[Path] = []
+    for width in (60, 1):
+        while True:
+            link = directory / f".{len(added):0{width}d}"
+            try:
+                os.link(anchor, link)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                break
+            added.append(link)
+    return added

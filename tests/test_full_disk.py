@@ -1,21 +1,17 @@
 """A full disk: the team waits it out and resumes by itself; commands say so in one line.
 
-Run on a small real tmpfs (needs root to mount one): the disk fills for real, every writer
-meets a real ENOSPC, and freeing space is deleting the ballast file.
+Run on a small real tmpfs (needs root to mount one; `small_disk` in conftest.py): the disk fills
+for real, every writer meets a real ENOSPC, and freeing space is deleting the ballast file.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import subprocess
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from agentctl.audit.overview import collect_overview
 from agentctl.backends.file.workspace import Workspace
@@ -26,7 +22,7 @@ from agentctl.model.message import AgentMessage
 from agentctl.protocol.proc import ProcessRef
 from agentctl.protocol.status import AgentState, AgentStatus, write_status
 from agentctl.runtime.supervisor import ProcState, Supervisor
-from tests.conftest import run_cli, wait_until, write_roster
+from tests.conftest import fill, run_cli, wait_until, write_roster
 
 # A handler that holds its message until the test opens the gate (a file outside the small
 # disk): the test fills the disk while the message is in hand, so the reply cannot be written.
@@ -44,46 +40,6 @@ GATED_AGENT = textwrap.dedent("""
                 await asyncio.sleep(0.02)
             return {"done": task["content"], "attempt": context["attempt"]}
 """)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs mounted inside tmp_path, unmounted at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
-        capture_output=True, text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
-        yield disk
-    finally:
-        # Lazy: a process the test could not stop must not leave the mount behind.
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write a ballast file until the disk refuses more; return it."""
-    ballast = disk / "ballast"
-    chunk = b"\0" * 65536
-    with open(ballast, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(chunk)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    for size in (4096, 1):  # the last partial page too
-        try:
-            with open(ballast, "ab", buffering=0) as f:
-                while True:
-                    f.write(b"\0" * size)
-        except OSError:
-            pass
-    return ballast
 
 
 def _status(ws: Path, names: tuple[str, ...] | list[str] = ("gated", "echo")) -> dict[str, dict]:

@@ -436,19 +436,30 @@ class Flaky(BaseAgent):
 class InProcess:
     """One worker for agent `flaky`, in this process, on a fake clock."""
 
-    def __init__(self, tmp_path: Path, max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        max_attempts: int = 3,
+        *,
+        agent: str = "tests.test_worker:Flaky",
+        workspace: Path | None = None,
+        opened: bool = True,
+        **worker: Any,
+    ) -> None:
         write_roster(tmp_path, f"""\
             - name: flaky
-              python: tests.test_worker:Flaky
+              python: {agent}
               max_attempts: {max_attempts}
               retry: {{backoff_s: 10, factor: 2, max_s: 100}}
-        """)
+        """, workspace=workspace or tmp_path / "workspace")  # fmt: skip
         roster = load_roster(tmp_path / "agents.yaml")
         self.ws, spec, self.clock = open_workspace(roster), roster.agent("flaky"), FakeClock()
         handler = build_handler(spec, max_output_bytes=roster.max_message_bytes,
                                 withheld_env=roster.withheld_env())  # fmt: skip
-        self.worker = Worker(self.ws, spec, handler, poll_interval_s=0.5, clock=self.clock)
-        self.worker.inbox.open()
+        self.worker = Worker(self.ws, spec, handler, poll_interval_s=0.5, clock=self.clock,
+                             **worker)  # fmt: skip
+        if opened:  # else run() opens it
+            self.worker.inbox.open()
         self.root = tmp_path
 
     def send(self, content: str, **fields: Any) -> AgentMessage:
@@ -462,7 +473,7 @@ class InProcess:
         return [r for r in records if not kinds or r["event"] in kinds]
 
     def inbox(self, sub: str, agent: str = "flaky") -> list[str]:
-        return _inbox(self.root, agent, sub)
+        return [n for n in _files(self.ws.root / agent / "inbox" / sub) if not n.startswith(".")]
 
     def message(self, sub: str, name: str, agent: str = "flaky") -> AgentMessage:
         return parse_message((self.ws.root / agent / "inbox" / sub / name).read_bytes())

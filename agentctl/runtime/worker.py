@@ -151,6 +151,9 @@ class Worker:
                 continue
             if self.stopping.is_set():
                 return
+            # A claim the disk refused is over once a pass goes through, even one that found
+            # nothing to claim (then no write of a settlement says so).
+            self.writes.recovered()
             if not claimed:
                 self._idle()
                 self.inbox.wait(self.poll_interval_s)
@@ -191,23 +194,29 @@ class Worker:
 
     def _on_overrun(self, delivery: Delivery, message: AgentMessage, limit_s: float) -> None:
         # Runs on the guard's thread while the handler still holds the main thread: the only
-        # way out of a handler that cannot be interrupted is a fresh process. Say why on disk
-        # first, so the next worker fails the message as a timeout rather than a crash.
+        # way out of a handler that cannot be interrupted is a fresh process.
+        try:
+            self._leave_overrun_note(delivery, message, limit_s)
+        finally:
+            logging.shutdown()
+            os._exit(WORKER_RESTART_EXIT_CODE)
+
+    def _leave_overrun_note(
+        self, delivery: Delivery, message: AgentMessage, limit_s: float
+    ) -> None:
+        # Said on disk before the process ends, so that the next worker fails the message as a
+        # timeout rather than as a crash.
         error = (
             f"timed out after {self._timeout_s(message):g} s (still running {limit_s:g} s "
             "later, so the worker was restarted)"
         )
         log.error("%s: %s", message.id, error)
-        try:
-            write_note(
-                self.workspace.agent_dir(self.spec.name),
-                file=delivery.key,
-                message_id=message.id,
-                error=error,
-            )
-        finally:
-            logging.shutdown()
-            os._exit(WORKER_RESTART_EXIT_CODE)
+        write_note(
+            self.workspace.agent_dir(self.spec.name),
+            file=delivery.key,
+            message_id=message.id,
+            error=error,
+        )
 
     # -- one message ---------------------------------------------------------------------
 
