@@ -43,7 +43,7 @@ def tail(
     import threading
 
     from agentctl.audit.history import event_filter
-    from agentctl.cli.options import keywords_of, open_light, opened_backend
+    from agentctl.cli.options import keywords_of, open_light, opened_backend, ready_for_ctrl_c
 
     _, names = open_light(config, workspace)
     keep = event_filter(agent=agent, thread=thread, kinds=keywords_of(kind), agents=names)
@@ -54,6 +54,7 @@ def tail(
             show(record, None)
         if not follow:
             return
+        ready_for_ctrl_c("agentctl.protocol.watcher")
         try:
             for record in backend.follow_events(keep, stop, on_damaged=_damaged):
                 show(record, None)

@@ -21,7 +21,7 @@ def logs(
     """Show an agent's log (its stdout and stderr); with -f, follow it."""
     import threading
 
-    from agentctl.cli.options import open_light
+    from agentctl.cli.options import open_light, ready_for_ctrl_c
     from agentctl.model.errors import ConfigError
     from agentctl.model.names import validate_agent_name
     from agentctl.protocol.agentlog import follow_log, last_lines
@@ -39,6 +39,7 @@ def logs(
         return
     print(end="", flush=True)
     stop = threading.Event()
+    ready_for_ctrl_c("agentctl.protocol.watcher")
     try:
         for line in follow_log(path, stop=stop):
             print(line, flush=True)

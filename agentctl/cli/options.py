@@ -183,3 +183,17 @@ def read_content(content: str, *, as_text: bool) -> Any:
         raise AgentctlError(
             f"CONTENT looks like JSON but is not ({exc}); use --text to send it as a string"
         ) from None
+
+
+def ready_for_ctrl_c(*modules: str) -> None:
+    """Import now what a wait that Ctrl-C ends would import at its start.
+
+    A KeyboardInterrupt that lands while an import runs generated code (a dataclass's
+    `__init__` is built by exec) marks CPython to end the process by SIGINT at exit, even though
+    the command caught it: `send --wait` died by the signal instead of exiting 130 in 1 run of
+    5 when Ctrl-C came right after its note, and `tail -f` would not exit 0.
+    """
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)

@@ -13,6 +13,7 @@ from agentctl.cli.options import (
     KeywordsOpt,
     WorkspaceOpt,
     positive_seconds,
+    ready_for_ctrl_c,
 )
 from agentctl.model.actor import cli_actor
 from agentctl.model.priority import Priority
@@ -115,6 +116,7 @@ def wait_and_print(
     from agentctl.cli.render import print_note, print_replies
     from agentctl.flow.send import await_replies
 
+    ready_for_ctrl_c("agentctl.flow.diagnose", "agentctl.protocol.watcher")
     try:  # from the first moment the message is ours to wait for
         _note_waiting(result)
         replies = await_replies(backend, result, timeout_s=timeout_s)

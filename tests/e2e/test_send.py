@@ -72,9 +72,9 @@ def test_ctrl_c_while_waiting_says_how_to_get_the_reply_later(tmp_path: Path) ->
     err = stderr.read_text()
     # Then it exits 130 and names the message and the command that shows its reply
     message_id = sent[0]["id"]
-    # 130, or killed by the SIGINT itself (seen once in CI after the note was printed): a shell
-    # reports both as 130.
-    assert proc.returncode in (130, -signal.SIGINT), (out, err)
+    # 130, not death by the SIGINT: that is what CPython does at exit when a KeyboardInterrupt
+    # landed in an import's generated code, even if caught (cli/options.ready_for_ctrl_c).
+    assert proc.returncode == 130, (out, err)
     assert message_id in err and f"agentctl replay {message_id}" in err, err
     assert "Traceback" not in err
 
