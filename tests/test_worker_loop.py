@@ -4,7 +4,8 @@ connection, a halted workspace, a disk that refuses writes, and a handler past i
 test_worker.py's real worker processes prove these end to end; here the same Worker runs in a
 thread of the test's own process, on a fake clock, so that mutation testing (which cannot see
 inside a child process) reaches the loop too (issue 20). The disk's refusals are real: a small
-tmpfs, filled or remounted read-only, as in test_full_disk.py.
+tmpfs filled up (as in test_full_disk.py), and a small ext4 whose full directory refuses even a
+link (what a claim is).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ class Running:
     def status(self) -> Any:
         return self.worker.reporter.snapshot()
 
-    def on_disk(self) -> Any:
+    def status_file(self) -> Any:
         return read_status(self.team.ws.status_path("flaky"))
 
     def stop(self) -> int:
@@ -132,7 +133,7 @@ def test_a_worker_recovers_first_then_answers_what_arrives_and_stops_saying_so(
     [failed] = team.events("failed")
     assert failed["message_id"] == left.id and failed["error_kind"] == "interrupted"
     assert team.message("new", left.file_name).attempt == 1  # retried after its backoff
-    on_disk = wait_until(loop.on_disk)
+    on_disk = wait_until(loop.status_file)
     assert (on_disk.agent, on_disk.replica, on_disk.stuck_after_s) == ("flaky", 0, 7.5)
     assert on_disk.pid == os.getpid()
 
@@ -327,8 +328,22 @@ def test_a_handler_past_its_grace_ends_the_process_for_a_restart(team: InProcess
 # -- a disk that refuses writes --------------------------------------------------------------
 
 
-def _on_disk(tmp_path: Path, disk: Path, agent: str = "tests.test_worker:Flaky") -> Running:
-    return Running(InProcess(tmp_path, agent=agent, workspace=disk / "workspace", opened=False))
+@pytest.fixture
+def on_disk(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Makes a worker whose workspace is on the given disk; stops it, if a test did not, before
+    the disk is unmounted (fixtures end in the reverse order of the test's arguments)."""
+    made: list[Running] = []
+
+    def make(disk: Path, agent: str = "tests.test_worker:Flaky") -> Running:
+        team = InProcess(tmp_path, agent=agent, workspace=disk / "workspace", opened=False)
+        made.append(Running(team))
+        return made[-1]
+
+    yield make
+    GATE.set()
+    for running in made:
+        if running.thread.is_alive():
+            running.stop()
 
 
 def _held(loop: Running) -> AgentMessage:
@@ -343,9 +358,9 @@ GATED = "tests.test_worker_loop:Gated"
 
 
 def test_a_claim_the_full_disk_refuses_is_waited_out_and_the_status_clears_after(
-    tmp_path: Path, small_ext4: Path
+    small_ext4: Path, on_disk: Callable[..., Running]
 ) -> None:
-    loop = _on_disk(tmp_path, small_ext4)
+    loop = on_disk(small_ext4)
     team = loop.team
     request = team.send("later", headers={"not_before": iso_after(5, team.clock.now())})
     (anchor := small_ext4 / "anchor").touch()
@@ -371,9 +386,9 @@ def test_a_claim_the_full_disk_refuses_is_waited_out_and_the_status_clears_after
 
 
 def test_stopping_while_the_reply_cannot_be_written_puts_the_message_back_uncounted(
-    tmp_path: Path, small_disk: Path, gate: threading.Event
+    small_disk: Path, on_disk: Callable[..., Running], gate: threading.Event
 ) -> None:
-    loop = _on_disk(tmp_path, small_disk, GATED)
+    loop = on_disk(small_disk, GATED)
     team, request = loop.team, _held(loop)
     ballast = fill(small_disk)
     gate.set()  # the reply cannot be written: the worker waits for space
@@ -388,9 +403,9 @@ def test_stopping_while_the_reply_cannot_be_written_puts_the_message_back_uncoun
 
 
 def test_stopping_when_not_even_the_way_back_can_be_written_leaves_it_for_recovery(
-    tmp_path: Path, small_ext4: Path, gate: threading.Event
+    small_ext4: Path, on_disk: Callable[..., Running], gate: threading.Event
 ) -> None:
-    loop = _on_disk(tmp_path, small_ext4, GATED)
+    loop = on_disk(small_ext4, GATED)
     (anchor := small_ext4 / "anchor").touch()
     team, request = loop.team, _held(loop)
     fill(small_ext4)
@@ -403,9 +418,9 @@ def test_stopping_when_not_even_the_way_back_can_be_written_leaves_it_for_recove
 
 
 def test_stopping_while_recovery_cannot_write_leaves_the_interrupted_message_in_hand(
-    tmp_path: Path, small_disk: Path
+    small_disk: Path, on_disk: Callable[..., Running]
 ) -> None:
-    loop = _on_disk(tmp_path, small_disk)
+    loop = on_disk(small_disk)
     team = loop.team
     left = _leave_in_processing(team, "left behind")
     fill(small_disk)  # the `claimed` event of the recovery cannot be written
