@@ -167,25 +167,44 @@ def test_a_retry_comes_due_at_the_next_poll_with_no_file_event(loop: Running) ->
     assert loop.stop() == 0
 
 
-def test_a_worker_that_starts_disconnected_says_so_until_connected(
-    loop: Running, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("connected", [True, False])
+def test_ready_the_loop_says_idle_or_disconnected_and_waits_a_poll_when_nothing_is_due(
+    loop: Running, monkeypatch: pytest.MonkeyPatch, connected: bool
 ) -> None:
     worker = loop.worker
-    worker._on_connection(False)  # what the NATS transport calls while it reconnects
+    worker._on_connection(connected)  # what the NATS transport calls while it reconnects
     first_claim: list[Any] = []
-    real_claim = worker.inbox.claim
+    waits: list[float] = []
+    real_claim, real_wait = worker.inbox.claim, worker.inbox.wait
 
     def claim(may_claim: Any) -> Any:
         first_claim.append(loop.status().state)
         return real_claim(may_claim)
 
+    def wait(timeout_s: float) -> None:
+        waits.append(timeout_s)
+        real_wait(timeout_s)
+
     monkeypatch.setattr(worker.inbox, "claim", claim)
+    monkeypatch.setattr(worker.inbox, "wait", wait)
     loop.start()
-    wait_until(lambda: first_claim)
-    assert first_claim[0] == AgentState.DISCONNECTED  # ready, but not connected
+    wait_until(lambda: waits)
+    # Ready before the first claim, saying whether it is connected; then, nothing being due,
+    # it waits for a wake-up or the poll interval rather than listing new/ again at once.
+    assert first_claim[0] == (AgentState.IDLE if connected else AgentState.DISCONNECTED)
+    assert waits[0] == 0.5
     worker._on_connection(True)
     assert loop.status().state == AgentState.IDLE
     assert loop.stop() == 0
+
+
+def test_a_replica_reports_in_its_own_status_file(tmp_path: Path) -> None:
+    team = InProcess(tmp_path, replica=2)
+    try:
+        assert team.worker.reporter.path == team.ws.status_path("flaky", 2)
+        assert team.worker.reporter.snapshot().replica == 2
+    finally:
+        team.close()
 
 
 # -- connection, halt ------------------------------------------------------------------------
@@ -309,8 +328,8 @@ def test_a_handler_past_its_grace_ends_the_process_for_a_restart(team: InProcess
         try:
             worker = Worker(team.ws, team.worker.spec, team.worker.handler,
                             poll_interval_s=0.5, clock=team.clock)  # fmt: skip
-            worker.overrun.arm(2.0, delivery, message)
-            team.clock.advance(2.0)  # the guard looks 4 times a second
+            worker.overrun.arm(600.0, delivery, message)
+            team.clock.advance(600.0)  # on the worker's clock; the guard looks 4 times a second
             time.sleep(30)
         finally:
             os._exit(1)
@@ -322,7 +341,7 @@ def test_a_handler_past_its_grace_ends_the_process_for_a_restart(team: InProcess
         os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(ended[1]) == WORKER_RESTART_EXIT_CODE
     note = json.loads((team.ws.agent_dir("flaky") / "interrupted.json").read_bytes())
-    assert note["message_id"] == request.id and "still running 2 s later" in note["error"]
+    assert note["message_id"] == request.id and "still running 600 s later" in note["error"]
 
 
 # -- a disk that refuses writes --------------------------------------------------------------
@@ -393,6 +412,7 @@ def test_stopping_while_the_reply_cannot_be_written_puts_the_message_back_uncoun
     ballast = fill(small_disk)
     gate.set()  # the reply cannot be written: the worker waits for space
     wait_until(lambda: loop.status().write_error)
+    assert not team.worker.overrun.armed  # waiting for space is not the handler overrunning
 
     assert loop.stop() == 0
     ballast.unlink()

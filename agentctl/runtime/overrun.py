@@ -50,6 +50,11 @@ class OverrunGuard:
         """Start the clock for one handler call."""
         self._armed = (self._clock.monotonic() + limit_s, limit_s, delivery, message)
 
+    @property
+    def armed(self) -> bool:
+        """Whether a handler call is being timed."""
+        return self._armed is not None
+
     def disarm(self) -> None:
         """The handler returned (or raised) in time."""
         self._armed = None

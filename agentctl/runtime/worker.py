@@ -72,7 +72,6 @@ class Worker:
         self.spec = spec
         self.handler = handler
         self.poll_interval_s = poll_interval_s
-        self.replica = replica
         self.workspace.ensure_agent(spec.name)  # logs, status and notes live here on any transport
         self.inbox = transport.inbox(spec, poll_interval_s=poll_interval_s, clock=clock)
         self.stopping = threading.Event()
