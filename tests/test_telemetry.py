@@ -283,3 +283,20 @@ def test_the_export_thread_yields_to_the_workers(tmp_path: Path) -> None:
         wait_until(lambda: os.getpriority(os.PRIO_PROCESS, tid) == min(own + EXPORT_NICENESS, 19))
     finally:
         live.stopping.set()
+
+
+def test_the_spans_resource_follows_otel_service_name_and_resource_attributes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = [ev("sent", "user", to="worker")]
+    [default] = readable_spans(spans_of(records))
+    assert default.resource.attributes["service.name"] == "agentctl"
+
+    # The resource is made once per setting, and a changed setting is a new one.
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "ci-agents")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci")
+    [named] = readable_spans(spans_of(records))
+    assert named.resource.attributes["service.name"] == "ci-agents"
+    assert named.resource.attributes["deployment.environment"] == "ci"
+    [again] = readable_spans(spans_of(records))
+    assert again.resource is named.resource

@@ -163,6 +163,7 @@ def start_live_export(
         say(f"tracing off: {exc}")
         return None
     route_sdk_log(watch)
+    readable_spans([])  # makes the resource now, on this thread (see otlp._resource)
     live = LiveExport(backend, batch_processor(watch), team=team, watch=watch)
     live.start()
     say(f"tracing: spans go to {url}")

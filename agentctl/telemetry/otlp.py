@@ -7,6 +7,7 @@ an export is asked for. Writing a file needs no SDK (OTLP JSON is plain data), s
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import UTC, datetime, timedelta
@@ -135,10 +136,20 @@ def _service_name() -> str:
 # -- the SDK ------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _resource(service_name: str, resource_attributes: str) -> Any:
+    # Made once per name and OTEL_RESOURCE_ATTRIBUTES (which the SDK reads): Resource.create
+    # runs the resource detectors on a thread pool, ~370 us a call, which the live export paid
+    # on every journal event; and a pool started from the export thread while the supervisor
+    # forks a worker could fail with "release unlocked lock" (seen once under load).
+    _, _, resources, _ = _sdk()
+    return resources.Resource.create({"service.name": service_name})
+
+
 def readable_spans(spans: Sequence[SpanRecord]) -> list[ReadableSpan]:
     """The SDK's form of `spans`, with our ids and times (MissingExtraError without the SDK)."""
-    trace_api, sdk_trace, resources, scope_cls = _sdk()
-    resource = resources.Resource.create({"service.name": _service_name()})
+    trace_api, sdk_trace, _, scope_cls = _sdk()
+    resource = _resource(_service_name(), os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     scope = scope_cls(SCOPE_NAME)
     kinds = {
         SpanKind.INTERNAL: trace_api.SpanKind.INTERNAL,
