@@ -108,6 +108,7 @@ def _from_proto(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:
                     "events": [e.name for e in span.events],
                     "error": span.status.code == 2,
                     "service": service.get("service.name"),
+                    "links": [(k.trace_id.hex(), k.span_id.hex()) for k in span.links],
                 })  # fmt: skip
     return spans
 
@@ -143,6 +144,7 @@ def _from_json(request: dict[str, Any]) -> list[dict[str, Any]]:
                     "events": [e["name"] for e in span.get("events", [])],
                     "error": span.get("status", {}).get("code") == 2,
                     "service": service.get("service.name"),
+                    "links": [(k["traceId"], k["spanId"]) for k in span.get("links", [])],
                 })  # fmt: skip
     return spans
 

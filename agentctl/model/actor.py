@@ -13,10 +13,18 @@ class Actor:
 
     by: str
     client: str | None = None
+    # The W3C `traceparent` of the work it acted within (a CI job's TRACEPARENT): a `send`
+    # span links to it. agentctl's trace ids stay its own (model/tracecontext.py).
+    context: str | None = None
 
     def fields(self) -> dict[str, str]:
         """The fields journaled with the action."""
-        return {"by": self.by, **({"client": self.client} if self.client else {})}
+        fields = {"by": self.by}
+        if self.client:
+            fields["client"] = self.client
+        if self.context:
+            fields["link"] = self.context
+        return fields
 
     @property
     def label(self) -> str:
@@ -27,10 +35,16 @@ class Actor:
 
 
 def cli_actor() -> Actor:
-    """The person at this terminal."""
+    """The person at this terminal, within the trace in `TRACEPARENT` if a valid one is set
+    (as OpenTelemetry's environment carrier has it; an invalid one is ignored, as W3C says)."""
     import getpass  # only acting needs it: `status` starts fast without it
+    import os
 
+    from agentctl.model.tracecontext import TRACEPARENT_ENV, parse_traceparent
+
+    outside = parse_traceparent(os.environ.get(TRACEPARENT_ENV))
+    context = outside.format() if outside else None
     try:
-        return Actor("cli", getpass.getuser())
+        return Actor("cli", getpass.getuser(), context)
     except (KeyError, OSError):
-        return Actor("cli")
+        return Actor("cli", context=context)

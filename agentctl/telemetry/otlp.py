@@ -93,6 +93,8 @@ def _json_span(span: SpanRecord) -> dict[str, Any]:
     }
     if span.parent_id:
         data["parentSpanId"] = span.parent_id
+    if span.links:
+        data["links"] = [{"traceId": trace, "spanId": other} for trace, other in span.links]
     return data
 
 
@@ -184,6 +186,10 @@ def readable_spans(spans: Sequence[SpanRecord]) -> list[ReadableSpan]:
                 ],
                 kind=kinds[span.kind],
                 status=status,
+                links=[
+                    trace_api.Link(trace_api.SpanContext(int(t, 16), int(o, 16), True, sampled))
+                    for t, o in span.links
+                ],
                 start_time=unix_ns(span.start),
                 end_time=unix_ns(span.end),
                 instrumentation_scope=scope,

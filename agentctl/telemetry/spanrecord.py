@@ -39,3 +39,4 @@ class SpanRecord:
     owner: str  # the agent whose work it is: on NATS, the supervisor running it exports it
     events: list[SpanEvent] = field(default_factory=list)
     error: str | None = None  # the status description of a failed span
+    links: list[tuple[str, str]] = field(default_factory=list)  # (trace id, span id) elsewhere

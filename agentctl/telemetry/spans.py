@@ -27,6 +27,7 @@ from agentctl.flow.pipeline import parse_stage_id
 from agentctl.model.constants import PIPELINE_AGENT, USER_AGENT
 from agentctl.model.tracecontext import (
     attempt_span_id,
+    parse_traceparent,
     send_span_id,
     span_id_of,
     stage_span_id,
@@ -107,6 +108,8 @@ class SpanAssembler:
         if self.content and record.get("summary") is not None:
             attributes["agentctl.message.summary"] = record["summary"]
         ts = str(record.get("ts"))
+        link = record.get("link")  # the sender's own trace (a CI job's), if it had one
+        outside = parse_traceparent(link) if isinstance(link, str) else None
         return [
             SpanRecord(
                 trace_id_of(thread),
@@ -118,6 +121,7 @@ class SpanAssembler:
                 ts,
                 attributes,
                 owner=to,
+                links=[(outside.trace_id, outside.span_id)] if outside else [],
             )
         ]
 

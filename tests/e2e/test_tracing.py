@@ -252,6 +252,40 @@ def test_trace_export_without_the_otel_extra_says_which_to_install(tmp_path: Pat
     assert span["name"] == "send echo" and re.fullmatch("[0-9a-f]{32}", span["trace_id"])
 
 
+def test_a_send_within_an_outside_trace_links_to_it(tmp_path: Path) -> None:
+    # Given: a CI job's trace context in the environment, as OpenTelemetry's carrier puts it
+    write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
+    job_trace, job_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    env = {"TRACEPARENT": f"00-{job_trace}-{job_span}-01"}
+    sent = run_cli("send", "echo", "hi", "--json", cwd=tmp_path, env=env)
+    assert sent.returncode == 0, sent.stderr
+    thread = json.loads(sent.stdout)["thread_id"]
+    # And: one with a TRACEPARENT that is not W3C trace context (ignored, as W3C says)
+    bad = run_cli("send", "echo", "hi", "--json", cwd=tmp_path, env={"TRACEPARENT": "00-xyz"})
+    assert bad.returncode == 0, bad.stderr
+    bad_thread = json.loads(bad.stdout)["thread_id"]
+
+    # Then: the send span, in agentctl's own trace, links to the job's span: from the journal
+    # as OTLP JSON, and sent over OTLP/HTTP through the SDK
+    out = tmp_path / "t.json"
+    assert run_cli("trace", "export", thread, "--output", str(out), cwd=tmp_path).returncode == 0
+    [span] = _from_json(json.loads(out.read_text()))
+    assert span["links"] == [(job_trace, job_span)] and span["trace_id"] != job_trace
+    receiver = OtlpReceiver()
+    try:
+        done = run_cli("trace", "export", thread, "--endpoint", receiver.url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        [received] = receiver.received()
+    finally:
+        receiver.close()
+    assert received["links"] == [(job_trace, job_span)]
+    assert received["span_id"] == span["span_id"]
+    done = run_cli("trace", "export", bad_thread, "--output", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [unlinked] = _from_json(json.loads(out.read_text()))
+    assert unlinked["links"] == []
+
+
 @pytest.mark.parametrize("args", [[], ["THREAD", "--since", "1h"]])
 def test_trace_export_needs_one_thread_or_since(tmp_path: Path, args: list[str]) -> None:
     write_roster(tmp_path, "- name: echo\n  python: agentctl.agents.echo:EchoAgent\n")
