@@ -69,7 +69,8 @@ class Backend(Transport, Protocol):
         *,
         on_damaged: Callable[[str], None] | None = None,
     ) -> Iterator[Record]:
-        """Events appended from now on that `keep` accepts, until `stop` is set."""
+        """Events appended from this call on that `keep` accepts, until `stop` is set (the
+        starting point is taken by the call, not by the first iteration)."""
 
     def history(self) -> History:
         """Where the history of a thread is read from."""

@@ -50,16 +50,29 @@ def tail(
     show = _printer(json_out)
     stop = threading.Event()
     with opened_backend(config, workspace) as backend:
-        for record in backend.read_events(lines, keep, on_damaged=_damaged):
-            show(record, None)
         if not follow:
+            for record in backend.read_events(lines, keep, on_damaged=_damaged):
+                show(record, None)
             return
         ready_for_ctrl_c("agentctl.protocol.watcher")
         try:
-            for record in backend.follow_events(keep, stop, on_damaged=_damaged):
+            # Following starts before the last lines are read, so that nothing appended in
+            # between is missed; what both see is shown once (the journal's seq orders it).
+            followed = backend.follow_events(keep, stop, on_damaged=_damaged)
+            shown_seq = 0
+            for record in backend.read_events(lines, keep, on_damaged=_damaged):
                 show(record, None)
+                shown_seq = _seq(record)
+            for record in followed:
+                if _seq(record) > shown_seq:
+                    show(record, None)
         except KeyboardInterrupt:
             stop.set()
+
+
+def _seq(record: dict[str, Any]) -> int:
+    seq = record.get("seq")
+    return seq if isinstance(seq, int) else 0
 
 
 def _damaged(where: str) -> None:

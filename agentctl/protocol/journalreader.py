@@ -184,16 +184,24 @@ def follow(
 ) -> Iterator[Entry]:
     """New lines as they are appended to the active segment, across rotations, until `stop`.
 
-    Starts at the current end. Woken by watchdog on the journal directory, with a poll as the
-    safety net (events can be lost). Only complete lines are yielded.
+    Starts at the end the journal has when this is called (not when it is first iterated), so
+    that a caller can read what came before and miss nothing between the two. Woken by watchdog
+    on the journal directory, with a poll as the safety net (events can be lost). Only complete
+    lines are yielded.
     """
+    ensure_dir(directory)
+    f = _open_or_none(directory / ACTIVE_NAME)
+    offset = os.fstat(f.fileno()).st_size if f else 0
+    return _follow_from(directory, f, offset, stop, poll_interval_s)
+
+
+def _follow_from(
+    directory: Path, f: Any, offset: int, stop: threading.Event, poll_interval_s: float
+) -> Iterator[Entry]:
     from agentctl.protocol.watcher import DirectoryWatcher  # only following pays for watchdog
 
-    ensure_dir(directory)
     active = directory / ACTIVE_NAME
     path = active
-    f = _open_or_none(active)
-    offset = os.fstat(f.fileno()).st_size if f else 0
     carry = b""
     with DirectoryWatcher(directory, modifications=True) as watcher:
         try:
@@ -225,6 +233,20 @@ def follow(
         finally:
             if f is not None:
                 f.close()
+
+
+def kept_records(
+    entries: Iterator[Entry],
+    keep: Callable[[dict[str, Any]], bool],
+    on_damaged: Callable[[str], None] | None,
+) -> Iterator[dict[str, Any]]:
+    """The records of `entries` that `keep` accepts; a damaged line is described to
+    `on_damaged` (a blank one is not a line)."""
+    for entry in entries:
+        if entry.record is not None and keep(entry.record):
+            yield entry.record
+        elif entry.record is None and entry.raw.strip() and on_damaged is not None:
+            on_damaged(f"{entry.raw[:80]!r}")
 
 
 def _segment_after(directory: Path, inode: int) -> Path:

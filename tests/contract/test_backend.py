@@ -258,6 +258,23 @@ def test_a_followed_journal_yields_events_appended_after_following_began(
     assert not follower.is_alive()
 
 
+def test_following_starts_when_asked_so_what_comes_before_the_first_read_is_not_missed(
+    backend: Backend,
+) -> None:
+    # Given: a follower asked for (not yet read), then the last events read, as `tail -f` does
+    before = user_message("a", "before")
+    backend.deliver(before)
+    stop = threading.Event()
+    followed = backend.follow_events(lambda r: r.get("event") == "sent", stop)
+    # When: a message is sent before the follower is first read
+    between = user_message("a", "between")
+    backend.deliver(between)
+    # Then: the follower yields it, and not what came before it was asked for
+    record = next(iter(followed))
+    stop.set()
+    assert record["message_id"] == between.id
+
+
 def _remove_from_trail(backend: Backend, kind: str, roster_dir: Path, where: Any) -> None:
     """Damage the audit trail as each backend allows: edit a done file, delete a message."""
     if kind == "file":

@@ -175,14 +175,10 @@ class Workspace:
         *,
         on_damaged: Callable[[str], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Journal events appended from now on that `keep` accepts, until `stop` is set."""
-        from agentctl.protocol.journalreader import follow
+        """Journal events appended from this call on that `keep` accepts, until `stop` is set."""
+        from agentctl.protocol.journalreader import follow, kept_records
 
-        for entry in follow(self.journal_dir, stop=stop):
-            if entry.record is not None and keep(entry.record):
-                yield entry.record
-            elif entry.record is None and entry.raw.strip() and on_damaged is not None:
-                on_damaged(f"{entry.raw[:80]!r}")
+        return kept_records(follow(self.journal_dir, stop=stop), keep, on_damaged)
 
     def history(self) -> FileHistory:
         """The journal and the message files."""

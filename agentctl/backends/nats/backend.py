@@ -65,9 +65,14 @@ class NatsBackend(NatsTransport):
         *,
         on_damaged: Callable[[str], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Events stored from now on that `keep` accepts, until `stop` is set."""
+        """Events stored from this call on that `keep` accepts, until `stop` is set."""
+        next_seq = self.call(self._last_seq, "read the stream's state") + 1  # taken now
+        return self._follow_from(next_seq, keep, stop)
+
+    def _follow_from(
+        self, next_seq: int, keep: Callable[[dict[str, Any]], bool], stop: threading.Event
+    ) -> Iterator[dict[str, Any]]:
         reader = StreamReader(self)
-        next_seq = self.call(self._last_seq, "read the stream's state") + 1
         while not stop.is_set():
             for record in reader.events(start_seq=next_seq, follow_s=FOLLOW_FETCH_S):
                 next_seq = int(record["seq"]) + 1
